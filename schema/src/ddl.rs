@@ -1,0 +1,341 @@
+//! ClickHouse DDL for Comet's tables, rendered from one description for
+//! both a single server and a cluster.
+//!
+//! Single server: plain `MergeTree` family tables.
+//! Cluster: every table becomes a `Replicated*MergeTree` table `<name>_local`
+//! on each node plus a `Distributed` table `<name>` over it, both created
+//! `ON CLUSTER`. `series` and `samples` are sharded by fingerprint so all of a
+//! series' rows live on one shard and range functions run shard-locally.
+
+use std::time::Duration;
+
+/// Where the tables live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    SingleNode,
+    /// A cluster named in the server's `remote_servers`, with `{shard}` and
+    /// `{replica}` macros defined on every node and Keeper configured.
+    Cluster {
+        name: String,
+    },
+}
+
+/// What the rendered DDL depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaOptions {
+    pub database: String,
+    /// How long samples are kept; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    pub topology: Topology,
+}
+
+/// The MergeTree flavour of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    MergeTree,
+    /// Rows with the same ORDER BY key collapse at merge time, keeping the
+    /// one with the highest version column (or the last inserted).
+    ReplacingMergeTree {
+        version: Option<&'static str>,
+    },
+}
+
+/// One Comet table, described once.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    pub name: &'static str,
+    columns: &'static [(&'static str, &'static str)],
+    engine: Engine,
+    partition_by: Option<&'static str>,
+    order_by: &'static str,
+    /// A `DateTime` expression; the retention is added to it to form the TTL.
+    ttl_base: Option<&'static str>,
+    sharding_key: &'static str,
+    settings: &'static [&'static str],
+}
+
+/// One row per series per UTC day it is active. Label matchers run here
+/// first to find fingerprints, which then select samples.
+pub const SERIES: TableSpec = TableSpec {
+    name: "series",
+    columns: &[
+        ("date", "Date CODEC(Delta, ZSTD(1))"),
+        ("metric_name", "LowCardinality(String)"),
+        ("fingerprint", "UInt64"),
+        (
+            "labels",
+            "Map(LowCardinality(String), String) CODEC(ZSTD(1))",
+        ),
+    ],
+    engine: Engine::ReplacingMergeTree { version: None },
+    partition_by: Some("toYYYYMM(date)"),
+    order_by: "(metric_name, date, fingerprint)",
+    // A series row stays one day longer than the samples of that day.
+    ttl_base: Some("toDateTime(date, 'UTC') + toIntervalDay(1)"),
+    sharding_key: "fingerprint",
+    settings: &[],
+};
+
+/// Float samples.
+pub const SAMPLES: TableSpec = TableSpec {
+    name: "samples",
+    columns: &[
+        ("metric_name", "LowCardinality(String)"),
+        ("fingerprint", "UInt64"),
+        ("timestamp_ms", "Int64 CODEC(DoubleDelta, ZSTD(1))"),
+        ("value", "Float64 CODEC(Gorilla, ZSTD(1))"),
+    ],
+    engine: Engine::MergeTree,
+    partition_by: Some("toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))"),
+    order_by: "(metric_name, fingerprint, timestamp_ms)",
+    ttl_base: Some("toDateTime(intDiv(timestamp_ms, 1000), 'UTC')"),
+    sharding_key: "fingerprint",
+    // Expired data goes a whole part at a time, which is cheap.
+    settings: &["ttl_only_drop_parts = 1"],
+};
+
+/// Type, unit and help per metric family; the newest row wins.
+pub const METADATA: TableSpec = TableSpec {
+    name: "metadata",
+    columns: &[
+        ("metric_family_name", "LowCardinality(String)"),
+        ("type", "LowCardinality(String)"),
+        ("unit", "LowCardinality(String)"),
+        ("help", "String"),
+        ("last_seen", "DateTime('UTC')"),
+    ],
+    engine: Engine::ReplacingMergeTree {
+        version: Some("last_seen"),
+    },
+    partition_by: None,
+    order_by: "(metric_family_name, type, unit, help)",
+    ttl_base: Some("last_seen"),
+    sharding_key: "cityHash64(metric_family_name)",
+    settings: &[],
+};
+
+/// Every data table, in creation order.
+pub const DATA_TABLES: &[TableSpec] = &[SERIES, SAMPLES, METADATA];
+
+/// Quotes an identifier with backticks, escaping what needs it.
+pub fn quote_identifier(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('`');
+    for c in name.chars() {
+        match c {
+            '`' => out.push_str("\\`"),
+            '\\' => out.push_str("\\\\"),
+            _ => out.push(c),
+        }
+    }
+    out.push('`');
+    out
+}
+
+/// Quotes a string literal with single quotes, escaping what needs it.
+pub fn quote_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+impl SchemaOptions {
+    /// ` ON CLUSTER name` in a cluster, empty on a single server.
+    pub fn on_cluster(&self) -> String {
+        match &self.topology {
+            Topology::SingleNode => String::new(),
+            Topology::Cluster { name } => format!(" ON CLUSTER {}", quote_identifier(name)),
+        }
+    }
+
+    /// `database`.`table`, quoted.
+    pub fn qualified(&self, table: &str) -> String {
+        format!(
+            "{}.{}",
+            quote_identifier(&self.database),
+            quote_identifier(table)
+        )
+    }
+
+    /// `CREATE DATABASE IF NOT EXISTS`.
+    pub fn create_database(&self) -> String {
+        format!(
+            "CREATE DATABASE IF NOT EXISTS {}{}",
+            quote_identifier(&self.database),
+            self.on_cluster()
+        )
+    }
+
+    /// The name of the table that holds the rows on a node: the table itself
+    /// on a single server, `<name>_local` in a cluster.
+    pub fn storage_table(&self, spec: &TableSpec) -> String {
+        match self.topology {
+            Topology::SingleNode => spec.name.to_string(),
+            Topology::Cluster { .. } => format!("{}_local", spec.name),
+        }
+    }
+
+    /// The statements that create `spec`, idempotently.
+    pub fn create_table(&self, spec: &TableSpec) -> Vec<String> {
+        let storage = self.storage_table(spec);
+        let mut sql = format!(
+            "CREATE TABLE IF NOT EXISTS {}{}\n(\n",
+            self.qualified(&storage),
+            self.on_cluster()
+        );
+        let columns: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|(name, ty)| format!("    {} {}", quote_identifier(name), ty))
+            .collect();
+        sql.push_str(&columns.join(",\n"));
+        sql.push_str("\n)\n");
+        sql.push_str(&format!(
+            "ENGINE = {}\n",
+            self.engine_clause(spec, &storage)
+        ));
+        if let Some(p) = spec.partition_by {
+            sql.push_str(&format!("PARTITION BY {p}\n"));
+        }
+        sql.push_str(&format!("ORDER BY {}\n", spec.order_by));
+        if let Some(ttl) = self.ttl_expression(spec) {
+            sql.push_str(&format!("TTL {ttl}\n"));
+        }
+        if !spec.settings.is_empty() {
+            sql.push_str(&format!("SETTINGS {}\n", spec.settings.join(", ")));
+        }
+        let mut statements = vec![sql.trim_end().to_string()];
+        if let Topology::Cluster { name } = &self.topology {
+            statements.push(format!(
+                "CREATE TABLE IF NOT EXISTS {}{} AS {}\nENGINE = Distributed({}, {}, {}, {})",
+                self.qualified(spec.name),
+                self.on_cluster(),
+                self.qualified(&storage),
+                quote_string(name),
+                quote_string(&self.database),
+                quote_string(&storage),
+                spec.sharding_key
+            ));
+        }
+        statements
+    }
+
+    /// The statement that brings an existing table's TTL in line with the
+    /// configured retention, or `None` if the table has no TTL.
+    pub fn alter_ttl(&self, spec: &TableSpec) -> Option<String> {
+        spec.ttl_base?;
+        let table = self.qualified(&self.storage_table(spec));
+        Some(match self.ttl_expression(spec) {
+            Some(ttl) => format!("ALTER TABLE {table}{} MODIFY TTL {ttl}", self.on_cluster()),
+            None => format!("ALTER TABLE {table}{} REMOVE TTL", self.on_cluster()),
+        })
+    }
+
+    fn ttl_expression(&self, spec: &TableSpec) -> Option<String> {
+        let base = spec.ttl_base?;
+        let retention = self.retention?;
+        Some(format!(
+            "{base} + toIntervalSecond({})",
+            retention.as_secs().max(1)
+        ))
+    }
+
+    fn engine_clause(&self, spec: &TableSpec, storage: &str) -> String {
+        let (name, args) = match spec.engine {
+            Engine::MergeTree => ("MergeTree", Vec::new()),
+            Engine::ReplacingMergeTree { version } => {
+                ("ReplacingMergeTree", version.into_iter().collect())
+            }
+        };
+        match self.topology {
+            Topology::SingleNode => format!("{name}({})", args.join(", ")),
+            Topology::Cluster { .. } => {
+                let zk_path = format!("/clickhouse/tables/{{shard}}/{}/{}", self.database, storage);
+                let mut all = vec![quote_string(&zk_path), quote_string("{replica}")];
+                all.extend(args.iter().map(|a| a.to_string()));
+                format!("Replicated{name}({})", all.join(", "))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(retention: Option<Duration>) -> SchemaOptions {
+        SchemaOptions {
+            database: "comet".into(),
+            retention,
+            topology: Topology::SingleNode,
+        }
+    }
+
+    #[test]
+    fn samples_single_node() {
+        let sql = single(Some(Duration::from_secs(86400))).create_table(&SAMPLES);
+        assert_eq!(sql.len(), 1);
+        let s = &sql[0];
+        assert!(
+            s.starts_with("CREATE TABLE IF NOT EXISTS `comet`.`samples`\n"),
+            "{s}"
+        );
+        assert!(s.contains("`timestamp_ms` Int64 CODEC(DoubleDelta, ZSTD(1))"));
+        assert!(s.contains("`value` Float64 CODEC(Gorilla, ZSTD(1))"));
+        assert!(s.contains("ENGINE = MergeTree()"));
+        assert!(s.contains("ORDER BY (metric_name, fingerprint, timestamp_ms)"));
+        assert!(s.contains("+ toIntervalSecond(86400)"));
+        assert!(s.contains("ttl_only_drop_parts = 1"));
+    }
+
+    #[test]
+    fn no_retention_means_no_ttl() {
+        let opts = single(None);
+        assert!(!opts.create_table(&SAMPLES)[0].contains("TTL"));
+        assert_eq!(
+            opts.alter_ttl(&SAMPLES).unwrap(),
+            "ALTER TABLE `comet`.`samples` REMOVE TTL"
+        );
+    }
+
+    #[test]
+    fn cluster_renders_local_and_distributed() {
+        let opts = SchemaOptions {
+            database: "comet".into(),
+            retention: Some(Duration::from_secs(3600)),
+            topology: Topology::Cluster {
+                name: "metrics".into(),
+            },
+        };
+        let sql = opts.create_table(&SERIES);
+        assert_eq!(sql.len(), 2);
+        assert!(sql[0].contains("`comet`.`series_local` ON CLUSTER `metrics`"));
+        assert!(sql[0].contains(
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/comet/series_local', '{replica}')"
+        ));
+        assert!(
+            sql[1]
+                .contains("ENGINE = Distributed('metrics', 'comet', 'series_local', fingerprint)")
+        );
+        let meta = opts.create_table(&METADATA);
+        assert!(meta[0].contains("'{replica}', last_seen)"));
+        assert_eq!(
+            opts.create_database(),
+            "CREATE DATABASE IF NOT EXISTS `comet` ON CLUSTER `metrics`"
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_identifier("a`b"), "`a\\`b`");
+        assert_eq!(quote_string("it's \\"), "'it\\'s \\\\'");
+    }
+}

@@ -1,0 +1,277 @@
+//! Versioned, idempotent schema migrations.
+//!
+//! Applied versions are recorded in `comet_schema_migrations`; every
+//! statement is `IF NOT EXISTS`, so a crash half-way or two Comets starting
+//! at once only repeat harmless work. The retention (the tables' TTL) is
+//! reconciled on every start from `comet_schema_settings`, so changing
+//! `retention` and restarting is enough.
+
+use thiserror::Error;
+use tracing::info;
+
+use crate::ddl::quote_string;
+use crate::ddl::{DATA_TABLES, METADATA, SAMPLES, SERIES, SchemaOptions, Topology};
+use crate::store::{Store, StoreError};
+
+/// One step of the schema's history. Never edit a released migration; add
+/// a new one.
+pub struct Migration {
+    pub version: u32,
+    pub description: &'static str,
+    statements: fn(&SchemaOptions) -> Vec<String>,
+}
+
+impl Migration {
+    pub fn statements(&self, options: &SchemaOptions) -> Vec<String> {
+        (self.statements)(options)
+    }
+}
+
+/// The schema's history, oldest first.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "create series table",
+        statements: |o| o.create_table(&SERIES),
+    },
+    Migration {
+        version: 2,
+        description: "create samples table",
+        statements: |o| o.create_table(&SAMPLES),
+    },
+    Migration {
+        version: 3,
+        description: "create metadata table",
+        statements: |o| o.create_table(&METADATA),
+    },
+];
+
+/// The newest version this build knows.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+const MIGRATIONS_TABLE: &str = "comet_schema_migrations";
+const SETTINGS_TABLE: &str = "comet_schema_settings";
+const RETENTION_SETTING: &str = "retention_seconds";
+
+#[derive(Debug, Error)]
+pub enum MigrationError {
+    #[error(
+        "database {database} has schema version {found}, newer than the {supported} this Comet \
+         knows; upgrade Comet or point it at another database"
+    )]
+    TooNew {
+        database: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("schema migration {version} ({description}) failed: {source}")]
+    Step {
+        version: u32,
+        description: &'static str,
+        #[source]
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a run of [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub from_version: u32,
+    pub to_version: u32,
+    pub applied: Vec<u32>,
+    pub retention_changed: bool,
+}
+
+/// Brings the database up to `up_to` (normally [`latest_version`]) and the
+/// TTLs in line with the configured retention.
+pub async fn migrate(
+    store: &Store,
+    options: &SchemaOptions,
+    up_to: u32,
+) -> Result<MigrationReport, MigrationError> {
+    store.execute(&options.create_database()).await?;
+    for sql in bookkeeping_tables(options) {
+        store.execute(&sql).await?;
+    }
+
+    let applied = applied_versions(store, options).await?;
+    let from_version = applied.iter().copied().max().unwrap_or(0);
+    if from_version > latest_version() {
+        return Err(MigrationError::TooNew {
+            database: options.database.clone(),
+            found: from_version,
+            supported: latest_version(),
+        });
+    }
+
+    let mut report = MigrationReport {
+        from_version,
+        to_version: from_version,
+        applied: Vec::new(),
+        retention_changed: false,
+    };
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= up_to && !applied.contains(&m.version))
+    {
+        info!(
+            version = migration.version,
+            description = migration.description,
+            "applying schema migration"
+        );
+        let step_error = |source| MigrationError::Step {
+            version: migration.version,
+            description: migration.description,
+            source,
+        };
+        for sql in migration.statements(options) {
+            store.execute(&sql).await.map_err(step_error)?;
+        }
+        store
+            .execute(&format!(
+                "INSERT INTO {} (version, description, comet_version) VALUES ({}, {}, {})",
+                options.qualified(MIGRATIONS_TABLE),
+                migration.version,
+                quote_string(migration.description),
+                quote_string(env!("CARGO_PKG_VERSION")),
+            ))
+            .await
+            .map_err(step_error)?;
+        report.applied.push(migration.version);
+        report.to_version = report.to_version.max(migration.version);
+    }
+
+    report.retention_changed = reconcile_retention(store, options).await?;
+    Ok(report)
+}
+
+/// Tables that record the schema's own state. In a cluster they are
+/// replicated to every node under one Keeper path (not per shard).
+fn bookkeeping_tables(options: &SchemaOptions) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}{} (version UInt32, description String, \
+             comet_version String, applied_at DateTime('UTC') DEFAULT now()) \
+             ENGINE = {} ORDER BY version",
+            options.qualified(MIGRATIONS_TABLE),
+            options.on_cluster(),
+            bookkeeping_engine(options, MIGRATIONS_TABLE, None),
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}{} (name String, value String, \
+             updated_at DateTime64(3, 'UTC') DEFAULT now64(3)) \
+             ENGINE = {} ORDER BY name",
+            options.qualified(SETTINGS_TABLE),
+            options.on_cluster(),
+            bookkeeping_engine(options, SETTINGS_TABLE, Some("updated_at")),
+        ),
+    ]
+}
+
+fn bookkeeping_engine(options: &SchemaOptions, table: &str, version: Option<&str>) -> String {
+    let mut args = Vec::new();
+    if let Topology::Cluster { .. } = options.topology {
+        let zk_path = format!("/clickhouse/comet/{}/{table}", options.database);
+        args.push(quote_string(&zk_path));
+        args.push(quote_string("{replica}"));
+    }
+    args.extend(version.map(str::to_string));
+    let name = match options.topology {
+        Topology::SingleNode => "ReplacingMergeTree",
+        Topology::Cluster { .. } => "ReplicatedReplacingMergeTree",
+    };
+    if args.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}({})", args.join(", "))
+    }
+}
+
+/// Versions recorded as applied.
+pub async fn applied_versions(
+    store: &Store,
+    options: &SchemaOptions,
+) -> Result<Vec<u32>, StoreError> {
+    let query = store.server_client().query(&format!(
+        "SELECT DISTINCT version FROM {} ORDER BY version",
+        options.qualified(MIGRATIONS_TABLE)
+    ));
+    store
+        .fetch_all::<u32>(query, "read applied migrations")
+        .await
+}
+
+/// Sets every data table's TTL to the configured retention if it changed
+/// since the last start. Returns whether it changed.
+async fn reconcile_retention(store: &Store, options: &SchemaOptions) -> Result<bool, StoreError> {
+    let wanted = options
+        .retention
+        .map_or_else(|| "forever".to_string(), |r| r.as_secs().to_string());
+    let query = store.server_client().query(&format!(
+        "SELECT argMax(value, updated_at) FROM {} WHERE name = ?",
+        options.qualified(SETTINGS_TABLE)
+    ));
+    let current: String = store
+        .fetch_one(query.bind(RETENTION_SETTING), "read retention setting")
+        .await?;
+    // Tables created by this very run already carry the right TTL, but an
+    // ALTER to the same TTL is cheap, so only the comparison matters.
+    if current == wanted {
+        return Ok(false);
+    }
+    for spec in DATA_TABLES {
+        if let Some(sql) = options.alter_ttl(spec) {
+            store.execute(&sql).await?;
+        }
+    }
+    store
+        .execute(&format!(
+            "INSERT INTO {} (name, value) VALUES ({}, {})",
+            options.qualified(SETTINGS_TABLE),
+            quote_string(RETENTION_SETTING),
+            quote_string(&wanted)
+        ))
+        .await?;
+    if !current.is_empty() {
+        info!(from = %current, to = %wanted, "retention changed; table TTLs updated");
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_increasing_and_contiguous() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.description);
+        }
+        assert_eq!(latest_version(), MIGRATIONS.len() as u32);
+    }
+
+    #[test]
+    fn bookkeeping_engines() {
+        let single = SchemaOptions {
+            database: "comet".into(),
+            retention: None,
+            topology: Topology::SingleNode,
+        };
+        let sql = bookkeeping_tables(&single);
+        assert!(sql[0].contains("ENGINE = ReplacingMergeTree ORDER BY version"));
+        assert!(sql[1].contains("ENGINE = ReplacingMergeTree(updated_at) ORDER BY name"));
+        let cluster = SchemaOptions {
+            topology: Topology::Cluster { name: "c".into() },
+            ..single
+        };
+        let sql = bookkeeping_tables(&cluster);
+        assert!(sql[0].contains("ON CLUSTER `c` (version UInt32"));
+        assert!(sql[1].contains(
+            "ReplicatedReplacingMergeTree('/clickhouse/comet/comet/comet_schema_settings', '{replica}', updated_at)"
+        ), "{}", sql[1]);
+    }
+}
