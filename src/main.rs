@@ -1,1 +1,47 @@
-fn main() {}
+//! The `comet` binary: command line and wiring only. The work lives in the
+//! `comet-schema`, `comet-ingest` and `comet-query` crates.
+
+mod cli;
+mod config;
+mod http;
+mod serve;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: what went wrong and, where known, what to do.
+            eprintln!("comet: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.command.config_args())?;
+    if let Command::Config(_) = cli.command {
+        print!("{}", config.to_yaml_masked()?);
+        return Ok(());
+    }
+    telemetry::init_logging(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => serve::serve(config).await,
+            Command::Clickhouse(_) => serve::clickhouse(config).await,
+            Command::Migrate(_) => serve::migrate_only(config).await,
+            Command::Config(_) => Ok(()),
+        }
+    })
+}

@@ -56,11 +56,11 @@ impl Default for RetryPolicy {
 pub enum StoreError {
     #[error("invalid ClickHouse settings: {0}")]
     Settings(String),
-    #[error("{operation} failed: {source}")]
+    /// The message includes the client error, so it is not a `source`.
+    #[error("{operation} failed: {error}")]
     ClickHouse {
         operation: String,
-        #[source]
-        source: ClickHouseError,
+        error: ClickHouseError,
     },
     #[error("ClickHouse at {url} did not answer within {waited:?}: {last_error}")]
     Unreachable {
@@ -75,7 +75,7 @@ impl StoreError {
     /// timing out); false when the request itself is wrong.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::ClickHouse { source, .. } => is_transient(source),
+            StoreError::ClickHouse { error, .. } => is_transient(error),
             StoreError::Unreachable { .. } => true,
             StoreError::Settings(_) => false,
         }
@@ -189,13 +189,13 @@ impl Store {
         let attempt = tokio::time::timeout(self.settings.connect_timeout, query.fetch_one::<u8>());
         match attempt.await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(source)) => Err(StoreError::ClickHouse {
+            Ok(Err(error)) => Err(StoreError::ClickHouse {
                 operation: "ping".into(),
-                source,
+                error,
             }),
             Err(_) => Err(StoreError::ClickHouse {
                 operation: "ping".into(),
-                source: ClickHouseError::TimedOut,
+                error: ClickHouseError::TimedOut,
             }),
         }
     }
@@ -319,9 +319,9 @@ impl Store {
                 warn!(operation, error = %err, retry_in = ?delay, "transient ClickHouse error, retrying");
             })
             .await
-            .map_err(|source| StoreError::ClickHouse {
+            .map_err(|error| StoreError::ClickHouse {
                 operation: operation.to_string(),
-                source,
+                error,
             })
     }
 }

@@ -57,7 +57,7 @@ pub enum ManagedError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the managed ClickHouse: {0}")]
+    #[error("cannot start the managed ClickHouse with the venv's python")]
     Spawn(#[source] std::io::Error),
     #[error("the managed ClickHouse exited during start-up ({status}); its last log lines:\n{log}")]
     ExitedEarly { status: String, log: String },
@@ -112,28 +112,28 @@ impl ManagedClickHouse {
         settings: ManagedSettings,
         metrics: ManagedMetrics,
     ) -> Result<Self, ManagedError> {
-        let python = settings.venv.join("bin").join("python");
+        // Absolute paths: the server runs in its own directory.
+        let venv = std::fs::canonicalize(&settings.venv).unwrap_or_else(|_| settings.venv.clone());
+        let python = venv.join("bin").join("python");
         if !python.exists() {
             return Err(ManagedError::MissingVenv {
                 venv: settings.venv.clone(),
                 missing: python,
             });
         }
-        let library =
-            find_chdb_library(&settings.venv).ok_or_else(|| ManagedError::MissingVenv {
-                venv: settings.venv.clone(),
-                missing: settings
-                    .venv
-                    .join("lib/python3.*/site-packages/chdb/_chdb.abi3.so"),
-            })?;
+        let library = find_chdb_library(&venv).ok_or_else(|| ManagedError::MissingVenv {
+            venv: settings.venv.clone(),
+            missing: settings
+                .venv
+                .join("lib/python3.*/site-packages/chdb/_chdb.abi3.so"),
+        })?;
         for (port, what) in [(settings.http_port, "http"), (settings.tcp_port, "tcp")] {
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
                 return Err(ManagedError::PortInUse { port, what });
             }
         }
 
-        let layout = Layout::new(&settings.data_dir);
-        layout.prepare(&settings)?;
+        let layout = Layout::prepare(&settings)?;
         let launch = Launch {
             python,
             library,
@@ -190,29 +190,28 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(root: &Path) -> Self {
-        let log_dir = root.join("log");
-        Self {
-            root: root.to_path_buf(),
-            config: root.join("config.xml"),
-            launcher: root.join("launch_clickhouse.py"),
-            launcher_log: log_dir.join("launcher.log"),
-            log_dir,
-        }
-    }
-
-    fn prepare(&self, settings: &ManagedSettings) -> Result<(), ManagedError> {
+    /// Creates the directories and writes the config and launcher.
+    fn prepare(settings: &ManagedSettings) -> Result<Self, ManagedError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ManagedError::Io { path, source }
         };
-        for dir in [&self.root, &self.log_dir, &self.root.join("data")] {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let root = std::fs::canonicalize(&self.root).map_err(io(&self.root))?;
-        std::fs::write(&self.config, server_config(&root, settings)).map_err(io(&self.config))?;
-        std::fs::write(&self.launcher, LAUNCHER).map_err(io(&self.launcher))?;
-        Ok(())
+        let dir = &settings.data_dir;
+        std::fs::create_dir_all(dir.join("log")).map_err(io(dir))?;
+        std::fs::create_dir_all(dir.join("data")).map_err(io(dir))?;
+        let root = std::fs::canonicalize(dir).map_err(io(dir))?;
+        let log_dir = root.join("log");
+        let layout = Self {
+            config: root.join("config.xml"),
+            launcher: root.join("launch_clickhouse.py"),
+            launcher_log: log_dir.join("launcher.log"),
+            log_dir,
+            root,
+        };
+        std::fs::write(&layout.config, server_config(&layout.root, settings))
+            .map_err(io(&layout.config))?;
+        std::fs::write(&layout.launcher, LAUNCHER).map_err(io(&layout.launcher))?;
+        Ok(layout)
     }
 }
 

@@ -1,0 +1,195 @@
+//! Command-line interface. Every option of the configuration file has a
+//! flag and a `COMET_*` environment variable here; precedence is
+//! flag > environment > file > default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "comet",
+    version,
+    about = "Comet: a Prometheus-compatible metrics platform on ClickHouse",
+    long_about = "Comet takes metrics in over Prometheus remote-write, OTLP and Kafka, stores them \
+                  in ClickHouse, and answers PromQL behind the Prometheus HTTP API.\n\n\
+                  Configuration comes from a YAML file (--config), overridden by COMET_* \
+                  environment variables, overridden by flags. `comet config` prints the result."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run Comet: the HTTP API and ingest, on the configured ClickHouse or,
+    /// when no --clickhouse-url is set, on a managed local ClickHouse.
+    Serve(ConfigArgs),
+    /// Run only the managed local ClickHouse in the foreground until
+    /// interrupted, printing its URL (for tools, tests and debugging).
+    Clickhouse(ConfigArgs),
+    /// Create or upgrade the ClickHouse schema, then exit.
+    Migrate(ConfigArgs),
+    /// Print the effective configuration (file + environment + flags) as YAML.
+    Config(ConfigArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Options shared by every command. Each maps to one configuration key.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// YAML configuration file; see comet.example.yaml for every key.
+    #[arg(long, env = "COMET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the HTTP API: Prometheus API, remote-write, /metrics,
+    /// /-/healthy, /-/ready [config: listen_address; default 0.0.0.0:9090]
+    #[arg(long, env = "COMET_LISTEN_ADDRESS", value_name = "HOST:PORT")]
+    pub listen_address: Option<String>,
+
+    /// Directory for Comet's own files; the managed ClickHouse keeps its data
+    /// in <DIR>/clickhouse [config: data_dir; default ./comet-data]
+    #[arg(long, env = "COMET_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// How long samples are kept, e.g. 15d, 1y; 0s keeps them forever. A
+    /// change is applied to the tables' TTL at the next start
+    /// [config: retention; default 15d]
+    #[arg(long, env = "COMET_RETENTION", value_name = "DURATION", value_parser = duration)]
+    pub retention: Option<Duration>,
+
+    /// How long a clean shutdown may take (draining requests, stopping the
+    /// managed ClickHouse) [config: shutdown_timeout; default 30s]
+    #[arg(long, env = "COMET_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub shutdown_timeout: Option<Duration>,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing
+    /// filter such as comet_schema=debug,info [config: log.level; default info]
+    #[arg(long, env = "COMET_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log format [config: log.format; default text]
+    #[arg(long, env = "COMET_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// URL of an existing ClickHouse server's HTTP interface, e.g.
+    /// http://clickhouse:8123 or https://host:8443. When unset, Comet runs
+    /// and supervises its own local ClickHouse [config: clickhouse.url]
+    #[arg(long, env = "COMET_CLICKHOUSE_URL", value_name = "URL")]
+    pub clickhouse_url: Option<String>,
+
+    /// ClickHouse user [config: clickhouse.user; default default]
+    #[arg(long, env = "COMET_CLICKHOUSE_USER", value_name = "USER")]
+    pub clickhouse_user: Option<String>,
+
+    /// ClickHouse password; prefer the environment variable or the file to a
+    /// flag [config: clickhouse.password; default empty]
+    #[arg(
+        long,
+        env = "COMET_CLICKHOUSE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub clickhouse_password: Option<String>,
+
+    /// Database holding Comet's tables; created if missing
+    /// [config: clickhouse.database; default comet]
+    #[arg(long, env = "COMET_CLICKHOUSE_DATABASE", value_name = "NAME")]
+    pub clickhouse_database: Option<String>,
+
+    /// PEM file of extra CA certificates trusted for https:// URLs, on top of
+    /// the Mozilla roots [config: clickhouse.tls_ca_file]
+    #[arg(long, env = "COMET_CLICKHOUSE_TLS_CA_FILE", value_name = "FILE")]
+    pub clickhouse_tls_ca_file: Option<PathBuf>,
+
+    /// Cluster name (from the servers' remote_servers): tables are created ON
+    /// CLUSTER as Replicated *_local tables behind Distributed tables
+    /// [config: clickhouse.cluster; default: single server]
+    #[arg(long, env = "COMET_CLICKHOUSE_CLUSTER", value_name = "NAME")]
+    pub clickhouse_cluster: Option<String>,
+
+    /// Time allowed to open a connection to ClickHouse
+    /// [config: clickhouse.connect_timeout; default 5s]
+    #[arg(long, env = "COMET_CLICKHOUSE_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub clickhouse_connect_timeout: Option<Duration>,
+
+    /// Time allowed for one statement; also sent as max_execution_time so
+    /// ClickHouse stops too [config: clickhouse.query_timeout; default 2m]
+    #[arg(long, env = "COMET_CLICKHOUSE_QUERY_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub clickhouse_query_timeout: Option<Duration>,
+
+    /// How long start-up waits for ClickHouse to answer before giving up
+    /// [config: clickhouse.startup_timeout; default 1m]
+    #[arg(long, env = "COMET_CLICKHOUSE_STARTUP_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub clickhouse_startup_timeout: Option<Duration>,
+
+    /// Retries of a statement that failed transiently (network, timeout,
+    /// overload), with exponential backoff and jitter
+    /// [config: clickhouse.max_retries; default 5]
+    #[arg(long, env = "COMET_CLICKHOUSE_MAX_RETRIES", value_name = "N")]
+    pub clickhouse_max_retries: Option<usize>,
+
+    /// Python venv with chdb for the managed ClickHouse, made by
+    /// scripts/setup.sh [config: managed_clickhouse.venv; default .chdb-venv]
+    #[arg(long, env = "COMET_MANAGED_CLICKHOUSE_VENV", value_name = "DIR")]
+    pub managed_clickhouse_venv: Option<PathBuf>,
+
+    /// HTTP port of the managed ClickHouse, on 127.0.0.1 only
+    /// [config: managed_clickhouse.http_port; default 8123]
+    #[arg(long, env = "COMET_MANAGED_CLICKHOUSE_HTTP_PORT", value_name = "PORT")]
+    pub managed_clickhouse_http_port: Option<u16>,
+
+    /// Native-protocol port of the managed ClickHouse (for clickhouse-client),
+    /// on 127.0.0.1 only [config: managed_clickhouse.tcp_port; default 9000]
+    #[arg(long, env = "COMET_MANAGED_CLICKHOUSE_TCP_PORT", value_name = "PORT")]
+    pub managed_clickhouse_tcp_port: Option<u16>,
+
+    /// How long the managed ClickHouse may take to start
+    /// [config: managed_clickhouse.startup_timeout; default 2m]
+    #[arg(long, env = "COMET_MANAGED_CLICKHOUSE_STARTUP_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub managed_clickhouse_startup_timeout: Option<Duration>,
+}
+
+impl Command {
+    pub fn config_args(&self) -> &ConfigArgs {
+        match self {
+            Command::Serve(a)
+            | Command::Clickhouse(a)
+            | Command::Migrate(a)
+            | Command::Config(a) => a,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_is_documented() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{}", sub.get_name());
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "--{id} has no help");
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Comet's configuration: one YAML file, overridden by environment
+//! variables, overridden by command-line flags (flag > env > file > default).
+//! The flags and their `COMET_*` variables are defined in `cli.rs`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use comet_schema::managed::ManagedSettings;
+use comet_schema::{RetryPolicy, SchemaOptions, StoreSettings, Topology};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ConfigArgs;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API (Prometheus API, remote-write, /metrics).
+    pub listen_address: String,
+    /// Comet's own files; the managed ClickHouse keeps its data here.
+    pub data_dir: PathBuf,
+    /// How long samples are kept ("0s" keeps them forever).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How long a clean shutdown may take before Comet gives up on it.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub log: LogConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub managed_clickhouse: ManagedClickHouseConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `comet=debug,info`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP(S) URL of an existing server; unset runs the managed one.
+    pub url: Option<String>,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    /// Extra CA certificates (PEM) for `https://` URLs.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Cluster name for `ON CLUSTER` DDL and Distributed tables.
+    pub cluster: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// How long start-up waits for ClickHouse to answer.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    pub max_retries: usize,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagedClickHouseConfig {
+    /// Python venv with chdb, made by `scripts/setup.sh`.
+    pub venv: PathBuf,
+    pub http_port: u16,
+    pub tcp_port: u16,
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_address: "0.0.0.0:9090".into(),
+            data_dir: "comet-data".into(),
+            retention: Duration::from_secs(15 * 24 * 3600),
+            shutdown_timeout: Duration::from_secs(30),
+            log: LogConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            managed_clickhouse: ManagedClickHouseConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        let retry = RetryPolicy::default();
+        Self {
+            url: None,
+            user: "default".into(),
+            password: String::new(),
+            database: "comet".into(),
+            tls_ca_file: None,
+            cluster: None,
+            connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(120),
+            startup_timeout: Duration::from_secs(60),
+            max_retries: retry.max_retries,
+            retry_initial_backoff: retry.initial_backoff,
+            retry_max_backoff: retry.max_backoff,
+        }
+    }
+}
+
+impl Default for ManagedClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            venv: ".chdb-venv".into(),
+            http_port: 8123,
+            tcp_port: 9000,
+            startup_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Replaces `$target` with the flag/env value when one was given.
+macro_rules! overlay {
+    ($target:expr, $value:expr) => {
+        if let Some(v) = $value.clone() {
+            $target = v;
+        }
+    };
+}
+
+impl Config {
+    /// Defaults, then the file named by `--config`, then env and flags.
+    pub fn load(args: &ConfigArgs) -> anyhow::Result<Self> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.overlay(args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        serde_norway::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))
+    }
+
+    fn overlay(&mut self, a: &ConfigArgs) {
+        overlay!(self.listen_address, a.listen_address);
+        overlay!(self.data_dir, a.data_dir);
+        overlay!(self.retention, a.retention);
+        overlay!(self.shutdown_timeout, a.shutdown_timeout);
+        overlay!(self.log.level, a.log_level);
+        overlay!(self.log.format, a.log_format);
+        let ch = &mut self.clickhouse;
+        if a.clickhouse_url.is_some() {
+            ch.url = a.clickhouse_url.clone();
+        }
+        overlay!(ch.user, a.clickhouse_user);
+        overlay!(ch.password, a.clickhouse_password);
+        overlay!(ch.database, a.clickhouse_database);
+        if a.clickhouse_tls_ca_file.is_some() {
+            ch.tls_ca_file = a.clickhouse_tls_ca_file.clone();
+        }
+        if a.clickhouse_cluster.is_some() {
+            ch.cluster = a.clickhouse_cluster.clone();
+        }
+        overlay!(ch.connect_timeout, a.clickhouse_connect_timeout);
+        overlay!(ch.query_timeout, a.clickhouse_query_timeout);
+        overlay!(ch.startup_timeout, a.clickhouse_startup_timeout);
+        overlay!(ch.max_retries, a.clickhouse_max_retries);
+        let managed = &mut self.managed_clickhouse;
+        overlay!(managed.venv, a.managed_clickhouse_venv);
+        overlay!(managed.http_port, a.managed_clickhouse_http_port);
+        overlay!(managed.tcp_port, a.managed_clickhouse_tcp_port);
+        overlay!(
+            managed.startup_timeout,
+            a.managed_clickhouse_startup_timeout
+        );
+    }
+
+    /// Checks what serde cannot, so a bad value stops Comet before it has
+    /// created anything.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen_address()?;
+        let db = &self.clickhouse.database;
+        if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!(
+                "clickhouse.database {db:?} must be non-empty and use only letters, digits and _"
+            );
+        }
+        if let Some(url) = &self.clickhouse.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("clickhouse.url {url:?} must start with http:// or https://");
+        }
+        if !self.retention.is_zero() && self.retention < Duration::from_secs(3600) {
+            bail!(
+                "retention {} is shorter than 1h; use at least 1h, or 0s to keep data forever",
+                humantime::format_duration(self.retention)
+            );
+        }
+        let m = &self.managed_clickhouse;
+        if self.clickhouse.url.is_none() && (m.http_port == 0 || m.tcp_port == 0) {
+            bail!("managed_clickhouse ports must be set (not 0)");
+        }
+        if m.http_port == m.tcp_port {
+            bail!("managed_clickhouse.http_port and tcp_port must differ");
+        }
+        Ok(())
+    }
+
+    pub fn listen_address(&self) -> anyhow::Result<SocketAddr> {
+        self.listen_address.parse().with_context(|| {
+            format!(
+                "listen_address {:?} is not an address like 0.0.0.0:9090",
+                self.listen_address
+            )
+        })
+    }
+
+    /// The store settings for a given server URL (the configured one or the
+    /// managed server's).
+    pub fn store_settings(&self, url: String) -> StoreSettings {
+        let ch = &self.clickhouse;
+        StoreSettings {
+            url,
+            user: ch.user.clone(),
+            password: ch.password.clone(),
+            database: ch.database.clone(),
+            tls_ca_file: ch.tls_ca_file.clone(),
+            connect_timeout: ch.connect_timeout,
+            query_timeout: ch.query_timeout,
+            retry: RetryPolicy {
+                max_retries: ch.max_retries,
+                initial_backoff: ch.retry_initial_backoff,
+                max_backoff: ch.retry_max_backoff,
+            },
+        }
+    }
+
+    pub fn schema_options(&self) -> SchemaOptions {
+        SchemaOptions {
+            database: self.clickhouse.database.clone(),
+            retention: (!self.retention.is_zero()).then_some(self.retention),
+            topology: match &self.clickhouse.cluster {
+                Some(name) => Topology::Cluster { name: name.clone() },
+                None => Topology::SingleNode,
+            },
+        }
+    }
+
+    pub fn managed_settings(&self) -> ManagedSettings {
+        let m = &self.managed_clickhouse;
+        ManagedSettings {
+            venv: m.venv.clone(),
+            data_dir: self.data_dir.join("clickhouse"),
+            http_port: m.http_port,
+            tcp_port: m.tcp_port,
+            startup_timeout: m.startup_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    /// The configuration as YAML, with the password masked.
+    pub fn to_yaml_masked(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        if !shown.clickhouse.password.is_empty() {
+            shown.clickhouse.password = "<hidden>".into();
+        }
+        Ok(serde_norway::to_string(&shown)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> ConfigArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ConfigArgs,
+        }
+        let mut argv = vec!["comet"];
+        argv.extend_from_slice(extra);
+        Wrapper::parse_from(argv).args
+    }
+
+    #[test]
+    fn example_config_is_the_default() {
+        let example = Config::from_file(Path::new("comet.example.yaml")).unwrap();
+        assert_eq!(example, Config::default());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "retention: 30d\nclickhouse:\n  url: http://ch:8123\n  database: prod\n",
+        )
+        .unwrap();
+        let config = Config::load(&args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--clickhouse-database",
+            "override",
+        ]))
+        .unwrap();
+        assert_eq!(config.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(config.clickhouse.url.as_deref(), Some("http://ch:8123"));
+        assert_eq!(config.clickhouse.database, "override");
+        assert_eq!(config.listen_address, "0.0.0.0:9090");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "retention: 30d\nlisten_adress: x\n").unwrap();
+        let err = format!("{:#}", Config::from_file(&path).unwrap_err());
+        assert!(err.contains("unknown field `listen_adress`"), "{err}");
+
+        std::fs::write(&path, "retention: soon\n").unwrap();
+        let err = format!("{:#}", Config::from_file(&path).unwrap_err());
+        assert!(err.contains("retention"), "{err}");
+    }
+
+    #[test]
+    fn validation() {
+        let mut c = Config::default();
+        c.clickhouse.database = "a-b".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.retention = Duration::from_secs(60);
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.listen_address = "nowhere".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.retention = Duration::ZERO;
+        c.validate().unwrap();
+        assert_eq!(c.schema_options().retention, None);
+    }
+
+    #[test]
+    fn password_is_masked() {
+        let mut c = Config::default();
+        c.clickhouse.password = "s3cret".into();
+        let yaml = c.to_yaml_masked().unwrap();
+        assert!(!yaml.contains("s3cret"));
+        assert!(yaml.contains("<hidden>"));
+    }
+}

@@ -1,0 +1,172 @@
+//! The long-running commands: `serve`, `clickhouse` and `migrate`.
+
+use anyhow::{Context, anyhow};
+use comet_schema::managed::{ManagedClickHouse, ManagedMetrics};
+use comet_schema::migrate::{latest_version, migrate};
+use comet_schema::{Store, store::error_chain};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::telemetry;
+
+/// ClickHouse as Comet uses it: the store, and the managed server behind it
+/// when Comet runs its own.
+struct Backend {
+    store: Store,
+    managed: Option<ManagedClickHouse>,
+}
+
+impl Backend {
+    /// Starts the managed server if no URL is configured, waits until
+    /// ClickHouse answers, and migrates the schema.
+    async fn start(config: &Config, registry: &Registry) -> anyhow::Result<Self> {
+        let managed = match &config.clickhouse.url {
+            Some(_) => None,
+            None => {
+                info!(venv = %config.managed_clickhouse.venv.display(), "no ClickHouse URL configured; starting the managed ClickHouse");
+                let metrics = ManagedMetrics::new(registry)?;
+                Some(ManagedClickHouse::start(config.managed_settings(), metrics).await?)
+            }
+        };
+        let url = match (&managed, &config.clickhouse.url) {
+            (Some(m), _) => m.url(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => unreachable!("managed is started when no URL is set"),
+        };
+        let backend = Self {
+            store: Store::new(config.store_settings(url))?,
+            managed,
+        };
+        match backend.prepare(config).await {
+            Ok(()) => Ok(backend),
+            Err(err) => {
+                backend.shutdown().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn prepare(&self, config: &Config) -> anyhow::Result<()> {
+        let store = &self.store;
+        store
+            .wait_until_reachable(config.clickhouse.startup_timeout)
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "{}; check that ClickHouse is running and --clickhouse-url, user and password are right",
+                    error_chain(&e)
+                )
+            })?;
+        let version = store.server_version().await?;
+        info!(url = %store.settings().url, %version, database = store.database(), "connected to ClickHouse");
+        let report = migrate(store, &config.schema_options(), latest_version())
+            .await
+            .context("schema migration failed")?;
+        info!(
+            from = report.from_version,
+            to = report.to_version,
+            applied = ?report.applied,
+            retention_changed = report.retention_changed,
+            "schema is up to date"
+        );
+        Ok(())
+    }
+
+    async fn shutdown(self) {
+        if let Some(managed) = self.managed {
+            managed.shutdown().await;
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received; shutting down"),
+            _ = int.recv() => info!("SIGINT received; shutting down"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+/// `comet serve`.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let registry = telemetry::registry()?;
+    let addr = config.listen_address()?;
+    // Bind first: a port in use must stop Comet before it starts anything.
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        anyhow!("cannot listen on {addr}: {e}; stop what holds the port or choose another with --listen-address")
+    })?;
+    info!(%addr, "HTTP API listening");
+
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
+    let state = AppState::new(registry.clone());
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    let backend = tokio::select! {
+        backend = Backend::start(&config, &registry) => backend,
+        _ = shutdown.cancelled() => {
+            warn!("interrupted during start-up");
+            let _ = server.await;
+            return Ok(());
+        }
+    };
+    let backend = match backend {
+        Ok(backend) => backend,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = server.await;
+            return Err(err);
+        }
+    };
+    state.set_ready(backend.store.clone());
+    info!("Comet is ready");
+
+    shutdown.cancelled().await;
+    state.set_shutting_down();
+    match tokio::time::timeout(config.shutdown_timeout, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => error!(error = %err, "HTTP server failed"),
+        Ok(Err(err)) => error!(error = %err, "HTTP server task failed"),
+        Err(_) => {
+            warn!(timeout = ?config.shutdown_timeout, "HTTP requests still running at shutdown; dropping them")
+        }
+    }
+    backend.shutdown().await;
+    info!("Comet stopped");
+    Ok(())
+}
+
+/// `comet clickhouse`: the managed server alone, in the foreground.
+pub async fn clickhouse(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
+    let managed =
+        ManagedClickHouse::start(config.managed_settings(), ManagedMetrics::unregistered()).await?;
+    // The URL on stdout, alone, so scripts can read it.
+    println!("{}", managed.url());
+    shutdown.cancelled().await;
+    managed.shutdown().await;
+    Ok(())
+}
+
+/// `comet migrate`.
+pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
+    let backend = Backend::start(&config, &Registry::new()).await?;
+    backend.shutdown().await;
+    Ok(())
+}
