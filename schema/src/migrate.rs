@@ -223,7 +223,21 @@ async fn reconcile_retention(store: &Store, options: &SchemaOptions) -> Result<b
     if current == wanted {
         return Ok(false);
     }
+    // Only tables that exist: a partial migration (or an older schema) may
+    // not have all of them yet; they get the TTL when created.
+    let existing: Vec<String> = store
+        .fetch_all(
+            store
+                .server_client()
+                .query("SELECT name FROM system.tables WHERE database = ?")
+                .bind(&options.database),
+            "list tables",
+        )
+        .await?;
     for spec in DATA_TABLES {
+        if !existing.contains(&options.storage_table(spec)) {
+            continue;
+        }
         if let Some(sql) = options.alter_ttl(spec) {
             store.execute(&sql).await?;
         }
