@@ -354,14 +354,20 @@ mod tests {
         let mut c = Config::default();
         c.clickhouse.database = "a-b".into();
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.retention = Duration::from_secs(60);
+        let c = Config {
+            retention: Duration::from_secs(60),
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.listen_address = "nowhere".into();
+        let c = Config {
+            listen_address: "nowhere".into(),
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.retention = Duration::ZERO;
+        let c = Config {
+            retention: Duration::ZERO,
+            ..Config::default()
+        };
         c.validate().unwrap();
         assert_eq!(c.schema_options().retention, None);
     }

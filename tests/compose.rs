@@ -24,7 +24,10 @@ fn services_are_wired() {
     let doc = compose();
     let ch = service(&doc, "clickhouse");
     let image = ch["image"].as_str().unwrap();
-    assert!(image.starts_with("clickhouse/clickhouse-server:25.8"), "{image}");
+    assert!(
+        image.starts_with("clickhouse/clickhouse-server:25.8"),
+        "{image}"
+    );
     let comet = service(&doc, "comet");
     assert_eq!(comet["build"].as_str(), Some("."));
     assert!(root().join("Dockerfile").exists());
@@ -38,7 +41,10 @@ fn services_are_wired() {
     );
     // Every service is health-checked.
     for (name, svc) in doc["services"].as_mapping().unwrap() {
-        assert!(svc.get("healthcheck").is_some(), "{name:?} has no healthcheck");
+        assert!(
+            svc.get("healthcheck").is_some(),
+            "{name:?} has no healthcheck"
+        );
     }
 }
 
@@ -53,10 +59,18 @@ fn only_comet_is_published_and_volumes_are_named() {
             "comet" => assert_eq!(ports.unwrap()[0].as_str(), Some("9090:9090")),
             _ => assert!(ports.is_none(), "{name} publishes ports"),
         }
-        for volume in svc.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
+        for volume in svc
+            .get("volumes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             let source = volume.as_str().unwrap().split(':').next().unwrap();
             if source.starts_with('.') || source.starts_with('/') {
-                assert!(root().join(source).exists(), "{name} mounts missing {source}");
+                assert!(
+                    root().join(source).exists(),
+                    "{name} mounts missing {source}"
+                );
             } else {
                 assert!(
                     declared.contains_key(Value::from(source)),
@@ -72,14 +86,28 @@ fn dockerfile_is_multi_stage_and_non_root() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")) >= 2);
     assert!(text.contains("\nUSER comet"));
-    for copied in ["Cargo.toml", "Cargo.lock", "build.rs", "schema", "ingest", "query", "src", "comet.example.yaml"] {
-        assert!(root().join(copied).exists(), "Dockerfile copies missing {copied}");
+    for copied in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "schema",
+        "ingest",
+        "query",
+        "src",
+        "comet.example.yaml",
+    ] {
+        assert!(
+            root().join(copied).exists(),
+            "Dockerfile copies missing {copied}"
+        );
     }
 }
 
 #[test]
 fn docker_compose_config_accepts_it_where_available() {
-    let probe = std::process::Command::new("docker").args(["compose", "version"]).output();
+    let probe = std::process::Command::new("docker")
+        .args(["compose", "version"])
+        .output();
     let Ok(probe) = probe else { return };
     if !probe.status.success() {
         // No compose plugin on this machine: the YAML checks above stand.
@@ -90,5 +118,9 @@ fn docker_compose_config_accepts_it_where_available() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

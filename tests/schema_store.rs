@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use comet_schema::ddl::{DATA_TABLES, SchemaOptions, Topology};
-use comet_schema::migrate::{MIGRATIONS, MigrationError, applied_versions, latest_version, migrate};
+use comet_schema::migrate::{
+    MIGRATIONS, MigrationError, applied_versions, latest_version, migrate,
+};
 use comet_schema::model::{STALE_NAN_BITS, stale_nan};
 use comet_schema::rows::{MetadataRow, SampleRow, SeriesRow, day_of_timestamp_ms};
 use comet_schema::{Labels, Metadata, MetricType, NameValidation, Sample, Store, StoreError};
@@ -53,7 +55,12 @@ async fn migrations_create_the_designed_tables() {
             db.name()
         ))
         .await;
-    assert!(ttl.contains("TTL toDateTime(intDiv(timestamp_ms, 1000), 'UTC') + toIntervalSecond(2592000)"), "{ttl}");
+    assert!(
+        ttl.contains(
+            "TTL toDateTime(intDiv(timestamp_ms, 1000), 'UTC') + toIntervalSecond(2592000)"
+        ),
+        "{ttl}"
+    );
     assert!(ttl.contains("ttl_only_drop_parts = 1"), "{ttl}");
 }
 
@@ -65,13 +72,17 @@ async fn second_start_is_a_no_op_and_upgrade_applies_the_rest() {
     assert_eq!(first.applied, vec![1]);
     assert!(first.retention_changed);
     // The upgrade applies the rest.
-    let upgrade = migrate(&db.store, &db.options, latest_version()).await.unwrap();
+    let upgrade = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap();
     assert_eq!(upgrade.from_version, 1);
     let rest: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).skip(1).collect();
     assert_eq!(upgrade.applied, rest);
     assert!(!upgrade.retention_changed);
     // A second start changes nothing.
-    let again = migrate(&db.store, &db.options, latest_version()).await.unwrap();
+    let again = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap();
     assert!(again.applied.is_empty());
     assert!(!again.retention_changed);
     assert_eq!(again.from_version, latest_version());
@@ -83,7 +94,9 @@ async fn second_start_is_a_no_op_and_upgrade_applies_the_rest() {
 async fn retention_change_updates_every_ttl() {
     let mut db = TestDb::new().await;
     db.options.retention = Some(Duration::from_secs(7 * 86400));
-    let report = migrate(&db.store, &db.options, latest_version()).await.unwrap();
+    let report = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap();
     assert!(report.retention_changed);
     for spec in DATA_TABLES {
         let engine = db
@@ -93,11 +106,20 @@ async fn retention_change_updates_every_ttl() {
                 spec.name
             ))
             .await;
-        assert!(engine.contains("toIntervalSecond(604800)"), "{}: {engine}", spec.name);
+        assert!(
+            engine.contains("toIntervalSecond(604800)"),
+            "{}: {engine}",
+            spec.name
+        );
     }
     // Keeping data forever removes the TTL.
     db.options.retention = None;
-    assert!(migrate(&db.store, &db.options, latest_version()).await.unwrap().retention_changed);
+    assert!(
+        migrate(&db.store, &db.options, latest_version())
+            .await
+            .unwrap()
+            .retention_changed
+    );
     let engine = db
         .text(&format!(
             "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'samples' FORMAT TSVRaw",
@@ -115,8 +137,13 @@ async fn a_newer_schema_is_refused() {
         db.name()
     ))
     .await;
-    let err = migrate(&db.store, &db.options, latest_version()).await.unwrap_err();
-    assert!(matches!(err, MigrationError::TooNew { found: 999, .. }), "{err}");
+    let err = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MigrationError::TooNew { found: 999, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade Comet"), "{err}");
 }
 
@@ -135,7 +162,14 @@ async fn rows_round_trip_bit_exact() {
         .unwrap()
         .as_millis() as i64;
     let recent_ms = now_ms - 3_600_000;
-    let values = [1.5, f64::NAN, stale_nan(), f64::INFINITY, f64::NEG_INFINITY, -0.0];
+    let values = [
+        1.5,
+        f64::NAN,
+        stale_nan(),
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+    ];
     let samples: Vec<SampleRow> = values
         .iter()
         .enumerate()
@@ -170,7 +204,10 @@ async fn rows_round_trip_bit_exact() {
 
     let day = day_of_timestamp_ms(samples[0].timestamp_ms);
     let series = SeriesRow::new(&labels, fp, day);
-    db.store.insert("series", std::slice::from_ref(&series)).await.unwrap();
+    db.store
+        .insert("series", std::slice::from_ref(&series))
+        .await
+        .unwrap();
     let read: Vec<SeriesRow> = db
         .store
         .fetch_all(
@@ -198,7 +235,10 @@ async fn rows_round_trip_bit_exact() {
         },
         (now_ms / 1000) as u32,
     );
-    db.store.insert("metadata", std::slice::from_ref(&meta)).await.unwrap();
+    db.store
+        .insert("metadata", std::slice::from_ref(&meta))
+        .await
+        .unwrap();
     let read: Vec<MetadataRow> = db
         .store
         .fetch_all(
@@ -216,7 +256,11 @@ async fn rows_round_trip_bit_exact() {
 async fn fingerprint_matches_clickhouse_xxhash64() {
     let cases: &[&[(&str, &str)]] = &[
         &[("__name__", "up")],
-        &[("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "idle")],
+        &[
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", "0"),
+            ("mode", "idle"),
+        ],
         &[("__name__", "x"), ("path", "/ä/ö/'quoted'\\")],
     ];
     for pairs in cases {
@@ -250,7 +294,13 @@ async fn cluster_ddl_parses() {
     for spec in DATA_TABLES {
         statements.extend(options.alter_ttl(spec));
     }
-    assert!(statements.iter().filter(|s| s.contains("Distributed(")).count() == 3);
+    assert!(
+        statements
+            .iter()
+            .filter(|s| s.contains("Distributed("))
+            .count()
+            == 3
+    );
     for sql in &statements {
         assert!(sql.contains("ON CLUSTER `metrics`"), "{sql}");
         let ast = http_query(&format!("EXPLAIN AST {sql}")).await;
@@ -295,7 +345,10 @@ async fn query_timeout_is_enforced() {
     settings.retry.max_retries = 0;
     let store = Store::new(settings).unwrap();
     let started = std::time::Instant::now();
-    let err = store.execute("SELECT sleepEachRow(0.5) FROM numbers(5) FORMAT Null").await.unwrap_err();
+    let err = store
+        .execute("SELECT sleepEachRow(0.5) FROM numbers(5) FORMAT Null")
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(4), "{err}");
     assert!(err.is_transient(), "{err}");
 }

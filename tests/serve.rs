@@ -53,7 +53,11 @@ async fn serves_health_ready_and_metrics_on_an_external_clickhouse() {
         &database,
     ]);
     again.wait_ready(START).await;
-    assert!(again.log_text().contains("applied=[]"), "{}", again.log_text());
+    assert!(
+        again.log_text().contains("applied=[]"),
+        "{}",
+        again.log_text()
+    );
     assert!(again.terminate().await.success());
 }
 
@@ -84,8 +88,16 @@ async fn managed_clickhouse_is_started_supervised_and_stopped() {
     )
     .unwrap();
     comet.wait_ready(START).await;
-    let metrics = reqwest::get(comet.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("comet_managed_clickhouse_restarts_total 1"), "{metrics}");
+    let metrics = reqwest::get(comet.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("comet_managed_clickhouse_restarts_total 1"),
+        "{metrics}"
+    );
     let new_pid = managed_server_pid(&data).expect("restarted server");
     assert_ne!(new_pid, server_pid);
 
@@ -98,7 +110,11 @@ async fn managed_clickhouse_is_started_supervised_and_stopped() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(managed_server_pid(&data), None, "managed ClickHouse still running");
+    assert_eq!(
+        managed_server_pid(&data),
+        None,
+        "managed ClickHouse still running"
+    );
     assert!(std::net::TcpListener::bind(("127.0.0.1", http_port)).is_ok());
 }
 
@@ -106,15 +122,18 @@ async fn managed_clickhouse_is_started_supervised_and_stopped() {
 fn managed_server_pid(data: &std::path::Path) -> Option<i32> {
     let needle = data.join("config.xml");
     let needle = needle.to_string_lossy();
-    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
-        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        // Ignore zombies (state Z) that are merely waiting to be reaped.
-        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-        (cmdline.contains(needle.as_ref()) && state != "Z").then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // Ignore zombies (state Z) that are merely waiting to be reaped.
+            let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+            (cmdline.contains(needle.as_ref()) && state != "Z").then_some(pid)
+        })
 }
 
 /// Runs comet to completion and returns (success, stderr).
@@ -149,7 +168,10 @@ async fn broken_config_file_is_one_clear_error() {
 
     let (ok, stderr) = run_to_exit(&["serve", "--config", "/nonexistent/comet.yaml"]).await;
     assert!(!ok);
-    assert_one_clear_line(&stderr, &["cannot read config file /nonexistent/comet.yaml"]);
+    assert_one_clear_line(
+        &stderr,
+        &["cannot read config file /nonexistent/comet.yaml"],
+    );
 }
 
 #[tokio::test]
@@ -182,7 +204,14 @@ async fn port_in_use_is_one_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_one_clear_line(&stderr, &["cannot listen on", "Address already in use", "--listen-address"]);
+    assert_one_clear_line(
+        &stderr,
+        &[
+            "cannot listen on",
+            "Address already in use",
+            "--listen-address",
+        ],
+    );
     assert!(!dir.path().join("data").exists());
 
     // The managed server's ports are checked before anything is created.
@@ -197,7 +226,10 @@ async fn port_in_use_is_one_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_one_clear_line(&stderr, &[&format!("port {port}"), "--managed-clickhouse-http-port"]);
+    assert_one_clear_line(
+        &stderr,
+        &[&format!("port {port}"), "--managed-clickhouse-http-port"],
+    );
     assert!(!dir.path().join("data").exists());
 }
 
@@ -214,7 +246,10 @@ async fn missing_venv_is_one_clear_error() {
     ])
     .await;
     assert!(!ok);
-    assert_one_clear_line(&stderr, &["scripts/setup.sh", "python3", "--clickhouse-url"]);
+    assert_one_clear_line(
+        &stderr,
+        &["scripts/setup.sh", "python3", "--clickhouse-url"],
+    );
 }
 
 #[tokio::test]
