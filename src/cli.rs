@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::LogFormat;
+use bytesize::ByteSize;
+
+use crate::config::{LogFormat, NameScheme};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,6 +157,81 @@ pub struct ConfigArgs {
     /// [config: managed_clickhouse.startup_timeout; default 2m]
     #[arg(long, env = "COMET_MANAGED_CLICKHOUSE_STARTUP_TIMEOUT", value_name = "DURATION", value_parser = duration)]
     pub managed_clickhouse_startup_timeout: Option<Duration>,
+
+    /// Flush an ingest batch to ClickHouse once it holds this many samples
+    /// [config: ingest.batch_max_samples; default 100000]
+    #[arg(long, env = "COMET_INGEST_BATCH_MAX_SAMPLES", value_name = "N")]
+    pub ingest_batch_max_samples: Option<usize>,
+
+    /// Flush an ingest batch at the latest this long after its first write;
+    /// a write is acknowledged only once flushed [config: ingest.batch_linger; default 500ms]
+    #[arg(long, env = "COMET_INGEST_BATCH_LINGER", value_name = "DURATION", value_parser = duration)]
+    pub ingest_batch_linger: Option<Duration>,
+
+    /// Ceiling on memory held by accepted, not yet stored data; beyond it
+    /// remote-write answers 503 with Retry-After [config: ingest.max_buffered_bytes; default 512MiB]
+    #[arg(long, env = "COMET_INGEST_MAX_BUFFERED_BYTES", value_name = "SIZE")]
+    pub ingest_max_buffered_bytes: Option<ByteSize>,
+
+    /// ClickHouse inserts in flight at once [config: ingest.max_concurrent_inserts; default 4]
+    #[arg(long, env = "COMET_INGEST_MAX_CONCURRENT_INSERTS", value_name = "N")]
+    pub ingest_max_concurrent_inserts: Option<usize>,
+
+    /// (series, day) pairs remembered as written, so series rows are written
+    /// once per series per day [config: ingest.series_cache_size; default 4000000]
+    #[arg(long, env = "COMET_INGEST_SERIES_CACHE_SIZE", value_name = "N")]
+    pub ingest_series_cache_size: Option<u64>,
+
+    /// Largest compressed remote-write body; larger ones get 413
+    /// [config: remote_write.max_request_bytes; default 32MiB]
+    #[arg(
+        long,
+        env = "COMET_REMOTE_WRITE_MAX_REQUEST_BYTES",
+        value_name = "SIZE"
+    )]
+    pub remote_write_max_request_bytes: Option<ByteSize>,
+
+    /// Largest remote-write body after snappy decompression; larger ones get
+    /// 413 [config: remote_write.max_decompressed_bytes; default 256MiB]
+    #[arg(
+        long,
+        env = "COMET_REMOTE_WRITE_MAX_DECOMPRESSED_BYTES",
+        value_name = "SIZE"
+    )]
+    pub remote_write_max_decompressed_bytes: Option<ByteSize>,
+
+    /// Metric and label name rules: legacy ([a-zA-Z_:][a-zA-Z0-9_:]*) or utf8
+    /// [config: remote_write.name_validation; default legacy]
+    #[arg(
+        long,
+        env = "COMET_REMOTE_WRITE_NAME_VALIDATION",
+        value_name = "SCHEME"
+    )]
+    pub remote_write_name_validation: Option<NameScheme>,
+
+    /// Remote-write 2.0: store a 0 sample at each series' created timestamp,
+    /// like Prometheus's created-timestamp-zero-ingestion
+    /// [config: remote_write.created_timestamp_zero_ingestion; default false]
+    #[arg(
+        long,
+        env = "COMET_REMOTE_WRITE_CREATED_TIMESTAMP_ZERO_INGESTION",
+        value_name = "BOOL"
+    )]
+    pub remote_write_created_timestamp_zero_ingestion: Option<bool>,
+
+    /// Status answered when the ingest buffer is full: 503 (retried by every
+    /// Prometheus) or 429 [config: remote_write.overload_status; default 503]
+    #[arg(
+        long,
+        env = "COMET_REMOTE_WRITE_OVERLOAD_STATUS",
+        value_name = "STATUS"
+    )]
+    pub remote_write_overload_status: Option<u16>,
+
+    /// Most samples one remote-read request may return
+    /// [config: remote_read.max_samples; default 50000000]
+    #[arg(long, env = "COMET_REMOTE_READ_MAX_SAMPLES", value_name = "N")]
+    pub remote_read_max_samples: Option<usize>,
 }
 
 impl Command {

@@ -7,8 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::http::StatusCode;
+use bytesize::ByteSize;
+use comet_ingest::remote_write::RemoteWriteSettings;
+use comet_ingest::remote_write::decode::DecodeOptions;
+use comet_ingest::writer::WriterSettings;
+use comet_query::remote_read::RemoteReadSettings;
 use comet_schema::managed::ManagedSettings;
-use comet_schema::{RetryPolicy, SchemaOptions, StoreSettings, Topology};
+use comet_schema::{NameValidation, RetryPolicy, SchemaOptions, StoreSettings, Topology};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ConfigArgs;
@@ -29,6 +35,91 @@ pub struct Config {
     pub log: LogConfig,
     pub clickhouse: ClickHouseConfig,
     pub managed_clickhouse: ManagedClickHouseConfig,
+    pub ingest: IngestConfig,
+    pub remote_write: RemoteWriteConfig,
+    pub remote_read: RemoteReadConfig,
+}
+
+/// The batcher/writer shared by every source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Flush a batch once it holds this many samples.
+    pub batch_max_samples: usize,
+    /// Flush a batch at the latest this long after it started.
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+    /// Ceiling on memory held by accepted, not yet stored data; beyond it
+    /// senders are told to retry.
+    pub max_buffered_bytes: ByteSize,
+    /// ClickHouse inserts in flight at once.
+    pub max_concurrent_inserts: usize,
+    /// (series, day) pairs remembered as written.
+    pub series_cache_size: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let w = WriterSettings::default();
+        Self {
+            batch_max_samples: w.max_batch_samples,
+            batch_linger: w.linger,
+            max_buffered_bytes: ByteSize::b(w.max_buffered_bytes as u64),
+            max_concurrent_inserts: w.max_concurrent_inserts,
+            series_cache_size: w.series_cache_capacity,
+        }
+    }
+}
+
+/// Name validation scheme for incoming series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NameScheme {
+    Legacy,
+    Utf8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Largest compressed request body (413 above it).
+    pub max_request_bytes: ByteSize,
+    /// Largest body after snappy decompression (413 above it).
+    pub max_decompressed_bytes: ByteSize,
+    pub name_validation: NameScheme,
+    /// Remote-write 2.0: store a 0 sample at a series' created timestamp.
+    pub created_timestamp_zero_ingestion: bool,
+    /// HTTP status when the buffer is full: 503 (Prometheus retries it) or
+    /// 429 (retried only by senders configured to).
+    pub overload_status: u16,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        let rw = RemoteWriteSettings::default();
+        Self {
+            max_request_bytes: ByteSize::b(rw.max_request_bytes as u64),
+            max_decompressed_bytes: ByteSize::b(rw.decode.max_decompressed_bytes as u64),
+            name_validation: NameScheme::Legacy,
+            created_timestamp_zero_ingestion: false,
+            overload_status: 503,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteReadConfig {
+    /// Most samples one remote-read request may return.
+    pub max_samples: usize,
+}
+
+impl Default for RemoteReadConfig {
+    fn default() -> Self {
+        Self {
+            max_samples: RemoteReadSettings::default().max_samples,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +184,9 @@ impl Default for Config {
             log: LogConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             managed_clickhouse: ManagedClickHouseConfig::default(),
+            ingest: IngestConfig::default(),
+            remote_write: RemoteWriteConfig::default(),
+            remote_read: RemoteReadConfig::default(),
         }
     }
 }
@@ -197,6 +291,28 @@ impl Config {
             managed.startup_timeout,
             a.managed_clickhouse_startup_timeout
         );
+        let ingest = &mut self.ingest;
+        overlay!(ingest.batch_max_samples, a.ingest_batch_max_samples);
+        overlay!(ingest.batch_linger, a.ingest_batch_linger);
+        overlay!(ingest.max_buffered_bytes, a.ingest_max_buffered_bytes);
+        overlay!(
+            ingest.max_concurrent_inserts,
+            a.ingest_max_concurrent_inserts
+        );
+        overlay!(ingest.series_cache_size, a.ingest_series_cache_size);
+        let rw = &mut self.remote_write;
+        overlay!(rw.max_request_bytes, a.remote_write_max_request_bytes);
+        overlay!(
+            rw.max_decompressed_bytes,
+            a.remote_write_max_decompressed_bytes
+        );
+        overlay!(rw.name_validation, a.remote_write_name_validation);
+        overlay!(
+            rw.created_timestamp_zero_ingestion,
+            a.remote_write_created_timestamp_zero_ingestion
+        );
+        overlay!(rw.overload_status, a.remote_write_overload_status);
+        overlay!(self.remote_read.max_samples, a.remote_read_max_samples);
     }
 
     /// Checks what serde cannot, so a bad value stops Comet before it has
@@ -226,6 +342,12 @@ impl Config {
         }
         if m.http_port == m.tcp_port {
             bail!("managed_clickhouse.http_port and tcp_port must differ");
+        }
+        if ![429, 503].contains(&self.remote_write.overload_status) {
+            bail!("remote_write.overload_status must be 429 or 503");
+        }
+        if self.ingest.batch_max_samples == 0 || self.ingest.max_concurrent_inserts == 0 {
+            bail!("ingest.batch_max_samples and ingest.max_concurrent_inserts must be at least 1");
         }
         Ok(())
     }
@@ -279,6 +401,41 @@ impl Config {
             tcp_port: m.tcp_port,
             startup_timeout: m.startup_timeout,
             shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    pub fn writer_settings(&self) -> WriterSettings {
+        let i = &self.ingest;
+        WriterSettings {
+            max_batch_samples: i.batch_max_samples,
+            linger: i.batch_linger,
+            max_buffered_bytes: i.max_buffered_bytes.as_u64() as usize,
+            max_concurrent_inserts: i.max_concurrent_inserts,
+            series_cache_capacity: i.series_cache_size,
+        }
+    }
+
+    pub fn remote_write_settings(&self) -> RemoteWriteSettings {
+        let rw = &self.remote_write;
+        RemoteWriteSettings {
+            max_request_bytes: rw.max_request_bytes.as_u64() as usize,
+            decode: DecodeOptions {
+                max_decompressed_bytes: rw.max_decompressed_bytes.as_u64() as usize,
+                name_validation: match rw.name_validation {
+                    NameScheme::Legacy => NameValidation::Legacy,
+                    NameScheme::Utf8 => NameValidation::Utf8,
+                },
+                created_timestamp_zero_samples: rw.created_timestamp_zero_ingestion,
+            },
+            overload_status: StatusCode::from_u16(rw.overload_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        }
+    }
+
+    pub fn remote_read_settings(&self) -> RemoteReadSettings {
+        RemoteReadSettings {
+            max_samples: self.remote_read.max_samples,
+            ..RemoteReadSettings::default()
         }
     }
 
@@ -370,6 +527,71 @@ mod tests {
         };
         c.validate().unwrap();
         assert_eq!(c.schema_options().retention, None);
+    }
+
+    /// Every flag must reach the configuration: a flag that parses but is
+    /// ignored would silently do nothing.
+    #[test]
+    fn every_flag_changes_the_configuration() {
+        use clap::CommandFactory;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ConfigArgs,
+        }
+        let defaults = Config::default();
+        let samples: &[(&str, &str)] = &[
+            ("listen-address", "127.0.0.1:1"),
+            ("data-dir", "/x"),
+            ("retention", "2d"),
+            ("shutdown-timeout", "9s"),
+            ("log-level", "debug"),
+            ("log-format", "json"),
+            ("clickhouse-url", "http://h:1"),
+            ("clickhouse-user", "u"),
+            ("clickhouse-password", "p"),
+            ("clickhouse-database", "d"),
+            ("clickhouse-tls-ca-file", "/ca.pem"),
+            ("clickhouse-cluster", "c"),
+            ("clickhouse-connect-timeout", "9s"),
+            ("clickhouse-query-timeout", "9s"),
+            ("clickhouse-startup-timeout", "9s"),
+            ("clickhouse-max-retries", "9"),
+            ("managed-clickhouse-venv", "/v"),
+            ("managed-clickhouse-http-port", "1"),
+            ("managed-clickhouse-tcp-port", "2"),
+            ("managed-clickhouse-startup-timeout", "9s"),
+            ("ingest-batch-max-samples", "9"),
+            ("ingest-batch-linger", "9s"),
+            ("ingest-max-buffered-bytes", "9KiB"),
+            ("ingest-max-concurrent-inserts", "9"),
+            ("ingest-series-cache-size", "9"),
+            ("remote-write-max-request-bytes", "9KiB"),
+            ("remote-write-max-decompressed-bytes", "9KiB"),
+            ("remote-write-name-validation", "utf8"),
+            ("remote-write-created-timestamp-zero-ingestion", "true"),
+            ("remote-write-overload-status", "429"),
+            ("remote-read-max-samples", "9"),
+        ];
+        let flags: Vec<String> = Wrapper::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .filter(|l| l != "config" && l != "help")
+            .collect();
+        for flag in &flags {
+            let value = samples
+                .iter()
+                .find(|(f, _)| f == flag)
+                .unwrap_or_else(|| panic!("add --{flag} to this test"))
+                .1;
+            let parsed = Wrapper::parse_from(["comet", &format!("--{flag}"), value]).args;
+            let mut config = Config::default();
+            config.overlay(&parsed);
+            assert_ne!(
+                config, defaults,
+                "--{flag} does not change the configuration"
+            );
+        }
     }
 
     #[test]

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use comet_schema::Store;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::OnceCell;
+use tower::ServiceExt;
 
 /// What the skeleton's handlers share.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ struct Inner {
     registry: Registry,
     /// Set once ClickHouse answered and the schema is migrated.
     store: OnceCell<Store>,
+    /// The APIs (ingest, query), mounted once start-up is done.
+    api: OnceCell<Router>,
     shutting_down: AtomicBool,
 }
 
@@ -31,13 +34,16 @@ impl AppState {
             inner: Arc::new(Inner {
                 registry,
                 store: OnceCell::new(),
+                api: OnceCell::new(),
                 shutting_down: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Marks start-up as done: from now on readiness follows ClickHouse.
-    pub fn set_ready(&self, store: Store) {
+    /// Mounts the APIs and marks start-up as done: from now on readiness
+    /// follows ClickHouse.
+    pub fn set_ready(&self, store: Store, api: Router) {
+        let _ = self.inner.api.set(api);
         let _ = self.inner.store.set(store);
     }
 
@@ -52,7 +58,25 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/metrics", get(metrics))
+        .fallback(forward_to_api)
         .with_state(state)
+}
+
+/// Everything but the skeleton goes to the APIs, which exist only once
+/// ClickHouse is up; until then the answer is 503 so senders retry.
+async fn forward_to_api(State(state): State<AppState>, request: Request) -> Response {
+    match state.inner.api.get() {
+        Some(api) => match api.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "Comet is starting\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn healthy() -> &'static str {

@@ -1,6 +1,9 @@
 //! The long-running commands: `serve`, `clickhouse` and `migrate`.
 
 use anyhow::{Context, anyhow};
+use axum::Router;
+use comet_ingest::{IngestMetrics, Writer, remote_write};
+use comet_query::remote_read;
 use comet_schema::managed::{ManagedClickHouse, ManagedMetrics};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::{Store, store::error_chain};
@@ -133,7 +136,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    state.set_ready(backend.store.clone());
+    let (api, writer) = match api(&config, &backend.store, &registry) {
+        Ok(api) => api,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = server.await;
+            backend.shutdown().await;
+            return Err(err);
+        }
+    };
+    state.set_ready(backend.store.clone(), api);
     info!("Comet is ready");
 
     shutdown.cancelled().await;
@@ -146,9 +158,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             warn!(timeout = ?config.shutdown_timeout, "HTTP requests still running at shutdown; dropping them")
         }
     }
+    // Everything acknowledged is stored already; this stores what was
+    // accepted but not yet acknowledged.
+    writer.shutdown().await;
     backend.shutdown().await;
     info!("Comet stopped");
     Ok(())
+}
+
+/// The ingest and query APIs over `store`, and the writer behind ingest.
+fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<(Router, Writer)> {
+    let metrics = IngestMetrics::new(registry)?;
+    let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
+    let router =
+        remote_write::router(writer.clone(), config.remote_write_settings(), metrics).merge(
+            remote_read::router(store.clone(), config.remote_read_settings(), registry)?,
+        );
+    Ok((router, writer))
 }
 
 /// `comet clickhouse`: the managed server alone, in the foreground.

@@ -184,7 +184,10 @@ async fn rows_round_trip_bit_exact() {
             )
         })
         .collect();
-    db.store.insert("samples", &samples).await.unwrap();
+    db.store
+        .insert::<SampleRow>("samples", &samples)
+        .await
+        .unwrap();
     let read: Vec<SampleRow> = db
         .store
         .fetch_all(
@@ -205,7 +208,7 @@ async fn rows_round_trip_bit_exact() {
     let day = day_of_timestamp_ms(samples[0].timestamp_ms);
     let series = SeriesRow::new(&labels, fp, day);
     db.store
-        .insert("series", std::slice::from_ref(&series))
+        .insert::<SeriesRow>("series", std::slice::from_ref(&series))
         .await
         .unwrap();
     let read: Vec<SeriesRow> = db
@@ -236,7 +239,7 @@ async fn rows_round_trip_bit_exact() {
         (now_ms / 1000) as u32,
     );
     db.store
-        .insert("metadata", std::slice::from_ref(&meta))
+        .insert::<MetadataRow>("metadata", std::slice::from_ref(&meta))
         .await
         .unwrap();
     let read: Vec<MetadataRow> = db

@@ -1,1 +1,16 @@
-//! Comet ingest: remote-write, OTLP and Kafka sources feeding one batcher that writes to ClickHouse (built in the ingest issues).
+//! Comet ingest: sources decode what they receive into a [`batch::WriteBatch`]
+//! of the data model and hand it to the shared [`writer::Writer`], which
+//! batches rows from every source into large ClickHouse inserts and answers
+//! each caller only once ClickHouse has accepted its rows.
+//!
+//! Sources: [`remote_write`] (Prometheus remote-write 1.0 and 2.0). OTLP and
+//! Kafka follow the same path.
+
+pub mod batch;
+pub mod metrics;
+pub mod remote_write;
+pub mod writer;
+
+pub use batch::{ExemplarRecord, Rejection, SeriesSamples, WriteBatch};
+pub use metrics::IngestMetrics;
+pub use writer::{WriteError, Writer, WriterSettings};

@@ -1,1 +1,6 @@
-//! Comet query: the PromQL to ClickHouse SQL planner and the Prometheus HTTP API (built in the query issues).
+//! Comet query: reading Comet's data back. Today: Prometheus remote-read
+//! and the label-matcher to SQL translation it shares with the PromQL
+//! engine to come.
+
+pub mod matchers;
+pub mod remote_read;

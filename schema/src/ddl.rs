@@ -114,8 +114,29 @@ pub const METADATA: TableSpec = TableSpec {
     settings: &[],
 };
 
+/// Exemplars (trace references) attached to samples.
+pub const EXEMPLARS: TableSpec = TableSpec {
+    name: "exemplars",
+    columns: &[
+        ("metric_name", "LowCardinality(String)"),
+        ("fingerprint", "UInt64"),
+        ("timestamp_ms", "Int64 CODEC(DoubleDelta, ZSTD(1))"),
+        ("value", "Float64 CODEC(Gorilla, ZSTD(1))"),
+        (
+            "labels",
+            "Map(LowCardinality(String), String) CODEC(ZSTD(1))",
+        ),
+    ],
+    engine: Engine::ReplacingMergeTree { version: None },
+    partition_by: Some("toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))"),
+    order_by: "(metric_name, fingerprint, timestamp_ms)",
+    ttl_base: Some("toDateTime(intDiv(timestamp_ms, 1000), 'UTC')"),
+    sharding_key: "fingerprint",
+    settings: &["ttl_only_drop_parts = 1"],
+};
+
 /// Every data table, in creation order.
-pub const DATA_TABLES: &[TableSpec] = &[SERIES, SAMPLES, METADATA];
+pub const DATA_TABLES: &[TableSpec] = &[SERIES, SAMPLES, METADATA, EXEMPLARS];
 
 /// Quotes an identifier with backticks, escaping what needs it.
 pub fn quote_identifier(name: &str) -> String {

@@ -41,6 +41,20 @@ pub enum LabelError {
     InvalidUtf8Value { name: String },
 }
 
+impl LabelError {
+    /// A short code for metrics labels (`reason="..."`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LabelError::MissingMetricName => "missing_metric_name",
+            LabelError::EmptyLabelName | LabelError::InvalidLabelName(_) => "invalid_label_name",
+            LabelError::InvalidMetricName(_) => "invalid_metric_name",
+            LabelError::DuplicateLabelName(_) => "duplicate_label_name",
+            LabelError::UnsortedLabels { .. } => "unsorted_labels",
+            LabelError::InvalidUtf8Value { .. } => "invalid_utf8",
+        }
+    }
+}
+
 /// One name/value pair.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {

@@ -10,7 +10,7 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::ddl::quote_string;
-use crate::ddl::{DATA_TABLES, METADATA, SAMPLES, SERIES, SchemaOptions, Topology};
+use crate::ddl::{DATA_TABLES, EXEMPLARS, METADATA, SAMPLES, SERIES, SchemaOptions, Topology};
 use crate::store::{Store, StoreError};
 
 /// One step of the schema's history. Never edit a released migration; add
@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         description: "create metadata table",
         statements: |o| o.create_table(&METADATA),
+    },
+    Migration {
+        version: 4,
+        description: "create exemplars table",
+        statements: |o| o.create_table(&EXEMPLARS),
     },
 ];
 

@@ -28,6 +28,26 @@ impl SampleRow {
     }
 }
 
+/// A row of `samples` for writing, borrowing the metric name so a batch of
+/// a million samples does not hold a million copies of it.
+#[derive(Debug, Clone, Copy, PartialEq, Row, Serialize)]
+pub struct SampleRowRef<'a> {
+    pub metric_name: &'a str,
+    pub fingerprint: u64,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// A row of `exemplars`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ExemplarRow {
+    pub metric_name: String,
+    pub fingerprint: u64,
+    pub timestamp_ms: i64,
+    pub value: f64,
+    pub labels: Vec<(String, String)>,
+}
+
 /// A row of `series`: one per series per UTC day it is active.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct SeriesRow {

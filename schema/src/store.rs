@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use clickhouse::{
-    Client, RowOwned, RowRead, RowWrite, error::Error as ClickHouseError, query::Query,
+    Client, Row, RowOwned, RowRead, RowWrite, error::Error as ClickHouseError, query::Query,
 };
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -239,9 +239,10 @@ impl Store {
 
     /// Inserts `rows` into `table` (of the configured database) as one
     /// RowBinary insert. The whole batch is resent on a transient failure.
-    pub async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    /// `T` names the row type; rows may borrow (`T::Value<'_>`).
+    pub async fn insert<T>(&self, table: &str, rows: &[T::Value<'_>]) -> Result<(), StoreError>
     where
-        T: RowOwned + RowWrite,
+        T: Row + RowWrite,
     {
         if rows.is_empty() {
             return Ok(());

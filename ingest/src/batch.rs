@@ -1,0 +1,97 @@
+//! What a source hands to the writer: validated series with their samples,
+//! exemplars and metadata, plus what it had to reject and why.
+
+use comet_schema::{Labels, Metadata, Sample};
+
+/// One series and its samples, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub fingerprint: u64,
+    /// In timestamp order.
+    pub samples: Vec<Sample>,
+}
+
+impl SeriesSamples {
+    pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        Self {
+            fingerprint: labels.fingerprint(),
+            labels,
+            samples,
+        }
+    }
+}
+
+/// An exemplar attached to a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarRecord {
+    pub metric_name: String,
+    pub fingerprint: u64,
+    pub timestamp_ms: i64,
+    pub value: f64,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Something a source could not accept, with the reason as a short
+/// machine-readable code (a /metrics label) and a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub message: String,
+    /// Samples (and histogram samples) lost with it.
+    pub samples: u64,
+}
+
+/// The unit of work from a source to the writer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub series: Vec<SeriesSamples>,
+    pub exemplars: Vec<ExemplarRecord>,
+    pub metadata: Vec<Metadata>,
+}
+
+impl WriteBatch {
+    pub fn sample_count(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.iter().all(|s| s.samples.is_empty())
+            && self.exemplars.is_empty()
+            && self.metadata.is_empty()
+    }
+
+    /// Approximate memory held by the batch while it waits in the writer,
+    /// used for the buffered-memory ceiling.
+    pub fn estimated_bytes(&self) -> usize {
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| {
+                let labels: usize = s
+                    .labels
+                    .iter()
+                    .map(|l| l.name.len() + l.value.len() + 48)
+                    .sum();
+                labels + 64 + s.samples.len() * std::mem::size_of::<Sample>()
+            })
+            .sum();
+        let exemplars: usize = self
+            .exemplars
+            .iter()
+            .map(|e| {
+                96 + e.metric_name.len()
+                    + e.labels
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len() + 48)
+                        .sum::<usize>()
+            })
+            .sum();
+        let metadata: usize = self
+            .metadata
+            .iter()
+            .map(|m| 96 + m.metric_family_name.len() + m.help.len() + m.unit.len())
+            .sum();
+        series + exemplars + metadata
+    }
+}

@@ -1,0 +1,502 @@
+//! Remote-write bodies (snappy-compressed protobuf, 1.0 and 2.0) to a
+//! [`WriteBatch`]. Whole-request problems (bad snappy, bad protobuf, too
+//! large) are a [`RequestError`]; problems of single series are
+//! [`Rejection`]s and the rest of the request is still stored.
+
+use comet_schema::prompb::{v1, v2};
+use comet_schema::{Label, LabelError, Labels, Metadata, MetricType, NameValidation, Sample};
+use prost::Message;
+use thiserror::Error;
+
+use crate::batch::{ExemplarRecord, Rejection, SeriesSamples, WriteBatch};
+
+/// Limits and choices for decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    /// Largest body after snappy decompression.
+    pub max_decompressed_bytes: usize,
+    pub name_validation: NameValidation,
+    /// Remote-write 2.0: add a 0 sample at a series' created timestamp, as
+    /// Prometheus's `created-timestamp-zero-ingestion` does.
+    pub created_timestamp_zero_samples: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_decompressed_bytes: 256 << 20,
+            name_validation: NameValidation::Legacy,
+            created_timestamp_zero_samples: false,
+        }
+    }
+}
+
+/// A request that cannot be stored at all.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("body is not valid snappy block format: {0}")]
+    Snappy(String),
+    #[error("body is not a valid {message} protobuf: {error}")]
+    Protobuf {
+        message: &'static str,
+        error: String,
+    },
+    #[error("decompressed body of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl RequestError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RequestError::Snappy(_) => "invalid_snappy",
+            RequestError::Protobuf { .. } => "invalid_protobuf",
+            RequestError::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// A decoded request.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batch: WriteBatch,
+    pub rejections: Vec<Rejection>,
+    /// Float samples in the request, accepted or not.
+    pub received_samples: u64,
+}
+
+impl Decoded {
+    fn reject(&mut self, reason: &'static str, message: String, samples: u64) {
+        self.rejections.push(Rejection {
+            reason,
+            message,
+            samples,
+        });
+    }
+
+    /// Validates one series and keeps it, or records why not.
+    fn push_series(&mut self, labels: Result<Labels, LabelError>, samples: Vec<Sample>) {
+        let count = samples.len() as u64;
+        let labels = match labels {
+            Ok(labels) => labels,
+            Err(err) => return self.reject(err.reason(), err.to_string(), count),
+        };
+        match in_order(samples) {
+            Ok(samples) => self.batch.series.push(SeriesSamples::new(labels, samples)),
+            Err((previous, next)) => self.reject(
+                "out_of_order",
+                format!("series {labels}: sample at {next} ms comes after one at {previous} ms"),
+                count,
+            ),
+        }
+    }
+}
+
+/// Decompresses a snappy block-format body within a size limit.
+pub fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, RequestError> {
+    let size = snap::raw::decompress_len(body).map_err(|e| RequestError::Snappy(e.to_string()))?;
+    if size > limit {
+        return Err(RequestError::TooLarge { size, limit });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| RequestError::Snappy(e.to_string()))
+}
+
+/// Remote-write 1.0: `prometheus.WriteRequest`.
+pub fn decode_v1(body: &[u8], options: &DecodeOptions) -> Result<Decoded, RequestError> {
+    let raw = decompress(body, options.max_decompressed_bytes)?;
+    let request = v1::WriteRequest::decode(raw.as_slice()).map_err(|e| RequestError::Protobuf {
+        message: "prometheus.WriteRequest",
+        error: e.to_string(),
+    })?;
+    let mut out = Decoded::default();
+    for ts in request.timeseries {
+        out.received_samples += ts.samples.len() as u64;
+        if !ts.histograms.is_empty() {
+            out.reject(
+                "native_histogram",
+                "native histograms are not stored yet; the series' float samples were kept"
+                    .to_string(),
+                ts.histograms.len() as u64,
+            );
+        }
+        let labels: Vec<Label> = ts
+            .labels
+            .into_iter()
+            .map(|l| Label::new(l.name, l.value))
+            .collect();
+        let labels = Labels::from_sorted(labels, options.name_validation);
+        if let Ok(labels) = &labels {
+            let fingerprint = labels.fingerprint();
+            for e in ts.exemplars {
+                out.batch.exemplars.push(ExemplarRecord {
+                    metric_name: labels.metric_name().to_string(),
+                    fingerprint,
+                    timestamp_ms: e.timestamp,
+                    value: e.value,
+                    labels: e.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                });
+            }
+        }
+        if ts.samples.is_empty() && !ts.histograms.is_empty() {
+            continue;
+        }
+        let samples = ts
+            .samples
+            .into_iter()
+            .map(|s| Sample {
+                timestamp_ms: s.timestamp,
+                value: s.value,
+            })
+            .collect();
+        out.push_series(labels, samples);
+    }
+    for m in request.metadata {
+        out.batch.metadata.push(Metadata {
+            metric_type: v1_metric_type(m.r#type),
+            metric_family_name: m.metric_family_name,
+            unit: m.unit,
+            help: m.help,
+        });
+    }
+    Ok(out)
+}
+
+/// Remote-write 2.0: `io.prometheus.write.v2.Request`.
+pub fn decode_v2(body: &[u8], options: &DecodeOptions) -> Result<Decoded, RequestError> {
+    let raw = decompress(body, options.max_decompressed_bytes)?;
+    let request = v2::Request::decode(raw.as_slice()).map_err(|e| RequestError::Protobuf {
+        message: "io.prometheus.write.v2.Request",
+        error: e.to_string(),
+    })?;
+    let symbols = &request.symbols;
+    let mut out = Decoded::default();
+    for ts in request.timeseries {
+        let count = ts.samples.len() as u64;
+        out.received_samples += count;
+        if !ts.histograms.is_empty() {
+            out.reject(
+                "native_histogram",
+                "native histograms are not stored yet; the series' float samples were kept"
+                    .to_string(),
+                ts.histograms.len() as u64,
+            );
+        }
+        let pairs = match resolve_refs(symbols, &ts.labels_refs) {
+            Ok(pairs) => pairs,
+            Err(message) => {
+                out.reject("invalid_symbol_ref", message, count);
+                continue;
+            }
+        };
+        // 2.0 does not promise sorted labels; sort, still refusing duplicates.
+        let labels = Labels::new(pairs, options.name_validation);
+        if let Ok(labels) = &labels {
+            let fingerprint = labels.fingerprint();
+            for e in &ts.exemplars {
+                match resolve_refs(symbols, &e.labels_refs) {
+                    Ok(pairs) => out.batch.exemplars.push(ExemplarRecord {
+                        metric_name: labels.metric_name().to_string(),
+                        fingerprint,
+                        timestamp_ms: e.timestamp,
+                        value: e.value,
+                        labels: pairs,
+                    }),
+                    Err(message) => out.reject("invalid_symbol_ref", message, 0),
+                }
+            }
+            if let Some(m) = &ts.metadata
+                && let Some(metadata) = v2_metadata(symbols, m, labels.metric_name())
+            {
+                out.batch.metadata.push(metadata);
+            }
+        }
+        if ts.samples.is_empty() && !ts.histograms.is_empty() {
+            continue;
+        }
+        let mut samples: Vec<Sample> = Vec::with_capacity(ts.samples.len() + 1);
+        if options.created_timestamp_zero_samples
+            && ts.created_timestamp > 0
+            && ts
+                .samples
+                .first()
+                .is_some_and(|s| s.timestamp > ts.created_timestamp)
+        {
+            samples.push(Sample {
+                timestamp_ms: ts.created_timestamp,
+                value: 0.0,
+            });
+        }
+        samples.extend(ts.samples.into_iter().map(|s| Sample {
+            timestamp_ms: s.timestamp,
+            value: s.value,
+        }));
+        out.push_series(labels, samples);
+    }
+    Ok(out)
+}
+
+/// Turns `[name_ref, value_ref, ...]` into label pairs.
+fn resolve_refs(symbols: &[String], refs: &[u32]) -> Result<Vec<(String, String)>, String> {
+    if refs.len() % 2 != 0 {
+        return Err(format!(
+            "labels_refs has an odd length ({}); it must hold name/value pairs",
+            refs.len()
+        ));
+    }
+    let symbol = |r: u32| {
+        symbols.get(r as usize).cloned().ok_or_else(|| {
+            format!(
+                "symbol reference {r} is out of range (the symbol table has {} entries)",
+                symbols.len()
+            )
+        })
+    };
+    refs.chunks_exact(2)
+        .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
+        .collect()
+}
+
+fn v2_metadata(symbols: &[String], m: &v2::Metadata, metric_name: &str) -> Option<Metadata> {
+    let text = |r: u32| symbols.get(r as usize).cloned().unwrap_or_default();
+    let metric_type =
+        match v2::MetricType::try_from(m.r#type).unwrap_or(v2::MetricType::Unspecified) {
+            v2::MetricType::Unspecified => MetricType::Unknown,
+            v2::MetricType::Counter => MetricType::Counter,
+            v2::MetricType::Gauge => MetricType::Gauge,
+            v2::MetricType::Histogram => MetricType::Histogram,
+            v2::MetricType::Gaugehistogram => MetricType::GaugeHistogram,
+            v2::MetricType::Summary => MetricType::Summary,
+            v2::MetricType::Info => MetricType::Info,
+            v2::MetricType::Stateset => MetricType::StateSet,
+        };
+    let (help, unit) = (text(m.help_ref), text(m.unit_ref));
+    if metric_type == MetricType::Unknown && help.is_empty() && unit.is_empty() {
+        return None;
+    }
+    Some(Metadata {
+        metric_family_name: metric_name.to_string(),
+        metric_type,
+        unit,
+        help,
+    })
+}
+
+fn v1_metric_type(value: i32) -> MetricType {
+    match v1::MetricType::try_from(value).unwrap_or(v1::MetricType::Unknown) {
+        v1::MetricType::Unknown => MetricType::Unknown,
+        v1::MetricType::Counter => MetricType::Counter,
+        v1::MetricType::Gauge => MetricType::Gauge,
+        v1::MetricType::Histogram => MetricType::Histogram,
+        v1::MetricType::Gaugehistogram => MetricType::GaugeHistogram,
+        v1::MetricType::Summary => MetricType::Summary,
+        v1::MetricType::Info => MetricType::Info,
+        v1::MetricType::Stateset => MetricType::StateSet,
+    }
+}
+
+/// Samples must come in timestamp order. A repeat of the same timestamp
+/// with the same value is dropped (as Prometheus does); anything else out of
+/// order refuses the series, returning the offending pair.
+fn in_order(samples: Vec<Sample>) -> Result<Vec<Sample>, (i64, i64)> {
+    let sorted = samples
+        .windows(2)
+        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms);
+    if sorted {
+        return Ok(samples);
+    }
+    let mut out: Vec<Sample> = Vec::with_capacity(samples.len());
+    for s in samples {
+        if let Some(last) = out.last() {
+            if s.timestamp_ms < last.timestamp_ms
+                || (s.timestamp_ms == last.timestamp_ms
+                    && s.value.to_bits() != last.value.to_bits())
+            {
+                return Err((last.timestamp_ms, s.timestamp_ms));
+            }
+            if s.timestamp_ms == last.timestamp_ms {
+                continue;
+            }
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comet_schema::model::{STALE_NAN_BITS, stale_nan};
+
+    fn label(n: &str, v: &str) -> v1::Label {
+        v1::Label {
+            name: n.into(),
+            value: v.into(),
+        }
+    }
+
+    fn series(labels: Vec<v1::Label>, samples: &[(i64, f64)]) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels,
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| v1::Sample { value, timestamp })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn encode_v1(request: &v1::WriteRequest) -> Vec<u8> {
+        snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap()
+    }
+
+    #[test]
+    fn v1_valid_series_metadata_and_special_values() {
+        let request = v1::WriteRequest {
+            timeseries: vec![series(
+                vec![label("__name__", "up"), label("job", "a")],
+                &[
+                    (1000, 1.0),
+                    (2000, f64::NAN),
+                    (3000, stale_nan()),
+                    (4000, f64::INFINITY),
+                ],
+            )],
+            metadata: vec![v1::MetricMetadata {
+                r#type: v1::MetricType::Gauge as i32,
+                metric_family_name: "up".into(),
+                help: "up or not".into(),
+                unit: String::new(),
+            }],
+        };
+        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default()).unwrap();
+        assert!(out.rejections.is_empty());
+        assert_eq!(out.received_samples, 4);
+        let s = &out.batch.series[0];
+        assert_eq!(s.labels.metric_name(), "up");
+        assert_eq!(s.samples[2].value.to_bits(), STALE_NAN_BITS);
+        assert!(s.samples[1].value.is_nan());
+        assert_eq!(out.batch.metadata[0].metric_type, MetricType::Gauge);
+    }
+
+    #[test]
+    fn v1_bad_series_are_rejected_with_reasons_and_the_rest_kept() {
+        let request = v1::WriteRequest {
+            timeseries: vec![
+                series(vec![label("job", "a")], &[(1, 1.0)]),
+                series(
+                    vec![label("__name__", "x"), label("a", "1"), label("a", "2")],
+                    &[(1, 1.0)],
+                ),
+                series(vec![label("__name__", "x"), label("a-b", "1")], &[(1, 1.0)]),
+                series(vec![label("job", "a"), label("__name__", "x")], &[(1, 1.0)]),
+                series(vec![label("__name__", "x")], &[(2, 1.0), (1, 1.0)]),
+                series(
+                    vec![label("__name__", "ok")],
+                    &[(1, 1.0), (1, 1.0), (2, 2.0)],
+                ),
+            ],
+            metadata: vec![],
+        };
+        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default()).unwrap();
+        let reasons: Vec<_> = out.rejections.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "missing_metric_name",
+                "duplicate_label_name",
+                "invalid_label_name",
+                "unsorted_labels",
+                "out_of_order"
+            ]
+        );
+        assert_eq!(out.batch.series.len(), 1);
+        // The repeated identical sample was dropped.
+        assert_eq!(out.batch.series[0].samples.len(), 2);
+    }
+
+    #[test]
+    fn corrupt_bodies_are_request_errors() {
+        let err = decode_v1(b"\xff\xff\xff\xff\xff", &DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.reason(), "invalid_snappy");
+        let garbage = snap::raw::Encoder::new()
+            .compress_vec(b"\x0a\xff\x01")
+            .unwrap();
+        let err = decode_v1(&garbage, &DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.reason(), "invalid_protobuf");
+        let big = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 4096])
+            .unwrap();
+        let options = DecodeOptions {
+            max_decompressed_bytes: 1024,
+            ..DecodeOptions::default()
+        };
+        assert_eq!(decode_v1(&big, &options).unwrap_err().reason(), "too_large");
+    }
+
+    #[test]
+    fn v2_symbols_metadata_and_created_timestamp() {
+        let request = v2::Request {
+            symbols: vec![
+                "".into(),
+                "__name__".into(),
+                "reqs_total".into(),
+                "job".into(),
+                "a".into(),
+                "Requests.".into(),
+            ],
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![3, 4, 1, 2],
+                    samples: vec![v2::Sample {
+                        value: 5.0,
+                        timestamp: 2000,
+                    }],
+                    metadata: Some(v2::Metadata {
+                        r#type: v2::MetricType::Counter as i32,
+                        help_ref: 5,
+                        unit_ref: 0,
+                    }),
+                    created_timestamp: 1000,
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 99],
+                    samples: vec![v2::Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                    ..Default::default()
+                },
+            ],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap();
+        let options = DecodeOptions {
+            created_timestamp_zero_samples: true,
+            ..DecodeOptions::default()
+        };
+        let out = decode_v2(&body, &options).unwrap();
+        assert_eq!(out.rejections[0].reason, "invalid_symbol_ref");
+        let s = &out.batch.series[0];
+        assert_eq!(s.labels.to_string(), r#"reqs_total{job="a"}"#);
+        assert_eq!(
+            s.samples,
+            vec![
+                Sample {
+                    timestamp_ms: 1000,
+                    value: 0.0
+                },
+                Sample {
+                    timestamp_ms: 2000,
+                    value: 5.0
+                }
+            ]
+        );
+        assert_eq!(out.batch.metadata[0].help, "Requests.");
+        assert_eq!(out.batch.metadata[0].metric_type, MetricType::Counter);
+    }
+}

@@ -1,0 +1,459 @@
+//! The writer every source shares: it gathers the batches of many requests
+//! into large ClickHouse inserts (a row count or a linger time, whichever
+//! comes first), writes series rows once per series per day, and answers
+//! each caller only after ClickHouse accepted its rows.
+//!
+//! Memory is bounded: every batch holds a share of a fixed budget from the
+//! moment it is accepted until its rows are stored. When the budget is
+//! spent, [`Writer::try_write`] refuses at once (HTTP sources answer
+//! 503/429 so the sender retries) and [`Writer::write`] waits (Kafka pauses).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use comet_schema::rows::{ExemplarRow, MetadataRow, SampleRowRef, SeriesRow, day_of_timestamp_ms};
+use comet_schema::{Store, StoreError};
+use moka::sync::Cache;
+use thiserror::Error;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::batch::WriteBatch;
+use crate::metrics::IngestMetrics;
+
+/// Batching and memory settings.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// Flush once this many samples are waiting.
+    pub max_batch_samples: usize,
+    /// Flush at the latest this long after the first waiting batch arrived.
+    pub linger: Duration,
+    /// Ceiling on memory held by accepted, not yet stored data.
+    pub max_buffered_bytes: usize,
+    /// Inserts in flight at once; more waiting batches queue (and count
+    /// against the memory ceiling).
+    pub max_concurrent_inserts: usize,
+    /// (series, day) pairs remembered as already written.
+    pub series_cache_capacity: u64,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_samples: 100_000,
+            linger: Duration::from_millis(500),
+            max_buffered_bytes: 512 << 20,
+            max_concurrent_inserts: 4,
+            series_cache_capacity: 4_000_000,
+        }
+    }
+}
+
+/// Why a write was not acknowledged.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum WriteError {
+    #[error("ingest buffer full ({limit_bytes} bytes held); retry after {retry_after:?}")]
+    Overloaded {
+        retry_after: Duration,
+        limit_bytes: usize,
+    },
+    #[error("ClickHouse did not accept the write: {message}")]
+    Store { message: String, transient: bool },
+    #[error("Comet is shutting down")]
+    ShuttingDown,
+}
+
+impl WriteError {
+    /// True when the same write may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            WriteError::Overloaded { .. } | WriteError::ShuttingDown => true,
+            WriteError::Store { transient, .. } => *transient,
+        }
+    }
+}
+
+impl From<&StoreError> for WriteError {
+    fn from(err: &StoreError) -> Self {
+        WriteError::Store {
+            message: err.to_string(),
+            transient: err.is_transient(),
+        }
+    }
+}
+
+/// What an acknowledged write stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReceipt {
+    pub samples: usize,
+    pub exemplars: usize,
+}
+
+/// Memory is counted in KiB units of a semaphore.
+const UNIT: usize = 1024;
+
+/// A batch waiting to be stored, with the caller waiting for the answer.
+struct Pending {
+    batch: WriteBatch,
+    source: &'static str,
+    ack: oneshot::Sender<Result<(), WriteError>>,
+    /// Held until the batch is stored or failed; frees its share of memory.
+    _budget: OwnedSemaphorePermit,
+    bytes: usize,
+}
+
+/// Handle to the shared writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    tx: mpsc::UnboundedSender<Pending>,
+    budget: Arc<Semaphore>,
+    budget_units: usize,
+    settings: WriterSettings,
+    metrics: IngestMetrics,
+    batcher: Mutex<Option<JoinHandle<()>>>,
+    close: tokio::sync::Notify,
+}
+
+impl Writer {
+    /// Starts the batcher task.
+    pub fn start(store: Store, settings: WriterSettings, metrics: IngestMetrics) -> Self {
+        let budget_units = (settings.max_buffered_bytes / UNIT).max(1);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let flusher = Arc::new(Flusher {
+            store,
+            metrics: metrics.clone(),
+            series_seen: Cache::new(settings.series_cache_capacity),
+            metadata_seen: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+        });
+        let shared = Arc::new(Shared {
+            tx,
+            budget: Arc::new(Semaphore::new(budget_units)),
+            budget_units,
+            settings,
+            metrics,
+            batcher: Mutex::new(None),
+            close: tokio::sync::Notify::new(),
+        });
+        let task = tokio::spawn(run_batcher(rx, flusher, Arc::clone(&shared)));
+        if let Ok(mut slot) = shared.batcher.try_lock() {
+            *slot = Some(task);
+        }
+        Self { shared }
+    }
+
+    pub fn settings(&self) -> &WriterSettings {
+        &self.shared.settings
+    }
+
+    /// Stores `batch`, refusing at once with [`WriteError::Overloaded`] when
+    /// the memory ceiling is reached. Returns after ClickHouse accepted it.
+    pub async fn try_write(
+        &self,
+        batch: WriteBatch,
+        source: &'static str,
+    ) -> Result<WriteReceipt, WriteError> {
+        let (bytes, units) = self.cost(&batch);
+        let permit = match Arc::clone(&self.shared.budget).try_acquire_many_owned(units) {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.shared
+                    .metrics
+                    .backpressure_events
+                    .with_label_values(&[source])
+                    .inc();
+                return Err(WriteError::Overloaded {
+                    retry_after: self.shared.settings.linger.max(Duration::from_secs(1)),
+                    limit_bytes: self.shared.settings.max_buffered_bytes,
+                });
+            }
+        };
+        self.submit(batch, source, permit, bytes).await
+    }
+
+    /// Stores `batch`, waiting for room under the memory ceiling first.
+    pub async fn write(
+        &self,
+        batch: WriteBatch,
+        source: &'static str,
+    ) -> Result<WriteReceipt, WriteError> {
+        let (bytes, units) = self.cost(&batch);
+        let permit = Arc::clone(&self.shared.budget)
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        self.submit(batch, source, permit, bytes).await
+    }
+
+    fn cost(&self, batch: &WriteBatch) -> (usize, u32) {
+        let bytes = batch.estimated_bytes();
+        // A batch larger than the whole budget may still go, alone.
+        let units = bytes.div_ceil(UNIT).clamp(1, self.shared.budget_units);
+        (bytes, units as u32)
+    }
+
+    async fn submit(
+        &self,
+        batch: WriteBatch,
+        source: &'static str,
+        permit: OwnedSemaphorePermit,
+        bytes: usize,
+    ) -> Result<WriteReceipt, WriteError> {
+        let receipt = WriteReceipt {
+            samples: batch.sample_count(),
+            exemplars: batch.exemplars.len(),
+        };
+        if batch.is_empty() {
+            return Ok(receipt);
+        }
+        let (ack, answer) = oneshot::channel();
+        self.shared.metrics.buffered_bytes.add(bytes as i64);
+        let pending = Pending {
+            batch,
+            source,
+            ack,
+            _budget: permit,
+            bytes,
+        };
+        if self.shared.tx.send(pending).is_err() {
+            self.shared.metrics.buffered_bytes.sub(bytes as i64);
+            return Err(WriteError::ShuttingDown);
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(receipt),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(WriteError::ShuttingDown),
+        }
+    }
+
+    /// Stops taking writes, stores everything already accepted, and waits
+    /// for the last insert.
+    pub async fn shutdown(&self) {
+        self.shared.close.notify_one();
+        let task = self.shared.batcher.lock().await.take();
+        if let Some(task) = task
+            && let Err(err) = task.await
+        {
+            warn!(error = %err, "ingest batcher failed");
+        }
+    }
+}
+
+/// Gathers pending batches and hands them to flush tasks.
+async fn run_batcher(
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    flusher: Arc<Flusher>,
+    shared: Arc<Shared>,
+) {
+    let settings = &shared.settings;
+    let inserts = Arc::new(Semaphore::new(settings.max_concurrent_inserts.max(1)));
+    let mut waiting: Vec<Pending> = Vec::new();
+    let mut waiting_samples = 0usize;
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let linger = tokio::time::sleep_until(deadline);
+        tokio::select! {
+            received = rx.recv() => {
+                let Some(pending) = received else { break };
+                if waiting.is_empty() {
+                    deadline = tokio::time::Instant::now() + settings.linger;
+                }
+                waiting_samples += pending.batch.sample_count();
+                waiting.push(pending);
+                if waiting_samples < settings.max_batch_samples {
+                    continue;
+                }
+            }
+            _ = linger, if !waiting.is_empty() => {}
+            _ = shared.close.notified() => {
+                rx.close();
+                continue;
+            }
+        }
+        let batch = std::mem::take(&mut waiting);
+        waiting_samples = 0;
+        flush(&flusher, &inserts, batch).await;
+    }
+    if !waiting.is_empty() {
+        flush(&flusher, &inserts, waiting).await;
+    }
+    // Wait for every insert in flight.
+    let _ = inserts
+        .acquire_many(settings.max_concurrent_inserts.max(1) as u32)
+        .await;
+}
+
+/// Waits for an insert slot (this is what slows the batcher down when
+/// ClickHouse is slow), then stores `batch` in the background.
+async fn flush(flusher: &Arc<Flusher>, inserts: &Arc<Semaphore>, batch: Vec<Pending>) {
+    let Ok(slot) = Arc::clone(inserts).acquire_owned().await else {
+        return;
+    };
+    let flusher = Arc::clone(flusher);
+    tokio::spawn(async move {
+        flusher.store_and_answer(batch).await;
+        drop(slot);
+    });
+}
+
+/// Writes batches to ClickHouse.
+struct Flusher {
+    store: Store,
+    metrics: IngestMetrics,
+    /// (fingerprint, day) pairs whose series row is known to be stored.
+    series_seen: Cache<(u64, u16), ()>,
+    /// Hashes of metadata rows written recently.
+    metadata_seen: Cache<u64, ()>,
+}
+
+impl Flusher {
+    async fn store_and_answer(&self, batch: Vec<Pending>) {
+        let result = self.store(&batch).await;
+        let samples: usize = batch.iter().map(|p| p.batch.sample_count()).sum();
+        self.metrics.batches.inc();
+        self.metrics.batch_rows.observe(samples as f64);
+        for pending in batch {
+            self.metrics.buffered_bytes.sub(pending.bytes as i64);
+            if result.is_ok() {
+                self.metrics
+                    .samples_written
+                    .with_label_values(&[pending.source])
+                    .inc_by(pending.batch.sample_count() as u64);
+            }
+            let _ = pending.ack.send(result.clone());
+        }
+    }
+
+    async fn store(&self, batch: &[Pending]) -> Result<(), WriteError> {
+        // Series first: a sample is only ever visible with its series.
+        let new_series = self.new_series_rows(batch);
+        self.insert::<SeriesRow>("series", &new_series).await?;
+        for row in &new_series {
+            self.series_seen.insert((row.fingerprint, row.date), ());
+        }
+        self.metrics.series_created.inc_by(new_series.len() as u64);
+
+        let metadata = self.new_metadata_rows(batch);
+        self.insert::<MetadataRow>("metadata", &metadata.rows)
+            .await?;
+        for hash in metadata.hashes {
+            self.metadata_seen.insert(hash, ());
+        }
+        self.metrics
+            .metadata_written
+            .inc_by(metadata.rows.len() as u64);
+
+        let exemplars: Vec<ExemplarRow> = batch
+            .iter()
+            .flat_map(|p| &p.batch.exemplars)
+            .map(|e| ExemplarRow {
+                metric_name: e.metric_name.clone(),
+                fingerprint: e.fingerprint,
+                timestamp_ms: e.timestamp_ms,
+                value: e.value,
+                labels: e.labels.clone(),
+            })
+            .collect();
+        self.insert::<ExemplarRow>("exemplars", &exemplars).await?;
+        self.metrics
+            .exemplars_written
+            .inc_by(exemplars.len() as u64);
+
+        let samples: Vec<SampleRowRef<'_>> = batch
+            .iter()
+            .flat_map(|p| &p.batch.series)
+            .flat_map(|s| {
+                let metric_name = s.labels.metric_name();
+                s.samples.iter().map(move |sample| SampleRowRef {
+                    metric_name,
+                    fingerprint: s.fingerprint,
+                    timestamp_ms: sample.timestamp_ms,
+                    value: sample.value,
+                })
+            })
+            .collect();
+        self.insert::<SampleRowRef<'static>>("samples", &samples)
+            .await
+    }
+
+    async fn insert<T>(&self, table: &str, rows: &[T::Value<'_>]) -> Result<(), WriteError>
+    where
+        T: clickhouse::Row + clickhouse::RowWrite,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = self.store.insert::<T>(table, rows).await;
+        self.metrics
+            .insert_duration
+            .with_label_values(&[table])
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|err| {
+            self.metrics
+                .insert_failures
+                .with_label_values(&[table])
+                .inc();
+            warn!(table, rows = rows.len(), error = %err, "insert failed");
+            WriteError::from(&err)
+        })?;
+        debug!(table, rows = rows.len(), took = ?started.elapsed(), "inserted");
+        Ok(())
+    }
+
+    /// Series rows for (series, day) pairs not yet known to be stored.
+    fn new_series_rows(&self, batch: &[Pending]) -> Vec<SeriesRow> {
+        let mut in_batch: HashSet<(u64, u16)> = HashSet::new();
+        let mut rows = Vec::new();
+        for series in batch.iter().flat_map(|p| &p.batch.series) {
+            let mut last_day = None;
+            for sample in &series.samples {
+                let day = day_of_timestamp_ms(sample.timestamp_ms);
+                if last_day == Some(day) {
+                    continue;
+                }
+                last_day = Some(day);
+                let key = (series.fingerprint, day);
+                if self.series_seen.contains_key(&key) || !in_batch.insert(key) {
+                    continue;
+                }
+                rows.push(SeriesRow::new(&series.labels, series.fingerprint, day));
+            }
+        }
+        rows
+    }
+
+    fn new_metadata_rows(&self, batch: &[Pending]) -> NewMetadata {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let mut out = NewMetadata::default();
+        for metadata in batch.iter().flat_map(|p| &p.batch.metadata) {
+            let hash = {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                    .hash_one(metadata)
+            };
+            if self.metadata_seen.contains_key(&hash) || out.hashes.contains(&hash) {
+                continue;
+            }
+            out.hashes.push(hash);
+            out.rows.push(MetadataRow::new(metadata, now));
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct NewMetadata {
+    rows: Vec<MetadataRow>,
+    hashes: Vec<u64>,
+}
