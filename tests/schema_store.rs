@@ -27,6 +27,7 @@ async fn migrations_create_the_designed_tables() {
         tables,
         "comet_schema_migrations\tReplacingMergeTree\tversion\t\n\
          comet_schema_settings\tReplacingMergeTree\tname\t\n\
+         exemplars\tReplacingMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
          metadata\tReplacingMergeTree\tmetric_family_name, type, unit, help\t\n\
          samples\tMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
          series\tReplacingMergeTree\tmetric_name, date, fingerprint\ttoYYYYMM(date)\n"
