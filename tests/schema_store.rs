@@ -298,12 +298,12 @@ async fn cluster_ddl_parses() {
     for spec in DATA_TABLES {
         statements.extend(options.alter_ttl(spec));
     }
-    assert!(
+    assert_eq!(
         statements
             .iter()
             .filter(|s| s.contains("Distributed("))
-            .count()
-            == 3
+            .count(),
+        DATA_TABLES.len()
     );
     for sql in &statements {
         assert!(sql.contains("ON CLUSTER `metrics`"), "{sql}");
