@@ -14,8 +14,13 @@ pub struct SeriesSamples {
 
 impl SeriesSamples {
     pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        Self::with_fingerprint(labels.fingerprint(), labels, samples)
+    }
+
+    /// When the caller has computed the fingerprint already.
+    pub fn with_fingerprint(fingerprint: u64, labels: Labels, samples: Vec<Sample>) -> Self {
         Self {
-            fingerprint: labels.fingerprint(),
+            fingerprint,
             labels,
             samples,
         }

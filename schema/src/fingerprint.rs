@@ -10,21 +10,30 @@
 //! This value is stored in every row of `series` and `samples`; changing
 //! it would split every existing series in two. The unit tests below pin it.
 
-use xxhash_rust::xxh64::Xxh64;
+use std::cell::RefCell;
+
+use xxhash_rust::xxh64::xxh64;
 
 /// Separator byte between names and values; 0xFF never occurs in UTF-8.
 const SEPARATOR: u8 = 0xFF;
 
 /// Hashes label pairs that are already sorted by name.
 pub fn fingerprint<'a>(sorted_labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut hasher = Xxh64::new(0);
-    for (name, value) in sorted_labels {
-        hasher.update(name.as_bytes());
-        hasher.update(&[SEPARATOR]);
-        hasher.update(value.as_bytes());
-        hasher.update(&[SEPARATOR]);
+    thread_local! {
+        // One-shot hashing of a contiguous buffer is several times faster
+        // than feeding the streaming hasher many small pieces.
+        static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    hasher.digest()
+    BUFFER.with_borrow_mut(|buf| {
+        buf.clear();
+        for (name, value) in sorted_labels {
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(SEPARATOR);
+            buf.extend_from_slice(value.as_bytes());
+            buf.push(SEPARATOR);
+        }
+        xxh64(buf, 0)
+    })
 }
 
 #[cfg(test)]

@@ -81,7 +81,14 @@ impl Decoded {
             Err(err) => return self.reject(err.reason(), err.to_string(), count),
         };
         match in_order(samples) {
-            Ok(samples) => self.batch.series.push(SeriesSamples::new(labels, samples)),
+            Ok(samples) => {
+                let fingerprint = labels.fingerprint();
+                self.batch.series.push(SeriesSamples::with_fingerprint(
+                    fingerprint,
+                    labels,
+                    samples,
+                ))
+            }
             Err((previous, next)) => self.reject(
                 "out_of_order",
                 format!("series {labels}: sample at {next} ms comes after one at {previous} ms"),
@@ -126,7 +133,9 @@ pub fn decode_v1(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
             .map(|l| Label::new(l.name, l.value))
             .collect();
         let labels = Labels::from_sorted(labels, options.name_validation);
-        if let Ok(labels) = &labels {
+        if let Ok(labels) = &labels
+            && !ts.exemplars.is_empty()
+        {
             let fingerprint = labels.fingerprint();
             for e in ts.exemplars {
                 out.batch.exemplars.push(ExemplarRecord {
@@ -192,7 +201,11 @@ pub fn decode_v2(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
         // 2.0 does not promise sorted labels; sort, still refusing duplicates.
         let labels = Labels::new(pairs, options.name_validation);
         if let Ok(labels) = &labels {
-            let fingerprint = labels.fingerprint();
+            let fingerprint = if ts.exemplars.is_empty() {
+                0
+            } else {
+                labels.fingerprint()
+            };
             for e in &ts.exemplars {
                 match resolve_refs(symbols, &e.labels_refs) {
                     Ok(pairs) => out.batch.exemplars.push(ExemplarRecord {
