@@ -38,6 +38,17 @@ pub enum Command {
     Migrate(ConfigArgs),
     /// Print the effective configuration (file + environment + flags) as YAML.
     Config(ConfigArgs),
+    /// Load generators that print throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send pre-encoded remote-write requests to a receiver (Comet or any
+    /// other) at a target rate; print samples/s, p50/p99 latency and the
+    /// receiver's CPU seconds per million samples.
+    Ingest(crate::bench::BenchIngestArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -235,12 +246,14 @@ pub struct ConfigArgs {
 }
 
 impl Command {
-    pub fn config_args(&self) -> &ConfigArgs {
+    /// The configuration options, for commands that use the configuration.
+    pub fn config_args(&self) -> Option<&ConfigArgs> {
         match self {
             Command::Serve(a)
             | Command::Clickhouse(a)
             | Command::Migrate(a)
-            | Command::Config(a) => a,
+            | Command::Config(a) => Some(a),
+            Command::Bench(_) => None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `comet` binary: command line and wiring only. The work lives in the
 //! `comet-schema`, `comet-ingest` and `comet-query` crates.
 
+mod bench;
 mod cli;
 mod config;
 mod http;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command};
 use crate::config::Config;
 
 // Ingest allocates many short-lived strings; mimalloc handles that pattern
@@ -32,21 +33,29 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.command.config_args())?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let Some(args) = cli.command.config_args() else {
+        let Command::Bench(BenchCommand::Ingest(bench)) = cli.command else {
+            unreachable!("only bench runs without configuration")
+        };
+        return runtime()?.block_on(bench::run(bench));
+    };
+    let config = Config::load(args)?;
     if let Command::Config(_) = cli.command {
         print!("{}", config.to_yaml_masked()?);
         return Ok(());
     }
     telemetry::init_logging(&config.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         match cli.command {
             Command::Serve(_) => serve::serve(config).await,
             Command::Clickhouse(_) => serve::clickhouse(config).await,
             Command::Migrate(_) => serve::migrate_only(config).await,
-            Command::Config(_) => Ok(()),
+            Command::Config(_) | Command::Bench(_) => Ok(()),
         }
     })
 }

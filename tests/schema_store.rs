@@ -131,6 +131,20 @@ async fn retention_change_updates_every_ttl() {
 }
 
 #[tokio::test]
+async fn keeping_data_forever_from_the_start_works() {
+    let db = TestDb::with_retention(None).await;
+    let again = migrate(&db.store, &db.options, latest_version()).await.unwrap();
+    assert!(again.applied.is_empty());
+    let engine = db
+        .text(&format!(
+            "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'samples' FORMAT TSVRaw",
+            db.name()
+        ))
+        .await;
+    assert!(!engine.contains("TTL"), "{engine}");
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused() {
     let db = TestDb::new().await;
     http_query(&format!(

@@ -229,18 +229,26 @@ async fn reconcile_retention(store: &Store, options: &SchemaOptions) -> Result<b
         return Ok(false);
     }
     // Only tables that exist: a partial migration (or an older schema) may
-    // not have all of them yet; they get the TTL when created.
-    let existing: Vec<String> = store
+    // not have all of them yet; they get the TTL when created. Removing a TTL
+    // from a table without one is an error, so note which have one.
+    let existing: Vec<(String, bool)> = store
         .fetch_all(
             store
                 .server_client()
-                .query("SELECT name FROM system.tables WHERE database = ?")
+                .query(
+                    "SELECT name, position(create_table_query, ' TTL ') > 0 \
+                     FROM system.tables WHERE database = ?",
+                )
                 .bind(&options.database),
             "list tables",
         )
         .await?;
     for spec in DATA_TABLES {
-        if !existing.contains(&options.storage_table(spec)) {
+        let storage = options.storage_table(spec);
+        let Some((_, has_ttl)) = existing.iter().find(|(name, _)| *name == storage) else {
+            continue;
+        };
+        if options.retention.is_none() && !has_ttl {
             continue;
         }
         if let Some(sql) = options.alter_ttl(spec) {
