@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+scripts/install-peers.sh
 
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check
