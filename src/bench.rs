@@ -65,7 +65,10 @@ fn encode_requests(args: &BenchIngestArgs) -> (Vec<bytes::Bytes>, usize) {
     let started = Instant::now();
     for round in 0..rounds {
         let ts = first_ms + round as i64 * 1000;
-        for chunk in (0..args.series).collect::<Vec<_>>().chunks(args.samples_per_request) {
+        for chunk in (0..args.series)
+            .collect::<Vec<_>>()
+            .chunks(args.samples_per_request)
+        {
             let timeseries = chunk
                 .iter()
                 .map(|&i| v1::TimeSeries {
@@ -107,7 +110,14 @@ fn encode_requests(args: &BenchIngestArgs) -> (Vec<bytes::Bytes>, usize) {
 
 /// The receiver's CPU seconds: its /metrics counter plus extra pids.
 async fn cpu_seconds(client: &reqwest::Client, metrics_url: &str, pids: &[u32]) -> Option<f64> {
-    let text = client.get(metrics_url).send().await.ok()?.text().await.ok()?;
+    let text = client
+        .get(metrics_url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     let own: f64 = text
         .lines()
         .find(|l| l.starts_with("process_cpu_seconds_total"))
@@ -177,7 +187,9 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             loop {
                 let i = shared.next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = shared.bodies.get(i) else { break };
+                let Some(body) = shared.bodies.get(i) else {
+                    break;
+                };
                 if let Some(interval) = interval {
                     tokio::time::sleep_until((started + interval * i as u32).into()).await;
                 }
@@ -208,14 +220,24 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     };
     let acked = shared.acked.load(Ordering::Relaxed);
     println!("samples sent and acknowledged: {acked} of {total_samples}");
-    println!("failed requests (not retryable): {}", shared.failed.load(Ordering::Relaxed));
-    println!("retried requests: {}", shared.retries.load(Ordering::Relaxed));
+    println!(
+        "failed requests (not retryable): {}",
+        shared.failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "retried requests: {}",
+        shared.retries.load(Ordering::Relaxed)
+    );
     println!("elapsed: {elapsed:.2?}");
     println!(
         "throughput: {:.0} samples/s",
         acked as f64 / elapsed.as_secs_f64()
     );
-    println!("request latency: p50 {:.2?}, p99 {:.2?}", pct(0.50), pct(0.99));
+    println!(
+        "request latency: p50 {:.2?}, p99 {:.2?}",
+        pct(0.50),
+        pct(0.99)
+    );
     match (cpu_before, cpu_after) {
         (Some(before), Some(after)) if acked > 0 => println!(
             "receiver CPU: {:.2} s total, {:.2} CPU-seconds per million samples",
@@ -225,7 +247,10 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         _ => println!("receiver CPU: unknown (no process_cpu_seconds_total at {metrics_url})"),
     }
     if acked < total_samples as u64 {
-        bail!("{} samples were not acknowledged", total_samples as u64 - acked);
+        bail!(
+            "{} samples were not acknowledged",
+            total_samples as u64 - acked
+        );
     }
     Ok(())
 }

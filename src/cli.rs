@@ -174,6 +174,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_INGEST_BATCH_MAX_SAMPLES", value_name = "N")]
     pub ingest_batch_max_samples: Option<usize>,
 
+    /// Flush an ingest batch early, before the linger ends, once it holds
+    /// this many samples and an insert slot is free
+    /// [config: ingest.batch_min_samples; default 10000]
+    #[arg(long, env = "COMET_INGEST_BATCH_MIN_SAMPLES", value_name = "N")]
+    pub ingest_batch_min_samples: Option<usize>,
+
     /// Flush an ingest batch at the latest this long after its first write;
     /// a write is acknowledged only once flushed [config: ingest.batch_linger; default 500ms]
     #[arg(long, env = "COMET_INGEST_BATCH_LINGER", value_name = "DURATION", value_parser = duration)]

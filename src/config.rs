@@ -46,6 +46,9 @@ pub struct Config {
 pub struct IngestConfig {
     /// Flush a batch once it holds this many samples.
     pub batch_max_samples: usize,
+    /// Flush before the linger ends once a batch holds this many samples
+    /// and ClickHouse has a free insert slot.
+    pub batch_min_samples: usize,
     /// Flush a batch at the latest this long after it started.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
@@ -63,6 +66,7 @@ impl Default for IngestConfig {
         let w = WriterSettings::default();
         Self {
             batch_max_samples: w.max_batch_samples,
+            batch_min_samples: w.min_batch_samples,
             batch_linger: w.linger,
             max_buffered_bytes: ByteSize::b(w.max_buffered_bytes as u64),
             max_concurrent_inserts: w.max_concurrent_inserts,
@@ -293,6 +297,7 @@ impl Config {
         );
         let ingest = &mut self.ingest;
         overlay!(ingest.batch_max_samples, a.ingest_batch_max_samples);
+        overlay!(ingest.batch_min_samples, a.ingest_batch_min_samples);
         overlay!(ingest.batch_linger, a.ingest_batch_linger);
         overlay!(ingest.max_buffered_bytes, a.ingest_max_buffered_bytes);
         overlay!(
@@ -408,6 +413,7 @@ impl Config {
         let i = &self.ingest;
         WriterSettings {
             max_batch_samples: i.batch_max_samples,
+            min_batch_samples: i.batch_min_samples,
             linger: i.batch_linger,
             max_buffered_bytes: i.max_buffered_bytes.as_u64() as usize,
             max_concurrent_inserts: i.max_concurrent_inserts,
@@ -562,6 +568,7 @@ mod tests {
             ("managed-clickhouse-tcp-port", "2"),
             ("managed-clickhouse-startup-timeout", "9s"),
             ("ingest-batch-max-samples", "9"),
+            ("ingest-batch-min-samples", "9"),
             ("ingest-batch-linger", "9s"),
             ("ingest-max-buffered-bytes", "9KiB"),
             ("ingest-max-concurrent-inserts", "9"),

@@ -133,7 +133,9 @@ async fn retention_change_updates_every_ttl() {
 #[tokio::test]
 async fn keeping_data_forever_from_the_start_works() {
     let db = TestDb::with_retention(None).await;
-    let again = migrate(&db.store, &db.options, latest_version()).await.unwrap();
+    let again = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap();
     assert!(again.applied.is_empty());
     let engine = db
         .text(&format!(

@@ -28,6 +28,10 @@ use crate::metrics::IngestMetrics;
 pub struct WriterSettings {
     /// Flush once this many samples are waiting.
     pub max_batch_samples: usize,
+    /// Flush early, before the linger ends, once this many samples are
+    /// waiting and an insert slot is free: callers are blocked waiting for
+    /// their acknowledgement, so waiting longer only adds latency.
+    pub min_batch_samples: usize,
     /// Flush at the latest this long after the first waiting batch arrived.
     pub linger: Duration,
     /// Ceiling on memory held by accepted, not yet stored data.
@@ -43,6 +47,7 @@ impl Default for WriterSettings {
     fn default() -> Self {
         Self {
             max_batch_samples: 100_000,
+            min_batch_samples: 10_000,
             linger: Duration::from_millis(500),
             max_buffered_bytes: 512 << 20,
             max_concurrent_inserts: 4,
@@ -268,7 +273,10 @@ async fn run_batcher(
                 }
                 waiting_samples += pending.batch.sample_count();
                 waiting.push(pending);
-                if waiting_samples < settings.max_batch_samples {
+                let full = waiting_samples >= settings.max_batch_samples;
+                let worth_it = waiting_samples >= settings.min_batch_samples
+                    && inserts.available_permits() > 0;
+                if !(full || worth_it) {
                     continue;
                 }
             }
