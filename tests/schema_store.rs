@@ -13,6 +13,15 @@ use comet_schema::rows::{MetadataRow, SampleRow, SeriesRow, day_of_timestamp_ms}
 use comet_schema::{Labels, Metadata, MetricType, NameValidation, Sample, Store, StoreError};
 use common::{TestDb, http_query, store_settings};
 
+/// `system.tables.engine_full` of one table (engine, keys, TTL, settings).
+async fn engine_full(db: &TestDb, table: &str) -> String {
+    db.text(&format!(
+        "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = '{table}' FORMAT TSVRaw",
+        db.name()
+    ))
+    .await
+}
+
 #[tokio::test]
 async fn migrations_create_the_designed_tables() {
     let db = TestDb::new().await;
@@ -50,12 +59,7 @@ async fn migrations_create_the_designed_tables() {
          series\tfingerprint\tUInt64\t\n\
          series\tlabels\tMap(LowCardinality(String), String)\tCODEC(ZSTD(1))\n"
     );
-    let ttl = db
-        .text(&format!(
-            "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'samples' FORMAT TSVRaw",
-            db.name()
-        ))
-        .await;
+    let ttl = engine_full(&db, "samples").await;
     assert!(
         ttl.contains(
             "TTL toDateTime(intDiv(timestamp_ms, 1000), 'UTC') + toIntervalSecond(2592000)"
@@ -100,13 +104,7 @@ async fn retention_change_updates_every_ttl() {
         .unwrap();
     assert!(report.retention_changed);
     for spec in DATA_TABLES {
-        let engine = db
-            .text(&format!(
-                "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = '{}' FORMAT TSVRaw",
-                db.name(),
-                spec.name
-            ))
-            .await;
+        let engine = engine_full(&db, spec.name).await;
         assert!(
             engine.contains("toIntervalSecond(604800)"),
             "{}: {engine}",
@@ -121,12 +119,7 @@ async fn retention_change_updates_every_ttl() {
             .unwrap()
             .retention_changed
     );
-    let engine = db
-        .text(&format!(
-            "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'samples' FORMAT TSVRaw",
-            db.name()
-        ))
-        .await;
+    let engine = engine_full(&db, "samples").await;
     assert!(!engine.contains("TTL"), "{engine}");
 }
 
@@ -137,12 +130,7 @@ async fn keeping_data_forever_from_the_start_works() {
         .await
         .unwrap();
     assert!(again.applied.is_empty());
-    let engine = db
-        .text(&format!(
-            "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'samples' FORMAT TSVRaw",
-            db.name()
-        ))
-        .await;
+    let engine = engine_full(&db, "samples").await;
     assert!(!engine.contains("TTL"), "{engine}");
 }
 

@@ -73,6 +73,18 @@ impl Decoded {
         });
     }
 
+    /// Native histograms have no table yet: refuse them, keep the rest.
+    fn reject_histograms(&mut self, count: usize) {
+        if count > 0 {
+            self.reject(
+                "native_histogram",
+                "native histograms are not stored yet; the series' float samples were kept"
+                    .to_string(),
+                count as u64,
+            );
+        }
+    }
+
     /// Validates one series and keeps it, or records why not.
     fn push_series(&mut self, labels: Result<Labels, LabelError>, samples: Vec<Sample>) {
         let count = samples.len() as u64;
@@ -119,14 +131,7 @@ pub fn decode_v1(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
     let mut out = Decoded::default();
     for ts in request.timeseries {
         out.received_samples += ts.samples.len() as u64;
-        if !ts.histograms.is_empty() {
-            out.reject(
-                "native_histogram",
-                "native histograms are not stored yet; the series' float samples were kept"
-                    .to_string(),
-                ts.histograms.len() as u64,
-            );
-        }
+        out.reject_histograms(ts.histograms.len());
         let labels: Vec<Label> = ts
             .labels
             .into_iter()
@@ -162,7 +167,7 @@ pub fn decode_v1(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
     }
     for m in request.metadata {
         out.batch.metadata.push(Metadata {
-            metric_type: v1_metric_type(m.r#type),
+            metric_type: wire_metric_type(m.r#type),
             metric_family_name: m.metric_family_name,
             unit: m.unit,
             help: m.help,
@@ -183,14 +188,7 @@ pub fn decode_v2(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
     for ts in request.timeseries {
         let count = ts.samples.len() as u64;
         out.received_samples += count;
-        if !ts.histograms.is_empty() {
-            out.reject(
-                "native_histogram",
-                "native histograms are not stored yet; the series' float samples were kept"
-                    .to_string(),
-                ts.histograms.len() as u64,
-            );
-        }
+        out.reject_histograms(ts.histograms.len());
         let pairs = match resolve_refs(symbols, &ts.labels_refs) {
             Ok(pairs) => pairs,
             Err(message) => {
@@ -272,17 +270,7 @@ fn resolve_refs(symbols: &[String], refs: &[u32]) -> Result<Vec<(String, String)
 
 fn v2_metadata(symbols: &[String], m: &v2::Metadata, metric_name: &str) -> Option<Metadata> {
     let text = |r: u32| symbols.get(r as usize).cloned().unwrap_or_default();
-    let metric_type =
-        match v2::MetricType::try_from(m.r#type).unwrap_or(v2::MetricType::Unspecified) {
-            v2::MetricType::Unspecified => MetricType::Unknown,
-            v2::MetricType::Counter => MetricType::Counter,
-            v2::MetricType::Gauge => MetricType::Gauge,
-            v2::MetricType::Histogram => MetricType::Histogram,
-            v2::MetricType::Gaugehistogram => MetricType::GaugeHistogram,
-            v2::MetricType::Summary => MetricType::Summary,
-            v2::MetricType::Info => MetricType::Info,
-            v2::MetricType::Stateset => MetricType::StateSet,
-        };
+    let metric_type = wire_metric_type(m.r#type);
     let (help, unit) = (text(m.help_ref), text(m.unit_ref));
     if metric_type == MetricType::Unknown && help.is_empty() && unit.is_empty() {
         return None;
@@ -295,7 +283,9 @@ fn v2_metadata(symbols: &[String], m: &v2::Metadata, metric_name: &str) -> Optio
     })
 }
 
-fn v1_metric_type(value: i32) -> MetricType {
+/// The metric type enums of 1.0 and 2.0 share their numbers (2.0's 0 is
+/// "unspecified", 1.0's "unknown").
+fn wire_metric_type(value: i32) -> MetricType {
     match v1::MetricType::try_from(value).unwrap_or(v1::MetricType::Unknown) {
         v1::MetricType::Unknown => MetricType::Unknown,
         v1::MetricType::Counter => MetricType::Counter,
