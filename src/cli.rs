@@ -194,10 +194,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_INGEST_MAX_CONCURRENT_INSERTS", value_name = "N")]
     pub ingest_max_concurrent_inserts: Option<usize>,
 
-    /// (series, day) pairs remembered as written, so series rows are written
-    /// once per series per day [config: ingest.series_cache_size; default 4000000]
-    #[arg(long, env = "COMET_INGEST_SERIES_CACHE_SIZE", value_name = "N")]
-    pub ingest_series_cache_size: Option<u64>,
+    /// Memory for the series registry: known series skip validation, and
+    /// series rows are written once per series per day
+    /// [config: ingest.series_cache_bytes; default 256MiB]
+    #[arg(long, env = "COMET_INGEST_SERIES_CACHE_BYTES", value_name = "SIZE")]
+    pub ingest_series_cache_bytes: Option<ByteSize>,
 
     /// Largest compressed remote-write body; larger ones get 413
     /// [config: remote_write.max_request_bytes; default 32MiB]

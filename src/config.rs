@@ -57,8 +57,9 @@ pub struct IngestConfig {
     pub max_buffered_bytes: ByteSize,
     /// ClickHouse inserts in flight at once.
     pub max_concurrent_inserts: usize,
-    /// (series, day) pairs remembered as written.
-    pub series_cache_size: u64,
+    /// Memory for the series registry: validated series, so known series
+    /// skip validation, and the day each one's series row was last written.
+    pub series_cache_bytes: ByteSize,
 }
 
 impl Default for IngestConfig {
@@ -70,7 +71,7 @@ impl Default for IngestConfig {
             batch_linger: w.linger,
             max_buffered_bytes: ByteSize::b(w.max_buffered_bytes as u64),
             max_concurrent_inserts: w.max_concurrent_inserts,
-            series_cache_size: w.series_cache_capacity,
+            series_cache_bytes: ByteSize::b(w.series_cache_bytes),
         }
     }
 }
@@ -304,7 +305,7 @@ impl Config {
             ingest.max_concurrent_inserts,
             a.ingest_max_concurrent_inserts
         );
-        overlay!(ingest.series_cache_size, a.ingest_series_cache_size);
+        overlay!(ingest.series_cache_bytes, a.ingest_series_cache_bytes);
         let rw = &mut self.remote_write;
         overlay!(rw.max_request_bytes, a.remote_write_max_request_bytes);
         overlay!(
@@ -417,7 +418,7 @@ impl Config {
             linger: i.batch_linger,
             max_buffered_bytes: i.max_buffered_bytes.as_u64() as usize,
             max_concurrent_inserts: i.max_concurrent_inserts,
-            series_cache_capacity: i.series_cache_size,
+            series_cache_bytes: i.series_cache_bytes.as_u64(),
         }
     }
 
@@ -572,7 +573,7 @@ mod tests {
             ("ingest-batch-linger", "9s"),
             ("ingest-max-buffered-bytes", "9KiB"),
             ("ingest-max-concurrent-inserts", "9"),
-            ("ingest-series-cache-size", "9"),
+            ("ingest-series-cache-bytes", "9KiB"),
             ("remote-write-max-request-bytes", "9KiB"),
             ("remote-write-max-decompressed-bytes", "9KiB"),
             ("remote-write-name-validation", "utf8"),

@@ -2,6 +2,7 @@
 //! remote-write receiver does it. Run: `cargo bench -p comet-ingest`.
 //! Criterion prints samples per second as "elem/s".
 
+use comet_ingest::SeriesRegistry;
 use comet_ingest::remote_write::decode::{DecodeOptions, decode_v1, decode_v2};
 use comet_schema::prompb::{v1, v2};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -91,18 +92,26 @@ fn snappy(raw: &[u8]) -> Vec<u8> {
 
 fn decode(c: &mut Criterion) {
     let options = DecodeOptions::default();
+    // Steady state: the series are known, as for every scrape after the
+    // first. `*_new` measures series never seen before.
+    let registry = SeriesRegistry::new(1 << 30);
     let mut group = c.benchmark_group("remote_write_decode");
     for (name, series, samples) in [("v1_2000x1", 2000, 1), ("v1_500x10", 500, 10)] {
         let body = snappy(&v1_request(series, samples).encode_to_vec());
         group.throughput(Throughput::Elements((series * samples) as u64));
         group.bench_function(name, |b| {
-            b.iter(|| decode_v1(&body, &options).expect("decodes"))
+            b.iter(|| decode_v1(&body, &options, &registry).expect("decodes"))
         });
     }
+    let body = snappy(&v1_request(2000, 1).encode_to_vec());
+    group.throughput(Throughput::Elements(2000));
+    group.bench_function("v1_2000x1_new", |b| {
+        b.iter(|| decode_v1(&body, &options, &SeriesRegistry::new(1 << 30)).expect("decodes"))
+    });
     let body = snappy(&v2_request(2000).encode_to_vec());
     group.throughput(Throughput::Elements(2000));
     group.bench_function("v2_2000x1", |b| {
-        b.iter(|| decode_v2(&body, &options).expect("decodes"))
+        b.iter(|| decode_v2(&body, &options, &registry).expect("decodes"))
     });
     group.finish();
 }

@@ -1,29 +1,32 @@
 //! What a source hands to the writer: validated series with their samples,
 //! exemplars and metadata, plus what it had to reject and why.
 
+use std::sync::Arc;
+
 use comet_schema::{Labels, Metadata, Sample};
 
+use crate::series::Series;
+
 /// One series and its samples, already validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SeriesSamples {
-    pub labels: Labels,
-    pub fingerprint: u64,
+    /// Shared with every other batch naming the same series.
+    pub series: Arc<Series>,
     /// In timestamp order.
     pub samples: Vec<Sample>,
 }
 
 impl SeriesSamples {
-    pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
-        Self::with_fingerprint(labels.fingerprint(), labels, samples)
+    pub fn new(series: Arc<Series>, samples: Vec<Sample>) -> Self {
+        Self { series, samples }
     }
 
-    /// When the caller has computed the fingerprint already.
-    pub fn with_fingerprint(fingerprint: u64, labels: Labels, samples: Vec<Sample>) -> Self {
-        Self {
-            fingerprint,
-            labels,
-            samples,
-        }
+    pub fn labels(&self) -> &Labels {
+        self.series.labels()
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.series.fingerprint()
     }
 }
 
@@ -48,7 +51,7 @@ pub struct Rejection {
 }
 
 /// The unit of work from a source to the writer.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub series: Vec<SeriesSamples>,
     pub exemplars: Vec<ExemplarRecord>,
@@ -69,17 +72,11 @@ impl WriteBatch {
     /// Approximate memory held by the batch while it waits in the writer,
     /// used for the buffered-memory ceiling.
     pub fn estimated_bytes(&self) -> usize {
+        // Series themselves live in the registry, which has its own bound.
         let series: usize = self
             .series
             .iter()
-            .map(|s| {
-                let labels: usize = s
-                    .labels
-                    .iter()
-                    .map(|l| l.name.len() + l.value.len() + 48)
-                    .sum();
-                labels + 64 + s.samples.len() * std::mem::size_of::<Sample>()
-            })
+            .map(|s| 48 + s.samples.len() * std::mem::size_of::<Sample>())
             .sum();
         let exemplars: usize = self
             .exemplars

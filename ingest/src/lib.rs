@@ -9,8 +9,10 @@
 pub mod batch;
 pub mod metrics;
 pub mod remote_write;
+pub mod series;
 pub mod writer;
 
 pub use batch::{ExemplarRecord, Rejection, SeriesSamples, WriteBatch};
 pub use metrics::IngestMetrics;
+pub use series::{Series, SeriesRegistry};
 pub use writer::{WriteError, Writer, WriterSettings};

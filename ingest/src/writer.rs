@@ -1,6 +1,7 @@
 //! The writer every source shares: it gathers the batches of many requests
 //! into large ClickHouse inserts (a row count or a linger time, whichever
-//! comes first), writes series rows once per series per day, and answers
+//! comes first), writes series rows once per series per day (tracked in the
+//! [`SeriesRegistry`]), and answers
 //! each caller only after ClickHouse accepted its rows.
 //!
 //! Memory is bounded: every batch holds a share of a fixed budget from the
@@ -22,6 +23,7 @@ use tracing::{debug, warn};
 
 use crate::batch::WriteBatch;
 use crate::metrics::IngestMetrics;
+use crate::series::{Series, SeriesRegistry};
 
 /// Batching and memory settings.
 #[derive(Debug, Clone)]
@@ -39,8 +41,9 @@ pub struct WriterSettings {
     /// Inserts in flight at once; more waiting batches queue (and count
     /// against the memory ceiling).
     pub max_concurrent_inserts: usize,
-    /// (series, day) pairs remembered as already written.
-    pub series_cache_capacity: u64,
+    /// Memory for the series registry (validated series, and the day each
+    /// one's `series` row was last written).
+    pub series_cache_bytes: u64,
 }
 
 impl Default for WriterSettings {
@@ -51,7 +54,7 @@ impl Default for WriterSettings {
             linger: Duration::from_millis(500),
             max_buffered_bytes: 512 << 20,
             max_concurrent_inserts: 4,
-            series_cache_capacity: 4_000_000,
+            series_cache_bytes: 256 << 20,
         }
     }
 }
@@ -116,6 +119,7 @@ pub struct Writer {
 }
 
 struct Shared {
+    registry: SeriesRegistry,
     tx: mpsc::UnboundedSender<Pending>,
     budget: Arc<Semaphore>,
     budget_units: usize,
@@ -133,13 +137,13 @@ impl Writer {
         let flusher = Arc::new(Flusher {
             store,
             metrics: metrics.clone(),
-            series_seen: Cache::new(settings.series_cache_capacity),
             metadata_seen: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
         });
         let shared = Arc::new(Shared {
+            registry: SeriesRegistry::new(settings.series_cache_bytes),
             tx,
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
@@ -157,6 +161,11 @@ impl Writer {
 
     pub fn settings(&self) -> &WriterSettings {
         &self.shared.settings
+    }
+
+    /// The series registry sources resolve series through.
+    pub fn registry(&self) -> &SeriesRegistry {
+        &self.shared.registry
     }
 
     /// Stores `batch`, refusing at once with [`WriteError::Overloaded`] when
@@ -316,8 +325,6 @@ async fn flush(flusher: &Arc<Flusher>, inserts: &Arc<Semaphore>, batch: Vec<Pend
 struct Flusher {
     store: Store,
     metrics: IngestMetrics,
-    /// (fingerprint, day) pairs whose series row is known to be stored.
-    series_seen: Cache<(u64, u16), ()>,
     /// Hashes of metadata rows written recently.
     metadata_seen: Cache<u64, ()>,
 }
@@ -342,10 +349,10 @@ impl Flusher {
 
     async fn store(&self, batch: &[Pending]) -> Result<(), WriteError> {
         // Series first: a sample is only ever visible with its series.
-        let new_series = self.new_series_rows(batch);
+        let (new_series, written) = self.new_series_rows(batch);
         self.insert::<SeriesRow>("series", &new_series).await?;
-        for row in &new_series {
-            self.series_seen.insert((row.fingerprint, row.date), ());
+        for (series, day) in written {
+            series.mark_written(day);
         }
         self.metrics.series_created.inc_by(new_series.len() as u64);
 
@@ -379,10 +386,10 @@ impl Flusher {
             .iter()
             .flat_map(|p| &p.batch.series)
             .flat_map(|s| {
-                let metric_name = s.labels.metric_name();
+                let metric_name = s.labels().metric_name();
                 s.samples.iter().map(move |sample| SampleRowRef {
                     metric_name,
-                    fingerprint: s.fingerprint,
+                    fingerprint: s.fingerprint(),
                     timestamp_ms: sample.timestamp_ms,
                     value: sample.value,
                 })
@@ -417,26 +424,28 @@ impl Flusher {
         Ok(())
     }
 
-    /// Series rows for (series, day) pairs not yet known to be stored.
-    fn new_series_rows(&self, batch: &[Pending]) -> Vec<SeriesRow> {
+    /// Series rows for (series, day) pairs not yet known to be stored, and
+    /// the entries to mark once they are.
+    fn new_series_rows(&self, batch: &[Pending]) -> (Vec<SeriesRow>, Vec<(Arc<Series>, u16)>) {
         let mut in_batch: HashSet<(u64, u16)> = HashSet::new();
         let mut rows = Vec::new();
-        for series in batch.iter().flat_map(|p| &p.batch.series) {
+        let mut written = Vec::new();
+        for s in batch.iter().flat_map(|p| &p.batch.series) {
             let mut last_day = None;
-            for sample in &series.samples {
+            for sample in &s.samples {
                 let day = day_of_timestamp_ms(sample.timestamp_ms);
                 if last_day == Some(day) {
                     continue;
                 }
                 last_day = Some(day);
-                let key = (series.fingerprint, day);
-                if self.series_seen.contains_key(&key) || !in_batch.insert(key) {
+                if !s.series.needs_row(day) || !in_batch.insert((s.fingerprint(), day)) {
                     continue;
                 }
-                rows.push(SeriesRow::new(&series.labels, series.fingerprint, day));
+                rows.push(SeriesRow::new(s.labels(), s.fingerprint(), day));
+                written.push((Arc::clone(&s.series), day));
             }
         }
-        rows
+        (rows, written)
     }
 
     fn new_metadata_rows(&self, batch: &[Pending]) -> NewMetadata {

@@ -4,11 +4,16 @@
 //! [`Rejection`]s and the rest of the request is still stored.
 
 use comet_schema::prompb::{v1, v2};
+use std::sync::Arc;
+
 use comet_schema::{Label, LabelError, Labels, Metadata, MetricType, NameValidation, Sample};
 use prost::Message;
 use thiserror::Error;
+use xxhash_rust::xxh3::xxh3_128;
 
+use super::wire::{self, Reader};
 use crate::batch::{ExemplarRecord, Rejection, SeriesSamples, WriteBatch};
+use crate::series::{Series, SeriesRegistry};
 
 /// Limits and choices for decoding.
 #[derive(Debug, Clone, Copy)]
@@ -85,25 +90,21 @@ impl Decoded {
         }
     }
 
-    /// Validates one series and keeps it, or records why not.
-    fn push_series(&mut self, labels: Result<Labels, LabelError>, samples: Vec<Sample>) {
+    /// Keeps a validated series with its samples, or records why not.
+    fn push_series(&mut self, series: Result<Arc<Series>, LabelError>, samples: Vec<Sample>) {
         let count = samples.len() as u64;
-        let labels = match labels {
-            Ok(labels) => labels,
+        let series = match series {
+            Ok(series) => series,
             Err(err) => return self.reject(err.reason(), err.to_string(), count),
         };
         match in_order(samples) {
-            Ok(samples) => {
-                let fingerprint = labels.fingerprint();
-                self.batch.series.push(SeriesSamples::with_fingerprint(
-                    fingerprint,
-                    labels,
-                    samples,
-                ))
-            }
+            Ok(samples) => self.batch.series.push(SeriesSamples::new(series, samples)),
             Err((previous, next)) => self.reject(
                 "out_of_order",
-                format!("series {labels}: sample at {next} ms comes after one at {previous} ms"),
+                format!(
+                    "series {}: sample at {next} ms comes after one at {previous} ms",
+                    series.labels()
+                ),
                 count,
             ),
         }
@@ -122,62 +123,156 @@ pub fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, RequestError> {
 }
 
 /// Remote-write 1.0: `prometheus.WriteRequest`.
-pub fn decode_v1(body: &[u8], options: &DecodeOptions) -> Result<Decoded, RequestError> {
+///
+/// Read with a small wire reader rather than prost so that a series seen
+/// before is found in `registry` by a hash of its raw label bytes, with no
+/// per-label allocation; new series are decoded, validated and registered.
+pub fn decode_v1(
+    body: &[u8],
+    options: &DecodeOptions,
+    registry: &SeriesRegistry,
+) -> Result<Decoded, RequestError> {
     let raw = decompress(body, options.max_decompressed_bytes)?;
-    let request = v1::WriteRequest::decode(raw.as_slice()).map_err(|e| RequestError::Protobuf {
+    let invalid = |error: String| RequestError::Protobuf {
         message: "prometheus.WriteRequest",
-        error: e.to_string(),
-    })?;
+        error,
+    };
     let mut out = Decoded::default();
-    for ts in request.timeseries {
-        out.received_samples += ts.samples.len() as u64;
-        out.reject_histograms(ts.histograms.len());
-        let labels: Vec<Label> = ts
-            .labels
-            .into_iter()
-            .map(|l| Label::new(l.name, l.value))
-            .collect();
-        let labels = Labels::from_sorted(labels, options.name_validation);
-        if let Ok(labels) = &labels
-            && !ts.exemplars.is_empty()
-        {
-            let fingerprint = labels.fingerprint();
-            for e in ts.exemplars {
-                out.batch.exemplars.push(ExemplarRecord {
-                    metric_name: labels.metric_name().to_string(),
-                    fingerprint,
-                    timestamp_ms: e.timestamp,
-                    value: e.value,
-                    labels: e.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+    let mut scratch = Scratch::default();
+    let mut reader = Reader::new(&raw);
+    while !reader.is_empty() {
+        match reader.key().map_err(|e| invalid(e.to_string()))? {
+            (1, wire::LEN) => {
+                let series = reader.bytes().map_err(|e| invalid(e.to_string()))?;
+                decode_v1_series(series, options, registry, &mut scratch, &mut out)
+                    .map_err(invalid)?;
+            }
+            (3, wire::LEN) => {
+                let bytes = reader.bytes().map_err(|e| invalid(e.to_string()))?;
+                let m = v1::MetricMetadata::decode(bytes).map_err(|e| invalid(e.to_string()))?;
+                out.batch.metadata.push(Metadata {
+                    metric_type: wire_metric_type(m.r#type),
+                    metric_family_name: m.metric_family_name,
+                    unit: m.unit,
+                    help: m.help,
                 });
             }
+            (_, wire_type) => reader.skip(wire_type).map_err(|e| invalid(e.to_string()))?,
         }
-        if ts.samples.is_empty() && !ts.histograms.is_empty() {
-            continue;
-        }
-        let samples = ts
-            .samples
-            .into_iter()
-            .map(|s| Sample {
-                timestamp_ms: s.timestamp,
-                value: s.value,
-            })
-            .collect();
-        out.push_series(labels, samples);
-    }
-    for m in request.metadata {
-        out.batch.metadata.push(Metadata {
-            metric_type: wire_metric_type(m.r#type),
-            metric_family_name: m.metric_family_name,
-            unit: m.unit,
-            help: m.help,
-        });
     }
     Ok(out)
 }
 
+/// Buffers reused from one series to the next.
+#[derive(Default)]
+struct Scratch<'a> {
+    labels: Vec<&'a [u8]>,
+    exemplars: Vec<&'a [u8]>,
+    key: Vec<u8>,
+}
+
+/// One `prometheus.TimeSeries`.
+fn decode_v1_series<'a>(
+    bytes: &'a [u8],
+    options: &DecodeOptions,
+    registry: &SeriesRegistry,
+    scratch: &mut Scratch<'a>,
+    out: &mut Decoded,
+) -> Result<(), String> {
+    scratch.labels.clear();
+    scratch.exemplars.clear();
+    let mut samples = Vec::new();
+    let mut histograms = 0usize;
+    let mut reader = Reader::new(bytes);
+    while !reader.is_empty() {
+        match reader.key().map_err(|e| e.to_string())? {
+            (1, wire::LEN) => scratch
+                .labels
+                .push(reader.bytes().map_err(|e| e.to_string())?),
+            (2, wire::LEN) => samples.push(decode_v1_sample(
+                reader.bytes().map_err(|e| e.to_string())?,
+            )?),
+            (3, wire::LEN) => scratch
+                .exemplars
+                .push(reader.bytes().map_err(|e| e.to_string())?),
+            (4, wire::LEN) => {
+                reader.bytes().map_err(|e| e.to_string())?;
+                histograms += 1;
+            }
+            (_, wire_type) => reader.skip(wire_type).map_err(|e| e.to_string())?,
+        }
+    }
+    out.received_samples += samples.len() as u64;
+    out.reject_histograms(histograms);
+
+    // The raw label messages, length-prefixed, identify the series.
+    scratch.key.clear();
+    for label in &scratch.labels {
+        scratch
+            .key
+            .extend_from_slice(&(label.len() as u32).to_le_bytes());
+        scratch.key.extend_from_slice(label);
+    }
+    let key = xxh3_128(&scratch.key);
+    let series = match registry.get(key) {
+        Some(series) => Ok(series),
+        None => {
+            let mut labels = Vec::with_capacity(scratch.labels.len());
+            for bytes in &scratch.labels {
+                let l = v1::Label::decode(*bytes).map_err(|e| e.to_string())?;
+                labels.push(Label::new(l.name, l.value));
+            }
+            Labels::from_sorted(labels, options.name_validation)
+                .map(|labels| registry.insert(key, labels))
+        }
+    };
+    if let Ok(series) = &series {
+        for bytes in &scratch.exemplars {
+            let e = v1::Exemplar::decode(*bytes).map_err(|e| e.to_string())?;
+            out.batch.exemplars.push(ExemplarRecord {
+                metric_name: series.labels().metric_name().to_string(),
+                fingerprint: series.fingerprint(),
+                timestamp_ms: e.timestamp,
+                value: e.value,
+                labels: e.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+            });
+        }
+    }
+    if samples.is_empty() && histograms > 0 {
+        return Ok(());
+    }
+    out.push_series(series, samples);
+    Ok(())
+}
+
+/// `prometheus.Sample`: value (fixed64 double, field 1), timestamp (int64
+/// varint, field 2); absent fields are 0.
+fn decode_v1_sample(bytes: &[u8]) -> Result<Sample, String> {
+    let mut sample = Sample {
+        timestamp_ms: 0,
+        value: 0.0,
+    };
+    let mut reader = Reader::new(bytes);
+    while !reader.is_empty() {
+        match reader.key().map_err(|e| e.to_string())? {
+            (1, wire::FIXED64) => {
+                sample.value = f64::from_bits(reader.fixed64().map_err(|e| e.to_string())?)
+            }
+            (2, wire::VARINT) => {
+                sample.timestamp_ms = reader.varint().map_err(|e| e.to_string())? as i64
+            }
+            (_, wire_type) => reader.skip(wire_type).map_err(|e| e.to_string())?,
+        }
+    }
+    Ok(sample)
+}
+
 /// Remote-write 2.0: `io.prometheus.write.v2.Request`.
-pub fn decode_v2(body: &[u8], options: &DecodeOptions) -> Result<Decoded, RequestError> {
+pub fn decode_v2(
+    body: &[u8],
+    options: &DecodeOptions,
+    registry: &SeriesRegistry,
+) -> Result<Decoded, RequestError> {
     let raw = decompress(body, options.max_decompressed_bytes)?;
     let request = v2::Request::decode(raw.as_slice()).map_err(|e| RequestError::Protobuf {
         message: "io.prometheus.write.v2.Request",
@@ -185,25 +280,30 @@ pub fn decode_v2(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
     })?;
     let symbols = &request.symbols;
     let mut out = Decoded::default();
+    let mut key_buffer = Vec::new();
     for ts in request.timeseries {
         let count = ts.samples.len() as u64;
         out.received_samples += count;
         out.reject_histograms(ts.histograms.len());
-        let pairs = match resolve_refs(symbols, &ts.labels_refs) {
-            Ok(pairs) => pairs,
+        let key = match refs_key(symbols, &ts.labels_refs, &mut key_buffer) {
+            Ok(key) => key,
             Err(message) => {
                 out.reject("invalid_symbol_ref", message, count);
                 continue;
             }
         };
-        // 2.0 does not promise sorted labels; sort, still refusing duplicates.
-        let labels = Labels::new(pairs, options.name_validation);
-        if let Ok(labels) = &labels {
-            let fingerprint = if ts.exemplars.is_empty() {
-                0
-            } else {
-                labels.fingerprint()
-            };
+        let series = match registry.get(key) {
+            Some(series) => Ok(series),
+            // 2.0 does not promise sorted labels; sort, still refusing
+            // duplicates. The refs were checked by `refs_key`.
+            None => resolve_refs(symbols, &ts.labels_refs)
+                .map_err(|_| LabelError::MissingMetricName)
+                .and_then(|pairs| Labels::new(pairs, options.name_validation))
+                .map(|labels| registry.insert(key, labels)),
+        };
+        if let Ok(series) = &series {
+            let labels = series.labels();
+            let fingerprint = series.fingerprint();
             for e in &ts.exemplars {
                 match resolve_refs(symbols, &e.labels_refs) {
                     Ok(pairs) => out.batch.exemplars.push(ExemplarRecord {
@@ -242,9 +342,34 @@ pub fn decode_v2(body: &[u8], options: &DecodeOptions) -> Result<Decoded, Reques
             timestamp_ms: s.timestamp,
             value: s.value,
         }));
-        out.push_series(labels, samples);
+        out.push_series(series, samples);
     }
     Ok(out)
+}
+
+/// A registry key for a 2.0 series: a hash of its resolved label strings,
+/// computed without allocating them; checks every reference.
+fn refs_key(symbols: &[String], refs: &[u32], buffer: &mut Vec<u8>) -> Result<u128, String> {
+    if refs.len() % 2 != 0 {
+        return Err(format!(
+            "labels_refs has an odd length ({}); it must hold name/value pairs",
+            refs.len()
+        ));
+    }
+    buffer.clear();
+    // A different domain than 1.0's raw-bytes keys.
+    buffer.push(2);
+    for &r in refs {
+        let symbol = symbols.get(r as usize).ok_or_else(|| {
+            format!(
+                "symbol reference {r} is out of range (the symbol table has {} entries)",
+                symbols.len()
+            )
+        })?;
+        buffer.extend_from_slice(&(symbol.len() as u32).to_le_bytes());
+        buffer.extend_from_slice(symbol.as_bytes());
+    }
+    Ok(xxh3_128(buffer))
 }
 
 /// Turns `[name_ref, value_ref, ...]` into label pairs.
@@ -331,6 +456,10 @@ mod tests {
     use super::*;
     use comet_schema::model::{STALE_NAN_BITS, stale_nan};
 
+    fn registry() -> SeriesRegistry {
+        SeriesRegistry::new(1 << 20)
+    }
+
     fn label(n: &str, v: &str) -> v1::Label {
         v1::Label {
             name: n.into(),
@@ -374,11 +503,11 @@ mod tests {
                 unit: String::new(),
             }],
         };
-        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default()).unwrap();
+        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default(), &registry()).unwrap();
         assert!(out.rejections.is_empty());
         assert_eq!(out.received_samples, 4);
         let s = &out.batch.series[0];
-        assert_eq!(s.labels.metric_name(), "up");
+        assert_eq!(s.labels().metric_name(), "up");
         assert_eq!(s.samples[2].value.to_bits(), STALE_NAN_BITS);
         assert!(s.samples[1].value.is_nan());
         assert_eq!(out.batch.metadata[0].metric_type, MetricType::Gauge);
@@ -403,7 +532,7 @@ mod tests {
             ],
             metadata: vec![],
         };
-        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default()).unwrap();
+        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default(), &registry()).unwrap();
         let reasons: Vec<_> = out.rejections.iter().map(|r| r.reason).collect();
         assert_eq!(
             reasons,
@@ -420,14 +549,48 @@ mod tests {
         assert_eq!(out.batch.series[0].samples.len(), 2);
     }
 
+    /// A known series is served from the registry: same entry, same result.
+    #[test]
+    fn repeated_series_share_one_registry_entry() {
+        let registry = registry();
+        let request = v1::WriteRequest {
+            timeseries: vec![series(
+                vec![label("__name__", "up"), label("job", "a")],
+                &[(1, 1.0)],
+            )],
+            metadata: vec![],
+        };
+        let body = encode_v1(&request);
+        let first = decode_v1(&body, &DecodeOptions::default(), &registry).unwrap();
+        let second = decode_v1(&body, &DecodeOptions::default(), &registry).unwrap();
+        let (a, b) = (&first.batch.series[0], &second.batch.series[0]);
+        assert!(Arc::ptr_eq(&a.series, &b.series));
+        assert_eq!(a.labels().to_string(), r#"up{job="a"}"#);
+        assert_eq!(a.fingerprint(), a.labels().fingerprint());
+        // Invalid series are never registered: refused every time.
+        let bad = encode_v1(&v1::WriteRequest {
+            timeseries: vec![series(vec![label("job", "a")], &[(1, 1.0)])],
+            metadata: vec![],
+        });
+        for _ in 0..2 {
+            let out = decode_v1(&bad, &DecodeOptions::default(), &registry).unwrap();
+            assert_eq!(out.rejections[0].reason, "missing_metric_name");
+        }
+    }
+
     #[test]
     fn corrupt_bodies_are_request_errors() {
-        let err = decode_v1(b"\xff\xff\xff\xff\xff", &DecodeOptions::default()).unwrap_err();
+        let err = decode_v1(
+            b"\xff\xff\xff\xff\xff",
+            &DecodeOptions::default(),
+            &registry(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason(), "invalid_snappy");
         let garbage = snap::raw::Encoder::new()
             .compress_vec(b"\x0a\xff\x01")
             .unwrap();
-        let err = decode_v1(&garbage, &DecodeOptions::default()).unwrap_err();
+        let err = decode_v1(&garbage, &DecodeOptions::default(), &registry()).unwrap_err();
         assert_eq!(err.reason(), "invalid_protobuf");
         let big = snap::raw::Encoder::new()
             .compress_vec(&vec![0u8; 4096])
@@ -436,7 +599,10 @@ mod tests {
             max_decompressed_bytes: 1024,
             ..DecodeOptions::default()
         };
-        assert_eq!(decode_v1(&big, &options).unwrap_err().reason(), "too_large");
+        assert_eq!(
+            decode_v1(&big, &options, &registry()).unwrap_err().reason(),
+            "too_large"
+        );
     }
 
     #[test]
@@ -482,10 +648,10 @@ mod tests {
             created_timestamp_zero_samples: true,
             ..DecodeOptions::default()
         };
-        let out = decode_v2(&body, &options).unwrap();
+        let out = decode_v2(&body, &options, &registry()).unwrap();
         assert_eq!(out.rejections[0].reason, "invalid_symbol_ref");
         let s = &out.batch.series[0];
-        assert_eq!(s.labels.to_string(), r#"reqs_total{job="a"}"#);
+        assert_eq!(s.labels().to_string(), r#"reqs_total{job="a"}"#);
         assert_eq!(
             s.samples,
             vec![

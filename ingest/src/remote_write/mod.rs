@@ -7,6 +7,7 @@
 //! does not retry 429 unless told to, so overload answers 503 by default.
 
 pub mod decode;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -140,10 +141,11 @@ async fn handle(State(rw): State<RemoteWrite>, headers: HeaderMap, body: Body) -
         }
     };
     let options = rw.settings.decode;
+    let registry = rw.writer.registry().clone();
     // Decoding is CPU work: keep it off the async workers' hot path.
     let decoded = tokio::task::spawn_blocking(move || match protocol {
-        Protocol::V1 => decode_v1(&body, &options),
-        Protocol::V2 => decode_v2(&body, &options),
+        Protocol::V1 => decode_v1(&body, &options, &registry),
+        Protocol::V2 => decode_v2(&body, &options, &registry),
     })
     .await;
     let decoded = match decoded {
