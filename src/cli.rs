@@ -176,7 +176,7 @@ pub struct ConfigArgs {
 
     /// Flush an ingest batch early, before the linger ends, once it holds
     /// this many samples and an insert slot is free
-    /// [config: ingest.batch_min_samples; default 10000]
+    /// [config: ingest.batch_min_samples; default 50000]
     #[arg(long, env = "COMET_INGEST_BATCH_MIN_SAMPLES", value_name = "N")]
     pub ingest_batch_min_samples: Option<usize>,
 
@@ -190,7 +190,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_INGEST_MAX_BUFFERED_BYTES", value_name = "SIZE")]
     pub ingest_max_buffered_bytes: Option<ByteSize>,
 
-    /// ClickHouse inserts in flight at once [config: ingest.max_concurrent_inserts; default 4]
+    /// ClickHouse inserts in flight at once [config: ingest.max_concurrent_inserts; default 2]
     #[arg(long, env = "COMET_INGEST_MAX_CONCURRENT_INSERTS", value_name = "N")]
     pub ingest_max_concurrent_inserts: Option<usize>,
 

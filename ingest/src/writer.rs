@@ -50,10 +50,10 @@ impl Default for WriterSettings {
     fn default() -> Self {
         Self {
             max_batch_samples: 100_000,
-            min_batch_samples: 10_000,
+            min_batch_samples: 50_000,
             linger: Duration::from_millis(500),
             max_buffered_bytes: 512 << 20,
-            max_concurrent_inserts: 4,
+            max_concurrent_inserts: 2,
             series_cache_bytes: 256 << 20,
         }
     }
