@@ -698,3 +698,85 @@ async fn storage_failures_answer_5xx() {
         "{metrics}"
     );
 }
+
+/// ClickHouse going away: writes get 503 with Retry-After (transient, the
+/// sender retries), readiness drops, and nothing is acknowledged.
+#[tokio::test]
+async fn clickhouse_down_answers_503_and_not_ready() {
+    // A ClickHouse of its own, so stopping it does not disturb other tests.
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = common::free_port();
+    let mut server = std::process::Command::new(common::COMET)
+        .args(["clickhouse", "--log-level", "warn", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--managed-clickhouse-venv",
+            common::chdb_venv().to_str().unwrap(),
+        ])
+        .args(["--managed-clickhouse-http-port", &http_port.to_string()])
+        .args([
+            "--managed-clickhouse-tcp-port",
+            &common::free_port().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("http://"), "{line:?}");
+    }
+    let url = format!("http://127.0.0.1:{http_port}");
+    let mut comet = CometProcess::spawn(&[
+        "serve",
+        "--clickhouse-url",
+        &url,
+        "--clickhouse-max-retries",
+        "1",
+        "--clickhouse-connect-timeout",
+        "1s",
+    ]);
+    comet.wait_ready(START).await;
+    let client = reqwest::Client::new();
+    let t = now_ms();
+    let request = v1::WriteRequest {
+        timeseries: vec![series(&[("__name__", "up")], &[(t, 1.0)])],
+        metadata: vec![],
+    };
+    let body = snappy(&request.encode_to_vec());
+    let ok = client
+        .post(comet.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 204);
+
+    // Stop ClickHouse (comet clickhouse stops its server on SIGTERM).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    server.wait().unwrap();
+
+    let down = client
+        .post(comet.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), 503, "{}", down.text().await.unwrap());
+    assert!(down.headers().contains_key("retry-after"));
+    let ready = client.get(comet.url("/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // Comet itself stays up and healthy.
+    let healthy = client.get(comet.url("/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    assert!(comet.terminate().await.success());
+}
