@@ -705,31 +705,7 @@ async fn storage_failures_answer_5xx() {
 async fn clickhouse_down_answers_503_and_not_ready() {
     // A ClickHouse of its own, so stopping it does not disturb other tests.
     let dir = tempfile::tempdir().unwrap();
-    let http_port = common::free_port();
-    let mut server = std::process::Command::new(common::COMET)
-        .args(["clickhouse", "--log-level", "warn", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--managed-clickhouse-venv",
-            common::chdb_venv().to_str().unwrap(),
-        ])
-        .args(["--managed-clickhouse-http-port", &http_port.to_string()])
-        .args([
-            "--managed-clickhouse-tcp-port",
-            &common::free_port().to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("http://"), "{line:?}");
-    }
-    let url = format!("http://127.0.0.1:{http_port}");
+    let (mut server, url) = common::spawn_clickhouse(dir.path());
     let mut comet = CometProcess::spawn(&[
         "serve",
         "--clickhouse-url",

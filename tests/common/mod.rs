@@ -59,26 +59,8 @@ fn start_shared_clickhouse() -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::new(COMET);
-        cmd.arg("clickhouse")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--managed-clickhouse-venv")
-            .arg(chdb_venv())
-            .arg("--managed-clickhouse-http-port")
-            .arg(free_port().to_string())
-            .arg("--managed-clickhouse-tcp-port")
-            .arg(free_port().to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        set_parent_death_signal(&mut cmd);
-        let mut child = cmd.spawn().expect("cannot run comet clickhouse");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the URL");
-        tx.send(line.trim().to_string()).expect("send URL");
+        let (child, url) = spawn_clickhouse(dir.path());
+        tx.send(url).expect("send URL");
         // Keep the thread (the parent of record for PDEATHSIG) and the
         // temporary directory alive for the whole process.
         let _keep = (dir, child);
@@ -86,14 +68,37 @@ fn start_shared_clickhouse() -> String {
             std::thread::park();
         }
     });
-    let url = rx
-        .recv_timeout(Duration::from_secs(180))
-        .expect("the test ClickHouse did not start; is the chdb venv there (scripts/setup.sh)?");
+    rx.recv_timeout(Duration::from_secs(180))
+        .expect("the test ClickHouse did not start; is the chdb venv there (scripts/setup.sh)?")
+}
+
+/// Runs `comet clickhouse` (a managed ClickHouse server) in `dir` on free
+/// loopback ports; returns the process and the server's URL once it answers.
+pub fn spawn_clickhouse(dir: &std::path::Path) -> (Child, String) {
+    let mut cmd = Command::new(COMET);
+    cmd.args(["clickhouse", "--log-level", "warn", "--data-dir"])
+        .arg(dir)
+        .arg("--managed-clickhouse-venv")
+        .arg(chdb_venv())
+        .arg("--managed-clickhouse-http-port")
+        .arg(free_port().to_string())
+        .arg("--managed-clickhouse-tcp-port")
+        .arg(free_port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    set_parent_death_signal(&mut cmd);
+    let mut child = cmd.spawn().expect("cannot run comet clickhouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("reading the URL");
+    let url = line.trim().to_string();
     assert!(
         url.starts_with("http://"),
         "comet clickhouse printed {url:?}; run scripts/setup.sh first"
     );
-    url
+    (child, url)
 }
 
 /// Makes the kernel send SIGTERM to the child when this thread exits.
