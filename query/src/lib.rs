@@ -3,4 +3,5 @@
 //! engine to come.
 
 pub mod matchers;
+pub mod promqltest;
 pub mod remote_read;
