@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use values::{Point, PointValue, expand_duration_points, expand_points, parse_series_selector};
+pub use values::{PointValue, expand_duration_points, expand_points, parse_series_selector};
 
 /// One command of a script, with the line it starts on.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,13 +20,6 @@ pub enum PointValue {
     },
 }
 
-/// A point of an expected result, with its time offset in steps.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    pub step: usize,
-    pub value: PointValue,
-}
-
 /// A single value token, or `None` when the line is not one.
 pub fn parse_value(text: &str) -> Option<PointValue> {
     let text = text.trim();
