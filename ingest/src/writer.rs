@@ -116,6 +116,8 @@ struct Pending {
 #[derive(Clone)]
 pub struct Writer {
     shared: Arc<Shared>,
+    /// The batcher task, awaited once by `shutdown`.
+    batcher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 struct Shared {
@@ -125,7 +127,6 @@ struct Shared {
     budget_units: usize,
     settings: WriterSettings,
     metrics: IngestMetrics,
-    batcher: Mutex<Option<JoinHandle<()>>>,
     close: tokio::sync::Notify,
 }
 
@@ -149,14 +150,13 @@ impl Writer {
             budget_units,
             settings,
             metrics,
-            batcher: Mutex::new(None),
             close: tokio::sync::Notify::new(),
         });
         let task = tokio::spawn(run_batcher(rx, flusher, Arc::clone(&shared)));
-        if let Ok(mut slot) = shared.batcher.try_lock() {
-            *slot = Some(task);
+        Self {
+            shared,
+            batcher: Arc::new(Mutex::new(Some(task))),
         }
-        Self { shared }
     }
 
     pub fn settings(&self) -> &WriterSettings {
@@ -252,7 +252,7 @@ impl Writer {
     /// for the last insert.
     pub async fn shutdown(&self) {
         self.shared.close.notify_one();
-        let task = self.shared.batcher.lock().await.take();
+        let task = self.batcher.lock().await.take();
         if let Some(task) = task
             && let Err(err) = task.await
         {

@@ -3,8 +3,9 @@
 //! large) are a [`RequestError`]; problems of single series are
 //! [`Rejection`]s and the rest of the request is still stored.
 
-use comet_schema::prompb::{v1, v2};
 use std::sync::Arc;
+
+use comet_schema::prompb::{v1, v2};
 
 use comet_schema::{Label, LabelError, Labels, Metadata, MetricType, NameValidation, Sample};
 use prost::Message;
