@@ -368,10 +368,11 @@ impl Config {
     }
 
     /// The store settings for a given server URL (the configured one or the
-    /// managed server's).
+    /// managed server's, reached over loopback without compression).
     pub fn store_settings(&self, url: String) -> StoreSettings {
         let ch = &self.clickhouse;
         StoreSettings {
+            compression: ch.url.is_some(),
             url,
             user: ch.user.clone(),
             password: ch.password.clone(),

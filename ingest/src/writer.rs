@@ -382,19 +382,17 @@ impl Flusher {
             .exemplars_written
             .inc_by(exemplars.len() as u64);
 
-        let samples: Vec<SampleRowRef<'_>> = batch
-            .iter()
-            .flat_map(|p| &p.batch.series)
-            .flat_map(|s| {
-                let metric_name = s.labels().metric_name();
-                s.samples.iter().map(move |sample| SampleRowRef {
-                    metric_name,
-                    fingerprint: s.fingerprint(),
-                    timestamp_ms: sample.timestamp_ms,
-                    value: sample.value,
-                })
-            })
-            .collect();
+        let total: usize = batch.iter().map(|p| p.batch.sample_count()).sum();
+        let mut samples: Vec<SampleRowRef<'_>> = Vec::with_capacity(total);
+        for s in batch.iter().flat_map(|p| &p.batch.series) {
+            let metric_name = s.labels().metric_name();
+            samples.extend(s.samples.iter().map(|sample| SampleRowRef {
+                metric_name,
+                fingerprint: s.fingerprint(),
+                timestamp_ms: sample.timestamp_ms,
+                value: sample.value,
+            }));
+        }
         self.insert::<SampleRowRef<'static>>("samples", &samples)
             .await
     }

@@ -28,6 +28,9 @@ pub struct StoreSettings {
     /// the Mozilla roots.
     pub tls_ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// LZ4-compress inserts and results on the wire. Worth it over a network;
+    /// pure CPU cost on loopback (the managed server).
+    pub compression: bool,
     /// Upper bound of one statement, enforced client-side and sent to the
     /// server as `max_execution_time` so it stops working too.
     pub query_timeout: Duration,
@@ -155,6 +158,11 @@ impl Store {
             // Our row types are pinned to the DDL by tests; skipping the
             // per-table schema fetch keeps inserts on plain RowBinary.
             .with_validation(false)
+            .with_compression(if settings.compression {
+                clickhouse::Compression::Lz4
+            } else {
+                clickhouse::Compression::None
+            })
             .with_setting(
                 "max_execution_time",
                 settings.query_timeout.as_secs().max(1).to_string(),
@@ -434,6 +442,7 @@ mod tests {
             database: "comet".into(),
             tls_ca_file: None,
             connect_timeout: Duration::from_secs(1),
+            compression: true,
             query_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
         })

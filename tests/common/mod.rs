@@ -133,6 +133,7 @@ pub fn store_settings(database: &str) -> StoreSettings {
         database: database.into(),
         tls_ca_file: None,
         connect_timeout: Duration::from_secs(5),
+        compression: true,
         query_timeout: Duration::from_secs(60),
         retry: RetryPolicy {
             max_retries: 3,
