@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use comet_schema::Labels;
+use comet_schema::labels::METRIC_NAME_LABEL;
 use moka::sync::Cache;
 
 /// A validated series.
@@ -20,6 +21,9 @@ use moka::sync::Cache;
 pub struct Series {
     labels: Labels,
     fingerprint: u64,
+    /// Position of `__name__` in `labels`, looked up once (per sample
+    /// otherwise).
+    metric_name_at: usize,
     /// Approximate memory held by this entry.
     memory: u32,
     /// The last day (days since epoch) whose `series` row is stored, or
@@ -36,8 +40,13 @@ impl Series {
                 .iter()
                 .map(|l| l.name.len() + l.value.len() + 48)
                 .sum::<usize>();
+        let metric_name_at = labels
+            .iter()
+            .position(|l| l.name == METRIC_NAME_LABEL)
+            .unwrap_or(0);
         Self {
             fingerprint: labels.fingerprint(),
+            metric_name_at,
             labels,
             memory: memory.min(u32::MAX as usize) as u32,
             written_day: AtomicU32::new(NONE),
@@ -50,6 +59,14 @@ impl Series {
 
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// The value of `__name__`.
+    pub fn metric_name(&self) -> &str {
+        self.labels
+            .as_slice()
+            .get(self.metric_name_at)
+            .map_or("", |l| l.value.as_str())
     }
 
     pub fn memory(&self) -> usize {
@@ -79,6 +96,9 @@ impl SeriesRegistry {
         Self {
             cache: Cache::builder()
                 .max_capacity(max_bytes)
+                // Sized up front: growing the table while it is being read
+                // makes every lookup slower for a while.
+                .initial_capacity((max_bytes / 1024).min(1 << 22) as usize)
                 .weigher(|_, series: &Arc<Series>| series.memory)
                 .build(),
         }
@@ -117,6 +137,7 @@ mod tests {
         let registry = SeriesRegistry::new(1 << 20);
         let labels = Labels::new([("__name__", "up")], NameValidation::Legacy).unwrap();
         let series = registry.intern(labels.clone());
+        assert_eq!(series.metric_name(), "up");
         assert!(series.needs_row(100));
         series.mark_written(100);
         assert!(!series.needs_row(100));

@@ -385,7 +385,7 @@ impl Flusher {
         let total: usize = batch.iter().map(|p| p.batch.sample_count()).sum();
         let mut samples: Vec<SampleRowRef<'_>> = Vec::with_capacity(total);
         for s in batch.iter().flat_map(|p| &p.batch.series) {
-            let metric_name = s.labels().metric_name();
+            let metric_name = s.series.metric_name();
             samples.extend(s.samples.iter().map(|sample| SampleRowRef {
                 metric_name,
                 fingerprint: s.fingerprint(),

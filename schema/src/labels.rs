@@ -135,6 +135,10 @@ impl Labels {
             .map(|i| self.0[i].value.as_str())
     }
 
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
         self.0.iter()
     }
