@@ -756,3 +756,43 @@ async fn clickhouse_down_answers_503_and_not_ready() {
     assert_eq!(healthy.status(), 200);
     assert!(comet.terminate().await.success());
 }
+
+/// The load generator works end to end (a smoke run, not a measurement):
+/// everything it sends is acknowledged and stored once.
+#[tokio::test]
+async fn bench_ingest_smoke_run_stores_every_sample() {
+    let comet = Comet::start(&[]).await;
+    let output = tokio::process::Command::new(common::COMET)
+        .args(["bench", "ingest", "--url"])
+        .arg(comet.process.url(""))
+        .args([
+            "--series",
+            "300",
+            "--samples",
+            "1500",
+            "--samples-per-request",
+            "100",
+        ])
+        .args(["--concurrency", "3", "--prefix", "smoke"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("samples sent and acknowledged: 1500 of 1500"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("samples/s"), "{stdout}");
+    assert_eq!(
+        comet
+            .count("samples WHERE metric_name LIKE 'smoke_%'")
+            .await,
+        1500
+    );
+    assert_eq!(comet.count("series").await, 300);
+}
