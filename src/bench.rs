@@ -48,8 +48,14 @@ pub struct BenchIngestArgs {
     pub prefix: String,
 }
 
+/// A pre-encoded request and the samples in it.
+struct Request {
+    body: bytes::Bytes,
+    samples: usize,
+}
+
 /// Pre-encoded requests: round-major, so timestamps only move forward.
-fn encode_requests(args: &BenchIngestArgs) -> (Vec<bytes::Bytes>, usize) {
+fn encode_requests(args: &BenchIngestArgs) -> Vec<Request> {
     let rounds = args.samples.div_ceil(args.series).max(1);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -65,13 +71,11 @@ fn encode_requests(args: &BenchIngestArgs) -> (Vec<bytes::Bytes>, usize) {
     let started = Instant::now();
     for round in 0..rounds {
         let ts = first_ms + round as i64 * 1000;
-        for chunk in (0..args.series)
-            .collect::<Vec<_>>()
-            .chunks(args.samples_per_request)
-        {
+        for first in (0..args.series).step_by(args.samples_per_request) {
+            let chunk = first..(first + args.samples_per_request).min(args.series);
+            let samples = chunk.len();
             let timeseries = chunk
-                .iter()
-                .map(|&i| v1::TimeSeries {
+                .map(|i| v1::TimeSeries {
                     labels: vec![
                         label("__name__", format!("{}_metric_{}", args.prefix, i % 100)),
                         label("cpu", (i % 8).to_string()),
@@ -92,9 +96,10 @@ fn encode_requests(args: &BenchIngestArgs) -> (Vec<bytes::Bytes>, usize) {
                 metadata: vec![],
             }
             .encode_to_vec();
-            bodies.push(bytes::Bytes::from(
-                encoder.compress_vec(&raw).unwrap_or_default(),
-            ));
+            bodies.push(Request {
+                body: bytes::Bytes::from(encoder.compress_vec(&raw).unwrap_or_default()),
+                samples,
+            });
         }
         if round % 10 == 9 || round + 1 == rounds {
             eprintln!(
@@ -105,7 +110,7 @@ fn encode_requests(args: &BenchIngestArgs) -> (Vec<bytes::Bytes>, usize) {
             );
         }
     }
-    (bodies, rounds * args.series)
+    bodies
 }
 
 /// The receiver's CPU seconds: its /metrics counter plus extra pids.
@@ -141,18 +146,12 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     if args.series == 0 || args.samples_per_request == 0 || args.concurrency == 0 {
         bail!("--series, --samples-per-request and --concurrency must be at least 1");
     }
-    let (bodies, total_samples) = encode_requests(&args);
-    let per_request: Vec<usize> = (0..bodies.len())
-        .map(|i| {
-            let in_round = i % args.series.div_ceil(args.samples_per_request);
-            let start = in_round * args.samples_per_request;
-            (args.series - start).min(args.samples_per_request)
-        })
-        .collect();
-    let bytes: usize = bodies.iter().map(|b| b.len()).sum();
+    let requests = encode_requests(&args);
+    let total_samples: usize = requests.iter().map(|r| r.samples).sum();
+    let bytes: usize = requests.iter().map(|r| r.body.len()).sum();
     eprintln!(
         "bench: {} requests, {total_samples} samples, {:.1} MiB compressed; sending to {}{}",
-        bodies.len(),
+        requests.len(),
         bytes as f64 / (1 << 20) as f64,
         args.url,
         args.path
@@ -168,8 +167,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
 
     let url = format!("{}{}", args.url.trim_end_matches('/'), args.path);
     let shared = Arc::new(Shared {
-        bodies,
-        per_request,
+        requests,
         next: AtomicUsize::new(0),
         acked: AtomicU64::new(0),
         retries: AtomicU64::new(0),
@@ -187,19 +185,19 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             loop {
                 let i = shared.next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = shared.bodies.get(i) else {
+                let Some(request) = shared.requests.get(i) else {
                     break;
                 };
                 if let Some(interval) = interval {
                     tokio::time::sleep_until((started + interval * i as u32).into()).await;
                 }
                 let sent = Instant::now();
-                let ok = send_with_retries(&client, &url, body, &shared).await;
+                let ok = send_with_retries(&client, &url, &request.body, &shared).await;
                 latencies.push(sent.elapsed());
                 if ok {
                     shared
                         .acked
-                        .fetch_add(shared.per_request[i] as u64, Ordering::Relaxed);
+                        .fetch_add(request.samples as u64, Ordering::Relaxed);
                 }
             }
             latencies
@@ -256,8 +254,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
 }
 
 struct Shared {
-    bodies: Vec<bytes::Bytes>,
-    per_request: Vec<usize>,
+    requests: Vec<Request>,
     next: AtomicUsize,
     acked: AtomicU64,
     retries: AtomicU64,

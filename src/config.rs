@@ -236,11 +236,17 @@ impl Default for ManagedClickHouseConfig {
     }
 }
 
-/// Replaces `$target` with the flag/env value when one was given.
+/// Replaces `$target` with the flag/env value when one was given; with
+/// `optional`, the target is itself an `Option`.
 macro_rules! overlay {
     ($target:expr, $value:expr) => {
         if let Some(v) = $value.clone() {
             $target = v;
+        }
+    };
+    (optional $target:expr, $value:expr) => {
+        if let Some(v) = $value.clone() {
+            $target = Some(v);
         }
     };
 }
@@ -272,18 +278,12 @@ impl Config {
         overlay!(self.log.level, a.log_level);
         overlay!(self.log.format, a.log_format);
         let ch = &mut self.clickhouse;
-        if a.clickhouse_url.is_some() {
-            ch.url = a.clickhouse_url.clone();
-        }
+        overlay!(optional ch.url, a.clickhouse_url);
         overlay!(ch.user, a.clickhouse_user);
         overlay!(ch.password, a.clickhouse_password);
         overlay!(ch.database, a.clickhouse_database);
-        if a.clickhouse_tls_ca_file.is_some() {
-            ch.tls_ca_file = a.clickhouse_tls_ca_file.clone();
-        }
-        if a.clickhouse_cluster.is_some() {
-            ch.cluster = a.clickhouse_cluster.clone();
-        }
+        overlay!(optional ch.tls_ca_file, a.clickhouse_tls_ca_file);
+        overlay!(optional ch.cluster, a.clickhouse_cluster);
         overlay!(ch.connect_timeout, a.clickhouse_connect_timeout);
         overlay!(ch.query_timeout, a.clickhouse_query_timeout);
         overlay!(ch.startup_timeout, a.clickhouse_startup_timeout);

@@ -19,12 +19,17 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// What exists once start-up is done.
+struct Ready {
+    store: Store,
+    /// The APIs (ingest, query).
+    api: Router,
+}
+
 struct Inner {
     registry: Registry,
     /// Set once ClickHouse answered and the schema is migrated.
-    store: OnceCell<Store>,
-    /// The APIs (ingest, query), mounted once start-up is done.
-    api: OnceCell<Router>,
+    ready: OnceCell<Ready>,
     shutting_down: AtomicBool,
 }
 
@@ -33,8 +38,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 registry,
-                store: OnceCell::new(),
-                api: OnceCell::new(),
+                ready: OnceCell::new(),
                 shutting_down: AtomicBool::new(false),
             }),
         }
@@ -43,8 +47,7 @@ impl AppState {
     /// Mounts the APIs and marks start-up as done: from now on readiness
     /// follows ClickHouse.
     pub fn set_ready(&self, store: Store, api: Router) {
-        let _ = self.inner.api.set(api);
-        let _ = self.inner.store.set(store);
+        let _ = self.inner.ready.set(Ready { store, api });
     }
 
     /// Readiness turns false while draining, so load balancers stop first.
@@ -65,8 +68,8 @@ pub fn router(state: AppState) -> Router {
 /// Everything but the skeleton goes to the APIs, which exist only once
 /// ClickHouse is up; until then the answer is 503 so senders retry.
 async fn forward_to_api(State(state): State<AppState>, request: Request) -> Response {
-    match state.inner.api.get() {
-        Some(api) => match api.clone().oneshot(request).await {
+    match state.inner.ready.get() {
+        Some(ready) => match ready.api.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         },
@@ -89,8 +92,8 @@ async fn ready(State(state): State<AppState>) -> Response {
     if state.inner.shutting_down.load(Ordering::SeqCst) {
         return not_ready.into_response();
     }
-    match state.inner.store.get() {
-        Some(store) if store.ping().await.is_ok() => "Comet is Ready.\n".into_response(),
+    match state.inner.ready.get() {
+        Some(ready) if ready.store.ping().await.is_ok() => "Comet is Ready.\n".into_response(),
         _ => not_ready.into_response(),
     }
 }

@@ -120,28 +120,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .into_future(),
     );
 
-    let backend = tokio::select! {
-        backend = Backend::start(&config, &registry) => backend,
+    let started = async {
+        let backend = Backend::start(&config, &registry).await?;
+        match api(&config, &backend.store, &registry) {
+            Ok((api, writer)) => Ok((backend, api, writer)),
+            Err(err) => {
+                backend.shutdown().await;
+                Err(err)
+            }
+        }
+    };
+    let started = tokio::select! {
+        started = started => started,
         _ = shutdown.cancelled() => {
             warn!("interrupted during start-up");
             let _ = server.await;
             return Ok(());
         }
     };
-    let backend = match backend {
-        Ok(backend) => backend,
+    let (backend, api, writer) = match started {
+        Ok(started) => started,
         Err(err) => {
             shutdown.cancel();
             let _ = server.await;
-            return Err(err);
-        }
-    };
-    let (api, writer) = match api(&config, &backend.store, &registry) {
-        Ok(api) => api,
-        Err(err) => {
-            shutdown.cancel();
-            let _ = server.await;
-            backend.shutdown().await;
             return Err(err);
         }
     };

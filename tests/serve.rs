@@ -143,6 +143,21 @@ async fn run_to_exit(args: &[&str]) -> (bool, String) {
     (status.success(), comet.log_text())
 }
 
+/// Runs comet with `args` (its own --listen-address) and a data directory;
+/// returns (success, stderr).
+async fn run_with_data_dir(args: &[&str], data_dir: &std::path::Path) -> (bool, String) {
+    let output = tokio::process::Command::new(common::COMET)
+        .args(args)
+        .env("COMET_DATA_DIR", data_dir)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn assert_one_clear_line(stderr: &str, wanted: &[&str]) {
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("comet: error: "), "{stderr}");
@@ -195,15 +210,19 @@ async fn port_in_use_is_one_clear_error() {
     let port = busy.local_addr().unwrap().port();
     let url = clickhouse_url();
     let dir = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(common::COMET)
-        .args(["serve", "--clickhouse-url", &url, "--listen-address"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("COMET_DATA_DIR", dir.path().join("data"))
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let listen = format!("127.0.0.1:{port}");
+    let (ok, stderr) = run_with_data_dir(
+        &[
+            "serve",
+            "--clickhouse-url",
+            &url,
+            "--listen-address",
+            &listen,
+        ],
+        &dir.path().join("data"),
+    )
+    .await;
+    assert!(!ok);
     assert_one_clear_line(
         &stderr,
         &[
@@ -215,17 +234,21 @@ async fn port_in_use_is_one_clear_error() {
     assert!(!dir.path().join("data").exists());
 
     // The managed server's ports are checked before anything is created.
-    let output = tokio::process::Command::new(common::COMET)
-        .args(["serve", "--listen-address"])
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .args(["--managed-clickhouse-venv", chdb_venv().to_str().unwrap()])
-        .args(["--managed-clickhouse-http-port", &port.to_string()])
-        .env("COMET_DATA_DIR", dir.path().join("data"))
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (ok, stderr) = run_with_data_dir(
+        &[
+            "serve",
+            "--listen-address",
+            &listen,
+            "--managed-clickhouse-venv",
+            chdb_venv().to_str().unwrap(),
+            "--managed-clickhouse-http-port",
+            &port.to_string(),
+        ],
+        &dir.path().join("data"),
+    )
+    .await;
+    assert!(!ok);
     assert_one_clear_line(
         &stderr,
         &[&format!("port {port}"), "--managed-clickhouse-http-port"],

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use comet_schema::rows::ExemplarRow;
 use comet_schema::{Labels, Metadata, Sample};
 
 use crate::series::Series;
@@ -30,16 +31,6 @@ impl SeriesSamples {
     }
 }
 
-/// An exemplar attached to a series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExemplarRecord {
-    pub metric_name: String,
-    pub fingerprint: u64,
-    pub timestamp_ms: i64,
-    pub value: f64,
-    pub labels: Vec<(String, String)>,
-}
-
 /// Something a source could not accept, with the reason as a short
 /// machine-readable code (a /metrics label) and a one-line message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +45,8 @@ pub struct Rejection {
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub series: Vec<SeriesSamples>,
-    pub exemplars: Vec<ExemplarRecord>,
+    /// Exemplars, already in the shape of the `exemplars` table.
+    pub exemplars: Vec<ExemplarRow>,
     pub metadata: Vec<Metadata>,
 }
 

@@ -69,10 +69,6 @@ impl Series {
             .map_or("", |l| l.value.as_str())
     }
 
-    pub fn memory(&self) -> usize {
-        self.memory as usize
-    }
-
     /// Whether the `series` row for `day` may still be missing.
     pub fn needs_row(&self, day: u16) -> bool {
         self.written_day.load(Ordering::Relaxed) != u32::from(day)
@@ -115,16 +111,6 @@ impl SeriesRegistry {
         self.cache.insert(key, Arc::clone(&series));
         series
     }
-
-    /// The entry for already validated labels (sources without a cheaper
-    /// key use the fingerprint).
-    pub fn intern(&self, labels: Labels) -> Arc<Series> {
-        let key = u128::from(labels.fingerprint()) | (1 << 127);
-        match self.get(key) {
-            Some(series) if *series.labels() == labels => series,
-            _ => self.insert(key, labels),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -136,14 +122,15 @@ mod tests {
     fn written_day_is_remembered() {
         let registry = SeriesRegistry::new(1 << 20);
         let labels = Labels::new([("__name__", "up")], NameValidation::Legacy).unwrap();
-        let series = registry.intern(labels.clone());
+        let key = u128::from(labels.fingerprint());
+        let series = registry.insert(key, labels);
         assert_eq!(series.metric_name(), "up");
         assert!(series.needs_row(100));
         series.mark_written(100);
         assert!(!series.needs_row(100));
         assert!(series.needs_row(101));
-        // The same labels give the same shared entry.
-        let again = registry.intern(labels);
+        // The same key gives the same shared entry.
+        let again = registry.get(key).unwrap();
         assert!(Arc::ptr_eq(&series, &again));
     }
 }

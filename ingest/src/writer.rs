@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use comet_schema::rows::{ExemplarRow, MetadataRow, SampleRowRef, SeriesRow, day_of_timestamp_ms};
-use comet_schema::{Store, StoreError};
+use comet_schema::{Metadata, Store, StoreError};
 use moka::sync::Cache;
 use thiserror::Error;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -73,16 +73,6 @@ pub enum WriteError {
     ShuttingDown,
 }
 
-impl WriteError {
-    /// True when the same write may succeed later.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            WriteError::Overloaded { .. } | WriteError::ShuttingDown => true,
-            WriteError::Store { transient, .. } => *transient,
-        }
-    }
-}
-
 impl From<&StoreError> for WriteError {
     fn from(err: &StoreError) -> Self {
         WriteError::Store {
@@ -110,6 +100,7 @@ struct Pending {
     /// Held until the batch is stored or failed; frees its share of memory.
     _budget: OwnedSemaphorePermit,
     bytes: usize,
+    samples: usize,
 }
 
 /// Handle to the shared writer. Cheap to clone.
@@ -157,10 +148,6 @@ impl Writer {
             shared,
             batcher: Arc::new(Mutex::new(Some(task))),
         }
-    }
-
-    pub fn settings(&self) -> &WriterSettings {
-        &self.shared.settings
     }
 
     /// The series registry sources resolve series through.
@@ -225,6 +212,7 @@ impl Writer {
             samples: batch.sample_count(),
             exemplars: batch.exemplars.len(),
         };
+        let samples = receipt.samples;
         if batch.is_empty() {
             return Ok(receipt);
         }
@@ -236,6 +224,7 @@ impl Writer {
             ack,
             _budget: permit,
             bytes,
+            samples,
         };
         if self.shared.tx.send(pending).is_err() {
             self.shared.metrics.buffered_bytes.sub(bytes as i64);
@@ -280,7 +269,7 @@ async fn run_batcher(
                 if waiting.is_empty() {
                     deadline = tokio::time::Instant::now() + settings.linger;
                 }
-                waiting_samples += pending.batch.sample_count();
+                waiting_samples += pending.samples;
                 waiting.push(pending);
                 let full = waiting_samples >= settings.max_batch_samples;
                 let worth_it = waiting_samples >= settings.min_batch_samples
@@ -325,14 +314,14 @@ async fn flush(flusher: &Arc<Flusher>, inserts: &Arc<Semaphore>, batch: Vec<Pend
 struct Flusher {
     store: Store,
     metrics: IngestMetrics,
-    /// Hashes of metadata rows written recently.
-    metadata_seen: Cache<u64, ()>,
+    /// Metadata written recently.
+    metadata_seen: Cache<Metadata, ()>,
 }
 
 impl Flusher {
     async fn store_and_answer(&self, batch: Vec<Pending>) {
-        let result = self.store(&batch).await;
-        let samples: usize = batch.iter().map(|p| p.batch.sample_count()).sum();
+        let samples: usize = batch.iter().map(|p| p.samples).sum();
+        let result = self.store(&batch, samples).await;
         self.metrics.batches.inc();
         self.metrics.batch_rows.observe(samples as f64);
         for pending in batch {
@@ -341,13 +330,13 @@ impl Flusher {
                 self.metrics
                     .samples_written
                     .with_label_values(&[pending.source])
-                    .inc_by(pending.batch.sample_count() as u64);
+                    .inc_by(pending.samples as u64);
             }
             let _ = pending.ack.send(result.clone());
         }
     }
 
-    async fn store(&self, batch: &[Pending]) -> Result<(), WriteError> {
+    async fn store(&self, batch: &[Pending], samples: usize) -> Result<(), WriteError> {
         // Series first: a sample is only ever visible with its series.
         let (new_series, written) = self.new_series_rows(batch);
         self.insert::<SeriesRow>("series", &new_series).await?;
@@ -356,45 +345,36 @@ impl Flusher {
         }
         self.metrics.series_created.inc_by(new_series.len() as u64);
 
-        let metadata = self.new_metadata_rows(batch);
-        self.insert::<MetadataRow>("metadata", &metadata.rows)
+        let (metadata_rows, new_metadata) = self.new_metadata_rows(batch);
+        self.insert::<MetadataRow>("metadata", &metadata_rows)
             .await?;
-        for hash in metadata.hashes {
-            self.metadata_seen.insert(hash, ());
+        for metadata in new_metadata {
+            self.metadata_seen.insert(metadata.clone(), ());
         }
         self.metrics
             .metadata_written
-            .inc_by(metadata.rows.len() as u64);
+            .inc_by(metadata_rows.len() as u64);
 
         let exemplars: Vec<ExemplarRow> = batch
             .iter()
-            .flat_map(|p| &p.batch.exemplars)
-            .map(|e| ExemplarRow {
-                metric_name: e.metric_name.clone(),
-                fingerprint: e.fingerprint,
-                timestamp_ms: e.timestamp_ms,
-                value: e.value,
-                labels: e.labels.clone(),
-            })
+            .flat_map(|p| p.batch.exemplars.iter().cloned())
             .collect();
         self.insert::<ExemplarRow>("exemplars", &exemplars).await?;
         self.metrics
             .exemplars_written
             .inc_by(exemplars.len() as u64);
 
-        let total: usize = batch.iter().map(|p| p.batch.sample_count()).sum();
-        let mut samples: Vec<SampleRowRef<'_>> = Vec::with_capacity(total);
+        let mut rows: Vec<SampleRowRef<'_>> = Vec::with_capacity(samples);
         for s in batch.iter().flat_map(|p| &p.batch.series) {
             let metric_name = s.series.metric_name();
-            samples.extend(s.samples.iter().map(|sample| SampleRowRef {
+            rows.extend(s.samples.iter().map(|sample| SampleRowRef {
                 metric_name,
                 fingerprint: s.fingerprint(),
                 timestamp_ms: sample.timestamp_ms,
                 value: sample.value,
             }));
         }
-        self.insert::<SampleRowRef<'static>>("samples", &samples)
-            .await
+        self.insert::<SampleRowRef<'static>>("samples", &rows).await
     }
 
     async fn insert<T>(&self, table: &str, rows: &[T::Value<'_>]) -> Result<(), WriteError>
@@ -446,29 +426,19 @@ impl Flusher {
         (rows, written)
     }
 
-    fn new_metadata_rows(&self, batch: &[Pending]) -> NewMetadata {
+    /// Rows for metadata not written recently, and the metadata to
+    /// remember once they are stored.
+    fn new_metadata_rows<'b>(&self, batch: &'b [Pending]) -> (Vec<MetadataRow>, Vec<&'b Metadata>) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
-        let mut out = NewMetadata::default();
+        let mut new: Vec<&Metadata> = Vec::new();
         for metadata in batch.iter().flat_map(|p| &p.batch.metadata) {
-            let hash = {
-                use std::hash::{BuildHasher, BuildHasherDefault};
-                BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                    .hash_one(metadata)
-            };
-            if self.metadata_seen.contains_key(&hash) || out.hashes.contains(&hash) {
-                continue;
+            if !self.metadata_seen.contains_key(metadata) && !new.contains(&metadata) {
+                new.push(metadata);
             }
-            out.hashes.push(hash);
-            out.rows.push(MetadataRow::new(metadata, now));
         }
-        out
+        let rows = new.iter().map(|m| MetadataRow::new(m, now)).collect();
+        (rows, new)
     }
-}
-
-#[derive(Default)]
-struct NewMetadata {
-    rows: Vec<MetadataRow>,
-    hashes: Vec<u64>,
 }

@@ -1,6 +1,6 @@
-//! Comet query: reading Comet's data back. Today: Prometheus remote-read
-//! and the label-matcher to SQL translation it shares with the PromQL
-//! engine to come.
+//! Comet query: reading Comet's data back. Today: Prometheus remote-read,
+//! the label-matcher to SQL translation the PromQL engine will share, and
+//! the reader of the upstream PromQL test scripts that will judge it.
 
 pub mod matchers;
 pub mod promqltest;

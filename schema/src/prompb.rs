@@ -184,6 +184,7 @@ pub mod v2 {
         pub labels_refs: Vec<u32>,
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
+        /// Same fields and numbers as 1.0's histogram.
         #[prost(message, repeated, tag = "3")]
         pub histograms: Vec<super::v1::Histogram>,
         #[prost(message, repeated, tag = "4")]
@@ -194,13 +195,8 @@ pub mod v2 {
         pub created_timestamp: i64,
     }
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
+    /// Same fields and numbers as 1.0's sample.
+    pub use super::v1::Sample;
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Exemplar {

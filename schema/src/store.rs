@@ -191,7 +191,7 @@ impl Store {
         self.client.clone()
     }
 
-    /// One `SELECT 1` with the query timeout and no retry.
+    /// One `SELECT 1` within the connect timeout, without retry.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let query = self.client.query("SELECT 1");
         let attempt = tokio::time::timeout(self.settings.connect_timeout, query.fetch_one::<u8>());
@@ -256,15 +256,12 @@ impl Store {
             return Ok(());
         }
         let client = self.client();
-        let timeout = self.settings.query_timeout;
         let operation = format!("insert of {} rows into {table}", rows.len());
+        // Each attempt is bounded by the query timeout in `with_retry`.
         self.with_retry(&operation, || {
             let client = client.clone();
             async move {
-                let mut insert = client
-                    .insert::<T>(table)
-                    .await?
-                    .with_timeouts(Some(timeout), Some(timeout));
+                let mut insert = client.insert::<T>(table).await?;
                 for row in rows {
                     insert.write(row).await?;
                 }

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use comet_schema::prompb::{v1, v2};
-
+use comet_schema::rows::ExemplarRow;
 use comet_schema::{Label, LabelError, Labels, Metadata, MetricType, NameValidation, Sample};
 use prost::Message;
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::wire::{self, Reader};
-use crate::batch::{ExemplarRecord, Rejection, SeriesSamples, WriteBatch};
+use crate::batch::{Rejection, SeriesSamples, WriteBatch};
 use crate::series::{Series, SeriesRegistry};
 
 /// Limits and choices for decoding.
@@ -134,23 +134,27 @@ pub fn decode_v1(
     registry: &SeriesRegistry,
 ) -> Result<Decoded, RequestError> {
     let raw = decompress(body, options.max_decompressed_bytes)?;
-    let invalid = |error: String| RequestError::Protobuf {
+    parse_v1(&raw, options, registry).map_err(|error| RequestError::Protobuf {
         message: "prometheus.WriteRequest",
         error,
-    };
+    })
+}
+
+fn parse_v1(
+    raw: &[u8],
+    options: &DecodeOptions,
+    registry: &SeriesRegistry,
+) -> Result<Decoded, String> {
     let mut out = Decoded::default();
     let mut scratch = Scratch::default();
-    let mut reader = Reader::new(&raw);
+    let mut reader = Reader::new(raw);
     while !reader.is_empty() {
-        match reader.key().map_err(|e| invalid(e.to_string()))? {
+        match reader.key()? {
             (1, wire::LEN) => {
-                let series = reader.bytes().map_err(|e| invalid(e.to_string()))?;
-                decode_v1_series(series, options, registry, &mut scratch, &mut out)
-                    .map_err(invalid)?;
+                decode_v1_series(reader.bytes()?, options, registry, &mut scratch, &mut out)?
             }
             (3, wire::LEN) => {
-                let bytes = reader.bytes().map_err(|e| invalid(e.to_string()))?;
-                let m = v1::MetricMetadata::decode(bytes).map_err(|e| invalid(e.to_string()))?;
+                let m = v1::MetricMetadata::decode(reader.bytes()?).map_err(|e| e.to_string())?;
                 out.batch.metadata.push(Metadata {
                     metric_type: wire_metric_type(m.r#type),
                     metric_family_name: m.metric_family_name,
@@ -158,7 +162,7 @@ pub fn decode_v1(
                     help: m.help,
                 });
             }
-            (_, wire_type) => reader.skip(wire_type).map_err(|e| invalid(e.to_string()))?,
+            (_, wire_type) => reader.skip(wire_type)?,
         }
     }
     Ok(out)
@@ -186,21 +190,15 @@ fn decode_v1_series<'a>(
     let mut histograms = 0usize;
     let mut reader = Reader::new(bytes);
     while !reader.is_empty() {
-        match reader.key().map_err(|e| e.to_string())? {
-            (1, wire::LEN) => scratch
-                .labels
-                .push(reader.bytes().map_err(|e| e.to_string())?),
-            (2, wire::LEN) => samples.push(decode_v1_sample(
-                reader.bytes().map_err(|e| e.to_string())?,
-            )?),
-            (3, wire::LEN) => scratch
-                .exemplars
-                .push(reader.bytes().map_err(|e| e.to_string())?),
+        match reader.key()? {
+            (1, wire::LEN) => scratch.labels.push(reader.bytes()?),
+            (2, wire::LEN) => samples.push(decode_v1_sample(reader.bytes()?)?),
+            (3, wire::LEN) => scratch.exemplars.push(reader.bytes()?),
             (4, wire::LEN) => {
-                reader.bytes().map_err(|e| e.to_string())?;
+                reader.bytes()?;
                 histograms += 1;
             }
-            (_, wire_type) => reader.skip(wire_type).map_err(|e| e.to_string())?,
+            (_, wire_type) => reader.skip(wire_type)?,
         }
     }
     out.received_samples += samples.len() as u64;
@@ -230,13 +228,10 @@ fn decode_v1_series<'a>(
     if let Ok(series) = &series {
         for bytes in &scratch.exemplars {
             let e = v1::Exemplar::decode(*bytes).map_err(|e| e.to_string())?;
-            out.batch.exemplars.push(ExemplarRecord {
-                metric_name: series.labels().metric_name().to_string(),
-                fingerprint: series.fingerprint(),
-                timestamp_ms: e.timestamp,
-                value: e.value,
-                labels: e.labels.into_iter().map(|l| (l.name, l.value)).collect(),
-            });
+            let labels = e.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            out.batch
+                .exemplars
+                .push(exemplar(series, e.timestamp, e.value, labels));
         }
     }
     if samples.is_empty() && histograms > 0 {
@@ -255,17 +250,29 @@ fn decode_v1_sample(bytes: &[u8]) -> Result<Sample, String> {
     };
     let mut reader = Reader::new(bytes);
     while !reader.is_empty() {
-        match reader.key().map_err(|e| e.to_string())? {
-            (1, wire::FIXED64) => {
-                sample.value = f64::from_bits(reader.fixed64().map_err(|e| e.to_string())?)
-            }
-            (2, wire::VARINT) => {
-                sample.timestamp_ms = reader.varint().map_err(|e| e.to_string())? as i64
-            }
-            (_, wire_type) => reader.skip(wire_type).map_err(|e| e.to_string())?,
+        match reader.key()? {
+            (1, wire::FIXED64) => sample.value = f64::from_bits(reader.fixed64()?),
+            (2, wire::VARINT) => sample.timestamp_ms = reader.varint()? as i64,
+            (_, wire_type) => reader.skip(wire_type)?,
         }
     }
     Ok(sample)
+}
+
+/// An exemplar row of a validated series.
+fn exemplar(
+    series: &Series,
+    timestamp_ms: i64,
+    value: f64,
+    labels: Vec<(String, String)>,
+) -> ExemplarRow {
+    ExemplarRow {
+        metric_name: series.metric_name().to_string(),
+        fingerprint: series.fingerprint(),
+        timestamp_ms,
+        value,
+        labels,
+    }
 }
 
 /// Remote-write 2.0: `io.prometheus.write.v2.Request`.
@@ -286,39 +293,37 @@ pub fn decode_v2(
         let count = ts.samples.len() as u64;
         out.received_samples += count;
         out.reject_histograms(ts.histograms.len());
-        let key = match refs_key(symbols, &ts.labels_refs, &mut key_buffer) {
-            Ok(key) => key,
-            Err(message) => {
-                out.reject("invalid_symbol_ref", message, count);
-                continue;
-            }
-        };
+        if let Err(message) = check_refs(symbols, &ts.labels_refs) {
+            out.reject("invalid_symbol_ref", message, count);
+            continue;
+        }
+        let key = refs_key(symbols, &ts.labels_refs, &mut key_buffer);
         let series = match registry.get(key) {
             Some(series) => Ok(series),
             // 2.0 does not promise sorted labels; sort, still refusing
-            // duplicates. The refs were checked by `refs_key`.
-            None => resolve_refs(symbols, &ts.labels_refs)
-                .map_err(|_| LabelError::MissingMetricName)
-                .and_then(|pairs| Labels::new(pairs, options.name_validation))
-                .map(|labels| registry.insert(key, labels)),
+            // duplicates.
+            None => Labels::new(
+                symbol_pairs(symbols, &ts.labels_refs),
+                options.name_validation,
+            )
+            .map(|labels| registry.insert(key, labels)),
         };
         if let Ok(series) = &series {
-            let labels = series.labels();
-            let fingerprint = series.fingerprint();
             for e in &ts.exemplars {
-                match resolve_refs(symbols, &e.labels_refs) {
-                    Ok(pairs) => out.batch.exemplars.push(ExemplarRecord {
-                        metric_name: labels.metric_name().to_string(),
-                        fingerprint,
-                        timestamp_ms: e.timestamp,
-                        value: e.value,
-                        labels: pairs,
-                    }),
+                match check_refs(symbols, &e.labels_refs) {
+                    Ok(()) => {
+                        let labels = symbol_pairs(symbols, &e.labels_refs)
+                            .map(|(n, v)| (n.to_string(), v.to_string()))
+                            .collect();
+                        out.batch
+                            .exemplars
+                            .push(exemplar(series, e.timestamp, e.value, labels));
+                    }
                     Err(message) => out.reject("invalid_symbol_ref", message, 0),
                 }
             }
             if let Some(m) = &ts.metadata
-                && let Some(metadata) = v2_metadata(symbols, m, labels.metric_name())
+                && let Some(metadata) = v2_metadata(symbols, m, series.metric_name())
             {
                 out.batch.metadata.push(metadata);
             }
@@ -348,50 +353,46 @@ pub fn decode_v2(
     Ok(out)
 }
 
-/// A registry key for a 2.0 series: a hash of its resolved label strings,
-/// computed without allocating them; checks every reference.
-fn refs_key(symbols: &[String], refs: &[u32], buffer: &mut Vec<u8>) -> Result<u128, String> {
+/// Checks `[name_ref, value_ref, ...]`: pairs, each inside the symbol table.
+fn check_refs(symbols: &[String], refs: &[u32]) -> Result<(), String> {
     if refs.len() % 2 != 0 {
         return Err(format!(
             "labels_refs has an odd length ({}); it must hold name/value pairs",
             refs.len()
         ));
     }
+    match refs.iter().find(|&&r| r as usize >= symbols.len()) {
+        Some(r) => Err(format!(
+            "symbol reference {r} is out of range (the symbol table has {} entries)",
+            symbols.len()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The label pairs of references that passed [`check_refs`].
+fn symbol_pairs<'s>(
+    symbols: &'s [String],
+    refs: &'s [u32],
+) -> impl Iterator<Item = (&'s str, &'s str)> + 's {
+    let symbol = |r: u32| symbols.get(r as usize).map_or("", String::as_str);
+    refs.chunks_exact(2)
+        .map(move |pair| (symbol(pair[0]), symbol(pair[1])))
+}
+
+/// A registry key for a 2.0 series: a hash of its label strings, computed
+/// without allocating them.
+fn refs_key(symbols: &[String], refs: &[u32], buffer: &mut Vec<u8>) -> u128 {
     buffer.clear();
     // A different domain than 1.0's raw-bytes keys.
     buffer.push(2);
-    for &r in refs {
-        let symbol = symbols.get(r as usize).ok_or_else(|| {
-            format!(
-                "symbol reference {r} is out of range (the symbol table has {} entries)",
-                symbols.len()
-            )
-        })?;
-        buffer.extend_from_slice(&(symbol.len() as u32).to_le_bytes());
-        buffer.extend_from_slice(symbol.as_bytes());
+    for (name, value) in symbol_pairs(symbols, refs) {
+        for text in [name, value] {
+            buffer.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(text.as_bytes());
+        }
     }
-    Ok(xxh3_128(buffer))
-}
-
-/// Turns `[name_ref, value_ref, ...]` into label pairs.
-fn resolve_refs(symbols: &[String], refs: &[u32]) -> Result<Vec<(String, String)>, String> {
-    if refs.len() % 2 != 0 {
-        return Err(format!(
-            "labels_refs has an odd length ({}); it must hold name/value pairs",
-            refs.len()
-        ));
-    }
-    let symbol = |r: u32| {
-        symbols.get(r as usize).cloned().ok_or_else(|| {
-            format!(
-                "symbol reference {r} is out of range (the symbol table has {} entries)",
-                symbols.len()
-            )
-        })
-    };
-    refs.chunks_exact(2)
-        .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
-        .collect()
+    xxh3_128(buffer)
 }
 
 fn v2_metadata(symbols: &[String], m: &v2::Metadata, metric_name: &str) -> Option<Metadata> {

@@ -170,7 +170,7 @@ async fn handle(State(rw): State<RemoteWrite>, headers: HeaderMap, body: Body) -
 }
 
 impl RemoteWrite {
-    /// A whole request refused before anything was stored.
+    /// A whole request refused: nothing of it was stored.
     fn refuse(
         &self,
         source: &'static str,
@@ -261,12 +261,7 @@ impl RemoteWrite {
             ),
             WriteError::Store { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error", None),
         };
-        self.metrics
-            .requests_rejected
-            .with_label_values(&[source, reason])
-            .inc();
-        self.count(source, status);
-        let mut response = (status, format!("{err}\n")).into_response();
+        let mut response = self.refuse(source, reason, status, err.to_string());
         if let Some(after) = retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

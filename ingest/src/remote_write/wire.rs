@@ -9,6 +9,13 @@ use thiserror::Error;
 #[error("{0}")]
 pub struct WireError(pub &'static str);
 
+/// Decoders report errors as text; the wire error is one of them.
+impl From<WireError> for String {
+    fn from(err: WireError) -> Self {
+        err.0.to_string()
+    }
+}
+
 /// Protobuf wire types.
 pub const VARINT: u8 = 0;
 pub const FIXED64: u8 = 1;
