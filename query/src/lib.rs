@@ -1,7 +1,11 @@
-//! Comet query: reading Comet's data back. Today: Prometheus remote-read,
-//! the label-matcher to SQL translation the PromQL engine will share, and
-//! the reader of the upstream PromQL test scripts that will judge it.
+//! Comet query: reading Comet's data back. The PromQL engine (a planner
+//! from PromQL to one ClickHouse SQL statement, and its executor),
+//! Prometheus remote-read, and the runner of the upstream PromQL test
+//! scripts that judge the engine.
 
+pub mod engine;
 pub mod matchers;
+pub mod plan;
 pub mod promqltest;
 pub mod remote_read;
+pub mod value;

@@ -44,7 +44,8 @@ pub struct SqlCondition {
 }
 
 impl SqlCondition {
-    fn param(&mut self, value: &str) -> String {
+    /// Adds `value` as the next parameter; returns its placeholder.
+    pub fn param(&mut self, value: &str) -> String {
         let name = format!("p{}", self.params.len());
         self.params.push((name.clone(), value.to_string()));
         format!("{{{name}:String}}")
@@ -77,6 +78,14 @@ impl Matcher {
 /// and `labels`. Prometheus semantics: a missing label equals "", and
 /// regexes are anchored at both ends.
 pub fn to_sql(matchers: &[Matcher]) -> Result<SqlCondition, MatcherError> {
+    let mut cond = SqlCondition::default();
+    cond.sql = condition(matchers, &mut cond)?;
+    Ok(cond)
+}
+
+/// Like [`to_sql`], adding the parameters to `cond` (shared by several
+/// conditions of one statement) and returning the SQL.
+pub fn condition(matchers: &[Matcher], cond: &mut SqlCondition) -> Result<String, MatcherError> {
     if matchers.is_empty() {
         return Err(MatcherError::Empty);
     }
@@ -102,7 +111,6 @@ pub fn to_sql(matchers: &[Matcher]) -> Result<SqlCondition, MatcherError> {
             })?;
         }
     }
-    let mut cond = SqlCondition::default();
     let mut parts = Vec::with_capacity(matchers.len());
     for m in matchers {
         let column = if m.name == "__name__" {
@@ -124,8 +132,7 @@ pub fn to_sql(matchers: &[Matcher]) -> Result<SqlCondition, MatcherError> {
         };
         parts.push(part);
     }
-    cond.sql = parts.join(" AND ");
-    Ok(cond)
+    Ok(parts.join(" AND "))
 }
 
 #[cfg(test)]

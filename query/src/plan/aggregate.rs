@@ -1,0 +1,147 @@
+//! Aggregations: `sum`, `avg`, `topk`, ... grouped by step and by the
+//! `by`/`without` labels.
+
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::functions::{quantile_sql, unparen};
+use super::{Grid, Node, PlanError, Planner, Scalar, bad};
+
+impl Planner {
+    /// The grouping key over the label column `col`, and the `dn` of a
+    /// group (`by (__name__)` keeps the name, dropped later if any member's
+    /// name was to be dropped).
+    fn group_key(&mut self, modifier: &Option<LabelModifier>, col: &str) -> (String, String) {
+        match modifier {
+            None => (
+                "CAST([], 'Array(Tuple(String, String))')".into(),
+                "toUInt8(0)".into(),
+            ),
+            Some(LabelModifier::Include(ls)) => {
+                let names: Vec<String> = ls.labels.iter().cloned().collect();
+                let keeps_name = names.iter().any(|n| n == "__name__");
+                let arr = self.strings(&names);
+                (
+                    format!("arrayFilter(x -> has({arr}, x.1), {col})"),
+                    if keeps_name {
+                        "max(_dn)".into()
+                    } else {
+                        "toUInt8(0)".into()
+                    },
+                )
+            }
+            Some(LabelModifier::Exclude(ls)) => {
+                let names: Vec<String> = ls.labels.iter().cloned().collect();
+                let arr = self.strings(&names);
+                (
+                    format!("arrayFilter(x -> NOT has({arr}, x.1) AND x.1 != '__name__', {col})"),
+                    "toUInt8(0)".into(),
+                )
+            }
+        }
+    }
+
+    /// The input of an aggregation with columns `_l, _t, _v, _dn` and, when
+    /// the aggregation takes a number, `_p`.
+    fn aggregation_input(&mut self, rel: &str, param: Option<Scalar>) -> String {
+        match param {
+            None => format!("SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn FROM ({rel})"),
+            Some(p) => {
+                let (from, value) = self.with_scalar(rel, p, "p1");
+                format!(
+                    "SELECT a.labels AS _l, a.t AS _t, a.v AS _v, a.dn AS _dn, {value} AS _p FROM {from}"
+                )
+            }
+        }
+    }
+
+    pub(crate) fn aggregate(&mut self, a: &AggregateExpr, grid: &Grid) -> Result<Node, PlanError> {
+        let op = a.op.to_string().to_lowercase();
+        let rel = self.vector(&a.expr, grid)?;
+        let (key, dn) = self.group_key(&a.modifier, "_l");
+        let simple = |agg: &str| -> String { agg.to_string() };
+        let value = match op.as_str() {
+            "sum" => Some(simple(
+                "if(countIf(isInf(_v)) > 0, sum(_v), sumKahan(_v))",
+            )),
+            "avg" => Some(simple(
+                "if(countIf(isInf(_v)) > 0, avg(_v), sumKahan(_v) / count())",
+            )),
+            "min" => Some(simple(
+                "if(countIf(NOT isNaN(_v)) = 0, nan, minIf(_v, NOT isNaN(_v)))",
+            )),
+            "max" => Some(simple(
+                "if(countIf(NOT isNaN(_v)) = 0, nan, maxIf(_v, NOT isNaN(_v)))",
+            )),
+            "count" => Some(simple("toFloat64(count())")),
+            "group" => Some(simple("toFloat64(1)")),
+            "stddev" => Some(simple("stddevPopStable(_v)")),
+            "stdvar" => Some(simple("varPopStable(_v)")),
+            _ => None,
+        };
+        if let Some(value) = value {
+            let input = self.aggregation_input(&rel, None);
+            return Ok(Node::Vector(format!(
+                "SELECT {key} AS labels, _t AS t, toFloat64({value}) AS v, {dn} AS dn \
+                 FROM ({input}) GROUP BY labels, t"
+            )));
+        }
+        let param = a
+            .param
+            .as_ref()
+            .ok_or_else(|| bad(format!("aggregation {op} needs a parameter")))?;
+        match op.as_str() {
+            "quantile" => {
+                let phi = self.scalar(param, grid)?;
+                let input = self.aggregation_input(&rel, Some(phi));
+                let value = quantile_sql("any(_p)", "arraySort(groupArray(_v))");
+                Ok(Node::Vector(format!(
+                    "SELECT {key} AS labels, _t AS t, toFloat64({value}) AS v, {dn} AS dn \
+                     FROM ({input}) GROUP BY labels, t"
+                )))
+            }
+            "topk" | "bottomk" | "limitk" => {
+                let k = self.scalar(param, grid)?;
+                if let Scalar::Lit(x) = k
+                    && x.is_nan()
+                {
+                    return Err(bad("Parameter value is NaN"));
+                }
+                let order = match op.as_str() {
+                    "topk" => "isNaN(_v) ASC, _v DESC",
+                    "bottomk" => "isNaN(_v) ASC, _v ASC",
+                    // Any k series; the lowest label sets, deterministically.
+                    _ => "_l ASC",
+                };
+                let input = self.aggregation_input(&rel, Some(k));
+                Ok(Node::Vector(format!(
+                    "SELECT _l AS labels, _t AS t, _v AS v, _dn AS dn FROM (\
+                       SELECT _l, _t, _v, _dn, _p, \
+                       row_number() OVER (PARTITION BY {key}, _t ORDER BY {order}) AS _rn FROM ({input})\
+                     ) WHERE _rn <= _p AND _p >= 1"
+                )))
+            }
+            "count_values" => {
+                let label = match unparen(param) {
+                    Expr::StringLiteral(s) => s.val.clone(),
+                    _ => return Err(bad("expected string literal as count_values() label")),
+                };
+                if label.is_empty() {
+                    return Err(bad(format!("invalid label name {label:?}")));
+                }
+                let lp = self.string(&label);
+                let input = self.aggregation_input(&rel, None);
+                Ok(Node::Vector(format!(
+                    "SELECT arraySort(arrayPushBack(arrayFilter(x -> x.1 != {lp}, _g), ({lp}, _s))) AS labels, \
+                       _t AS t, toFloat64(count()) AS v, toUInt8(0) AS dn \
+                     FROM (SELECT {key} AS _g, _t, \
+                       multiIf(isNaN(_v), 'NaN', _v = inf, '+Inf', _v = -inf, '-Inf', toString(_v)) AS _s \
+                       FROM ({input})) \
+                     GROUP BY _g, _t, _s"
+                )))
+            }
+            other => Err(PlanError::Unsupported(format!(
+                "aggregation {other} is not supported yet"
+            ))),
+        }
+    }
+}

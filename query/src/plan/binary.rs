@@ -1,0 +1,238 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), set
+//! operators, and vector matching (`on`, `ignoring`, `group_left`,
+//! `group_right`).
+
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::{Grid, Node, PlanError, Planner, Scalar, bad, lit};
+
+/// The SQL of `l op r` for arithmetic and comparison operators.
+fn op_sql(op: &str, l: &str, r: &str) -> Result<String, PlanError> {
+    Ok(match op {
+        "+" | "-" | "*" | "/" => format!("(({l}) {op} ({r}))"),
+        "%" => format!("(({l}) % ({r}))"),
+        "^" => format!("pow({l}, {r})"),
+        "atan2" => format!("atan2({l}, {r})"),
+        "==" => format!("(({l}) = ({r}))"),
+        "!=" | ">" | "<" | ">=" | "<=" => format!("(({l}) {op} ({r}))"),
+        other => return Err(bad(format!("operator {other:?} not allowed here"))),
+    })
+}
+
+fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+const MANY_TO_MANY: &str = "found duplicate series for the match group on one side of the operation; \
+many-to-many matching not allowed: matching labels must be unique on one side";
+const ONE_TO_ONE: &str =
+    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)";
+
+impl Planner {
+    /// The matching signature of the label column `col`.
+    fn signature(&mut self, matching: Option<&LabelModifier>, col: &str) -> String {
+        match matching {
+            Some(LabelModifier::Include(ls)) => {
+                let names: Vec<String> = ls.labels.to_vec();
+                let arr = self.strings(&names);
+                format!("arrayFilter(x -> has({arr}, x.1), {col})")
+            }
+            Some(LabelModifier::Exclude(ls)) => {
+                let names: Vec<String> = ls.labels.to_vec();
+                let arr = self.strings(&names);
+                format!("arrayFilter(x -> NOT has({arr}, x.1) AND x.1 != '__name__', {col})")
+            }
+            None => format!("arrayFilter(x -> x.1 != '__name__', {col})"),
+        }
+    }
+
+    pub(crate) fn binary(&mut self, b: &BinaryExpr, grid: &Grid) -> Result<Node, PlanError> {
+        let op = b.op.to_string().to_lowercase();
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let lhs = self.node(&b.lhs, grid)?;
+        let rhs = self.node(&b.rhs, grid)?;
+        match (lhs, rhs) {
+            (Node::Scalar(l), Node::Scalar(r)) => self.scalar_scalar(&op, l, r, grid),
+            (Node::Vector(v), Node::Scalar(s)) => self.vector_scalar(&op, &v, s, false, return_bool),
+            (Node::Scalar(s), Node::Vector(v)) => self.vector_scalar(&op, &v, s, true, return_bool),
+            (Node::Vector(l), Node::Vector(r)) => {
+                let modifier = b.modifier.clone().unwrap_or(BinModifier {
+                    card: VectorMatchCardinality::OneToOne,
+                    matching: None,
+                    return_bool: false,
+                    fill_values: Default::default(),
+                });
+                if modifier.fill_values.lhs.is_some() || modifier.fill_values.rhs.is_some() {
+                    return Err(PlanError::Unsupported(
+                        "fill modifiers are not supported".into(),
+                    ));
+                }
+                match op.as_str() {
+                    "and" | "or" | "unless" => self.set_operation(&op, &l, &r, &modifier),
+                    _ => self.vector_vector(&op, &l, &r, &modifier),
+                }
+            }
+            _ => Err(bad(format!(
+                "binary expression must contain only scalar and instant vector types"
+            ))),
+        }
+    }
+
+    fn scalar_scalar(&mut self, op: &str, l: Scalar, r: Scalar, grid: &Grid) -> Result<Node, PlanError> {
+        let comparison = is_comparison(op);
+        let wrap = |e: String| {
+            if comparison {
+                format!("toFloat64({e})")
+            } else {
+                e
+            }
+        };
+        if let (Scalar::Lit(a), Scalar::Lit(b)) = (&l, &r)
+            && !comparison
+        {
+            let folded = match op {
+                "+" => Some(a + b),
+                "-" => Some(a - b),
+                "*" => Some(a * b),
+                "/" => Some(a / b),
+                "^" => Some(a.powf(*b)),
+                "%" => Some(a % b),
+                "atan2" => Some(a.atan2(*b)),
+                _ => None,
+            };
+            if let Some(v) = folded {
+                return Ok(Node::Scalar(Scalar::Lit(v)));
+            }
+        }
+        let as_expr = |s: &Scalar| match s {
+            Scalar::Lit(v) => Some(lit(*v)),
+            Scalar::Expr(e) => Some(format!("({e})")),
+            Scalar::Rel(_) => None,
+        };
+        if let (Some(a), Some(b)) = (as_expr(&l), as_expr(&r)) {
+            return Ok(Node::Scalar(Scalar::Expr(wrap(op_sql(op, &a, &b)?))));
+        }
+        let lrel = self.scalar_rel(l, grid);
+        let rrel = self.scalar_rel(r, grid);
+        let value = wrap(op_sql(op, "a.v", "b.v")?);
+        Ok(Node::Scalar(Scalar::Rel(format!(
+            "SELECT a.t AS t, {value} AS v FROM ({lrel}) AS a INNER JOIN ({rrel}) AS b ON a.t = b.t"
+        ))))
+    }
+
+    fn vector_scalar(
+        &mut self,
+        op: &str,
+        rel: &str,
+        s: Scalar,
+        scalar_left: bool,
+        return_bool: bool,
+    ) -> Result<Node, PlanError> {
+        let (from, sv) = self.with_scalar(rel, s, "p1");
+        let (l, r) = if scalar_left {
+            (sv.as_str(), "a.v")
+        } else {
+            ("a.v", sv.as_str())
+        };
+        let expr = op_sql(op, l, r)?;
+        let (value, cond, dn) = if is_comparison(op) {
+            if return_bool {
+                (format!("toFloat64({expr})"), "1".to_string(), "toUInt8(1)")
+            } else {
+                // The vector's own value survives a filter, whichever side.
+                ("a.v".to_string(), expr, "a.dn")
+            }
+        } else {
+            (expr, "1".to_string(), "toUInt8(1)")
+        };
+        Ok(Node::Vector(format!(
+            "SELECT a.labels AS labels, a.t AS t, toFloat64({value}) AS v, {dn} AS dn FROM {from} WHERE {cond}"
+        )))
+    }
+
+    fn set_operation(
+        &mut self,
+        op: &str,
+        l: &str,
+        r: &str,
+        modifier: &BinModifier,
+    ) -> Result<Node, PlanError> {
+        let sig = self.signature(modifier.matching.as_ref(), "labels");
+        Ok(Node::Vector(match op {
+            "and" => format!(
+                "SELECT labels, t, v, dn FROM ({l}) WHERE ({sig}, t) IN (SELECT {sig}, t FROM ({r}))"
+            ),
+            "unless" => format!(
+                "SELECT labels, t, v, dn FROM ({l}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({r}))"
+            ),
+            _ => format!(
+                "SELECT labels, t, v, dn FROM ({l}) UNION ALL \
+                 SELECT labels, t, v, dn FROM ({r}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({l}))"
+            ),
+        }))
+    }
+
+    fn vector_vector(
+        &mut self,
+        op: &str,
+        l: &str,
+        r: &str,
+        modifier: &BinModifier,
+    ) -> Result<Node, PlanError> {
+        let matching = modifier.matching.as_ref();
+        let (many, one, one_is_left, include) = match &modifier.card {
+            VectorMatchCardinality::OneToMany(ls) => (r, l, true, Some(ls.labels.to_vec())),
+            VectorMatchCardinality::ManyToOne(ls) => (l, r, false, Some(ls.labels.to_vec())),
+            _ => (l, r, false, None),
+        };
+        let sig_m = self.signature(matching, "labels");
+        let sig_o = sig_m.clone();
+        let labels = match (&include, matching) {
+            (Some(include), _) => {
+                let arr = self.strings(include);
+                format!(
+                    "arraySort(arrayConcat(arrayFilter(x -> NOT has({arr}, x.1), m._l), \
+                     arrayFilter(x -> has({arr}, x.1), o._l)))"
+                )
+            }
+            (None, Some(LabelModifier::Include(ls))) => {
+                let arr = self.strings(&ls.labels.to_vec());
+                format!("arrayFilter(x -> has({arr}, x.1), m._l)")
+            }
+            (None, Some(LabelModifier::Exclude(ls))) => {
+                let arr = self.strings(&ls.labels.to_vec());
+                format!("arrayFilter(x -> NOT has({arr}, x.1), m._l)")
+            }
+            (None, None) => "m._l".to_string(),
+        };
+        let (lv, rv) = if one_is_left {
+            ("o._v", "m._v")
+        } else {
+            ("m._v", "o._v")
+        };
+        let expr = op_sql(op, lv, rv)?;
+        let (value, cond, dn) = if is_comparison(op) {
+            if modifier.return_bool {
+                (format!("toFloat64({expr})"), "1".to_string(), "toUInt8(1)")
+            } else {
+                (lv.to_string(), expr, "m._dn")
+            }
+        } else {
+            (expr, "1".to_string(), "toUInt8(1)")
+        };
+        let one_to_one_check = if include.is_none() {
+            format!("throwIf(m._mc > 1, '{ONE_TO_ONE}') = 0 AND ")
+        } else {
+            String::new()
+        };
+        Ok(Node::Vector(format!(
+            "SELECT {labels} AS labels, m._t AS t, toFloat64({value}) AS v, {dn} AS dn \
+             FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig_m} AS _sig, \
+                   count() OVER (PARTITION BY _sig, _t) AS _mc FROM ({many})) AS m \
+             INNER JOIN (SELECT {sig_o} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c \
+                   FROM ({one}) GROUP BY _sig, _t) AS o \
+             ON m._sig = o._sig AND m._t = o._t \
+             WHERE throwIf(o._c > 1, '{MANY_TO_MANY}') = 0 AND {one_to_one_check}{cond}"
+        )))
+    }
+}

@@ -1,0 +1,659 @@
+//! PromQL functions: range functions over windows, per-sample math, label
+//! manipulation, and the functions that make or read scalars.
+
+use promql_parser::parser::{Call, Expr};
+
+use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, lit};
+
+/// How a range function's value is computed from a window (`_vals`,
+/// `_ts`, `_n`, the step `t` and the range `R` in ms are in scope).
+struct RangeFn {
+    /// The value; may use the extra arguments as `p1`, `p2`.
+    value: String,
+    /// Least samples needed for a result.
+    min_samples: usize,
+    /// Whether the result keeps the metric name.
+    keeps_name: bool,
+}
+
+/// `quantile` as Prometheus computes it over an ascending array `sorted`.
+pub(crate) fn quantile_sql(phi: &str, sorted: &str) -> String {
+    format!(
+        "multiIf(isNaN({phi}), nan, {phi} < 0, -inf, {phi} > 1, inf, length({sorted}) = 0, nan, \
+         arrayElement({sorted}, toUInt64(greatest(0, floor({phi} * (length({sorted}) - 1)))) + 1) \
+           * (1 - ({phi} * (length({sorted}) - 1) - floor({phi} * (length({sorted}) - 1)))) \
+         + arrayElement({sorted}, toUInt64(least(length({sorted}) - 1, greatest(0, floor({phi} * (length({sorted}) - 1))) + 1)) + 1) \
+           * ({phi} * (length({sorted}) - 1) - floor({phi} * (length({sorted}) - 1))))"
+    )
+}
+
+/// Kahan summation unless infinities are present (where compensation
+/// would turn them into NaN).
+pub(crate) fn sum_array(values: &str) -> String {
+    format!(
+        "if(arrayExists(x -> isInf(x), {values}), arraySum({values}), arrayReduce('sumKahan', {values}))"
+    )
+}
+
+fn extrapolated(counter: bool, rate: bool) -> String {
+    let correction = if counter {
+        " + arraySum(arrayMap((a, b) -> if(b < a, a, 0), arrayPopBack(_vals), arrayPopFront(_vals)))"
+    } else {
+        ""
+    };
+    let per_second = if rate { " / (R / 1000)" } else { "" };
+    let si = "((_ts[_n] - _ts[1]) / 1000)";
+    let avg = format!("({si} / (_n - 1))");
+    let dstart0 = "((_ts[1] - (t - R)) / 1000)";
+    let dstart1 = format!("if({dstart0} >= {avg} * 1.1, {avg} / 2, {dstart0})");
+    let res = format!("(_vals[_n] - _vals[1]{correction})");
+    // A counter is not extrapolated below zero.
+    let dstart = if counter {
+        format!("if({res} > 0 AND _vals[1] >= 0, least({dstart1}, {si} * (_vals[1] / {res})), {dstart1})")
+    } else {
+        dstart1
+    };
+    let dend0 = "((t - _ts[_n]) / 1000)";
+    let dend = format!("if({dend0} >= {avg} * 1.1, {avg} / 2, {dend0})");
+    format!("{res} * (({si} + {dstart} + {dend}) / {si}){per_second}")
+}
+
+/// Slope and intercept of the least-squares line through the window, with
+/// `x` in seconds relative to `intercept_time` (Prometheus's
+/// `linearRegression`). Returns `(slope, intercept)` SQL.
+fn linear_regression(intercept_time: &str) -> (String, String) {
+    let x = format!("arrayMap(a -> (a - {intercept_time}) / 1000, _ts)");
+    let const_y = "arrayAll(y -> y = _vals[1], _vals)";
+    let sum_x = format!("arrayReduce('sumKahan', {x})");
+    let sum_y = "arraySum(_vals)".to_string();
+    let sum_xy = format!("arraySum(arrayMap((a, y) -> a * y, {x}, _vals))");
+    let sum_x2 = format!("arrayReduce('sumKahan', arrayMap(a -> a * a, {x}))");
+    let slope = format!(
+        "if({const_y}, if(isInf(_vals[1]), nan, 0), \
+         ({sum_xy} - {sum_x} * {sum_y} / _n) / ({sum_x2} - {sum_x} * {sum_x} / _n))"
+    );
+    let intercept = format!(
+        "if({const_y}, if(isInf(_vals[1]), nan, _vals[1]), {sum_y} / _n - ({slope}) * {sum_x} / _n)"
+    );
+    (slope, intercept)
+}
+
+fn range_fn(name: &str) -> Option<RangeFn> {
+    let f = |value: &str, min_samples: usize| RangeFn {
+        value: value.to_string(),
+        min_samples,
+        keeps_name: false,
+    };
+    Some(match name {
+        "count_over_time" => f("toFloat64(_n)", 1),
+        "sum_over_time" => f(&sum_array("_vals"), 1),
+        "avg_over_time" => f(&format!("{} / _n", sum_array("_vals")), 1),
+        "min_over_time" => f(
+            "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), _vals)))",
+            1,
+        ),
+        "max_over_time" => f(
+            "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMax(arrayFilter(x -> NOT isNaN(x), _vals)))",
+            1,
+        ),
+        "last_over_time" => RangeFn {
+            keeps_name: true,
+            ..f("_vals[_n]", 1)
+        },
+        "first_over_time" => RangeFn {
+            keeps_name: true,
+            ..f("_vals[1]", 1)
+        },
+        "ts_of_last_over_time" => f("_ts[_n] / 1000", 1),
+        "ts_of_first_over_time" => f("_ts[1] / 1000", 1),
+        "ts_of_max_over_time" => f(
+            "if(arrayAll(x -> isNaN(x), _vals), _ts[_n] / 1000, \
+             _ts[arrayLastIndex(x -> x = arrayMax(arrayFilter(y -> NOT isNaN(y), _vals)), _vals)] / 1000)",
+            1,
+        ),
+        "ts_of_min_over_time" => f(
+            "if(arrayAll(x -> isNaN(x), _vals), _ts[_n] / 1000, \
+             _ts[arrayLastIndex(x -> x = arrayMin(arrayFilter(y -> NOT isNaN(y), _vals)), _vals)] / 1000)",
+            1,
+        ),
+        "present_over_time" => f("toFloat64(1)", 1),
+        "stddev_over_time" => f("arrayReduce('stddevPopStable', _vals)", 1),
+        "stdvar_over_time" => f("arrayReduce('varPopStable', _vals)", 1),
+        "quantile_over_time" => f(&quantile_sql("p1", "arraySort(_vals)"), 1),
+        "mad_over_time" => f(
+            &quantile_sql(
+                "0.5",
+                &format!(
+                    "arraySort(arrayMap(x -> abs(x - ({})), _vals))",
+                    quantile_sql("0.5", "arraySort(_vals)")
+                ),
+            ),
+            1,
+        ),
+        "changes" => f(
+            "toFloat64(arrayCount((a, b) -> NOT (a = b OR (isNaN(a) AND isNaN(b))), arrayPopBack(_vals), arrayPopFront(_vals)))",
+            1,
+        ),
+        "resets" => f(
+            "toFloat64(arrayCount((a, b) -> b < a, arrayPopBack(_vals), arrayPopFront(_vals)))",
+            1,
+        ),
+        "rate" => f(&extrapolated(true, true), 2),
+        "increase" => f(&extrapolated(true, false), 2),
+        "delta" => f(&extrapolated(false, false), 2),
+        "irate" => f(
+            "if(_vals[_n] < _vals[_n - 1], _vals[_n], _vals[_n] - _vals[_n - 1]) / ((_ts[_n] - _ts[_n - 1]) / 1000)",
+            2,
+        ),
+        "idelta" => f("_vals[_n] - _vals[_n - 1]", 2),
+        "deriv" => f(&linear_regression("_ts[1]").0, 2),
+        "predict_linear" => {
+            let (slope, intercept) = linear_regression("t");
+            f(&format!("({slope}) * p1 + ({intercept})"), 2)
+        }
+        "double_exponential_smoothing" | "holt_winters" => f(
+            "arrayFold((acc, x) -> (acc.1 + 1, acc.3, \
+               p1 * x + (1 - p1) * (acc.3 + if(acc.1 = 1, acc.4, p2 * (acc.3 - acc.2) + (1 - p2) * acc.4)), \
+               if(acc.1 = 1, acc.4, p2 * (acc.3 - acc.2) + (1 - p2) * acc.4)), \
+             arrayPopFront(_vals), (toFloat64(1), toFloat64(0), _vals[1], _vals[2] - _vals[1])).3",
+            2,
+        ),
+        _ => return None,
+    })
+}
+
+/// Functions of one sample value: (SQL over `v`, keeps the name).
+fn math_fn(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "abs" => "abs(v)",
+        "ceil" => "ceil(v)",
+        "floor" => "floor(v)",
+        "exp" => "exp(v)",
+        "sqrt" => "sqrt(v)",
+        "ln" => "log(v)",
+        "log2" => "log2(v)",
+        "log10" => "log10(v)",
+        "sgn" => "if(isNaN(v), v, toFloat64(sign(v)))",
+        "sin" => "sin(v)",
+        "cos" => "cos(v)",
+        "tan" => "tan(v)",
+        "asin" => "asin(v)",
+        "acos" => "acos(v)",
+        "atan" => "atan(v)",
+        "sinh" => "sinh(v)",
+        "cosh" => "cosh(v)",
+        "tanh" => "tanh(v)",
+        "asinh" => "asinh(v)",
+        "acosh" => "acosh(v)",
+        "atanh" => "atanh(v)",
+        "deg" => "v * 180 / pi()",
+        "rad" => "v * pi() / 180",
+        _ => return None,
+    })
+}
+
+/// Calendar functions of a timestamp in seconds (`d` is its date-time).
+fn time_fn(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "minute" => "toMinute(d)",
+        "hour" => "toHour(d)",
+        "day_of_week" => "toDayOfWeek(d) % 7",
+        "day_of_month" => "toDayOfMonth(d)",
+        "day_of_year" => "toDayOfYear(d)",
+        "days_in_month" => "toDayOfMonth(toLastDayOfMonth(d))",
+        "month" => "toMonth(d)",
+        "year" => "toYear(d)",
+        _ => return None,
+    })
+}
+
+fn string_arg(call: &Call, i: usize) -> Result<String, PlanError> {
+    match call.args.args.get(i).map(|a| unparen(a)) {
+        Some(Expr::StringLiteral(s)) => Ok(s.val.clone()),
+        _ => Err(bad(format!(
+            "expected string literal as argument {} of {}",
+            i + 1,
+            call.func.name
+        ))),
+    }
+}
+
+pub(crate) fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+/// Translates a Go `regexp.Expand` template (`$1`, `${1}`, `$name`) into
+/// an RE2 rewrite (`\1`) for ClickHouse's `replaceRegexpOne`.
+fn go_template_to_re2(template: &str, re: &regex::Regex) -> Result<String, PlanError> {
+    let mut out = String::new();
+    let chars: Vec<char> = template.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            out.push_str("\\\\");
+            i += 1;
+            continue;
+        }
+        if c != '$' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // `$$` is a literal dollar.
+        if chars.get(i + 1) == Some(&'$') {
+            out.push('$');
+            i += 2;
+            continue;
+        }
+        let (name, next) = if chars.get(i + 1) == Some(&'{') {
+            match chars[i + 2..].iter().position(|&c| c == '}') {
+                Some(end) => (chars[i + 2..i + 2 + end].iter().collect::<String>(), i + 3 + end),
+                None => {
+                    out.push('$');
+                    i += 1;
+                    continue;
+                }
+            }
+        } else {
+            let len = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_alphanumeric() || **c == '_')
+                .count();
+            (chars[i + 1..i + 1 + len].iter().collect::<String>(), i + 1 + len)
+        };
+        if name.is_empty() {
+            out.push('$');
+            i += 1;
+            continue;
+        }
+        let index = match name.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => re.capture_names().position(|n| n == Some(name.as_str())),
+        };
+        match index {
+            Some(n) if n < re.captures_len() && n <= 9 => out.push_str(&format!("\\{n}")),
+            Some(n) if n < re.captures_len() => {
+                return Err(PlanError::Unsupported(format!(
+                    "label_replace() references group {n}; at most 9 groups are supported"
+                )));
+            }
+            _ => {}
+        }
+        i = next;
+    }
+    Ok(out)
+}
+
+impl Planner {
+    /// Sets label `name` (a parameter placeholder) to the SQL string `value`
+    /// on `labels`, removing it when the value is empty.
+    pub(crate) fn set_label(name: &str, value: &str) -> String {
+        format!(
+            "arraySort(arrayConcat(arrayFilter(x -> x.1 != {name}, labels), \
+             if(({value}) = '', CAST([], 'Array(Tuple(String, String))'), [({name}, {value})])))"
+        )
+    }
+
+    pub(crate) fn call(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+        let name = call.func.name;
+        let args = &call.args.args;
+        if let Some(f) = range_fn(name) {
+            return self.range_call(name, f, call, grid);
+        }
+        if let Some(expr) = math_fn(name) {
+            let rel = self.vector(&args[0], grid)?;
+            return Ok(Node::Vector(format!(
+                "SELECT labels, t, {expr} AS v, toUInt8(1) AS dn FROM ({rel})"
+            )));
+        }
+        if let Some(expr) = time_fn(name) {
+            let rel = match args.first() {
+                Some(a) => self.vector(a, grid)?,
+                None => format!(
+                    "SELECT CAST([], 'Array(Tuple(String, String))') AS labels, t, toFloat64(t) / 1000 AS v, toUInt8(0) AS dn FROM ({})",
+                    grid.steps_rel()
+                ),
+            };
+            return Ok(Node::Vector(format!(
+                "SELECT labels, t, if(isNaN(v) OR isInf(v), nan, toFloat64({expr})) AS v, toUInt8(1) AS dn \
+                 FROM (SELECT labels, t, v, dn, fromUnixTimestamp64Second(toInt64(if(isNaN(v) OR isInf(v), 0, v)), 'UTC') AS d FROM ({rel}))"
+            )));
+        }
+        match name {
+            "time" => Ok(Node::Scalar(Scalar::Expr("toFloat64(t) / 1000".into()))),
+            "pi" => Ok(Node::Scalar(Scalar::Lit(std::f64::consts::PI))),
+            "vector" => {
+                let s = self.scalar(&args[0], grid)?;
+                let rel = self.scalar_rel(s, grid);
+                Ok(Node::Vector(format!(
+                    "SELECT CAST([], 'Array(Tuple(String, String))') AS labels, t, v, toUInt8(0) AS dn FROM ({rel})"
+                )))
+            }
+            "scalar" => {
+                let rel = self.vector(&args[0], grid)?;
+                Ok(Node::Scalar(Scalar::Rel(format!(
+                    "SELECT s.t AS t, if(g.c = 1, g.x, nan) AS v FROM ({steps}) AS s \
+                     LEFT JOIN (SELECT t, count() AS c, any(v) AS x FROM ({rel}) GROUP BY t) AS g ON s.t = g.t",
+                    steps = grid.steps_rel()
+                ))))
+            }
+            "timestamp" => {
+                let rel = match unparen(&args[0]) {
+                    Expr::VectorSelector(vs) => {
+                        let at = self.at_ms_pub(&vs.at);
+                        self.vector_selector(vs, at, grid, true)?
+                    }
+                    other => {
+                        let rel = self.vector(other, grid)?;
+                        format!("SELECT labels, t, toFloat64(t) / 1000 AS v, dn FROM ({rel})")
+                    }
+                };
+                Ok(Node::Vector(format!(
+                    "SELECT labels, t, v, toUInt8(1) AS dn FROM ({rel})"
+                )))
+            }
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+                // Ordering applies to instant results at the top (see
+                // `sort_order`); inside an expression these are identity.
+                Ok(Node::Vector(self.vector(&args[0], grid)?))
+            }
+            "round" => {
+                let rel = self.vector(&args[0], grid)?;
+                let nearest = match args.get(1) {
+                    Some(a) => self.scalar(a, grid)?,
+                    None => Scalar::Lit(1.0),
+                };
+                let (from, n) = self.with_scalar(&rel, nearest, "p1");
+                Ok(Node::Vector(format!(
+                    "SELECT a.labels AS labels, a.t AS t, floor(a.v * (1 / {n}) + 0.5) / (1 / {n}) AS v, toUInt8(1) AS dn FROM {from}"
+                )))
+            }
+            "clamp" | "clamp_min" | "clamp_max" => self.clamp(name, args, grid),
+            "label_replace" => self.label_replace(call, grid),
+            "label_join" => self.label_join(call, grid),
+            "absent" => self.absent(call, grid),
+            "absent_over_time" => self.absent_over_time(call, grid),
+            "histogram_quantile" => self.histogram_quantile(call, grid),
+            "histogram_fraction" => self.histogram_fraction(call, grid),
+            other => Err(PlanError::Unsupported(format!(
+                "function {other}() is not supported yet"
+            ))),
+        }
+    }
+
+    pub(crate) fn at_ms_pub(
+        &self,
+        at: &Option<promql_parser::parser::AtModifier>,
+    ) -> Option<i64> {
+        match at {
+            None => None,
+            Some(promql_parser::parser::AtModifier::Start) => Some(self.query_start),
+            Some(promql_parser::parser::AtModifier::End) => Some(self.query_end),
+            Some(promql_parser::parser::AtModifier::At(time)) => {
+                Some(super::system_time_ms(*time))
+            }
+        }
+    }
+
+    fn range_call(
+        &mut self,
+        name: &str,
+        f: RangeFn,
+        call: &Call,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
+        let args = &call.args.args;
+        // The range vector is the first argument, except for
+        // quantile_over_time(φ, m).
+        let (matrix_at, scalar_args): (usize, Vec<usize>) = match name {
+            "quantile_over_time" => (1, vec![0]),
+            "predict_linear" => (0, vec![1]),
+            "double_exponential_smoothing" | "holt_winters" => (0, vec![1, 2]),
+            _ => (0, vec![]),
+        };
+        let m = self.matrix(&args[matrix_at], grid)?;
+        let mut scalars = Vec::new();
+        for i in scalar_args {
+            let s = self.scalar(&args[i], grid)?;
+            if matches!(name, "double_exponential_smoothing" | "holt_winters")
+                && let Scalar::Lit(x) = s
+                && !(x > 0.0 && x < 1.0)
+            {
+                let which = if scalars.is_empty() { "smoothing" } else { "trend" };
+                return Err(PlanError::BadData(format!(
+                    "invalid {which} factor. Expected: 0 < sf < 1, got: {x}"
+                )));
+            }
+            scalars.push(s);
+        }
+        let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
+        let rel = self.over_windows(&m, grid, &f.value, f.min_samples, scalars, dn)?;
+        Ok(Node::Vector(rel))
+    }
+
+    /// Evaluates `value` over the windows of `m` on `grid`, with scalar
+    /// arguments bound to `p1`, `p2`, ... Rows `(labels, t, v, dn)`.
+    pub(crate) fn over_windows(
+        &mut self,
+        m: &Matrix,
+        grid: &Grid,
+        value: &str,
+        min_samples: usize,
+        scalars: Vec<Scalar>,
+        dn: &str,
+    ) -> Result<String, PlanError> {
+        let eval = match m.at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let (windows, labels) = self.windows(m, &eval)?;
+        let mut from = format!("({windows}) AS a");
+        let mut binds = Vec::new();
+        for (i, s) in scalars.into_iter().enumerate() {
+            let p = format!("p{}", i + 1);
+            match s {
+                Scalar::Lit(x) => binds.push(format!("{} AS {p}", lit(x))),
+                Scalar::Expr(e) => binds.push(format!("toFloat64({e}) AS {p}")),
+                Scalar::Rel(rel) => {
+                    // Scalars of a subquery's own steps are not supported;
+                    // on the query grid they join by step.
+                    from = format!(
+                        "{from} INNER JOIN (SELECT t AS {p}_t, v AS {p}_v FROM ({rel})) AS {p}_s ON a.t = {p}_s.{p}_t"
+                    );
+                    binds.push(format!("{p}_v AS {p}"));
+                }
+            }
+        }
+        let binds = binds
+            .iter()
+            .map(|b| format!("{b}, "))
+            .collect::<String>();
+        let range = m.range;
+        let body = format!(
+            "SELECT a.fp AS fp, a.t AS t, {binds}{range} AS R, \
+             arrayMap(x -> x.2, a.w) AS _vals, arrayMap(x -> x.1, a.w) AS _ts, length(a.w) AS _n, \
+             toFloat64({value}) AS v \
+             FROM {from} WHERE _n >= {min_samples}"
+        );
+        let rel = format!(
+            "SELECT l.labels AS labels, b.t AS t, b.v AS v, {dn} AS dn \
+             FROM ({body}) AS b INNER JOIN ({labels}) AS l ON b.fp = l.fp"
+        );
+        Ok(match m.at {
+            Some(_) => self.replicate(&rel, grid),
+            None => rel,
+        })
+    }
+
+    fn clamp(&mut self, name: &str, args: &[Box<Expr>], grid: &Grid) -> Result<Node, PlanError> {
+        let rel = self.vector(&args[0], grid)?;
+        let first = self.scalar(&args[1], grid)?;
+        let (from, a) = self.with_scalar(&rel, first, "p1");
+        let (from, value, cond) = match name {
+            "clamp_min" => (
+                from,
+                format!("if(isNaN(a.v) OR isNaN({a}), nan, greatest(a.v, {a}))"),
+                "1".to_string(),
+            ),
+            "clamp_max" => (
+                from,
+                format!("if(isNaN(a.v) OR isNaN({a}), nan, least(a.v, {a}))"),
+                "1".to_string(),
+            ),
+            _ => {
+                let second = self.scalar(&args[2], grid)?;
+                // Join the second scalar onto the first join's result.
+                let inner = format!(
+                    "SELECT a.labels AS labels, a.t AS t, a.v AS v, a.dn AS dn, {a} AS lo FROM {from}"
+                );
+                let (from2, b) = self.with_scalar(&inner, second, "p2");
+                (
+                    from2,
+                    format!(
+                        "if(isNaN(a.v) OR isNaN(a.lo) OR isNaN({b}), nan, greatest(a.lo, least({b}, a.v)))"
+                    ),
+                    format!("NOT (a.lo > {b})"),
+                )
+            }
+        };
+        Ok(Node::Vector(format!(
+            "SELECT a.labels AS labels, a.t AS t, {value} AS v, toUInt8(1) AS dn FROM {from} WHERE {cond}"
+        )))
+    }
+
+    fn label_replace(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+        let rel = self.vector(&call.args.args[0], grid)?;
+        let dst = string_arg(call, 1)?;
+        let replacement = string_arg(call, 2)?;
+        let src = string_arg(call, 3)?;
+        let regex = string_arg(call, 4)?;
+        let anchored = format!("^(?s:{regex})$");
+        let re = regex::Regex::new(&anchored).map_err(|_| {
+            bad(format!(
+                "invalid regular expression in label_replace(): {regex}"
+            ))
+        })?;
+        if dst.is_empty() {
+            return Err(bad(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let rewrite = go_template_to_re2(&replacement, &re)?;
+        let dst_p = self.string(&dst);
+        let src_p = self.string(&src);
+        let re_p = self.string(&anchored);
+        let rewrite_p = self.string(&rewrite);
+        let set = Self::set_label(&dst_p, "_new");
+        let dn = if dst == "__name__" { "toUInt8(0)" } else { "dn" };
+        Ok(Node::Vector(format!(
+            "SELECT if(match(_src, {re_p}), {set}, labels) AS labels, t, v, {dn} AS dn \
+             FROM (SELECT labels, t, v, dn, arrayFirst(x -> x.1 = {src_p}, labels).2 AS _src, \
+                   replaceRegexpOne(_src, {re_p}, {rewrite_p}) AS _new FROM ({rel}))"
+        )))
+    }
+
+    fn label_join(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+        let rel = self.vector(&call.args.args[0], grid)?;
+        let dst = string_arg(call, 1)?;
+        let sep = string_arg(call, 2)?;
+        let mut sources = Vec::new();
+        for i in 3..call.args.args.len() {
+            sources.push(string_arg(call, i)?);
+        }
+        if dst.is_empty() {
+            return Err(bad(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        let dst_p = self.string(&dst);
+        let sep_p = self.string(&sep);
+        let values: Vec<String> = sources
+            .iter()
+            .map(|s| {
+                let p = self.string(s);
+                format!("arrayFirst(x -> x.1 = {p}, labels).2")
+            })
+            .collect();
+        let joined = if values.is_empty() {
+            "''".to_string()
+        } else {
+            format!("arrayStringConcat([{}], {sep_p})", values.join(", "))
+        };
+        let set = Self::set_label(&dst_p, "_new");
+        let dn = if dst == "__name__" { "toUInt8(0)" } else { "dn" };
+        Ok(Node::Vector(format!(
+            "SELECT {set} AS labels, t, v, {dn} AS dn \
+             FROM (SELECT labels, t, v, dn, {joined} AS _new FROM ({rel}))"
+        )))
+    }
+
+    /// The labels `absent()` gives its result: the equality matchers of a
+    /// selector argument (a name matched twice is left out).
+    fn absent_labels(&mut self, arg: &Expr) -> String {
+        let vs = match unparen(arg) {
+            Expr::VectorSelector(vs) => Some(vs),
+            Expr::MatrixSelector(ms) => Some(&ms.vs),
+            _ => None,
+        };
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        if let Some(vs) = vs {
+            let mut seen: Vec<(String, usize)> = Vec::new();
+            for m in &vs.matchers.matchers {
+                if m.name == "__name__" {
+                    continue;
+                }
+                match seen.iter_mut().find(|(n, _)| *n == m.name) {
+                    Some((_, c)) => *c += 1,
+                    None => seen.push((m.name.clone(), 1)),
+                }
+            }
+            for m in &vs.matchers.matchers {
+                let once = seen.iter().any(|(n, c)| *n == m.name && *c == 1);
+                if m.name != "__name__"
+                    && once
+                    && matches!(m.op, promql_parser::label::MatchOp::Equal)
+                {
+                    pairs.push((m.name.clone(), m.value.clone()));
+                }
+            }
+        }
+        pairs.sort();
+        let items: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| {
+                let n = self.string(n);
+                let v = self.string(v);
+                format!("({n}, {v})")
+            })
+            .collect();
+        format!("CAST([{}], 'Array(Tuple(String, String))')", items.join(", "))
+    }
+
+    fn absent(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+        let rel = self.vector(&call.args.args[0], grid)?;
+        let labels = self.absent_labels(&call.args.args[0]);
+        Ok(Node::Vector(format!(
+            "SELECT {labels} AS labels, t, toFloat64(1) AS v, toUInt8(0) AS dn FROM ({steps}) \
+             WHERE t NOT IN (SELECT t FROM ({rel}))",
+            steps = grid.steps_rel()
+        )))
+    }
+
+    fn absent_over_time(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+        let m = self.matrix(&call.args.args[0], grid)?;
+        let present = self.over_windows(&m, grid, "toFloat64(1)", 1, vec![], "toUInt8(0)")?;
+        let labels = match &m.source {
+            Source::Selector(_) => self.absent_labels(&call.args.args[0]),
+            Source::Subquery { .. } => "CAST([], 'Array(Tuple(String, String))')".to_string(),
+        };
+        Ok(Node::Vector(format!(
+            "SELECT {labels} AS labels, t, toFloat64(1) AS v, toUInt8(0) AS dn FROM ({steps}) \
+             WHERE t NOT IN (SELECT t FROM ({present}))",
+            steps = grid.steps_rel()
+        )))
+    }
+}

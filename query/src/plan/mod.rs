@@ -1,0 +1,470 @@
+//! The PromQL planner: compiles a parsed PromQL expression into one
+//! ClickHouse SQL statement.
+//!
+//! Every node evaluates on a step grid (an instant query is a grid of one
+//! step). Relations have fixed columns:
+//! - instant vectors: `labels Array(Tuple(String, String))` sorted by name,
+//!   `t Int64` (the step, ms), `v Float64`, and `dn UInt8`, set when the
+//!   metric name is to be dropped at the end (Prometheus's delayed name
+//!   removal: a later `label_replace` may still read it);
+//! - scalars: a literal, an expression over `t`, or a relation `(t, v)`
+//!   with one row per step;
+//! - range vectors stay unevaluated until a function decides what to compute
+//!   over each window.
+//!
+//! Label names and values and regexes only reach SQL as query parameters.
+
+mod aggregate;
+mod binary;
+mod functions;
+mod histogram;
+mod selector;
+
+use promql_parser::parser::{self, AtModifier, Expr, Offset};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+use crate::matchers::SqlCondition;
+
+/// The bit pattern of Prometheus's staleness marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Why a query cannot be planned.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum PlanError {
+    /// Prometheus's `bad_data`: the query does not parse or is invalid.
+    #[error("{0}")]
+    BadData(String),
+    /// Valid PromQL that Comet does not evaluate.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn bad(message: impl Into<String>) -> PlanError {
+    PlanError::BadData(message.into())
+}
+
+/// Evaluation settings of the planner.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    /// How far back a vector selector looks for the latest sample.
+    pub lookback_delta: Duration,
+    /// The step of a subquery written without one (`x[5m:]`).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The evaluation times of a node: `start + k * step` for `k < n`, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Grid {
+    pub fn instant(t: i64) -> Self {
+        Self {
+            start: t,
+            end: t,
+            step: 1,
+        }
+    }
+
+    pub fn range(start: i64, end: i64, step: i64) -> Self {
+        Self {
+            start,
+            end,
+            step: step.max(1),
+        }
+    }
+
+    /// Number of steps (0 when `end < start`).
+    pub fn n(&self) -> i64 {
+        if self.end < self.start {
+            0
+        } else {
+            (self.end - self.start) / self.step + 1
+        }
+    }
+
+    /// SQL array of the step timestamps.
+    fn steps(&self) -> String {
+        format!(
+            "arrayMap(k -> toInt64({} + k * {}), range({}))",
+            self.start,
+            self.step,
+            self.n()
+        )
+    }
+
+    /// A relation with one row `t` per step.
+    fn steps_rel(&self) -> String {
+        format!("SELECT arrayJoin({}) AS t", self.steps())
+    }
+}
+
+/// What kind of value the statement's rows are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanKind {
+    /// Rows `(labels, t, v)`: a vector per step.
+    Vector,
+    /// Rows `(labels, t, v)` with empty labels: one scalar per step.
+    Scalar,
+    /// No statement: a string literal.
+    String(String),
+    /// Rows `(labels, t, v)` of raw samples (a range vector at an instant).
+    Matrix,
+}
+
+/// A planned query: the SQL, its parameters and how to read the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub sql: String,
+    /// Values of the `{pN:String}` placeholders.
+    pub params: Vec<(String, String)>,
+    pub kind: PlanKind,
+    /// The rows come in the order the query defines (`sort`, ...), not by
+    /// labels.
+    pub ordered: bool,
+}
+
+impl Plan {
+    /// The statement as a person can paste it into `clickhouse client`.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.params {
+            out.push_str(&format!(
+                "SET param_{name} = {};\n",
+                comet_schema::ddl::quote_string(value)
+            ));
+        }
+        out.push_str(&self.sql);
+        out.push_str(";\n");
+        out
+    }
+}
+
+/// Parses `query` with Prometheus's grammar.
+pub fn parse(query: &str) -> Result<Expr, PlanError> {
+    parser::parse(query).map_err(bad)
+}
+
+/// Plans `query` over `grid` (the query's own start, end and step).
+pub fn plan(query: &str, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
+    let expr = parse(query)?;
+    plan_expr(&expr, grid, settings)
+}
+
+/// Plans a parsed expression.
+pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
+    let mut planner = Planner {
+        params: SqlCondition::default(),
+        lookback: millis(settings.lookback_delta),
+        subquery_step: millis(settings.default_subquery_step),
+        query_start: grid.start,
+        query_end: grid.end,
+    };
+    let instant = grid.n() == 1 && grid.start == grid.end;
+    let mut ordered = false;
+    let (sql, kind) = match planner.node(expr, &grid)? {
+        Node::Str(s) => (String::new(), PlanKind::String(s)),
+        Node::Scalar(s) => (
+            format!(
+                "SELECT CAST([], 'Array(Tuple(String, String))') AS labels, t, v FROM ({}) ORDER BY t",
+                planner.scalar_rel(s, &grid)
+            ),
+            PlanKind::Scalar,
+        ),
+        Node::Matrix(m) if instant => (planner.raw_matrix(&m, &grid)?, PlanKind::Matrix),
+        Node::Matrix(_) => {
+            return Err(bad(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+            ));
+        }
+        Node::Vector(rel) => {
+            let order = if instant { sort_order(expr) } else { None };
+            ordered = order.is_some();
+            let order_by = order.unwrap_or_else(|| "labels, t".to_string());
+            (
+                format!(
+                    "SELECT if(dn = 1, {DROP_NAME}, labels) AS labels, t, v \
+                     FROM ({rel}) ORDER BY {order_by}"
+                ),
+                PlanKind::Vector,
+            )
+        }
+    };
+    Ok(Plan {
+        sql,
+        params: planner.params.params,
+        kind,
+        ordered,
+    })
+}
+
+/// The ORDER BY of an instant query whose outermost function sorts.
+fn sort_order(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Paren(p) => sort_order(&p.expr),
+        Expr::Call(call) => match call.func.name {
+            "sort" => Some("isNaN(v), v, labels".into()),
+            "sort_desc" => Some("isNaN(v), v DESC, labels".into()),
+            "sort_by_label" | "sort_by_label_desc" => {
+                let desc = if call.func.name.ends_with("_desc") {
+                    " DESC"
+                } else {
+                    ""
+                };
+                let mut keys = Vec::new();
+                for arg in call.args.args.iter().skip(1) {
+                    if let Expr::StringLiteral(s) = arg.as_ref() {
+                        keys.push(format!(
+                            "naturalSortKey(arrayFirst(x -> x.1 = {}, labels).2){desc}",
+                            comet_schema::ddl::quote_string(&s.val)
+                        ));
+                    }
+                }
+                keys.push(format!("labels{desc}"));
+                Some(keys.join(", "))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A compiled node.
+pub(crate) enum Node {
+    Scalar(Scalar),
+    Vector(String),
+    Matrix(Matrix),
+    Str(String),
+}
+
+/// A scalar on the grid.
+#[derive(Debug, Clone)]
+pub(crate) enum Scalar {
+    Lit(f64),
+    /// An SQL expression over the step column `t`.
+    Expr(String),
+    /// A relation `(t, v)` with one row per step.
+    Rel(String),
+}
+
+/// A range vector, evaluated by the function that takes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Matrix {
+    pub source: Source,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Selector(parser::VectorSelector),
+    Subquery { expr: Box<Expr>, step: i64 },
+}
+
+pub(crate) struct Planner {
+    pub params: SqlCondition,
+    pub lookback: i64,
+    pub subquery_step: i64,
+    /// The outermost query's range, for `@ start()` and `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => millis(*d),
+        Some(Offset::Neg(d)) => -millis(*d),
+    }
+}
+
+/// A float as an SQL literal of type Float64.
+pub(crate) fn lit(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v == f64::INFINITY {
+        "inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-inf".into()
+    } else {
+        format!("toFloat64({v:?})")
+    }
+}
+
+/// Labels without the metric name.
+pub(crate) const DROP_NAME: &str = "arrayFilter(x -> x.1 != '__name__', labels)";
+
+impl Planner {
+    /// A string as a query parameter placeholder.
+    pub fn string(&mut self, value: &str) -> String {
+        self.params.param(value)
+    }
+
+    /// An array of strings as a query parameter placeholder.
+    pub fn strings(&mut self, values: &[String]) -> String {
+        let parts: Vec<String> = values.iter().map(|v| self.string(v)).collect();
+        format!("CAST([{}], 'Array(String)')", parts.join(", "))
+    }
+
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(time)) => Some(system_time_ms(*time)),
+        }
+    }
+
+    pub fn node(&mut self, expr: &Expr, grid: &Grid) -> Result<Node, PlanError> {
+        match expr {
+            Expr::Paren(p) => self.node(&p.expr, grid),
+            Expr::NumberLiteral(n) => Ok(Node::Scalar(Scalar::Lit(n.val))),
+            Expr::StringLiteral(s) => Ok(Node::Str(s.val.clone())),
+            Expr::VectorSelector(vs) => {
+                let at = self.at_ms(&vs.at);
+                Ok(Node::Vector(self.vector_selector(vs, at, grid, false)?))
+            }
+            Expr::MatrixSelector(ms) => Ok(Node::Matrix(Matrix {
+                source: Source::Selector(ms.vs.clone()),
+                range: millis(ms.range),
+                offset: offset_ms(&ms.vs.offset),
+                at: self.at_ms(&ms.vs.at),
+            })),
+            Expr::Subquery(sq) => Ok(Node::Matrix(Matrix {
+                source: Source::Subquery {
+                    expr: sq.expr.clone(),
+                    step: sq.step.map(millis).unwrap_or(self.subquery_step),
+                },
+                range: millis(sq.range),
+                offset: offset_ms(&sq.offset),
+                at: self.at_ms(&sq.at),
+            })),
+            Expr::Unary(u) => match self.node(&u.expr, grid)? {
+                Node::Scalar(s) => Ok(Node::Scalar(self.scalar_map(s, |x| format!("-({x})")))),
+                Node::Vector(rel) => Ok(Node::Vector(format!(
+                    "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({rel})"
+                ))),
+                _ => Err(bad(
+                    "unary expression only allowed on expressions of type scalar or instant vector",
+                )),
+            },
+            Expr::Binary(b) => self.binary(b, grid),
+            Expr::Aggregate(a) => self.aggregate(a, grid),
+            Expr::Call(c) => self.call(c, grid),
+            Expr::Extension(_) => Err(PlanError::Unsupported(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    /// Compiles `expr`, which must be an instant vector.
+    pub fn vector(&mut self, expr: &Expr, grid: &Grid) -> Result<String, PlanError> {
+        match self.node(expr, grid)? {
+            Node::Vector(rel) => Ok(rel),
+            _ => Err(bad(format!(
+                "expected type instant vector, got {}",
+                type_name(expr)
+            ))),
+        }
+    }
+
+    /// Compiles `expr`, which must be a scalar.
+    pub fn scalar(&mut self, expr: &Expr, grid: &Grid) -> Result<Scalar, PlanError> {
+        match self.node(expr, grid)? {
+            Node::Scalar(s) => Ok(s),
+            _ => Err(bad(format!(
+                "expected type scalar, got {}",
+                type_name(expr)
+            ))),
+        }
+    }
+
+    /// Compiles `expr`, which must be a range vector.
+    pub fn matrix(&mut self, expr: &Expr, grid: &Grid) -> Result<Matrix, PlanError> {
+        match self.node(expr, grid)? {
+            Node::Matrix(m) => Ok(m),
+            _ => Err(bad(format!(
+                "expected type range vector, got {}",
+                type_name(expr)
+            ))),
+        }
+    }
+
+    /// Applies `f` to the SQL value of a scalar.
+    pub fn scalar_map(&mut self, s: Scalar, f: impl Fn(&str) -> String) -> Scalar {
+        match s {
+            Scalar::Lit(v) => Scalar::Expr(f(&lit(v))),
+            Scalar::Expr(e) => Scalar::Expr(f(&e)),
+            Scalar::Rel(rel) => Scalar::Rel(format!("SELECT t, {} AS v FROM ({rel})", f("v"))),
+        }
+    }
+
+    /// A scalar as a relation `(t, v)` over the grid.
+    pub fn scalar_rel(&mut self, s: Scalar, grid: &Grid) -> String {
+        match s {
+            Scalar::Lit(v) => format!("SELECT t, {} AS v FROM ({})", lit(v), grid.steps_rel()),
+            Scalar::Expr(e) => format!("SELECT t, toFloat64({e}) AS v FROM ({})", grid.steps_rel()),
+            Scalar::Rel(rel) => rel,
+        }
+    }
+
+    /// Makes a scalar usable as a column `name` next to a vector `rel`:
+    /// returns the FROM clause (aliased `a`) and the SQL of the value.
+    pub fn with_scalar(&mut self, rel: &str, s: Scalar, name: &str) -> (String, String) {
+        match s {
+            Scalar::Lit(v) => (format!("({rel}) AS a"), lit(v)),
+            Scalar::Expr(e) => (format!("({rel}) AS a"), format!("toFloat64({e})")),
+            Scalar::Rel(srel) => (
+                format!(
+                    "({rel}) AS a INNER JOIN (SELECT t AS {name}_t, v AS {name} FROM ({srel})) AS {name}_s ON a.t = {name}_s.{name}_t"
+                ),
+                name.to_string(),
+            ),
+        }
+    }
+
+    /// Replicates a relation computed at one instant onto every step of
+    /// `grid` (for `@`).
+    pub fn replicate(&self, rel: &str, grid: &Grid) -> String {
+        format!(
+            "SELECT labels, t, v, dn FROM (SELECT labels, v, dn FROM ({rel})) ARRAY JOIN {} AS t",
+            grid.steps()
+        )
+    }
+}
+
+pub(crate) fn system_time_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Prometheus's name of an expression's type, for error messages.
+pub(crate) fn type_name(expr: &Expr) -> &'static str {
+    use promql_parser::parser::value::ValueType;
+    match expr.value_type() {
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+    }
+}

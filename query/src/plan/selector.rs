@@ -1,0 +1,220 @@
+//! Selectors: series matching on the `series` table, samples read by the
+//! sort key `(metric_name, fingerprint, timestamp_ms)`, the lookback of
+//! instant vectors and the windows of range vectors.
+//!
+//! Both expand samples onto steps instead of searching samples per step:
+//! a sample is the latest one for the steps from its own timestamp until the
+//! next sample (or the lookback) ends, and lies in the window of the steps
+//! from its timestamp until its timestamp plus the range. Work is
+//! proportional to the output, not to steps x samples.
+
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::VectorSelector;
+
+use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad};
+use crate::matchers::{MatchOp, Matcher, condition};
+
+/// Samples `(fp, ts, sv)` and the labels `(fp, labels, dn)` of a source.
+pub(crate) struct SampleSource {
+    pub samples: String,
+    pub labels: String,
+}
+
+/// Keeps rows that are not staleness markers.
+pub(crate) fn not_stale(column: &str) -> String {
+    format!("reinterpretAsUInt64({column}) != {STALE_NAN_BITS}")
+}
+
+impl Planner {
+    /// The matchers of a selector in Comet's form, the name included.
+    fn selector_matchers(&self, vs: &VectorSelector) -> Vec<Matcher> {
+        let mut out = Vec::new();
+        if let Some(name) = &vs.name {
+            out.push(Matcher::new("__name__", MatchOp::Equal, name));
+        }
+        for m in &vs.matchers.matchers {
+            let op = match &m.op {
+                ParserOp::Equal => MatchOp::Equal,
+                ParserOp::NotEqual => MatchOp::NotEqual,
+                ParserOp::Re(_) => MatchOp::Regex,
+                ParserOp::NotRe(_) => MatchOp::NotRegex,
+            };
+            if vs.name.is_some() && m.name == "__name__" && op == MatchOp::Equal {
+                if vs.name.as_deref() == Some(m.value.as_str()) {
+                    continue;
+                }
+            }
+            out.push(Matcher::new(&m.name, op, &m.value));
+        }
+        out
+    }
+
+    /// The series a selector matches, with their labels as a sorted array:
+    /// `(fp, mn, labels)`. `lo`/`hi` bound the days searched (ms).
+    fn matched_series(&mut self, vs: &VectorSelector, lo: i64, hi: i64) -> Result<String, PlanError> {
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(PlanError::Unsupported(
+                "selectors with `or` between matchers are not supported".into(),
+            ));
+        }
+        let matchers = self.selector_matchers(vs);
+        let cond = condition(&matchers, &mut self.params).map_err(|e| match e {
+            crate::matchers::MatcherError::MatchesEverything(_) | crate::matchers::MatcherError::Empty => {
+                bad("vector selector must contain at least one non-empty matcher")
+            }
+            other => bad(other.to_string()),
+        })?;
+        Ok(format!(
+            "SELECT fingerprint AS fp, any(metric_name) AS mn, \
+             any(CAST(arraySort(arrayZip(mapKeys(labels), mapValues(labels))), 'Array(Tuple(String, String))')) AS labels \
+             FROM series \
+             WHERE date >= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) \
+             AND date <= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) AND {cond} \
+             GROUP BY fingerprint",
+            lo.max(0),
+            hi.max(0)
+        ))
+    }
+
+    /// Samples of a selector with raw timestamp in `(lo, hi]`, shifted by
+    /// `shift` ms onto the evaluation grid, one per timestamp.
+    fn selector_source(
+        &mut self,
+        vs: &VectorSelector,
+        lo: i64,
+        hi: i64,
+        shift: i64,
+    ) -> Result<SampleSource, PlanError> {
+        let matched = self.matched_series(vs, lo, hi)?;
+        let samples = format!(
+            "SELECT fingerprint AS fp, timestamp_ms + {shift} AS ts, any(value) AS sv FROM samples \
+             WHERE (metric_name, fingerprint) IN (SELECT mn, fp FROM ({matched})) \
+             AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
+             GROUP BY fingerprint, timestamp_ms"
+        );
+        let labels = format!("SELECT fp, labels, toUInt8(0) AS dn FROM ({matched})");
+        Ok(SampleSource { samples, labels })
+    }
+
+    /// An instant-vector selector on `grid`; with `at`, evaluated once at
+    /// that time and repeated on every step. With `timestamps`, the value is
+    /// the sample's timestamp in seconds (for `timestamp()`).
+    pub fn vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        at: Option<i64>,
+        grid: &Grid,
+        timestamps: bool,
+    ) -> Result<String, PlanError> {
+        let offset = super::offset_ms(&vs.offset);
+        let eval = match at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let lo = eval.start - offset - self.lookback;
+        let hi = eval.end - offset;
+        let src = self.selector_source(vs, lo, hi, offset)?;
+        let value = if timestamps {
+            format!("toFloat64((ts - {offset}) / 1000)")
+        } else {
+            "sv".to_string()
+        };
+        let rel = format!(
+            "SELECT l.labels AS labels, s.t AS t, s.v AS v, toUInt8(0) AS dn FROM (\
+               SELECT fp, toInt64({start} + k * {step}) AS t, {value} AS v FROM (\
+                 SELECT fp, ts, sv, leadInFrame(ts, 1, toInt64(9223372036854775807)) \
+                 OVER (PARTITION BY fp ORDER BY ts ASC ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS nts \
+                 FROM ({samples})\
+               ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
+                 toInt64(least({n}, floor((least(nts, ts + {lookback}) - 1 - {start}) / {step}) + 1))) AS k \
+               WHERE {fresh}\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
+            start = eval.start,
+            step = eval.step,
+            n = eval.n(),
+            lookback = self.lookback,
+            samples = src.samples,
+            labels = src.labels,
+            fresh = not_stale("sv"),
+        );
+        Ok(match at {
+            Some(_) => self.replicate(&rel, grid),
+            None => rel,
+        })
+    }
+
+    /// The samples of a range vector for evaluation on `eval` (already
+    /// resolved for `@`): raw timestamps shifted by the offset.
+    pub fn matrix_source(&mut self, m: &Matrix, eval: &Grid) -> Result<SampleSource, PlanError> {
+        let lo = eval.start - m.offset - m.range;
+        let hi = eval.end - m.offset;
+        match &m.source {
+            Source::Selector(vs) => {
+                let mut src = self.selector_source(vs, lo, hi, m.offset)?;
+                // Range functions never see staleness markers.
+                src.samples = format!("SELECT fp, ts, sv FROM ({}) WHERE {}", src.samples, not_stale("sv"));
+                Ok(src)
+            }
+            Source::Subquery { expr, step } => {
+                // Prometheus: the first step-aligned time after the window
+                // start (Go integer division truncates toward zero).
+                let from = lo;
+                let mut start = step * (from / step);
+                if start <= from {
+                    start += step;
+                }
+                let inner = Grid::range(start, hi, *step);
+                let rel = self.vector(expr, &inner)?;
+                Ok(SampleSource {
+                    samples: format!(
+                        "SELECT sipHash64(labels) AS fp, t + {} AS ts, v AS sv FROM ({rel})",
+                        m.offset
+                    ),
+                    labels: format!(
+                        "SELECT sipHash64(labels) AS fp, any(labels) AS labels, max(dn) AS dn FROM ({rel}) GROUP BY fp"
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Windows of a range vector on `eval`: rows `(fp, t, w)` where `w` is
+    /// the window's samples `(ts, value)` sorted by time.
+    pub fn windows(&mut self, m: &Matrix, eval: &Grid) -> Result<(String, String), PlanError> {
+        let src = self.matrix_source(m, eval)?;
+        let sql = format!(
+            "SELECT fp, toInt64({start} + k * {step}) AS t, arraySort(groupArray((ts, sv))) AS w \
+             FROM ({samples}) \
+             ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
+               toInt64(least({n}, floor((ts + {range} - 1 - {start}) / {step}) + 1))) AS k \
+             GROUP BY fp, k",
+            start = eval.start,
+            step = eval.step,
+            n = eval.n(),
+            range = m.range,
+            samples = src.samples,
+        );
+        Ok((sql, src.labels))
+    }
+
+    /// A range vector returned by an instant query: the raw samples of each
+    /// series in the window, as rows `(labels, t, v)`.
+    pub fn raw_matrix(&mut self, m: &Matrix, grid: &Grid) -> Result<String, PlanError> {
+        let eval = match m.at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let src = self.matrix_source(m, &eval)?;
+        let lo = eval.start - m.range;
+        Ok(format!(
+            "SELECT if(l.dn = 1, arrayFilter(x -> x.1 != '__name__', l.labels), l.labels) AS labels, \
+             s.ts - {offset} AS t, s.sv AS v \
+             FROM ({samples}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp \
+             WHERE s.ts > {lo} AND s.ts <= {hi} ORDER BY labels, t",
+            offset = m.offset,
+            samples = src.samples,
+            labels = src.labels,
+            hi = eval.end,
+        ))
+    }
+}
