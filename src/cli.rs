@@ -38,6 +38,10 @@ pub enum Command {
     Migrate(ConfigArgs),
     /// Print the effective configuration (file + environment + flags) as YAML.
     Config(ConfigArgs),
+    /// Run PromQL test scripts (Prometheus's promqltest format) against the
+    /// engine and ClickHouse: a fresh database per file, data loaded through
+    /// the ingest path; prints per-file pass counts and `N passed, M failed`.
+    Promqltest(crate::promqltest::PromqltestArgs),
     /// Load generators that print throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -250,6 +254,12 @@ pub struct ConfigArgs {
     /// [config: remote_read.max_samples; default 50000000]
     #[arg(long, env = "COMET_REMOTE_READ_MAX_SAMPLES", value_name = "N")]
     pub remote_read_max_samples: Option<usize>,
+
+    /// How far back an instant vector selector looks for the latest sample
+    /// (Prometheus's --query.lookback-delta)
+    /// [config: query.lookback_delta; default 5m]
+    #[arg(long, env = "COMET_QUERY_LOOKBACK_DELTA", value_name = "DURATION", value_parser = duration)]
+    pub query_lookback_delta: Option<Duration>,
 }
 
 impl Command {
@@ -260,6 +270,7 @@ impl Command {
             | Command::Clickhouse(a)
             | Command::Migrate(a)
             | Command::Config(a) => Some(a),
+            Command::Promqltest(p) => Some(&p.config),
             Command::Bench(_) => None,
         }
     }

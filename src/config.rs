@@ -12,6 +12,7 @@ use bytesize::ByteSize;
 use comet_ingest::remote_write::RemoteWriteSettings;
 use comet_ingest::remote_write::decode::DecodeOptions;
 use comet_ingest::writer::WriterSettings;
+use comet_query::plan::PlanSettings;
 use comet_query::remote_read::RemoteReadSettings;
 use comet_schema::managed::ManagedSettings;
 use comet_schema::{NameValidation, RetryPolicy, SchemaOptions, StoreSettings, Topology};
@@ -38,6 +39,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub remote_write: RemoteWriteConfig,
     pub remote_read: RemoteReadConfig,
+    pub query: QueryConfig,
 }
 
 /// The batcher/writer shared by every source.
@@ -108,6 +110,23 @@ impl Default for RemoteWriteConfig {
             name_validation: NameScheme::Legacy,
             created_timestamp_zero_ingestion: false,
             overload_status: 503,
+        }
+    }
+}
+
+/// The PromQL engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// How far back an instant vector selector looks for a sample.
+    #[serde(with = "humantime_serde")]
+    pub lookback_delta: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            lookback_delta: PlanSettings::default().lookback_delta,
         }
     }
 }
@@ -192,6 +211,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             remote_write: RemoteWriteConfig::default(),
             remote_read: RemoteReadConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }
@@ -319,6 +339,7 @@ impl Config {
         );
         overlay!(rw.overload_status, a.remote_write_overload_status);
         overlay!(self.remote_read.max_samples, a.remote_read_max_samples);
+        overlay!(self.query.lookback_delta, a.query_lookback_delta);
     }
 
     /// Checks what serde cannot, so a bad value stops Comet before it has
@@ -437,6 +458,13 @@ impl Config {
             },
             overload_status: StatusCode::from_u16(rw.overload_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        }
+    }
+
+    pub fn plan_settings(&self) -> PlanSettings {
+        PlanSettings {
+            lookback_delta: self.query.lookback_delta,
+            ..PlanSettings::default()
         }
     }
 

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod http;
+mod promqltest;
 mod serve;
 mod telemetry;
 
@@ -55,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_) => serve::serve(config).await,
             Command::Clickhouse(_) => serve::clickhouse(config).await,
             Command::Migrate(_) => serve::migrate_only(config).await,
+            Command::Promqltest(args) => promqltest::run(config, args).await,
             Command::Config(_) | Command::Bench(_) => Ok(()),
         }
     })

@@ -19,15 +19,15 @@ use crate::telemetry;
 
 /// ClickHouse as Comet uses it: the store, and the managed server behind it
 /// when Comet runs its own.
-struct Backend {
-    store: Store,
+pub(crate) struct Backend {
+    pub(crate) store: Store,
     managed: Option<ManagedClickHouse>,
 }
 
 impl Backend {
     /// Starts the managed server if no URL is configured, waits until
     /// ClickHouse answers, and migrates the schema.
-    async fn start(config: &Config, registry: &Registry) -> anyhow::Result<Self> {
+    pub(crate) async fn start(config: &Config, registry: &Registry) -> anyhow::Result<Self> {
         let managed = match &config.clickhouse.url {
             Some(_) => None,
             None => {
@@ -80,7 +80,7 @@ impl Backend {
         Ok(())
     }
 
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         if let Some(managed) = self.managed {
             managed.shutdown().await;
         }

@@ -3,7 +3,10 @@
 //! `eval` commands with their series, expected results and `expect` lines.
 //! The PromQL engine is judged by running these scripts.
 
+mod run;
 mod values;
+
+pub use run::{CaseFailure, FailureKind, FileReport, RunError, Runner, Tier, almost_equal, summary};
 
 use std::time::Duration;
 

@@ -1,0 +1,160 @@
+//! `comet promqltest`: runs the upstream PromQL test scripts against the
+//! engine and ClickHouse, prints per-file pass counts, and holds them to a
+//! baseline that only ever rises.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use comet_query::promqltest::{FailureKind, FileReport, Runner, Tier, summary};
+
+use crate::cli::ConfigArgs;
+use crate::config::Config;
+use crate::serve::Backend;
+
+#[derive(Debug, Clone, Args)]
+pub struct PromqltestArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// PromQL test scripts (`.test` files in Prometheus's promqltest format)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Fail when a file passes fewer cases than this baseline lists
+    /// (lines `<file> <passed>`)
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Raise the baseline's counts to this run's where higher (never lowers
+    /// them)
+    #[arg(long, requires = "baseline")]
+    pub update_baseline: bool,
+
+    /// Print every failing case with its reason
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+fn read_baseline(path: &Path) -> anyhow::Result<BTreeMap<String, usize>> {
+    if !path.exists() {
+        return Ok(BTreeMap::new());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read baseline {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (file, count) = line
+            .split_once(char::is_whitespace)
+            .with_context(|| format!("{}:{}: expected `<file> <passed>`", path.display(), i + 1))?;
+        let count: usize = count.trim().parse().with_context(|| {
+            format!("{}:{}: {count:?} is not a count", path.display(), i + 1)
+        })?;
+        out.insert(file.to_string(), count);
+    }
+    Ok(out)
+}
+
+fn write_baseline(path: &Path, counts: &BTreeMap<String, usize>) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "# Cases of each upstream PromQL test file that Comet passes.\n\
+         # CI fails when a file passes fewer; raise with `comet promqltest --baseline FILE --update-baseline`.\n",
+    );
+    for (file, count) in counts {
+        text.push_str(&format!("{file} {count}\n"));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write baseline {}", path.display()))
+}
+
+fn print_report(report: &FileReport, verbose: bool) {
+    let tiers: Vec<String> = report
+        .tiers
+        .iter()
+        .map(|(tier, passed, total)| format!("{} {passed}/{total}", tier.name()))
+        .collect();
+    println!(
+        "{}: {} passed, {} failed ({})",
+        report.file,
+        report.passed,
+        report.failed,
+        tiers.join(", ")
+    );
+    for f in &report.failures {
+        if verbose || f.kind == FailureKind::Parse {
+            let kind = match f.kind {
+                FailureKind::Parse => "not parsed by promql-parser",
+                FailureKind::Unsupported => "unsupported",
+                FailureKind::Sql => "ClickHouse error",
+                FailureKind::Mismatch => "wrong result",
+            };
+            let reason: String = f.reason.chars().take(400).collect();
+            println!(
+                "  line {} [{}, {kind}] {}\n    {reason}",
+                f.line,
+                f.tier.name(),
+                f.query
+            );
+        }
+    }
+}
+
+pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
+    let backend = Backend::start(&config, &prometheus::Registry::new()).await?;
+    let runner = Runner {
+        store: backend.store.settings().clone(),
+        plan: config.plan_settings(),
+    };
+    let mut reports = Vec::new();
+    let mut outcome = Ok(());
+    for file in &args.files {
+        match runner.run_file(file).await {
+            Ok(report) => {
+                print_report(&report, args.verbose);
+                reports.push(report);
+            }
+            Err(e) => {
+                outcome = Err(anyhow::anyhow!(e));
+                break;
+            }
+        }
+    }
+    backend.shutdown().await;
+    outcome?;
+    let mut tiers: BTreeMap<Tier, (usize, usize)> = BTreeMap::new();
+    for r in &reports {
+        for (tier, passed, total) in &r.tiers {
+            let e = tiers.entry(*tier).or_default();
+            e.0 += passed;
+            e.1 += total;
+        }
+    }
+    for (tier, (passed, total)) in &tiers {
+        println!("{}: {passed}/{total}", tier.name());
+    }
+    println!("{}", summary(&reports));
+    if let Some(path) = &args.baseline {
+        let mut baseline = read_baseline(path)?;
+        let mut regressions = Vec::new();
+        for r in &reports {
+            let floor = baseline.get(&r.file).copied().unwrap_or(0);
+            if r.passed < floor {
+                regressions.push(format!("{}: {} passed, baseline {floor}", r.file, r.passed));
+            }
+            if args.update_baseline && r.passed > floor {
+                baseline.insert(r.file.clone(), r.passed);
+            }
+        }
+        if args.update_baseline {
+            write_baseline(path, &baseline)?;
+        }
+        if !regressions.is_empty() {
+            bail!("below the baseline in {}: {}", path.display(), regressions.join("; "));
+        }
+    }
+    Ok(())
+}
