@@ -282,7 +282,9 @@ impl Dataset {
                 ("__name__", "http_request_duration_seconds_bucket"),
             ];
             for (b, values) in cumulative.iter().enumerate() {
-                let le = BUCKETS.get(b).map_or("+Inf".to_string(), |le| le.to_string());
+                let le = BUCKETS
+                    .get(b)
+                    .map_or("+Inf".to_string(), |le| le.to_string());
                 let mut pairs = base.to_vec();
                 pairs.push(("le", &le));
                 series.push(GenSeries {
@@ -445,10 +447,9 @@ async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Result<()> {
                     value: *v,
                 })
                 .collect();
-            batch.series.push(SeriesSamples::new(
-                Arc::new(Series::new(labels)),
-                samples,
-            ));
+            batch
+                .series
+                .push(SeriesSamples::new(Arc::new(Series::new(labels)), samples));
         }
         let writer = writer.clone();
         tasks.spawn(async move { writer.write(batch, "bench").await });
@@ -528,7 +529,11 @@ impl Measured {
 /// Runs `run` `warmups` times untimed, then `runs` times timed; returns the
 /// timings and the last answer. A failure ends the runs (a failing query
 /// fails every time).
-async fn measure<T, F, Fut>(warmups: usize, runs: usize, mut run: F) -> (Vec<Duration>, Result<T, String>)
+async fn measure<T, F, Fut>(
+    warmups: usize,
+    runs: usize,
+    mut run: F,
+) -> (Vec<Duration>, Result<T, String>)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
@@ -626,7 +631,10 @@ async fn start_prometheus(
     let _ = std::fs::remove_file(&openmetrics);
 
     let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 15s\nscrape_configs: []\n")?;
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )?;
     let port = free_port()?;
     let log = dir.join("prometheus.log");
     let out = std::fs::File::create(&log)?;
@@ -684,7 +692,7 @@ enum PromData {
     Matrix(Vec<PromSeries>),
     Vector(Vec<PromSample>),
     Scalar((f64, String)),
-    String((f64, String)),
+    String(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -710,14 +718,16 @@ async fn prometheus_query(
     range: QueryRange,
 ) -> Result<bytes::Bytes, String> {
     let seconds = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let mut endpoint =
+        reqwest::Url::parse(&format!("{url}/api/v1/query_range")).map_err(|e| e.to_string())?;
+    endpoint
+        .query_pairs_mut()
+        .append_pair("query", query)
+        .append_pair("start", &seconds(range.start_ms))
+        .append_pair("end", &seconds(range.end_ms))
+        .append_pair("step", &seconds(range.step_ms));
     let response = client
-        .get(format!("{url}/api/v1/query_range"))
-        .query(&[
-            ("query", query.to_string()),
-            ("start", seconds(range.start_ms)),
-            ("end", seconds(range.end_ms)),
-            ("step", seconds(range.step_ms)),
-        ])
+        .get(endpoint)
         .send()
         .await
         .map_err(|e| e.to_string())?;
@@ -765,9 +775,17 @@ fn prometheus_result(body: &[u8]) -> Result<SeriesSet, String> {
 /// to a relative 1e-6 (ClickHouse and Go may add in different orders).
 fn agreement(comet: &SeriesSet, prometheus: &SeriesSet) -> String {
     if comet.len() != prometheus.len() || comet.keys().ne(prometheus.keys()) {
-        let only_comet = comet.keys().filter(|k| !prometheus.contains_key(*k)).count();
-        let only_prom = prometheus.keys().filter(|k| !comet.contains_key(*k)).count();
-        return format!("DIFF: series ({only_comet} only in Comet, {only_prom} only in Prometheus)");
+        let only_comet = comet
+            .keys()
+            .filter(|k| !prometheus.contains_key(*k))
+            .count();
+        let only_prom = prometheus
+            .keys()
+            .filter(|k| !comet.contains_key(*k))
+            .count();
+        return format!(
+            "DIFF: series ({only_comet} only in Comet, {only_prom} only in Prometheus)"
+        );
     }
     let mut points = 0;
     let mut max_rel = 0.0f64;
@@ -776,7 +794,11 @@ fn agreement(comet: &SeriesSet, prometheus: &SeriesSet) -> String {
         let ta: Vec<i64> = a.iter().map(|p| p.0).collect();
         let tb: Vec<i64> = b.iter().map(|p| p.0).collect();
         if ta != tb {
-            return format!("DIFF: timestamps ({} vs {} points in a series)", a.len(), b.len());
+            return format!(
+                "DIFF: timestamps ({} vs {} points in a series)",
+                a.len(),
+                b.len()
+            );
         }
         for ((_, x), (_, y)) in a.iter().zip(b) {
             points += 1;
@@ -866,10 +888,8 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            let path = std::env::temp_dir().join(format!(
-                "comet-bench-query-{}-{now_ms}",
-                std::process::id()
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("comet-bench-query-{}-{now_ms}", std::process::id()));
             std::fs::create_dir_all(&path)?;
             WorkDir { path, remove: true }
         }
@@ -890,8 +910,8 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for query in &queries {
         eprintln!("bench: {query}");
-        let (latencies, result) = measure(args.warmups, args.runs, || {
-            engine.query(query, range)
+        let (latencies, result) = measure(args.warmups, args.runs, || async {
+            engine.query(query, range).await.map_err(|e| e.to_string())
         })
         .await;
         let comet = Measured {
@@ -995,10 +1015,16 @@ type TableRow = (String, Measured, Option<Measured>);
 
 /// The results as an aligned text table, the query last.
 fn table(rows: &[TableRow], with_prometheus: bool) -> String {
-    let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+    };
     let cells = |m: &Measured| -> [String; 3] {
         match &m.result {
-            Ok(r) => [ms(m.percentile(0.5)), ms(m.percentile(0.95)), r.len().to_string()],
+            Ok(r) => [
+                ms(m.percentile(0.5)),
+                ms(m.percentile(0.95)),
+                r.len().to_string(),
+            ],
             Err(_) => ["error".into(), "-".into(), "-".into()],
         }
     };
@@ -1023,7 +1049,13 @@ fn table(rows: &[TableRow], with_prometheus: bool) -> String {
     }
     let columns = lines[0].len();
     let widths: Vec<usize> = (0..columns)
-        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for line in &lines {

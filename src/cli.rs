@@ -53,6 +53,10 @@ pub enum BenchCommand {
     /// other) at a target rate; print samples/s, p50/p99 latency and the
     /// receiver's CPU seconds per million samples.
     Ingest(crate::bench::BenchIngestArgs),
+    /// Load a dashboard-shaped data set (1,000 series x 6 h by default) into
+    /// ClickHouse and time PromQL range queries on it; print p50/p95 latency
+    /// per query, optionally beside a Prometheus holding the same data.
+    Query(crate::bench_query::BenchQueryArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {

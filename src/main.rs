@@ -2,6 +2,7 @@
 //! `comet-schema`, `comet-ingest` and `comet-query` crates.
 
 mod bench;
+mod bench_query;
 mod cli;
 mod config;
 mod http;
@@ -40,10 +41,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build()
     };
     let Some(args) = cli.command.config_args() else {
-        let Command::Bench(BenchCommand::Ingest(bench)) = cli.command else {
+        let Command::Bench(bench) = cli.command else {
             unreachable!("only bench runs without configuration")
         };
-        return runtime()?.block_on(bench::run(bench));
+        return runtime()?.block_on(async move {
+            match bench {
+                BenchCommand::Ingest(args) => bench::run(args).await,
+                BenchCommand::Query(args) => bench_query::run(args).await,
+            }
+        });
     };
     let config = Config::load(args)?;
     if let Command::Config(_) = cli.command {

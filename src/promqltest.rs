@@ -52,9 +52,10 @@ fn read_baseline(path: &Path) -> anyhow::Result<BTreeMap<String, usize>> {
         let (file, count) = line
             .split_once(char::is_whitespace)
             .with_context(|| format!("{}:{}: expected `<file> <passed>`", path.display(), i + 1))?;
-        let count: usize = count.trim().parse().with_context(|| {
-            format!("{}:{}: {count:?} is not a count", path.display(), i + 1)
-        })?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .with_context(|| format!("{}:{}: {count:?} is not a count", path.display(), i + 1))?;
         out.insert(file.to_string(), count);
     }
     Ok(out)
@@ -153,7 +154,11 @@ pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
             write_baseline(path, &baseline)?;
         }
         if !regressions.is_empty() {
-            bail!("below the baseline in {}: {}", path.display(), regressions.join("; "));
+            bail!(
+                "below the baseline in {}: {}",
+                path.display(),
+                regressions.join("; ")
+            );
         }
     }
     Ok(())

@@ -61,10 +61,10 @@ impl Planner {
         let simple = |agg: &str| -> String { agg.to_string() };
         let value = match op.as_str() {
             "sum" => Some(simple(
-                "if(countIf(isInf(_v)) > 0, sum(_v), sumKahan(_v))",
+                "if(countIf(isInfinite(_v)) > 0, sum(_v), sumKahan(_v))",
             )),
             "avg" => Some(simple(
-                "if(countIf(isInf(_v)) > 0, avg(_v), sumKahan(_v) / count())",
+                "if(countIf(isInfinite(_v)) > 0, avg(_v), sumKahan(_v) / count())",
             )),
             "min" => Some(simple(
                 "if(countIf(NOT isNaN(_v)) = 0, nan, minIf(_v, NOT isNaN(_v)))",

@@ -22,7 +22,7 @@ pub(crate) fn quantile_sql(phi: &str, sorted: &str) -> String {
         "multiIf(isNaN({phi}), nan, {phi} < 0, -inf, {phi} > 1, inf, length({sorted}) = 0, nan, \
          arrayElement({sorted}, toUInt64(greatest(0, floor({phi} * (length({sorted}) - 1)))) + 1) \
            * (1 - ({phi} * (length({sorted}) - 1) - floor({phi} * (length({sorted}) - 1)))) \
-         + arrayElement({sorted}, toUInt64(least(length({sorted}) - 1, greatest(0, floor({phi} * (length({sorted}) - 1))) + 1)) + 1) \
+         + arrayElement({sorted}, toUInt64(least(toFloat64(length({sorted})) - 1, greatest(0, floor({phi} * (length({sorted}) - 1))) + 1)) + 1) \
            * ({phi} * (length({sorted}) - 1) - floor({phi} * (length({sorted}) - 1))))"
     )
 }
@@ -31,13 +31,13 @@ pub(crate) fn quantile_sql(phi: &str, sorted: &str) -> String {
 /// would turn them into NaN).
 pub(crate) fn sum_array(values: &str) -> String {
     format!(
-        "if(arrayExists(x -> isInf(x), {values}), arraySum({values}), arrayReduce('sumKahan', {values}))"
+        "if(arrayExists(x -> isInfinite(x), {values}), arraySum({values}), arrayReduce('sumKahan', {values}))"
     )
 }
 
 fn extrapolated(counter: bool, rate: bool) -> String {
     let correction = if counter {
-        " + arraySum(arrayMap((a, b) -> if(b < a, a, 0), arrayPopBack(_vals), arrayPopFront(_vals)))"
+        " + arraySum(arrayMap((x1, x2) -> if(x2 < x1, x1, 0), arrayPopBack(_vals), arrayPopFront(_vals)))"
     } else {
         ""
     };
@@ -62,18 +62,18 @@ fn extrapolated(counter: bool, rate: bool) -> String {
 /// `x` in seconds relative to `intercept_time` (Prometheus's
 /// `linearRegression`). Returns `(slope, intercept)` SQL.
 fn linear_regression(intercept_time: &str) -> (String, String) {
-    let x = format!("arrayMap(a -> (a - {intercept_time}) / 1000, _ts)");
-    let const_y = "arrayAll(y -> y = _vals[1], _vals)";
+    let x = format!("arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)");
+    let const_y = "arrayAll(y1 -> y1 = _vals[1], _vals)";
     let sum_x = format!("arrayReduce('sumKahan', {x})");
     let sum_y = "arraySum(_vals)".to_string();
-    let sum_xy = format!("arraySum(arrayMap((a, y) -> a * y, {x}, _vals))");
-    let sum_x2 = format!("arrayReduce('sumKahan', arrayMap(a -> a * a, {x}))");
+    let sum_xy = format!("arraySum(arrayMap((x1, y1) -> x1 * y1, {x}, _vals))");
+    let sum_x2 = format!("arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, {x}))");
     let slope = format!(
-        "if({const_y}, if(isInf(_vals[1]), nan, 0), \
+        "if({const_y}, if(isInfinite(_vals[1]), nan, 0), \
          ({sum_xy} - {sum_x} * {sum_y} / _n) / ({sum_x2} - {sum_x} * {sum_x} / _n))"
     );
     let intercept = format!(
-        "if({const_y}, if(isInf(_vals[1]), nan, _vals[1]), {sum_y} / _n - ({slope}) * {sum_x} / _n)"
+        "if({const_y}, if(isInfinite(_vals[1]), nan, _vals[1]), {sum_y} / _n - ({slope}) * {sum_x} / _n)"
     );
     (slope, intercept)
 }
@@ -131,11 +131,11 @@ fn range_fn(name: &str) -> Option<RangeFn> {
             1,
         ),
         "changes" => f(
-            "toFloat64(arrayCount((a, b) -> NOT (a = b OR (isNaN(a) AND isNaN(b))), arrayPopBack(_vals), arrayPopFront(_vals)))",
+            "toFloat64(arrayCount((x1, x2) -> NOT (x1 = x2 OR (isNaN(x1) AND isNaN(x2))), arrayPopBack(_vals), arrayPopFront(_vals)))",
             1,
         ),
         "resets" => f(
-            "toFloat64(arrayCount((a, b) -> b < a, arrayPopBack(_vals), arrayPopFront(_vals)))",
+            "toFloat64(arrayCount((x1, x2) -> x2 < x1, arrayPopBack(_vals), arrayPopFront(_vals)))",
             1,
         ),
         "rate" => f(&extrapolated(true, true), 2),
@@ -319,8 +319,8 @@ impl Planner {
                 ),
             };
             return Ok(Node::Vector(format!(
-                "SELECT labels, t, if(isNaN(v) OR isInf(v), nan, toFloat64({expr})) AS v, toUInt8(1) AS dn \
-                 FROM (SELECT labels, t, v, dn, fromUnixTimestamp64Second(toInt64(if(isNaN(v) OR isInf(v), 0, v)), 'UTC') AS d FROM ({rel}))"
+                "SELECT labels, t, if(isNaN(v) OR isInfinite(v), nan, toFloat64({expr})) AS v, toUInt8(1) AS dn \
+                 FROM (SELECT labels, t, v, dn, fromUnixTimestamp64Second(toInt64(if(isNaN(v) OR isInfinite(v), 0, v)), 'UTC') AS d FROM ({rel}))"
             )));
         }
         match name {
@@ -451,7 +451,7 @@ impl Planner {
             None => *grid,
         };
         let (windows, labels) = self.windows(m, &eval)?;
-        let mut from = format!("({windows}) AS a");
+        let mut from = format!("({windows}) AS win");
         let mut binds = Vec::new();
         for (i, s) in scalars.into_iter().enumerate() {
             let p = format!("p{}", i + 1);
@@ -462,7 +462,7 @@ impl Planner {
                     // Scalars of a subquery's own steps are not supported;
                     // on the query grid they join by step.
                     from = format!(
-                        "{from} INNER JOIN (SELECT t AS {p}_t, v AS {p}_v FROM ({rel})) AS {p}_s ON a.t = {p}_s.{p}_t"
+                        "{from} INNER JOIN (SELECT t AS {p}_t, v AS {p}_v FROM ({rel})) AS {p}_s ON win.t = {p}_s.{p}_t"
                     );
                     binds.push(format!("{p}_v AS {p}"));
                 }
@@ -474,8 +474,8 @@ impl Planner {
             .collect::<String>();
         let range = m.range;
         let body = format!(
-            "SELECT a.fp AS fp, a.t AS t, {binds}{range} AS R, \
-             arrayMap(x -> x.2, a.w) AS _vals, arrayMap(x -> x.1, a.w) AS _ts, length(a.w) AS _n, \
+            "SELECT win.fp AS fp, win.t AS t, {binds}{range} AS R, \
+             arrayMap(x -> x.2, win.w) AS _vals, arrayMap(x -> x.1, win.w) AS _ts, length(win.w) AS _n, \
              toFloat64({value}) AS v \
              FROM {from} WHERE _n >= {min_samples}"
         );

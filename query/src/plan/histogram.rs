@@ -33,7 +33,7 @@ impl Planner {
         // 1-based: bucket b is the first whose count reaches the rank.
         let value = String::from(
             "multiIf(isNaN(a._q), nan, a._q < 0, -inf, a._q > 1, inf, \
-               NOT isInf(a.ub[length(a.ub)]) OR a.ub[length(a.ub)] < 0, nan, \
+               NOT isInfinite(a.ub[length(a.ub)]) OR a.ub[length(a.ub)] < 0, nan, \
                length(a.ub) < 2, nan, a.cnt[length(a.cnt)] = 0 OR isNaN(a.cnt[length(a.cnt)]), nan, \
                a._b = length(a.ub), a.ub[length(a.ub) - 1], \
                a._b = 1 AND a.ub[1] <= 0, a.ub[1], \

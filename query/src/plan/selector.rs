@@ -66,7 +66,7 @@ impl Planner {
         })?;
         Ok(format!(
             "SELECT fingerprint AS fp, any(metric_name) AS mn, \
-             any(CAST(arraySort(arrayZip(mapKeys(labels), mapValues(labels))), 'Array(Tuple(String, String))')) AS labels \
+             any(CAST(arraySort(arrayZip(mapKeys(labels), mapValues(labels))), 'Array(Tuple(String, String))')) AS series_labels \
              FROM series \
              WHERE date >= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) \
              AND date <= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) AND {cond} \
@@ -92,7 +92,7 @@ impl Planner {
              AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
              GROUP BY fingerprint, timestamp_ms"
         );
-        let labels = format!("SELECT fp, labels, toUInt8(0) AS dn FROM ({matched})");
+        let labels = format!("SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({matched})");
         Ok(SampleSource { samples, labels })
     }
 
@@ -171,7 +171,8 @@ impl Planner {
                         m.offset
                     ),
                     labels: format!(
-                        "SELECT sipHash64(labels) AS fp, any(labels) AS labels, max(dn) AS dn FROM ({rel}) GROUP BY fp"
+                        "SELECT fp, any(l0) AS labels, max(d0) AS dn FROM \
+                         (SELECT sipHash64(labels) AS fp, labels AS l0, dn AS d0 FROM ({rel})) GROUP BY fp"
                     ),
                 })
             }

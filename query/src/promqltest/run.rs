@@ -178,7 +178,11 @@ impl Runner {
                     writer.shutdown().await;
                     for table in DATA_TABLES {
                         store
-                            .execute(&format!("TRUNCATE TABLE {}", quote_identifier(table.name)))
+                            .execute(&format!(
+                                "TRUNCATE TABLE {}.{}",
+                                quote_identifier(&database),
+                                quote_identifier(table.name)
+                            ))
                             .await
                             .map_err(|e| RunError::Store(e.to_string()))?;
                     }
