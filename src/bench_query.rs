@@ -21,7 +21,7 @@ use clap::Args;
 use comet_ingest::{IngestMetrics, Series, SeriesSamples, WriteBatch, Writer, WriterSettings};
 use comet_query::engine::{Engine, QueryRange};
 use comet_query::plan::PlanSettings;
-use comet_query::value::QueryValue;
+use comet_query::value::{QueryValue, format_labels};
 use comet_schema::ddl::quote_identifier;
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::{
@@ -157,10 +157,11 @@ impl Rng {
 }
 
 /// One generated series: labels (sorted by name, with `__name__`) and one
-/// value per scrape.
+/// value per scrape, at its target's scrape times.
 struct GenSeries {
     labels: Vec<(String, String)>,
     values: Vec<f64>,
+    timestamps: Arc<[i64]>,
 }
 
 impl GenSeries {
@@ -175,28 +176,23 @@ impl GenSeries {
 /// The whole data set: every series has a value at every scrape.
 struct Dataset {
     series: Vec<GenSeries>,
-    first_ms: i64,
-    interval_ms: i64,
+    /// The end of the data: every target's last scrape is shortly before.
+    end_ms: i64,
     scrapes: usize,
 }
 
 impl Dataset {
-    fn last_ms(&self) -> i64 {
-        self.first_ms + (self.scrapes as i64 - 1) * self.interval_ms
-    }
-
-    fn timestamp(&self, k: usize) -> i64 {
-        self.first_ms + k as i64 * self.interval_ms
-    }
-
     fn samples(&self) -> usize {
         self.series.len() * self.scrapes
     }
 
-    /// `targets` targets, `scrapes` scrapes `interval_ms` apart, the last at
-    /// `last_ms`.
-    fn generate(targets: usize, scrapes: usize, interval_ms: i64, last_ms: i64) -> Self {
-        let first_ms = last_ms - (scrapes as i64 - 1) * interval_ms;
+    /// `targets` targets scraped `scrapes` times `interval_ms` apart, the
+    /// last scrapes shortly before `end_ms`. Like real scrapes, each target
+    /// has its own phase within the interval and a few ms of jitter, so
+    /// samples do not sit on the query grid or on range boundaries (where
+    /// Prometheus 2.x's closed and 3.x's left-open ranges would differ).
+    fn generate(targets: usize, scrapes: usize, interval_ms: i64, end_ms: i64) -> Self {
+        let first_ms = end_ms - (scrapes as i64 - 1) * interval_ms;
         let interval_s = interval_ms as f64 / 1000.0;
         let labels = |pairs: &[(&str, &str)]| {
             let mut v: Vec<(String, String)> = pairs
@@ -212,6 +208,13 @@ impl Dataset {
             let job = ["api", "web"][t % 2];
             let instance = format!("host-{t:04}:8080");
             let target_load = 0.5 + rng.unit();
+            let phase_ms = interval_ms / 10 + (rng.unit() * 0.8 * interval_ms as f64) as i64;
+            let timestamps: Arc<[i64]> = (0..scrapes)
+                .map(|k| {
+                    let jitter = (rng.unit() * 30.0) as i64;
+                    first_ms + k as i64 * interval_ms - phase_ms - jitter
+                })
+                .collect();
             // A few targets restart once: every counter of theirs resets.
             let restart_at = (t % 10 == 1).then(|| scrapes / 3 + (t * 97) % (scrapes / 3).max(1));
 
@@ -233,6 +236,7 @@ impl Dataset {
                         values.push(value);
                     }
                     series.push(GenSeries {
+                        timestamps: Arc::clone(&timestamps),
                         labels: labels(&[
                             ("__name__", "http_requests_total"),
                             ("instance", &instance),
@@ -245,8 +249,9 @@ impl Dataset {
                 }
             }
 
-            // The latency histogram: cumulative buckets, sum and count.
-            let mut cumulative = vec![vec![0.0; scrapes]; BUCKETS.len() + 1];
+            // The latency histogram: cumulative buckets (one row of counts
+            // per scrape), sum and count.
+            let mut scraped: Vec<[f64; BUCKETS.len() + 1]> = Vec::with_capacity(scrapes);
             let mut sums = Vec::with_capacity(scrapes);
             let mut counts = [0.0; BUCKETS.len() + 1];
             let mut sum = 0.0;
@@ -271,9 +276,7 @@ impl Dataset {
                     }
                     sum += latency;
                 }
-                for (b, c) in counts.iter().enumerate() {
-                    cumulative[b][k] = *c;
-                }
+                scraped.push(counts);
                 sums.push(sum);
             }
             let base = [
@@ -281,18 +284,20 @@ impl Dataset {
                 ("job", job),
                 ("__name__", "http_request_duration_seconds_bucket"),
             ];
-            for (b, values) in cumulative.iter().enumerate() {
+            let bucket = |b: usize| -> Vec<f64> { scraped.iter().map(|row| row[b]).collect() };
+            for b in 0..=BUCKETS.len() {
                 let le = BUCKETS
                     .get(b)
                     .map_or("+Inf".to_string(), |le| le.to_string());
                 let mut pairs = base.to_vec();
                 pairs.push(("le", &le));
                 series.push(GenSeries {
+                    timestamps: Arc::clone(&timestamps),
                     labels: labels(&pairs),
-                    values: values.clone(),
+                    values: bucket(b),
                 });
             }
-            let count = cumulative[BUCKETS.len()].clone();
+            let count = bucket(BUCKETS.len());
             for (name, values) in [
                 ("http_request_duration_seconds_sum", sums),
                 ("http_request_duration_seconds_count", count),
@@ -300,6 +305,7 @@ impl Dataset {
                 let mut pairs = base.to_vec();
                 pairs[2] = ("__name__", name);
                 series.push(GenSeries {
+                    timestamps: Arc::clone(&timestamps),
                     labels: labels(&pairs),
                     values,
                 });
@@ -316,6 +322,7 @@ impl Dataset {
                 })
                 .collect();
             series.push(GenSeries {
+                timestamps: Arc::clone(&timestamps),
                 labels: labels(&[
                     ("__name__", "node_memory_free_bytes"),
                     ("instance", &instance),
@@ -327,8 +334,7 @@ impl Dataset {
         debug_assert_eq!(series.len(), targets * SERIES_PER_TARGET);
         Self {
             series,
-            first_ms,
-            interval_ms,
+            end_ms,
             scrapes,
         }
     }
@@ -365,7 +371,7 @@ impl Dataset {
                 }
                 head.push('}');
                 for (k, v) in s.values.iter().enumerate() {
-                    let t = self.timestamp(k);
+                    let t = s.timestamps[k];
                     line.clear();
                     let _ = writeln!(line, "{head} {v} {}.{:03}", t / 1000, t % 1000);
                     out.write_all(line.as_bytes())?;
@@ -441,9 +447,9 @@ async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Result<()> {
             let samples = s
                 .values
                 .iter()
-                .enumerate()
-                .map(|(k, v)| Sample {
-                    timestamp_ms: dataset.timestamp(k),
+                .zip(s.timestamps.iter())
+                .map(|(v, t)| Sample {
+                    timestamp_ms: *t,
                     value: *v,
                 })
                 .collect();
@@ -771,48 +777,91 @@ fn prometheus_result(body: &[u8]) -> Result<SeriesSet, String> {
     Ok(out)
 }
 
-/// Whether two results agree: same series, same timestamps, values equal
-/// to a relative 1e-6 (ClickHouse and Go may add in different orders).
-fn agreement(comet: &SeriesSet, prometheus: &SeriesSet) -> String {
-    if comet.len() != prometheus.len() || comet.keys().ne(prometheus.keys()) {
-        let only_comet = comet
-            .keys()
-            .filter(|k| !prometheus.contains_key(*k))
-            .count();
-        let only_prom = prometheus
-            .keys()
-            .filter(|k| !comet.contains_key(*k))
-            .count();
-        return format!(
-            "DIFF: series ({only_comet} only in Comet, {only_prom} only in Prometheus)"
-        );
+/// Whether two results agree: a short verdict for the table and, when they
+/// differ, where first or most.
+struct Agreement {
+    verdict: String,
+    detail: Option<String>,
+}
+
+/// Compares two results: same series, same timestamps, values equal to a
+/// relative 1e-6 (ClickHouse and Go may add in different orders). Times in
+/// the detail are relative to `end_ms`, the end of the query range.
+fn agreement(comet: &SeriesSet, prometheus: &SeriesSet, end_ms: i64) -> Agreement {
+    let at = |t: i64| {
+        let before = Duration::from_millis((end_ms - t).max(0) as u64);
+        format!("end-{}", humantime::format_duration(before))
+    };
+    let only_comet: Vec<_> = comet
+        .keys()
+        .filter(|k| !prometheus.contains_key(*k))
+        .collect();
+    let only_prom: Vec<_> = prometheus
+        .keys()
+        .filter(|k| !comet.contains_key(*k))
+        .collect();
+    if !only_comet.is_empty() || !only_prom.is_empty() {
+        let mut detail = Vec::new();
+        if let Some(l) = only_comet.first() {
+            detail.push(format!("only in Comet: {}", format_labels(l)));
+        }
+        if let Some(l) = only_prom.first() {
+            detail.push(format!("only in Prometheus: {}", format_labels(l)));
+        }
+        return Agreement {
+            verdict: format!(
+                "DIFF: series ({} only in Comet, {} only in Prometheus)",
+                only_comet.len(),
+                only_prom.len()
+            ),
+            detail: Some(detail.join("; ")),
+        };
     }
     let mut points = 0;
-    let mut max_rel = 0.0f64;
+    let mut worst: Option<(f64, String)> = None;
     for (labels, a) in comet {
         let b = &prometheus[labels];
-        let ta: Vec<i64> = a.iter().map(|p| p.0).collect();
-        let tb: Vec<i64> = b.iter().map(|p| p.0).collect();
-        if ta != tb {
-            return format!(
-                "DIFF: timestamps ({} vs {} points in a series)",
-                a.len(),
-                b.len()
-            );
+        if a.iter().map(|p| p.0).ne(b.iter().map(|p| p.0)) {
+            let span = |s: &[(i64, f64)]| match (s.first(), s.last()) {
+                (Some(f), Some(l)) => format!("{} points {} .. {}", s.len(), at(f.0), at(l.0)),
+                _ => "no points".to_string(),
+            };
+            return Agreement {
+                verdict: "DIFF: timestamps".into(),
+                detail: Some(format!(
+                    "{}: Comet {}, Prometheus {}",
+                    format_labels(labels),
+                    span(a),
+                    span(b)
+                )),
+            };
         }
-        for ((_, x), (_, y)) in a.iter().zip(b) {
+        for ((t, x), (_, y)) in a.iter().zip(b) {
             points += 1;
             if x.is_nan() && y.is_nan() || x == y {
                 continue;
             }
             let rel = (x - y).abs() / x.abs().max(y.abs());
-            max_rel = max_rel.max(if rel.is_nan() { f64::INFINITY } else { rel });
+            let rel = if rel.is_nan() { f64::INFINITY } else { rel };
+            if worst.as_ref().is_none_or(|(w, _)| rel > *w) {
+                let where_ = format!(
+                    "{} at {}: Comet {x}, Prometheus {y}",
+                    format_labels(labels),
+                    at(*t)
+                );
+                worst = Some((rel, where_));
+            }
         }
     }
-    if max_rel > 1e-6 {
-        format!("DIFF: values (max relative difference {max_rel:.2e})")
-    } else {
-        format!("same ({points} points)")
+    match worst {
+        Some((rel, where_)) if rel > 1e-6 => Agreement {
+            verdict: format!("DIFF: values (max relative difference {rel:.2e})"),
+            detail: Some(format!("largest difference: {where_}")),
+        },
+        _ => Agreement {
+            verdict: format!("same ({points} points)"),
+            detail: None,
+        },
     }
 }
 
@@ -856,8 +905,8 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         started.elapsed()
     );
     let range = QueryRange {
-        start_ms: dataset.last_ms() - args.range.as_millis() as i64,
-        end_ms: dataset.last_ms(),
+        start_ms: dataset.end_ms - args.range.as_millis() as i64,
+        end_ms: dataset.end_ms,
         step_ms,
     };
 
@@ -962,8 +1011,8 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         "Comet time: plan + ClickHouse statement + shaping, in process; Prometheus time: HTTP query_range to the last byte"
     );
     println!();
-    print!("{}", table(&rows, prometheus.is_some()));
-    let failures: Vec<String> = rows
+    print!("{}", table(&rows, prometheus.is_some(), range.end_ms));
+    let notes: Vec<String> = rows
         .iter()
         .enumerate()
         .flat_map(|(i, (_, comet, prom))| {
@@ -974,12 +1023,17 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
             if let Some(Measured { result: Err(e), .. }) = prom {
                 lines.push(format!("#{} Prometheus error: {}", i + 1, one_line(e)));
             }
+            if let (Ok(a), Some(Measured { result: Ok(b), .. })) = (&comet.result, prom)
+                && let Some(detail) = agreement(a, b, range.end_ms).detail
+            {
+                lines.push(format!("#{} {}", i + 1, one_line(&detail)));
+            }
             lines
         })
         .collect();
-    if !failures.is_empty() {
+    if !notes.is_empty() {
         println!();
-        for line in failures {
+        for line in notes {
             println!("{line}");
         }
     }
@@ -1014,7 +1068,7 @@ impl Drop for WorkDir {
 type TableRow = (String, Measured, Option<Measured>);
 
 /// The results as an aligned text table, the query last.
-fn table(rows: &[TableRow], with_prometheus: bool) -> String {
+fn table(rows: &[TableRow], with_prometheus: bool, end_ms: i64) -> String {
     let ms = |d: Option<Duration>| {
         d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
     };
@@ -1040,7 +1094,7 @@ fn table(rows: &[TableRow], with_prometheus: bool) -> String {
         if with_prometheus && let Some(prom) = prom {
             line.extend(cells(prom));
             line.push(match (&comet.result, &prom.result) {
-                (Ok(a), Ok(b)) => agreement(a, b),
+                (Ok(a), Ok(b)) => agreement(a, b, end_ms).verdict,
                 _ => "-".into(),
             });
         }
@@ -1096,6 +1150,12 @@ mod tests {
             assert!(seen.insert(s.labels.clone()));
             assert_eq!(s.values.len(), 240);
         }
+        // Scrapes are in order, before the end, off the 15 s grid.
+        for s in &a.series {
+            assert!(s.timestamps.windows(2).all(|w| w[0] < w[1]));
+            assert!(*s.timestamps.last().unwrap() < a.end_ms);
+            assert!(s.timestamps.iter().all(|t| t % 15_000 != 0));
+        }
         // Histogram buckets are cumulative at every scrape.
         let buckets: Vec<&GenSeries> = a
             .series
@@ -1136,7 +1196,8 @@ mod tests {
         assert!(text.contains(
             "http_request_duration_seconds_bucket{instance=\"host-0000:8080\",job=\"api\",le=\"+Inf\"}"
         ));
-        assert!(text.contains(" 1699999955.000\n"));
+        let t = dataset.series[0].timestamps[0];
+        assert!(text.contains(&format!(" {}.{:03}\n", t / 1000, t % 1000)));
     }
 
     #[test]
@@ -1146,11 +1207,17 @@ mod tests {
                 .into_iter()
                 .collect()
         };
-        assert!(agreement(&one(1.0), &one(1.0 + 1e-12)).starts_with("same"));
-        assert!(agreement(&one(1.0), &one(f64::NAN)).starts_with("DIFF: values"));
-        assert!(agreement(&one(1.0), &SeriesSet::new()).starts_with("DIFF: series"));
+        let verdict = |a: &SeriesSet, b: &SeriesSet| agreement(a, b, 1).verdict;
+        assert!(verdict(&one(1.0), &one(1.0 + 1e-12)).starts_with("same"));
+        assert!(verdict(&one(1.0), &one(f64::NAN)).starts_with("DIFF: values"));
+        assert!(verdict(&one(1.0), &SeriesSet::new()).starts_with("DIFF: series"));
+        let detail = agreement(&one(1.0), &one(2.0), 60_001).detail.unwrap();
+        assert_eq!(
+            detail,
+            "largest difference: {a=\"b\"} at end-1m: Comet 1, Prometheus 2"
+        );
         let prom = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[0.001,"1"]]}]}}"#;
-        assert!(agreement(&one(1.0), &prometheus_result(prom).unwrap()).starts_with("same"));
+        assert!(verdict(&one(1.0), &prometheus_result(prom).unwrap()).starts_with("same"));
         let err = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
         assert_eq!(prometheus_result(err).unwrap_err(), "parse error");
     }

@@ -3,7 +3,7 @@
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::functions::{quantile_sql, unparen};
+use super::functions::{finish_sum, mean_array, quantile_sql, sort_nan_first, sum_array, unparen};
 use super::{Grid, Node, PlanError, Planner, Scalar, bad};
 
 impl Planner {
@@ -60,12 +60,8 @@ impl Planner {
         let (key, dn) = self.group_key(&a.modifier, "_l");
         let simple = |agg: &str| -> String { agg.to_string() };
         let value = match op.as_str() {
-            "sum" => Some(simple(
-                "if(countIf(isInfinite(_v)) > 0, sum(_v), sumKahan(_v))",
-            )),
-            "avg" => Some(simple(
-                "if(countIf(isInfinite(_v)) > 0, avg(_v), sumKahan(_v) / count())",
-            )),
+            "sum" => Some(finish_sum(&sum_array("groupArray(_v)"))),
+            "avg" => Some(mean_array("groupArray(_v)")),
             "min" => Some(simple(
                 "if(countIf(NOT isNaN(_v)) = 0, nan, minIf(_v, NOT isNaN(_v)))",
             )),
@@ -74,8 +70,12 @@ impl Planner {
             )),
             "count" => Some(simple("toFloat64(count())")),
             "group" => Some(simple("toFloat64(1)")),
-            "stddev" => Some(simple("stddevPopStable(_v)")),
-            "stdvar" => Some(simple("varPopStable(_v)")),
+            "stddev" => Some(simple(
+                "if(countIf(isNaN(_v) OR isInfinite(_v)) > 0, nan, stddevPopStable(_v))",
+            )),
+            "stdvar" => Some(simple(
+                "if(countIf(isNaN(_v) OR isInfinite(_v)) > 0, nan, varPopStable(_v))",
+            )),
             _ => None,
         };
         if let Some(value) = value {
@@ -93,7 +93,7 @@ impl Planner {
             "quantile" => {
                 let phi = self.scalar(param, grid)?;
                 let input = self.aggregation_input(&rel, Some(phi));
-                let value = quantile_sql("any(_p)", "arraySort(groupArray(_v))");
+                let value = quantile_sql("any(_p)", &sort_nan_first("groupArray(_v)"));
                 Ok(Node::Vector(format!(
                     "SELECT {key} AS labels, _t AS t, toFloat64({value}) AS v, {dn} AS dn \
                      FROM ({input}) GROUP BY labels, t"
@@ -116,7 +116,8 @@ impl Planner {
                 Ok(Node::Vector(format!(
                     "SELECT _l AS labels, _t AS t, _v AS v, _dn AS dn FROM (\
                        SELECT _l, _t, _v, _dn, _p, \
-                       row_number() OVER (PARTITION BY {key}, _t ORDER BY {order}) AS _rn FROM ({input})\
+                       row_number() OVER (PARTITION BY _g, _t ORDER BY {order}) AS _rn \
+                       FROM (SELECT *, {key} AS _g FROM ({input}))\
                      ) WHERE _rn <= _p AND _p >= 1"
                 )))
             }

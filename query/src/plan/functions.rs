@@ -27,12 +27,35 @@ pub(crate) fn quantile_sql(phi: &str, sorted: &str) -> String {
     )
 }
 
-/// Kahan summation unless infinities are present (where compensation
-/// would turn them into NaN).
+/// Kahan-Neumaier summation as Prometheus's `kahanSumInc` does it
+/// (compensation dropped once the sum is infinite).
 pub(crate) fn sum_array(values: &str) -> String {
     format!(
-        "if(arrayExists(x -> isInfinite(x), {values}), arraySum({values}), arrayReduce('sumKahan', {values}))"
+        "arrayFold((acc, x) -> (acc.1 + x, if(isInfinite(acc.1 + x), 0, \
+           if(abs(acc.1) >= abs(x), acc.2 + ((acc.1 - (acc.1 + x)) + x), acc.2 + ((x - (acc.1 + x)) + acc.1)))), \
+         {values}, (toFloat64(0), toFloat64(0)))"
     )
+}
+
+/// Sum of a Kahan-Neumaier fold result.
+pub(crate) fn finish_sum(folded: &str) -> String {
+    format!("(({folded}).1 + ({folded}).2)")
+}
+
+/// The mean as Prometheus computes it: the compensated sum divided by the
+/// count, or an incremental mean when the sum overflows.
+pub(crate) fn mean_array(values: &str) -> String {
+    let sum = finish_sum(&sum_array(values));
+    format!(
+        "if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), {values}), \
+           arrayFold((acc, x) -> (acc.1 + 1, acc.2 + (x - acc.2) / (acc.1 + 1)), {values}, (toFloat64(0), toFloat64(0))).2, \
+           {sum} / length({values}))"
+    )
+}
+
+/// An array sorted ascending with NaN first, as Go's `sort.Float64s`.
+pub(crate) fn sort_nan_first(values: &str) -> String {
+    format!("arraySort(x -> (NOT isNaN(x), x), {values})")
 }
 
 fn extrapolated(counter: bool, rate: bool) -> String {
@@ -44,7 +67,7 @@ fn extrapolated(counter: bool, rate: bool) -> String {
     let per_second = if rate { " / (R / 1000)" } else { "" };
     let si = "((_ts[_n] - _ts[1]) / 1000)";
     let avg = format!("({si} / (_n - 1))");
-    let dstart0 = "((_ts[1] - (t - R)) / 1000)";
+    let dstart0 = "((_ts[1] - (te - R)) / 1000)";
     let dstart1 = format!("if({dstart0} >= {avg} * 1.1, {avg} / 2, {dstart0})");
     let res = format!("(_vals[_n] - _vals[1]{correction})");
     // A counter is not extrapolated below zero.
@@ -53,7 +76,7 @@ fn extrapolated(counter: bool, rate: bool) -> String {
     } else {
         dstart1
     };
-    let dend0 = "((t - _ts[_n]) / 1000)";
+    let dend0 = "((te - _ts[_n]) / 1000)";
     let dend = format!("if({dend0} >= {avg} * 1.1, {avg} / 2, {dend0})");
     format!("{res} * (({si} + {dstart} + {dend}) / {si}){per_second}")
 }
@@ -86,8 +109,8 @@ fn range_fn(name: &str) -> Option<RangeFn> {
     };
     Some(match name {
         "count_over_time" => f("toFloat64(_n)", 1),
-        "sum_over_time" => f(&sum_array("_vals"), 1),
-        "avg_over_time" => f(&format!("{} / _n", sum_array("_vals")), 1),
+        "sum_over_time" => f(&finish_sum(&sum_array("_vals")), 1),
+        "avg_over_time" => f(&mean_array("_vals"), 1),
         "min_over_time" => f(
             "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), _vals)))",
             1,
@@ -119,7 +142,7 @@ fn range_fn(name: &str) -> Option<RangeFn> {
         "present_over_time" => f("toFloat64(1)", 1),
         "stddev_over_time" => f("arrayReduce('stddevPopStable', _vals)", 1),
         "stdvar_over_time" => f("arrayReduce('varPopStable', _vals)", 1),
-        "quantile_over_time" => f(&quantile_sql("p1", "arraySort(_vals)"), 1),
+        "quantile_over_time" => f(&quantile_sql("p1", &sort_nan_first("_vals")), 1),
         "mad_over_time" => f(
             &quantile_sql(
                 "0.5",
@@ -148,7 +171,7 @@ fn range_fn(name: &str) -> Option<RangeFn> {
         "idelta" => f("_vals[_n] - _vals[_n - 1]", 2),
         "deriv" => f(&linear_regression("_ts[1]").0, 2),
         "predict_linear" => {
-            let (slope, intercept) = linear_regression("t");
+            let (slope, intercept) = linear_regression("te");
             f(&format!("({slope}) * p1 + ({intercept})"), 2)
         }
         "double_exponential_smoothing" | "holt_winters" => f(
@@ -451,6 +474,15 @@ impl Planner {
             None => *grid,
         };
         let (windows, labels) = self.windows(m, &eval)?;
+        // `te` is when the window ends, `tout` the step it answers for: they
+        // differ under `@`, where one window serves every step.
+        let windows = match m.at {
+            Some(_) => format!(
+                "SELECT fp, t AS te, tout, w FROM ({windows}) ARRAY JOIN {} AS tout",
+                grid.steps()
+            ),
+            None => format!("SELECT fp, t AS te, t AS tout, w FROM ({windows})"),
+        };
         let mut from = format!("({windows}) AS win");
         let mut binds = Vec::new();
         for (i, s) in scalars.into_iter().enumerate() {
@@ -462,7 +494,7 @@ impl Planner {
                     // Scalars of a subquery's own steps are not supported;
                     // on the query grid they join by step.
                     from = format!(
-                        "{from} INNER JOIN (SELECT t AS {p}_t, v AS {p}_v FROM ({rel})) AS {p}_s ON win.t = {p}_s.{p}_t"
+                        "{from} INNER JOIN (SELECT t AS {p}_t, v AS {p}_v FROM ({rel})) AS {p}_s ON win.tout = {p}_s.{p}_t"
                     );
                     binds.push(format!("{p}_v AS {p}"));
                 }
@@ -474,7 +506,7 @@ impl Planner {
             .collect::<String>();
         let range = m.range;
         let body = format!(
-            "SELECT win.fp AS fp, win.t AS t, {binds}{range} AS R, \
+            "SELECT win.fp AS fp, win.tout AS t, win.te AS te, {binds}{range} AS R, \
              arrayMap(x -> x.2, win.w) AS _vals, arrayMap(x -> x.1, win.w) AS _ts, length(win.w) AS _n, \
              toFloat64({value}) AS v \
              FROM {from} WHERE _n >= {min_samples}"
@@ -483,10 +515,7 @@ impl Planner {
             "SELECT l.labels AS labels, b.t AS t, b.v AS v, {dn} AS dn \
              FROM ({body}) AS b INNER JOIN ({labels}) AS l ON b.fp = l.fp"
         );
-        Ok(match m.at {
-            Some(_) => self.replicate(&rel, grid),
-            None => rel,
-        })
+        Ok(rel)
     }
 
     fn clamp(&mut self, name: &str, args: &[Box<Expr>], grid: &Grid) -> Result<Node, PlanError> {

@@ -97,7 +97,7 @@ impl Grid {
     }
 
     /// SQL array of the step timestamps.
-    fn steps(&self) -> String {
+    pub(crate) fn steps(&self) -> String {
         format!(
             "arrayMap(k -> toInt64({} + k * {}), range({}))",
             self.start,
@@ -236,6 +236,12 @@ fn sort_order(expr: &Expr) -> Option<String> {
                 keys.push(format!("labels{desc}"));
                 Some(keys.join(", "))
             }
+            _ => None,
+        },
+        // topk/bottomk without grouping return their series best first.
+        Expr::Aggregate(a) if a.modifier.is_none() => match a.op.to_string().as_str() {
+            "topk" => Some("isNaN(v), v DESC, labels".into()),
+            "bottomk" => Some("isNaN(v), v, labels".into()),
             _ => None,
         },
         _ => None,

@@ -241,23 +241,31 @@ impl Runner {
 
     async fn load(&self, writer: &Writer, load: &Load, loaded: &mut Loaded) -> Result<(), String> {
         let step = load.interval.as_millis() as i64;
-        let mut batch = WriteBatch::default();
+        // A series listed twice is one series; a later point at the same
+        // time replaces the earlier one, as in Prometheus's test storage.
+        let mut merged: Vec<(Vec<(String, String)>, std::collections::BTreeMap<i64, f64>)> = Vec::new();
         for series in &load.series {
             if series.start_timestamps {
                 continue;
             }
-            let mut samples = Vec::new();
+            let mut key = series.labels.clone();
+            key.sort();
+            let at = match merged.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    merged.push((key, Default::default()));
+                    merged.len() - 1
+                }
+            };
             for (i, point) in series.points.iter().enumerate() {
                 let timestamp_ms = i as i64 * step;
                 match point {
-                    Some(PointValue::Float(v)) => samples.push(Sample {
-                        timestamp_ms,
-                        value: *v,
-                    }),
-                    Some(PointValue::Stale) => samples.push(Sample {
-                        timestamp_ms,
-                        value: f64::from_bits(STALE_NAN_BITS),
-                    }),
+                    Some(PointValue::Float(v)) => {
+                        merged[at].1.insert(timestamp_ms, *v);
+                    }
+                    Some(PointValue::Stale) => {
+                        merged[at].1.insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
+                    }
                     Some(PointValue::Histogram { .. }) => {
                         if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__") {
                             loaded.histogram_metrics.insert(name.clone());
@@ -266,11 +274,18 @@ impl Runner {
                     None => {}
                 }
             }
-            if samples.is_empty() {
+        }
+        let mut batch = WriteBatch::default();
+        for (pairs, points) in merged {
+            if points.is_empty() {
                 continue;
             }
-            let labels = Labels::new(series.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())), NameValidation::Utf8)
-                .map_err(|e| format!("series {:?}: {e}", series.labels))?;
+            let labels = Labels::new(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())), NameValidation::Utf8)
+                .map_err(|e| format!("series {pairs:?}: {e}"))?;
+            let samples = points
+                .into_iter()
+                .map(|(timestamp_ms, value)| Sample { timestamp_ms, value })
+                .collect();
             batch
                 .series
                 .push(SeriesSamples::new(Arc::new(Series::new(labels)), samples));
