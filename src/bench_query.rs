@@ -927,29 +927,16 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()?;
-    let work_dir = match &args.work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            WorkDir {
-                path: dir.clone(),
-                remove: false,
-            }
-        }
-        None => {
-            let path = std::env::temp_dir()
-                .join(format!("comet-bench-query-{}-{now_ms}", std::process::id()));
-            std::fs::create_dir_all(&path)?;
-            WorkDir { path, remove: true }
-        }
-    };
+    // Dropped in this order: Prometheus stops before its directory goes.
     let prometheus = match (&args.prometheus, &promtool) {
         (Some(binary), Some(promtool)) => {
+            let work_dir = WorkDir::new(args.work_dir.as_deref(), now_ms)?;
             let dir = work_dir.path.join("prometheus");
             let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             let server = start_prometheus(&dataset, binary, promtool, &dir, &client).await?;
-            Some((server, version_of(binary)))
+            Some((server, version_of(binary), work_dir))
         }
         _ => None,
     };
@@ -968,7 +955,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
             result: result.map(comet_result),
         };
         let prom = match &prometheus {
-            Some((server, _)) => {
+            Some((server, ..)) => {
                 let (latencies, result) = measure(args.warmups, args.runs, || {
                     prometheus_query(&client, &server.url, query, range)
                 })
@@ -1004,7 +991,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         args.warmups
     );
     println!("machine: {cores} cores; ClickHouse {clickhouse_version}");
-    if let Some((_, version)) = &prometheus {
+    if let Some((_, version, _)) = &prometheus {
         println!("Prometheus: {version}");
     }
     println!(
@@ -1037,8 +1024,6 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
             println!("{line}");
         }
     }
-    drop(prometheus);
-    drop(work_dir);
     Ok(())
 }
 
@@ -1055,6 +1040,23 @@ fn one_line(s: &str) -> String {
 struct WorkDir {
     path: PathBuf,
     remove: bool,
+}
+
+impl WorkDir {
+    /// The named directory, or a fresh temporary one.
+    fn new(named: Option<&Path>, now_ms: i64) -> anyhow::Result<Self> {
+        let (path, remove) = match named {
+            Some(dir) => (dir.to_path_buf(), false),
+            None => (
+                std::env::temp_dir()
+                    .join(format!("comet-bench-query-{}-{now_ms}", std::process::id())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path, remove })
+    }
 }
 
 impl Drop for WorkDir {

@@ -135,17 +135,42 @@ impl Engine {
                 return Err(QueryError::Store(e));
             }
         };
-        shape(rows, &plan.kind, range.is_instant())
+        let mut value = shape(rows, &plan.kind, range.is_instant())?;
+        if let (Some((names, desc)), QueryValue::Vector(samples)) = (&plan.label_order, &mut value) {
+            samples.sort_by(|a, b| {
+                let key = |s: &Sample, n: &str| {
+                    s.labels
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let mut ord = std::cmp::Ordering::Equal;
+                for n in names {
+                    ord = ord.then_with(|| natural_cmp(&key(a, n), &key(b, n)));
+                }
+                let ord = ord.then_with(|| {
+                    let flat = |s: &Sample| {
+                        s.labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}\u{1}{v}"))
+                            .collect::<Vec<_>>()
+                            .join("\u{2}")
+                    };
+                    natural_cmp(&flat(a), &flat(b))
+                });
+                if *desc { ord.reverse() } else { ord }
+            });
+        }
+        Ok(value)
     }
 }
 
 /// Rows into a Prometheus value.
 fn shape(rows: Vec<ResultRow>, kind: &PlanKind, instant: bool) -> Result<QueryValue, QueryError> {
     let duplicate = |labels: &[(String, String)]| {
-        QueryError::Execution(format!(
-            "vector cannot contain metrics with the same labelset: {}",
-            format_labels(labels)
-        ))
+        debug!(labels = %format_labels(labels), "duplicate label set in result");
+        QueryError::Execution("vector cannot contain metrics with the same labelset".into())
     };
     match kind {
         PlanKind::Scalar if instant => {
@@ -189,5 +214,55 @@ fn shape(rows: Vec<ResultRow>, kind: &PlanKind, instant: bool) -> Result<QueryVa
             }
             Ok(QueryValue::Matrix(out))
         }
+    }
+}
+
+/// Natural order: runs of digits compare as numbers (`cpu2` < `cpu10`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let n = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let m = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (dx, dy) = (&x[..n], &y[..m]);
+                let tx = dx.iter().skip_while(|c| **c == b'0').count();
+                let ty = dy.iter().skip_while(|c| **c == b'0').count();
+                let ord = tx
+                    .cmp(&ty)
+                    .then_with(|| dx[n - tx..].cmp(&dy[m - ty..]))
+                    .then_with(|| n.cmp(&m));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                x = &x[n..];
+                y = &y[m..];
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn natural_order() {
+        assert_eq!(natural_cmp("cpu2", "cpu10"), Ordering::Less);
+        assert_eq!(natural_cmp("1.11.3", "1.2.3"), Ordering::Greater);
+        assert_eq!(natural_cmp("4m5", "4m600"), Ordering::Less);
+        assert_eq!(natural_cmp("a", "a"), Ordering::Equal);
     }
 }

@@ -144,13 +144,13 @@ fn range_fn(name: &str) -> Option<RangeFn> {
         "stdvar_over_time" => f("arrayReduce('varPopStable', _vals)", 1),
         "quantile_over_time" => f(&quantile_sql("p1", &sort_nan_first("_vals")), 1),
         "mad_over_time" => f(
-            &quantile_sql(
+            &format!("if(arrayExists(x -> isNaN(x), _vals), nan, {})", quantile_sql(
                 "0.5",
                 &format!(
                     "arraySort(arrayMap(x -> abs(x - ({})), _vals))",
                     quantile_sql("0.5", "arraySort(_vals)")
                 ),
-            ),
+            )),
             1,
         ),
         "changes" => f(
@@ -349,6 +349,33 @@ impl Planner {
         match name {
             "time" => Ok(Node::Scalar(Scalar::Expr("toFloat64(t) / 1000".into()))),
             "pi" => Ok(Node::Scalar(Scalar::Lit(std::f64::consts::PI))),
+            "step" => Ok(Node::Scalar(Scalar::Lit(self.query_step as f64 / 1000.0))),
+            "range" => Ok(Node::Scalar(Scalar::Lit(
+                (self.query_end - self.query_start) as f64 / 1000.0,
+            ))),
+            "start" => Ok(Node::Scalar(Scalar::Lit(self.query_start as f64 / 1000.0))),
+            "end" => Ok(Node::Scalar(Scalar::Lit(self.query_end as f64 / 1000.0))),
+            "min_of" | "max_of" => {
+                let a = self.scalar(&args[0], grid)?;
+                let b = self.scalar(&args[1], grid)?;
+                let f = if name == "min_of" { "least" } else { "greatest" };
+                if let (Scalar::Lit(x), Scalar::Lit(y)) = (&a, &b) {
+                    let v = if x.is_nan() || y.is_nan() {
+                        f64::NAN
+                    } else if name == "min_of" {
+                        x.min(*y)
+                    } else {
+                        x.max(*y)
+                    };
+                    return Ok(Node::Scalar(Scalar::Lit(v)));
+                }
+                let arel = self.scalar_rel(a, grid);
+                let brel = self.scalar_rel(b, grid);
+                Ok(Node::Scalar(Scalar::Rel(format!(
+                    "SELECT x.t AS t, if(isNaN(x.v) OR isNaN(y.v), nan, {f}(x.v, y.v)) AS v \
+                     FROM ({arel}) AS x INNER JOIN ({brel}) AS y ON x.t = y.t"
+                ))))
+            }
             "vector" => {
                 let s = self.scalar(&args[0], grid)?;
                 let rel = self.scalar_rel(s, grid);

@@ -135,6 +135,9 @@ pub struct Plan {
     /// The rows come in the order the query defines (`sort`, ...), not by
     /// labels.
     pub ordered: bool,
+    /// Sort the instant vector naturally by these labels (descending when
+    /// set), then by all labels.
+    pub label_order: Option<(Vec<String>, bool)>,
 }
 
 impl Plan {
@@ -170,6 +173,7 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         params: SqlCondition::default(),
         lookback: millis(settings.lookback_delta),
         subquery_step: millis(settings.default_subquery_step),
+        query_step: if grid.start == grid.end && grid.n() == 1 { 0 } else { grid.step },
         query_start: grid.start,
         query_end: grid.end,
     };
@@ -208,6 +212,7 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         params: planner.params.params,
         kind,
         ordered,
+        label_order: if instant { label_order(expr) } else { None },
     })
 }
 
@@ -218,24 +223,8 @@ fn sort_order(expr: &Expr) -> Option<String> {
         Expr::Call(call) => match call.func.name {
             "sort" => Some("isNaN(v), v, labels".into()),
             "sort_desc" => Some("isNaN(v), v DESC, labels".into()),
-            "sort_by_label" | "sort_by_label_desc" => {
-                let desc = if call.func.name.ends_with("_desc") {
-                    " DESC"
-                } else {
-                    ""
-                };
-                let mut keys = Vec::new();
-                for arg in call.args.args.iter().skip(1) {
-                    if let Expr::StringLiteral(s) = arg.as_ref() {
-                        keys.push(format!(
-                            "naturalSortKey(arrayFirst(x -> x.1 = {}, labels).2){desc}",
-                            comet_schema::ddl::quote_string(&s.val)
-                        ));
-                    }
-                }
-                keys.push(format!("labels{desc}"));
-                Some(keys.join(", "))
-            }
+            // Natural order is applied to the rows in Rust (see `label_order`).
+            "sort_by_label" | "sort_by_label_desc" => Some("labels".into()),
             _ => None,
         },
         // topk/bottomk without grouping return their series best first.
@@ -244,6 +233,28 @@ fn sort_order(expr: &Expr) -> Option<String> {
             "bottomk" => Some("isNaN(v), v, labels".into()),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// `sort_by_label(_desc)` at the top of an instant query: the labels to
+/// sort by, naturally, and whether descending.
+fn label_order(expr: &Expr) -> Option<(Vec<String>, bool)> {
+    match expr {
+        Expr::Paren(p) => label_order(&p.expr),
+        Expr::Call(call) if call.func.name.starts_with("sort_by_label") => {
+            let names = call
+                .args
+                .args
+                .iter()
+                .skip(1)
+                .filter_map(|a| match a.as_ref() {
+                    Expr::StringLiteral(s) => Some(s.val.clone()),
+                    _ => None,
+                })
+                .collect();
+            Some((names, call.func.name.ends_with("_desc")))
+        }
         _ => None,
     }
 }
@@ -288,6 +299,8 @@ pub(crate) struct Planner {
     /// The outermost query's range, for `@ start()` and `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// The outermost query's step (0 for an instant query), for `step()`.
+    pub query_step: i64,
 }
 
 pub(crate) fn millis(d: Duration) -> i64 {

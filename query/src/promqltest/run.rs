@@ -248,6 +248,13 @@ impl Runner {
             if series.start_timestamps {
                 continue;
             }
+            if load.with_nhcb
+                && let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
+                && let Some(base) = name.strip_suffix("_bucket")
+            {
+                // Also loaded as a native histogram with custom buckets.
+                loaded.histogram_metrics.insert(base.to_string());
+            }
             let mut key = series.labels.clone();
             key.sort();
             let at = match merged.iter().position(|(k, _)| *k == key) {

@@ -130,11 +130,17 @@ fn expand_with(
             out.extend(std::iter::repeat_n(None, n));
             continue;
         }
-        if let Some(value) = parse_value(&token) {
+        // `axn` is always a repetition here (`0x59` is 0 sixty times, not
+        // hexadecimal), so it is tried before plain numbers.
+        let repeat = !token.starts_with("{{")
+            && token
+                .rsplit_once('x')
+                .is_some_and(|(body, n)| !body.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !repeat && let Some(value) = parse_value(&token) {
             out.push(Some(value));
             continue;
         }
-        if let Some(v) = parse_number(&token) {
+        if !repeat && let Some(v) = parse_number(&token) {
             out.push(Some(PointValue::Float(v)));
             continue;
         }
