@@ -429,6 +429,7 @@ impl Planner {
             "absent_over_time" => self.absent_over_time(call, grid),
             "histogram_quantile" => self.histogram_quantile(call, grid),
             "histogram_fraction" => self.histogram_fraction(call, grid),
+            "histogram_quantiles" => self.histogram_quantiles(call, grid),
             other => Err(PlanError::Unsupported(format!(
                 "function {other}() is not supported yet"
             ))),

@@ -448,12 +448,17 @@ impl Planner {
     /// Makes a scalar usable as a column `name` next to a vector `rel`:
     /// returns the FROM clause (aliased `a`) and the SQL of the value.
     pub fn with_scalar(&mut self, rel: &str, s: Scalar, name: &str) -> (String, String) {
+        self.with_scalar_as(rel, s, name, "a")
+    }
+
+    /// [`Self::with_scalar`] with the vector aliased `alias`.
+    pub fn with_scalar_as(&mut self, rel: &str, s: Scalar, name: &str, alias: &str) -> (String, String) {
         match s {
-            Scalar::Lit(v) => (format!("({rel}) AS a"), lit(v)),
-            Scalar::Expr(e) => (format!("({rel}) AS a"), format!("toFloat64({e})")),
+            Scalar::Lit(v) => (format!("({rel}) AS {alias}"), lit(v)),
+            Scalar::Expr(e) => (format!("({rel}) AS {alias}"), format!("toFloat64({e})")),
             Scalar::Rel(srel) => (
                 format!(
-                    "({rel}) AS a INNER JOIN (SELECT t AS {name}_t, v AS {name} FROM ({srel})) AS {name}_s ON a.t = {name}_s.{name}_t"
+                    "({rel}) AS {alias} INNER JOIN (SELECT t AS {name}_t, v AS {name} FROM ({srel})) AS {name}_s ON {alias}.t = {name}_s.{name}_t"
                 ),
                 name.to_string(),
             ),
