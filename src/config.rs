@@ -609,6 +609,7 @@ mod tests {
             ("remote-write-created-timestamp-zero-ingestion", "true"),
             ("remote-write-overload-status", "429"),
             ("remote-read-max-samples", "9"),
+            ("query-lookback-delta", "9s"),
         ];
         let flags: Vec<String> = Wrapper::command()
             .get_arguments()

@@ -77,7 +77,10 @@ struct ResultRow {
 }
 
 /// Errors raised inside the statement with `throwIf`, by their message.
-const EXECUTION_ERRORS: &[&str] = &["many-to-many matching not allowed", "multiple matches for labels"];
+const EXECUTION_ERRORS: &[&str] = &[
+    "many-to-many matching not allowed",
+    "multiple matches for labels",
+];
 
 /// Plans and runs PromQL queries against one ClickHouse database.
 #[derive(Clone, Debug)]
@@ -136,7 +139,8 @@ impl Engine {
             }
         };
         let mut value = shape(rows, &plan.kind, range.is_instant())?;
-        if let (Some((names, desc)), QueryValue::Vector(samples)) = (&plan.label_order, &mut value) {
+        if let (Some((names, desc)), QueryValue::Vector(samples)) = (&plan.label_order, &mut value)
+        {
             samples.sort_by(|a, b| {
                 let key = |s: &Sample, n: &str| {
                     s.labels

@@ -28,7 +28,10 @@ pub struct Series {
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryValue {
     Scalar(Point),
-    String { t: i64, value: String },
+    String {
+        t: i64,
+        value: String,
+    },
     /// An instant query's vector, in Prometheus's order (by labels unless
     /// the query sorts).
     Vector(Vec<Sample>),

@@ -17,7 +17,7 @@ impl Planner {
                 "toUInt8(0)".into(),
             ),
             Some(LabelModifier::Include(ls)) => {
-                let names: Vec<String> = ls.labels.iter().cloned().collect();
+                let names: Vec<String> = ls.labels.to_vec();
                 let keeps_name = names.iter().any(|n| n == "__name__");
                 let arr = self.strings(&names);
                 (
@@ -30,7 +30,7 @@ impl Planner {
                 )
             }
             Some(LabelModifier::Exclude(ls)) => {
-                let names: Vec<String> = ls.labels.iter().cloned().collect();
+                let names: Vec<String> = ls.labels.to_vec();
                 let arr = self.strings(&names);
                 (
                     format!("arrayFilter(x -> NOT has({arr}, x.1) AND x.1 != '__name__', {col})"),

@@ -53,7 +53,9 @@ impl Planner {
         let rhs = self.node(&b.rhs, grid)?;
         match (lhs, rhs) {
             (Node::Scalar(l), Node::Scalar(r)) => self.scalar_scalar(&op, l, r, grid),
-            (Node::Vector(v), Node::Scalar(s)) => self.vector_scalar(&op, &v, s, false, return_bool),
+            (Node::Vector(v), Node::Scalar(s)) => {
+                self.vector_scalar(&op, &v, s, false, return_bool)
+            }
             (Node::Scalar(s), Node::Vector(v)) => self.vector_scalar(&op, &v, s, true, return_bool),
             (Node::Vector(l), Node::Vector(r)) => {
                 let modifier = b.modifier.clone().unwrap_or(BinModifier {
@@ -72,13 +74,19 @@ impl Planner {
                     _ => self.vector_vector(&op, &l, &r, &modifier),
                 }
             }
-            _ => Err(bad(format!(
-                "binary expression must contain only scalar and instant vector types"
-            ))),
+            _ => Err(bad(
+                "binary expression must contain only scalar and instant vector types",
+            )),
         }
     }
 
-    fn scalar_scalar(&mut self, op: &str, l: Scalar, r: Scalar, grid: &Grid) -> Result<Node, PlanError> {
+    fn scalar_scalar(
+        &mut self,
+        op: &str,
+        l: Scalar,
+        r: Scalar,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
         let comparison = is_comparison(op);
         let wrap = |e: String| {
             if comparison {

@@ -72,7 +72,9 @@ fn extrapolated(counter: bool, rate: bool) -> String {
     let res = format!("(_vals[_n] - _vals[1]{correction})");
     // A counter is not extrapolated below zero.
     let dstart = if counter {
-        format!("if({res} > 0 AND _vals[1] >= 0, least({dstart1}, {si} * (_vals[1] / {res})), {dstart1})")
+        format!(
+            "if({res} > 0 AND _vals[1] >= 0, least({dstart1}, {si} * (_vals[1] / {res})), {dstart1})"
+        )
     } else {
         dstart1
     };
@@ -144,13 +146,16 @@ fn range_fn(name: &str) -> Option<RangeFn> {
         "stdvar_over_time" => f("arrayReduce('varPopStable', _vals)", 1),
         "quantile_over_time" => f(&quantile_sql("p1", &sort_nan_first("_vals")), 1),
         "mad_over_time" => f(
-            &format!("if(arrayExists(x -> isNaN(x), _vals), nan, {})", quantile_sql(
-                "0.5",
-                &format!(
-                    "arraySort(arrayMap(x -> abs(x - ({})), _vals))",
-                    quantile_sql("0.5", "arraySort(_vals)")
-                ),
-            )),
+            &format!(
+                "if(arrayExists(x -> isNaN(x), _vals), nan, {})",
+                quantile_sql(
+                    "0.5",
+                    &format!(
+                        "arraySort(arrayMap(x -> abs(x - ({})), _vals))",
+                        quantile_sql("0.5", "arraySort(_vals)")
+                    ),
+                )
+            ),
             1,
         ),
         "changes" => f(
@@ -274,7 +279,10 @@ fn go_template_to_re2(template: &str, re: &regex::Regex) -> Result<String, PlanE
         }
         let (name, next) = if chars.get(i + 1) == Some(&'{') {
             match chars[i + 2..].iter().position(|&c| c == '}') {
-                Some(end) => (chars[i + 2..i + 2 + end].iter().collect::<String>(), i + 3 + end),
+                Some(end) => (
+                    chars[i + 2..i + 2 + end].iter().collect::<String>(),
+                    i + 3 + end,
+                ),
                 None => {
                     out.push('$');
                     i += 1;
@@ -286,7 +294,10 @@ fn go_template_to_re2(template: &str, re: &regex::Regex) -> Result<String, PlanE
                 .iter()
                 .take_while(|c| c.is_alphanumeric() || **c == '_')
                 .count();
-            (chars[i + 1..i + 1 + len].iter().collect::<String>(), i + 1 + len)
+            (
+                chars[i + 1..i + 1 + len].iter().collect::<String>(),
+                i + 1 + len,
+            )
         };
         if name.is_empty() {
             out.push('$');
@@ -358,7 +369,11 @@ impl Planner {
             "min_of" | "max_of" => {
                 let a = self.scalar(&args[0], grid)?;
                 let b = self.scalar(&args[1], grid)?;
-                let f = if name == "min_of" { "least" } else { "greatest" };
+                let f = if name == "min_of" {
+                    "least"
+                } else {
+                    "greatest"
+                };
                 if let (Scalar::Lit(x), Scalar::Lit(y)) = (&a, &b) {
                     let v = if x.is_nan() || y.is_nan() {
                         f64::NAN
@@ -436,17 +451,12 @@ impl Planner {
         }
     }
 
-    pub(crate) fn at_ms_pub(
-        &self,
-        at: &Option<promql_parser::parser::AtModifier>,
-    ) -> Option<i64> {
+    pub(crate) fn at_ms_pub(&self, at: &Option<promql_parser::parser::AtModifier>) -> Option<i64> {
         match at {
             None => None,
             Some(promql_parser::parser::AtModifier::Start) => Some(self.query_start),
             Some(promql_parser::parser::AtModifier::End) => Some(self.query_end),
-            Some(promql_parser::parser::AtModifier::At(time)) => {
-                Some(super::system_time_ms(*time))
-            }
+            Some(promql_parser::parser::AtModifier::At(time)) => Some(super::system_time_ms(*time)),
         }
     }
 
@@ -474,7 +484,11 @@ impl Planner {
                 && let Scalar::Lit(x) = s
                 && !(x > 0.0 && x < 1.0)
             {
-                let which = if scalars.is_empty() { "smoothing" } else { "trend" };
+                let which = if scalars.is_empty() {
+                    "smoothing"
+                } else {
+                    "trend"
+                };
                 return Err(PlanError::BadData(format!(
                     "invalid {which} factor. Expected: 0 < sf < 1, got: {x}"
                 )));
@@ -528,10 +542,7 @@ impl Planner {
                 }
             }
         }
-        let binds = binds
-            .iter()
-            .map(|b| format!("{b}, "))
-            .collect::<String>();
+        let binds = binds.iter().map(|b| format!("{b}, ")).collect::<String>();
         let range = m.range;
         let body = format!(
             "SELECT win.fp AS fp, win.tout AS t, win.te AS te, {binds}{range} AS R, \
@@ -605,7 +616,11 @@ impl Planner {
         let re_p = self.string(&anchored);
         let rewrite_p = self.string(&rewrite);
         let set = Self::set_label(&dst_p, "_new");
-        let dn = if dst == "__name__" { "toUInt8(0)" } else { "dn" };
+        let dn = if dst == "__name__" {
+            "toUInt8(0)"
+        } else {
+            "dn"
+        };
         Ok(Node::Vector(format!(
             "SELECT if(match(_src, {re_p}), {set}, labels) AS labels, t, v, {dn} AS dn \
              FROM (SELECT labels, t, v, dn, arrayFirst(x -> x.1 = {src_p}, labels).2 AS _src, \
@@ -641,7 +656,11 @@ impl Planner {
             format!("arrayStringConcat([{}], {sep_p})", values.join(", "))
         };
         let set = Self::set_label(&dst_p, "_new");
-        let dn = if dst == "__name__" { "toUInt8(0)" } else { "dn" };
+        let dn = if dst == "__name__" {
+            "toUInt8(0)"
+        } else {
+            "dn"
+        };
         Ok(Node::Vector(format!(
             "SELECT {set} AS labels, t, v, {dn} AS dn \
              FROM (SELECT labels, t, v, dn, {joined} AS _new FROM ({rel}))"
@@ -687,7 +706,10 @@ impl Planner {
                 format!("({n}, {v})")
             })
             .collect();
-        format!("CAST([{}], 'Array(Tuple(String, String))')", items.join(", "))
+        format!(
+            "CAST([{}], 'Array(Tuple(String, String))')",
+            items.join(", ")
+        )
     }
 
     fn absent(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {

@@ -25,7 +25,11 @@ impl Planner {
         )
     }
 
-    pub(crate) fn histogram_quantile(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+    pub(crate) fn histogram_quantile(
+        &mut self,
+        call: &Call,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
         let phi = self.scalar(&call.args.args[0], grid)?;
         let rel = self.vector(&call.args.args[1], grid)?;
         Ok(Node::Vector(self.bucket_quantile(phi, &rel)))
@@ -33,12 +37,20 @@ impl Planner {
 
     /// `histogram_quantiles(v, "label", φ...)`: one quantile per φ, each
     /// marked with the label.
-    pub(crate) fn histogram_quantiles(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+    pub(crate) fn histogram_quantiles(
+        &mut self,
+        call: &Call,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
         let args = &call.args.args;
         let rel = self.vector(&args[0], grid)?;
         let label = match super::functions::unparen(&args[1]) {
             promql_parser::parser::Expr::StringLiteral(s) => s.val.clone(),
-            _ => return Err(super::bad("expected string literal as the label of histogram_quantiles()")),
+            _ => {
+                return Err(super::bad(
+                    "expected string literal as the label of histogram_quantiles()",
+                ));
+            }
         };
         let label_p = self.string(&label);
         let mut parts = Vec::new();
@@ -52,7 +64,9 @@ impl Planner {
             let value = self.string(&format!("{q:?}"));
             let quantile = self.bucket_quantile(phi, &rel);
             let set = Self::set_label(&label_p, &value);
-            parts.push(format!("SELECT {set} AS labels, t, v, dn FROM ({quantile})"));
+            parts.push(format!(
+                "SELECT {set} AS labels, t, v, dn FROM ({quantile})"
+            ));
         }
         Ok(Node::Vector(parts.join(" UNION ALL ")))
     }
@@ -84,7 +98,11 @@ impl Planner {
     /// The fraction of observations between two bounds, interpolating
     /// linearly inside finite buckets (the first positive bucket starts at
     /// 0; buckets of infinite width count only when fully inside).
-    pub(crate) fn histogram_fraction(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
+    pub(crate) fn histogram_fraction(
+        &mut self,
+        call: &Call,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
         let lower = self.scalar(&call.args.args[0], grid)?;
         let upper = self.scalar(&call.args.args[1], grid)?;
         let rel = self.vector(&call.args.args[2], grid)?;

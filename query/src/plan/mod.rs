@@ -173,7 +173,11 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         params: SqlCondition::default(),
         lookback: millis(settings.lookback_delta),
         subquery_step: millis(settings.default_subquery_step),
-        query_step: if grid.start == grid.end && grid.n() == 1 { 0 } else { grid.step },
+        query_step: if grid.start == grid.end && grid.n() == 1 {
+            0
+        } else {
+            grid.step
+        },
         query_start: grid.start,
         query_end: grid.end,
     };
@@ -452,7 +456,13 @@ impl Planner {
     }
 
     /// [`Self::with_scalar`] with the vector aliased `alias`.
-    pub fn with_scalar_as(&mut self, rel: &str, s: Scalar, name: &str, alias: &str) -> (String, String) {
+    pub fn with_scalar_as(
+        &mut self,
+        rel: &str,
+        s: Scalar,
+        name: &str,
+        alias: &str,
+    ) -> (String, String) {
         match s {
             Scalar::Lit(v) => (format!("({rel}) AS {alias}"), lit(v)),
             Scalar::Expr(e) => (format!("({rel}) AS {alias}"), format!("toFloat64({e})")),

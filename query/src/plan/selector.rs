@@ -39,10 +39,11 @@ impl Planner {
                 ParserOp::Re(_) => MatchOp::Regex,
                 ParserOp::NotRe(_) => MatchOp::NotRegex,
             };
-            if vs.name.is_some() && m.name == "__name__" && op == MatchOp::Equal {
-                if vs.name.as_deref() == Some(m.value.as_str()) {
-                    continue;
-                }
+            if m.name == "__name__"
+                && op == MatchOp::Equal
+                && vs.name.as_deref() == Some(m.value.as_str())
+            {
+                continue;
             }
             out.push(Matcher::new(&m.name, op, &m.value));
         }
@@ -51,7 +52,12 @@ impl Planner {
 
     /// The series a selector matches, with their labels as a sorted array:
     /// `(fp, mn, labels)`. `lo`/`hi` bound the days searched (ms).
-    fn matched_series(&mut self, vs: &VectorSelector, lo: i64, hi: i64) -> Result<String, PlanError> {
+    fn matched_series(
+        &mut self,
+        vs: &VectorSelector,
+        lo: i64,
+        hi: i64,
+    ) -> Result<String, PlanError> {
         if !vs.matchers.or_matchers.is_empty() {
             return Err(PlanError::Unsupported(
                 "selectors with `or` between matchers are not supported".into(),
@@ -59,7 +65,8 @@ impl Planner {
         }
         let matchers = self.selector_matchers(vs);
         let cond = condition(&matchers, &mut self.params).map_err(|e| match e {
-            crate::matchers::MatcherError::MatchesEverything(_) | crate::matchers::MatcherError::Empty => {
+            crate::matchers::MatcherError::MatchesEverything(_)
+            | crate::matchers::MatcherError::Empty => {
                 bad("vector selector must contain at least one non-empty matcher")
             }
             other => bad(other.to_string()),
@@ -92,7 +99,8 @@ impl Planner {
              AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
              GROUP BY fingerprint, timestamp_ms"
         );
-        let labels = format!("SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({matched})");
+        let labels =
+            format!("SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({matched})");
         Ok(SampleSource { samples, labels })
     }
 
@@ -152,7 +160,11 @@ impl Planner {
             Source::Selector(vs) => {
                 let mut src = self.selector_source(vs, lo, hi, m.offset)?;
                 // Range functions never see staleness markers.
-                src.samples = format!("SELECT fp, ts, sv FROM ({}) WHERE {}", src.samples, not_stale("sv"));
+                src.samples = format!(
+                    "SELECT fp, ts, sv FROM ({}) WHERE {}",
+                    src.samples,
+                    not_stale("sv")
+                );
                 Ok(src)
             }
             Source::Subquery { expr, step } => {

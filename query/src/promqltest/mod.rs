@@ -6,7 +6,9 @@
 mod run;
 mod values;
 
-pub use run::{CaseFailure, FailureKind, FileReport, RunError, Runner, Tier, almost_equal, summary};
+pub use run::{
+    CaseFailure, FailureKind, FileReport, RunError, Runner, Tier, almost_equal, summary,
+};
 
 use std::time::Duration;
 

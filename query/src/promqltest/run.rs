@@ -171,7 +171,10 @@ impl Runner {
             match command {
                 Command::Load(load) => {
                     if let Err(reason) = self.load(&writer, load, &mut loaded).await {
-                        return Err(RunError::Store(format!("load at line {}: {reason}", load.line)));
+                        return Err(RunError::Store(format!(
+                            "load at line {}: {reason}",
+                            load.line
+                        )));
                     }
                 }
                 Command::Clear => {
@@ -211,7 +214,10 @@ impl Runner {
         }
         writer.shutdown().await;
         let _ = store
-            .execute(&format!("DROP DATABASE IF EXISTS {}", quote_identifier(&database)))
+            .execute(&format!(
+                "DROP DATABASE IF EXISTS {}",
+                quote_identifier(&database)
+            ))
             .await;
         report.tiers.sort();
         Ok(report)
@@ -224,7 +230,10 @@ impl Runner {
         };
         let store = Store::new(settings).map_err(|e| RunError::Store(e.to_string()))?;
         store
-            .execute(&format!("DROP DATABASE IF EXISTS {}", quote_identifier(database)))
+            .execute(&format!(
+                "DROP DATABASE IF EXISTS {}",
+                quote_identifier(database)
+            ))
             .await
             .map_err(|e| RunError::Store(e.to_string()))?;
         // No retention: the scripts' samples are from 1970.
@@ -243,7 +252,7 @@ impl Runner {
         let step = load.interval.as_millis() as i64;
         // A series listed twice is one series; a later point at the same
         // time replaces the earlier one, as in Prometheus's test storage.
-        let mut merged: Vec<(Vec<(String, String)>, std::collections::BTreeMap<i64, f64>)> = Vec::new();
+        let mut merged: Vec<MergedSeries> = Vec::new();
         for series in &load.series {
             if series.start_timestamps {
                 continue;
@@ -271,10 +280,13 @@ impl Runner {
                         merged[at].1.insert(timestamp_ms, *v);
                     }
                     Some(PointValue::Stale) => {
-                        merged[at].1.insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
+                        merged[at]
+                            .1
+                            .insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
                     }
                     Some(PointValue::Histogram { .. }) => {
-                        if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__") {
+                        if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
+                        {
                             loaded.histogram_metrics.insert(name.clone());
                         }
                     }
@@ -287,11 +299,17 @@ impl Runner {
             if points.is_empty() {
                 continue;
             }
-            let labels = Labels::new(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())), NameValidation::Utf8)
-                .map_err(|e| format!("series {pairs:?}: {e}"))?;
+            let labels = Labels::new(
+                pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                NameValidation::Utf8,
+            )
+            .map_err(|e| format!("series {pairs:?}: {e}"))?;
             let samples = points
                 .into_iter()
-                .map(|(timestamp_ms, value)| Sample { timestamp_ms, value })
+                .map(|(timestamp_ms, value)| Sample {
+                    timestamp_ms,
+                    value,
+                })
                 .collect();
             batch
                 .series
@@ -304,6 +322,9 @@ impl Runner {
             .map_err(|e| e.to_string())
     }
 }
+
+/// A loaded series: its sorted labels and its points by time.
+type MergedSeries = (Vec<(String, String)>, std::collections::BTreeMap<i64, f64>);
 
 fn start_writer(store: &Store) -> Result<Writer, RunError> {
     let metrics = IngestMetrics::new(&prometheus::Registry::new())
@@ -347,7 +368,8 @@ fn contains_word(text: &str, word: &str) -> bool {
     text.match_indices(word).any(|(i, _)| {
         let before = text[..i].chars().next_back();
         let after = text[i + word.len()..].chars().next();
-        let is_ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        let is_ident =
+            |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
         !is_ident(before) && !is_ident(after)
     })
 }
@@ -378,7 +400,10 @@ async fn judge(engine: &Engine, eval: &Eval) -> Result<(), (FailureKind, String)
     let result = engine.query(&eval.query, range).await;
     if let Some(message) = expected_failure {
         return match result {
-            Ok(_) => Err((FailureKind::Mismatch, "expected an error, got a result".into())),
+            Ok(_) => Err((
+                FailureKind::Mismatch,
+                "expected an error, got a result".into(),
+            )),
             Err(QueryError::BadData(m)) | Err(QueryError::Execution(m)) => match message {
                 None => Ok(()),
                 Some(MessageMatch::Exact(want)) if m == want => Ok(()),
@@ -459,7 +484,9 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
                 Err(format!("expected scalar {want}, got {}", got.v))
             }
         }
-        (Expected::Scalar(_), other) => Err(format!("expected a scalar, got {}", other.type_name())),
+        (Expected::Scalar(_), other) => {
+            Err(format!("expected a scalar, got {}", other.type_name()))
+        }
         (Expected::Series(want), QueryValue::Vector(got)) => {
             if want.len() != got.len() {
                 return Err(format!(
@@ -476,7 +503,10 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
                 let labels = sorted(&w.labels);
                 let found = got.iter().position(|s| s.labels == labels);
                 let Some(pos) = found else {
-                    return Err(format!("series {} missing from the result", format_labels(&labels)));
+                    return Err(format!(
+                        "series {} missing from the result",
+                        format_labels(&labels)
+                    ));
                 };
                 if eval.is_ordered() && pos != i {
                     return Err(format!(
@@ -514,7 +544,10 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
             for w in want {
                 let labels = sorted(&w.labels);
                 let Some(series) = got.iter().find(|s| s.labels == labels) else {
-                    return Err(format!("series {} missing from the result", format_labels(&labels)));
+                    return Err(format!(
+                        "series {} missing from the result",
+                        format_labels(&labels)
+                    ));
                 };
                 let expected_points: Vec<Point> = if range.step_ms == 0 {
                     // An instant query of a range vector: raw samples; the
@@ -539,7 +572,8 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
                         .collect::<Result<_, _>>()?
                 };
                 let want_count = w.points.iter().flatten().count();
-                if want_count != series.points.len() || expected_points.len() != series.points.len() {
+                if want_count != series.points.len() || expected_points.len() != series.points.len()
+                {
                     return Err(format!(
                         "series {}: expected {} points, got {:?}",
                         format_labels(&labels),

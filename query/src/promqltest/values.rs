@@ -133,9 +133,9 @@ fn expand_with(
         // `axn` is always a repetition here (`0x59` is 0 sixty times, not
         // hexadecimal), so it is tried before plain numbers.
         let repeat = !token.starts_with("{{")
-            && token
-                .rsplit_once('x')
-                .is_some_and(|(body, n)| !body.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            && token.rsplit_once('x').is_some_and(|(body, n)| {
+                !body.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            });
         if !repeat && let Some(value) = parse_value(&token) {
             out.push(Some(value));
             continue;
