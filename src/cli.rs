@@ -42,6 +42,9 @@ pub enum Command {
     /// engine and ClickHouse: a fresh database per file, data loaded through
     /// the ingest path; prints per-file pass counts and `N passed, M failed`.
     Promqltest(crate::promqltest::PromqltestArgs),
+    /// Print the single ClickHouse SQL statement a PromQL query becomes (with
+    /// its parameters as `SET param_...` lines), without running it.
+    Explain(crate::explain::ExplainArgs),
     /// Load generators that print throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -275,6 +278,7 @@ impl Command {
             | Command::Migrate(a)
             | Command::Config(a) => Some(a),
             Command::Promqltest(p) => Some(&p.config),
+            Command::Explain(e) => Some(&e.config),
             Command::Bench(_) => None,
         }
     }

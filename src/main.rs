@@ -5,6 +5,7 @@ mod bench;
 mod bench_query;
 mod cli;
 mod config;
+mod explain;
 mod http;
 mod promqltest;
 mod serve;
@@ -56,6 +57,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", config.to_yaml_masked()?);
         return Ok(());
     }
+    if let Command::Explain(args) = cli.command {
+        return explain::run(config, args);
+    }
     telemetry::init_logging(&config.log)?;
     runtime()?.block_on(async move {
         match cli.command {
@@ -63,7 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Clickhouse(_) => serve::clickhouse(config).await,
             Command::Migrate(_) => serve::migrate_only(config).await,
             Command::Promqltest(args) => promqltest::run(config, args).await,
-            Command::Config(_) | Command::Bench(_) => Ok(()),
+            Command::Config(_) | Command::Explain(_) | Command::Bench(_) => Ok(()),
         }
     })
 }

@@ -118,7 +118,11 @@ impl Engine {
             });
         }
         debug!(sql = %plan.sql, "running PromQL statement");
-        let mut q = self.store.client().query(&plan.sql);
+        let mut q = self
+            .store
+            .client()
+            .query(&plan.sql)
+            .with_setting("allow_experimental_time_series_aggregate_functions", "1");
         for (name, value) in &plan.params {
             q = q.param(name, value);
         }

@@ -48,7 +48,7 @@ pub(crate) fn mean_array(values: &str) -> String {
     let sum = finish_sum(&sum_array(values));
     format!(
         "if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), {values}), \
-           arrayFold((acc, x) -> (acc.1 + 1, acc.2 + (x - acc.2) / (acc.1 + 1)), {values}, (toFloat64(0), toFloat64(0))).2, \
+           arrayFold((acc, x) -> (acc.1 + 1, acc.2 + x / (acc.1 + 1) - acc.2 / (acc.1 + 1)), {values}, (toFloat64(0), toFloat64(0))).2, \
            {sum} / length({values}))"
     )
 }
@@ -176,7 +176,7 @@ fn range_fn(name: &str) -> Option<RangeFn> {
         "idelta" => f("_vals[_n] - _vals[_n - 1]", 2),
         "deriv" => f(&linear_regression("_ts[1]").0, 2),
         "predict_linear" => {
-            let (slope, intercept) = linear_regression("te");
+            let (slope, intercept) = linear_regression("t");
             f(&format!("({slope}) * p1 + ({intercept})"), 2)
         }
         "double_exponential_smoothing" | "holt_winters" => f(
@@ -496,6 +496,29 @@ impl Planner {
             scalars.push(s);
         }
         let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
+        // ClickHouse's grid aggregates compute these in one pass per series,
+        // exactly as Prometheus does, several times faster than windows.
+        let fast = match name {
+            "rate" => Some(("timeSeriesRateToGrid", String::new())),
+            "increase" => Some((
+                "timeSeriesRateToGrid",
+                format!(" * {}", m.range as f64 / 1000.0),
+            )),
+            "delta" => Some(("timeSeriesDeltaToGrid", String::new())),
+            "irate" => Some(("timeSeriesInstantRateToGrid", String::new())),
+            "idelta" => Some(("timeSeriesInstantDeltaToGrid", String::new())),
+            // Its slope is per unit of the DateTime64(3) timestamps: ms.
+            "deriv" => Some(("timeSeriesDerivToGrid", " * 1000".to_string())),
+            _ => None,
+        };
+        if let (Some((function, scale)), Source::Selector(_), None) = (fast, &m.source, m.at)
+            && grid.n() > 0
+        {
+            let src = self.matrix_source(&m, grid)?;
+            return Ok(Node::Vector(
+                self.to_grid(function, src, grid, m.range, &scale, dn),
+            ));
+        }
         let rel = self.over_windows(&m, grid, &f.value, f.min_samples, scalars, dn)?;
         Ok(Node::Vector(rel))
     }

@@ -143,7 +143,7 @@ pub struct Plan {
 impl Plan {
     /// The statement as a person can paste it into `clickhouse client`.
     pub fn explain(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::from("SET allow_experimental_time_series_aggregate_functions = 1;\n");
         for (name, value) in &self.params {
             out.push_str(&format!(
                 "SET param_{name} = {};\n",
