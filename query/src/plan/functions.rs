@@ -516,7 +516,7 @@ impl Planner {
         {
             let src = self.matrix_source(&m, grid)?;
             return Ok(Node::Vector(
-                self.to_grid(function, src, grid, m.range, &scale, dn),
+                self.grid_aggregate(function, src, grid, m.range, &scale, dn),
             ));
         }
         let rel = self.over_windows(&m, grid, &f.value, f.min_samples, scalars, dn)?;

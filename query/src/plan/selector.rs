@@ -155,7 +155,7 @@ impl Planner {
     /// samples of a selector: one value per step of `grid` per series (steps
     /// without a value left out), window `window` ms. Rows `(labels, t, v,
     /// dn)`; `scale` multiplies the value.
-    pub fn to_grid(
+    pub fn grid_aggregate(
         &mut self,
         function: &str,
         src: SampleSource,
