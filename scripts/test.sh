@@ -40,3 +40,17 @@ export COMET_TEST_CLICKHOUSE_URL
 echo "test: ClickHouse for this run at $COMET_TEST_CLICKHOUSE_URL"
 
 cargo test --workspace --all-targets --locked "$@"
+
+# The upstream PromQL test suite, when its scripts are present: every file
+# through the real ingest path and engine, held to a baseline that only
+# ever rises (query/promqltest.baseline).
+promqltest_dir=${COMET_PROMQLTEST_DIR:-../shared/promqltest}
+if compgen -G "$promqltest_dir/*.test" >/dev/null; then
+  echo "test: comet promqltest $promqltest_dir"
+  target/debug/comet promqltest --log-level warn \
+    --clickhouse-url "$COMET_TEST_CLICKHOUSE_URL" \
+    --baseline query/promqltest.baseline \
+    "$promqltest_dir"/*.test
+else
+  echo "test: no PromQL test scripts in $promqltest_dir; comet promqltest skipped"
+fi
