@@ -13,7 +13,9 @@ fn op_sql(op: &str, l: &str, r: &str) -> Result<String, PlanError> {
         "%" => format!("(({l}) % ({r}))"),
         "^" => format!("pow({l}, {r})"),
         "atan2" => format!("atan2({l}, {r})"),
-        "==" => format!("(({l}) = ({r}))"),
+        // NaN never equals anything; spelled out because ClickHouse may turn
+        // an equality between join sides into a join key, where NaN = NaN.
+        "==" => format!("((({l}) = ({r})) AND NOT isNaN({l}))"),
         "!=" | ">" | "<" | ">=" | "<=" => format!("(({l}) {op} ({r}))"),
         other => return Err(bad(format!("operator {other:?} not allowed here"))),
     })
