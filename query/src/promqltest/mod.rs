@@ -7,7 +7,7 @@ mod run;
 mod values;
 
 pub use run::{
-    CaseFailure, FailureKind, FileReport, RunError, Runner, Tier, almost_equal, summary,
+    CaseFailure, FailureKind, FileReport, Loader, RunError, Runner, Tier, almost_equal, summary,
 };
 
 use std::time::Duration;

@@ -1,21 +1,19 @@
 //! Runs PromQL test scripts against the real thing: `load` goes through
-//! the ingest writer into a fresh ClickHouse database per file, `eval` goes
-//! through the planner and ClickHouse, and results are judged as upstream's
-//! `promqltest` judges them.
+//! the caller's [`Loader`] (the ingest writer in `comet promqltest`) into a
+//! fresh ClickHouse database per file, `eval` goes through the planner and
+//! ClickHouse, and results are judged as upstream's `promqltest` judges them.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use comet_ingest::batch::{SeriesSamples, WriteBatch};
-use comet_ingest::metrics::IngestMetrics;
-use comet_ingest::series::Series;
-use comet_ingest::writer::{Writer, WriterSettings};
 use comet_schema::ddl::{DATA_TABLES, quote_identifier};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::model::STALE_NAN_BITS;
-use comet_schema::{Labels, NameValidation, Sample, SchemaOptions, Store, StoreSettings, Topology};
+use comet_schema::{
+    Labels, NameValidation, Sample, SchemaOptions, Store, StoreSettings, TimeSeries, Topology,
+};
 use thiserror::Error;
 
 use super::{Command, Eval, EvalTime, Expect, Expected, Load, MessageMatch, PointValue};
@@ -115,6 +113,17 @@ pub enum RunError {
     Store(String),
 }
 
+/// Where a script's `load` blocks go. `comet promqltest` loads through the
+/// ingest writer, the path every source takes (the query crate does not
+/// depend on ingest, so the caller provides it).
+pub trait Loader: Send {
+    /// Stores `series` and returns once they are in ClickHouse.
+    fn load(&mut self, series: Vec<TimeSeries>) -> impl Future<Output = Result<(), String>> + Send;
+    /// Stops the loader after everything is stored (before a `clear`, whose
+    /// tables are emptied under it, and at the end of a file).
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
 /// Runs script files against one ClickHouse server.
 pub struct Runner {
     /// Where ClickHouse is; each file gets its own database.
@@ -130,7 +139,12 @@ struct Loaded {
 }
 
 impl Runner {
-    pub async fn run_file(&self, path: &Path) -> Result<FileReport, RunError> {
+    /// Runs one script; `open` makes a loader for the file's database.
+    pub async fn run_file<L: Loader>(
+        &self,
+        path: &Path,
+        open: impl Fn(&Store) -> Result<L, String>,
+    ) -> Result<FileReport, RunError> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| RunError::Read {
             path: display.clone(),
@@ -158,7 +172,7 @@ impl Runner {
         );
         let store = self.fresh_database(&database).await?;
         let engine = Engine::new(store.clone(), self.plan.clone());
-        let mut writer = start_writer(&store)?;
+        let mut loader = open(&store).map_err(RunError::Store)?;
         let mut loaded = Loaded::default();
         let mut report = FileReport {
             file: path
@@ -170,7 +184,8 @@ impl Runner {
         for command in &commands {
             match command {
                 Command::Load(load) => {
-                    if let Err(reason) = self.load(&writer, load, &mut loaded).await {
+                    let series = series_of(load, &mut loaded).map_err(RunError::Store)?;
+                    if let Err(reason) = loader.load(series).await {
                         return Err(RunError::Store(format!(
                             "load at line {}: {reason}",
                             load.line
@@ -178,7 +193,7 @@ impl Runner {
                     }
                 }
                 Command::Clear => {
-                    writer.shutdown().await;
+                    loader.close().await;
                     for table in DATA_TABLES {
                         store
                             .execute(&format!(
@@ -189,9 +204,9 @@ impl Runner {
                             .await
                             .map_err(|e| RunError::Store(e.to_string()))?;
                     }
-                    // A new writer: the old one remembers which series rows
-                    // it wrote.
-                    writer = start_writer(&store)?;
+                    // A new loader: the old one may remember which series
+                    // rows it wrote.
+                    loader = open(&store).map_err(RunError::Store)?;
                     loaded = Loaded::default();
                 }
                 Command::Eval(eval) => {
@@ -212,7 +227,7 @@ impl Runner {
                 }
             }
         }
-        writer.shutdown().await;
+        loader.close().await;
         let _ = store
             .execute(&format!(
                 "DROP DATABASE IF EXISTS {}",
@@ -247,99 +262,80 @@ impl Runner {
             .map_err(|e| RunError::Store(e.to_string()))?;
         Ok(store)
     }
+}
 
-    async fn load(&self, writer: &Writer, load: &Load, loaded: &mut Loaded) -> Result<(), String> {
-        let step = load.interval.as_millis() as i64;
-        // A series listed twice is one series; a later point at the same
-        // time replaces the earlier one, as in Prometheus's test storage.
-        let mut merged: Vec<MergedSeries> = Vec::new();
-        for series in &load.series {
-            if series.start_timestamps {
-                continue;
+/// The series of a `load` block, one per label set: a series listed twice
+/// is one series, and a later point at the same time replaces the earlier
+/// one, as in Prometheus's test storage. Notes which metrics are native
+/// histograms (not loaded) in `loaded`.
+fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String> {
+    let step = load.interval.as_millis() as i64;
+    let mut merged: Vec<MergedSeries> = Vec::new();
+    for series in &load.series {
+        if series.start_timestamps {
+            continue;
+        }
+        if load.with_nhcb
+            && let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
+            && let Some(base) = name.strip_suffix("_bucket")
+        {
+            // Also loaded as a native histogram with custom buckets.
+            loaded.histogram_metrics.insert(base.to_string());
+        }
+        let mut key = series.labels.clone();
+        key.sort();
+        let at = match merged.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                merged.push((key, Default::default()));
+                merged.len() - 1
             }
-            if load.with_nhcb
-                && let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
-                && let Some(base) = name.strip_suffix("_bucket")
-            {
-                // Also loaded as a native histogram with custom buckets.
-                loaded.histogram_metrics.insert(base.to_string());
-            }
-            let mut key = series.labels.clone();
-            key.sort();
-            let at = match merged.iter().position(|(k, _)| *k == key) {
-                Some(i) => i,
-                None => {
-                    merged.push((key, Default::default()));
-                    merged.len() - 1
+        };
+        for (i, point) in series.points.iter().enumerate() {
+            let timestamp_ms = i as i64 * step;
+            match point {
+                Some(PointValue::Float(v)) => {
+                    merged[at].1.insert(timestamp_ms, *v);
                 }
-            };
-            for (i, point) in series.points.iter().enumerate() {
-                let timestamp_ms = i as i64 * step;
-                match point {
-                    Some(PointValue::Float(v)) => {
-                        merged[at].1.insert(timestamp_ms, *v);
-                    }
-                    Some(PointValue::Stale) => {
-                        merged[at]
-                            .1
-                            .insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
-                    }
-                    Some(PointValue::Histogram { .. }) => {
-                        if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
-                        {
-                            loaded.histogram_metrics.insert(name.clone());
-                        }
-                    }
-                    None => {}
+                Some(PointValue::Stale) => {
+                    merged[at]
+                        .1
+                        .insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
                 }
+                Some(PointValue::Histogram { .. }) => {
+                    if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
+                    {
+                        loaded.histogram_metrics.insert(name.clone());
+                    }
+                }
+                None => {}
             }
         }
-        let mut batch = WriteBatch::default();
-        for (pairs, points) in merged {
-            if points.is_empty() {
-                continue;
-            }
-            let labels = Labels::new(
-                pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-                NameValidation::Utf8,
-            )
-            .map_err(|e| format!("series {pairs:?}: {e}"))?;
-            let samples = points
-                .into_iter()
-                .map(|(timestamp_ms, value)| Sample {
-                    timestamp_ms,
-                    value,
-                })
-                .collect();
-            batch
-                .series
-                .push(SeriesSamples::new(Arc::new(Series::new(labels)), samples));
-        }
-        writer
-            .write(batch, "promqltest")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
+    let mut out = Vec::with_capacity(merged.len());
+    for (pairs, points) in merged {
+        if points.is_empty() {
+            continue;
+        }
+        let labels = Labels::new(
+            pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            NameValidation::Utf8,
+        )
+        .map_err(|e| format!("series {pairs:?}: {e}"))?;
+        let samples = points
+            .into_iter()
+            .map(|(timestamp_ms, value)| Sample {
+                timestamp_ms,
+                value,
+            })
+            .collect();
+        out.push(TimeSeries { labels, samples });
+    }
+    Ok(out)
 }
 
 /// A loaded series: its sorted labels and its points by time.
 type MergedSeries = (Vec<(String, String)>, std::collections::BTreeMap<i64, f64>);
-
-fn start_writer(store: &Store) -> Result<Writer, RunError> {
-    let metrics = IngestMetrics::new(&prometheus::Registry::new())
-        .map_err(|e| RunError::Store(format!("ingest metrics: {e}")))?;
-    Ok(Writer::start(
-        store.clone(),
-        WriterSettings {
-            // Each load waits for its own insert: flush at once.
-            min_batch_samples: 1,
-            linger: Duration::from_millis(1),
-            ..WriterSettings::default()
-        },
-        metrics,
-    ))
-}
 
 fn case_tier(file_tier: Tier, eval: &Eval, loaded: &Loaded) -> Tier {
     if file_tier != Tier::StableFloat {
