@@ -155,7 +155,8 @@ fn print_report(report: &FileReport, verbose: bool) {
 }
 
 pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
-    let backend = Backend::start(&config, &prometheus::Registry::new()).await?;
+    // Each file gets a database of its own: the configured one is not touched.
+    let backend = Backend::connect(&config, &prometheus::Registry::new()).await?;
     let runner = Runner {
         store: backend.store.settings().clone(),
         plan: config.plan_settings(),

@@ -25,9 +25,22 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    /// Starts the managed server if no URL is configured, waits until
-    /// ClickHouse answers, and migrates the schema.
+    /// [`Backend::connect`], then migrates the schema.
     pub(crate) async fn start(config: &Config, registry: &Registry) -> anyhow::Result<Self> {
+        let backend = Self::connect(config, registry).await?;
+        match backend.migrate(config).await {
+            Ok(()) => Ok(backend),
+            Err(err) => {
+                backend.shutdown().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts the managed server if no URL is configured and waits until
+    /// ClickHouse answers; the schema is left as it is (for tools with
+    /// databases of their own).
+    pub(crate) async fn connect(config: &Config, registry: &Registry) -> anyhow::Result<Self> {
         let managed = match &config.clickhouse.url {
             Some(_) => None,
             None => {
@@ -45,7 +58,7 @@ impl Backend {
             store: Store::new(config.store_settings(url))?,
             managed,
         };
-        match backend.prepare(config).await {
+        match backend.wait_until_reachable(config).await {
             Ok(()) => Ok(backend),
             Err(err) => {
                 backend.shutdown().await;
@@ -54,7 +67,7 @@ impl Backend {
         }
     }
 
-    async fn prepare(&self, config: &Config) -> anyhow::Result<()> {
+    async fn wait_until_reachable(&self, config: &Config) -> anyhow::Result<()> {
         let store = &self.store;
         store
             .wait_until_reachable(config.clickhouse.startup_timeout)
@@ -67,6 +80,11 @@ impl Backend {
             })?;
         let version = store.server_version().await?;
         info!(url = %store.settings().url, %version, database = store.database(), "connected to ClickHouse");
+        Ok(())
+    }
+
+    async fn migrate(&self, config: &Config) -> anyhow::Result<()> {
+        let store = &self.store;
         let report = migrate(store, &config.schema_options(), latest_version())
             .await
             .context("schema migration failed")?;
