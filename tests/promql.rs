@@ -65,7 +65,13 @@ fn adversarial_label_values_and_regexes_cannot_alter_the_sql() {
     let script = dir.path().join("adversarial.test");
     std::fs::write(&script, ADVERSARIAL).expect("write script");
     let output = std::process::Command::new(COMET)
-        .args(["promqltest", "-v", "--log-level", "warn", "--clickhouse-url"])
+        .args([
+            "promqltest",
+            "-v",
+            "--log-level",
+            "warn",
+            "--clickhouse-url",
+        ])
         .arg(clickhouse_url())
         .arg(&script)
         .output()

@@ -11,33 +11,15 @@ impl Planner {
     /// group (`by (__name__)` keeps the name, dropped later if any member's
     /// name was to be dropped).
     fn group_key(&mut self, modifier: &Option<LabelModifier>, col: &str) -> (String, String) {
-        match modifier {
-            None => (
+        let Some(modifier) = modifier else {
+            return (
                 "CAST([], 'Array(Tuple(String, String))')".into(),
                 "toUInt8(0)".into(),
-            ),
-            Some(LabelModifier::Include(ls)) => {
-                let names: Vec<String> = ls.labels.to_vec();
-                let keeps_name = names.iter().any(|n| n == "__name__");
-                let arr = self.strings(&names);
-                (
-                    format!("arrayFilter(x -> has({arr}, x.1), {col})"),
-                    if keeps_name {
-                        "max(_dn)".into()
-                    } else {
-                        "toUInt8(0)".into()
-                    },
-                )
-            }
-            Some(LabelModifier::Exclude(ls)) => {
-                let names: Vec<String> = ls.labels.to_vec();
-                let arr = self.strings(&names);
-                (
-                    format!("arrayFilter(x -> NOT has({arr}, x.1) AND x.1 != '__name__', {col})"),
-                    "toUInt8(0)".into(),
-                )
-            }
-        }
+            );
+        };
+        let keeps_name = matches!(modifier, LabelModifier::Include(ls) if ls.labels.iter().any(|n| n == "__name__"));
+        let dn = if keeps_name { "max(_dn)" } else { "toUInt8(0)" };
+        (self.grouping_labels(modifier, col), dn.into())
     }
 
     /// The input of an aggregation with columns `_l, _t, _v, _dn` and, when

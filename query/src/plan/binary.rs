@@ -31,20 +31,12 @@ const ONE_TO_ONE: &str =
     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)";
 
 impl Planner {
-    /// The matching signature of the label column `col`.
+    /// The matching signature of the label column `col`: all labels but
+    /// the name unless `on`/`ignoring` say otherwise.
     fn signature(&mut self, matching: Option<&LabelModifier>, col: &str) -> String {
         match matching {
-            Some(LabelModifier::Include(ls)) => {
-                let names: Vec<String> = ls.labels.to_vec();
-                let arr = self.strings(&names);
-                format!("arrayFilter(x -> has({arr}, x.1), {col})")
-            }
-            Some(LabelModifier::Exclude(ls)) => {
-                let names: Vec<String> = ls.labels.to_vec();
-                let arr = self.strings(&names);
-                format!("arrayFilter(x -> NOT has({arr}, x.1) AND x.1 != '__name__', {col})")
-            }
-            None => format!("arrayFilter(x -> x.1 != '__name__', {col})"),
+            Some(m) => self.grouping_labels(m, col),
+            None => self.drop_labels(&["__name__".to_string()], col),
         }
     }
 
@@ -195,24 +187,17 @@ impl Planner {
             VectorMatchCardinality::ManyToOne(ls) => (l, r, false, Some(ls.labels.to_vec())),
             _ => (l, r, false, None),
         };
-        let sig_m = self.signature(matching, "labels");
-        let sig_o = sig_m.clone();
+        let sig = self.signature(matching, "labels");
         let labels = match (&include, matching) {
+            // group_x: the many side's labels, with the listed ones taken
+            // from the one side (removed where it lacks them).
             (Some(include), _) => {
-                let arr = self.strings(include);
-                format!(
-                    "arraySort(arrayConcat(arrayFilter(x -> NOT has({arr}, x.1), m._l), \
-                     arrayFilter(x -> has({arr}, x.1), o._l)))"
-                )
+                let own = self.drop_labels(include, "m._l");
+                let taken = self.keep_labels(include, "o._l");
+                format!("arraySort(arrayConcat({own}, {taken}))")
             }
-            (None, Some(LabelModifier::Include(ls))) => {
-                let arr = self.strings(&ls.labels.to_vec());
-                format!("arrayFilter(x -> has({arr}, x.1), m._l)")
-            }
-            (None, Some(LabelModifier::Exclude(ls))) => {
-                let arr = self.strings(&ls.labels.to_vec());
-                format!("arrayFilter(x -> NOT has({arr}, x.1), m._l)")
-            }
+            (None, Some(LabelModifier::Include(ls))) => self.keep_labels(&ls.labels, "m._l"),
+            (None, Some(LabelModifier::Exclude(ls))) => self.drop_labels(&ls.labels, "m._l"),
             (None, None) => "m._l".to_string(),
         };
         let (lv, rv) = if one_is_left {
@@ -237,9 +222,9 @@ impl Planner {
         };
         Ok(Node::Vector(format!(
             "SELECT {labels} AS labels, m._t AS t, toFloat64({value}) AS v, {dn} AS dn \
-             FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig_m} AS _sig, \
+             FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig} AS _sig, \
                    count() OVER (PARTITION BY _sig, _t) AS _mc FROM ({many})) AS m \
-             INNER JOIN (SELECT {sig_o} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c \
+             INNER JOIN (SELECT {sig} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c \
                    FROM ({one}) GROUP BY _sig, _t) AS o \
              ON m._sig = o._sig AND m._t = o._t \
              WHERE throwIf(o._c > 1, '{MANY_TO_MANY}') = 0 AND {one_to_one_check}{cond}"

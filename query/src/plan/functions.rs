@@ -3,7 +3,7 @@
 
 use promql_parser::parser::{Call, Expr};
 
-use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, lit};
+use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, label_value, lit};
 
 /// How a range function's value is computed from a window (`_vals`,
 /// `_ts`, `_n`, the step `t` and the range `R` in ms are in scope).
@@ -235,7 +235,7 @@ fn time_fn(name: &str) -> Option<&'static str> {
     })
 }
 
-fn string_arg(call: &Call, i: usize) -> Result<String, PlanError> {
+pub(crate) fn string_arg(call: &Call, i: usize) -> Result<String, PlanError> {
     match call.args.args.get(i).map(|a| unparen(a)) {
         Some(Expr::StringLiteral(s)) => Ok(s.val.clone()),
         _ => Err(bad(format!(
@@ -409,7 +409,7 @@ impl Planner {
             "timestamp" => {
                 let rel = match unparen(&args[0]) {
                     Expr::VectorSelector(vs) => {
-                        let at = self.at_ms_pub(&vs.at);
+                        let at = self.at_ms(&vs.at);
                         self.vector_selector(vs, at, grid, true)?
                     }
                     other => {
@@ -448,15 +448,6 @@ impl Planner {
             other => Err(PlanError::Unsupported(format!(
                 "function {other}() is not supported yet"
             ))),
-        }
-    }
-
-    pub(crate) fn at_ms_pub(&self, at: &Option<promql_parser::parser::AtModifier>) -> Option<i64> {
-        match at {
-            None => None,
-            Some(promql_parser::parser::AtModifier::Start) => Some(self.query_start),
-            Some(promql_parser::parser::AtModifier::End) => Some(self.query_end),
-            Some(promql_parser::parser::AtModifier::At(time)) => Some(super::system_time_ms(*time)),
         }
     }
 
@@ -616,6 +607,26 @@ impl Planner {
         )))
     }
 
+    /// The parameter of a `label_replace`/`label_join` destination label and
+    /// the result's `dn`: writing `__name__` keeps the name.
+    fn destination(
+        &mut self,
+        function: &str,
+        dst: &str,
+    ) -> Result<(String, &'static str), PlanError> {
+        if dst.is_empty() {
+            return Err(bad(format!(
+                "invalid destination label name in {function}(): {dst}"
+            )));
+        }
+        let dn = if dst == "__name__" {
+            "toUInt8(0)"
+        } else {
+            "dn"
+        };
+        Ok((self.string(dst), dn))
+    }
+
     fn label_replace(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
         let rel = self.vector(&call.args.args[0], grid)?;
         let dst = string_arg(call, 1)?;
@@ -628,25 +639,16 @@ impl Planner {
                 "invalid regular expression in label_replace(): {regex}"
             ))
         })?;
-        if dst.is_empty() {
-            return Err(bad(format!(
-                "invalid destination label name in label_replace(): {dst}"
-            )));
-        }
+        let (dst_p, dn) = self.destination("label_replace", &dst)?;
         let rewrite = go_template_to_re2(&replacement, &re)?;
-        let dst_p = self.string(&dst);
         let src_p = self.string(&src);
         let re_p = self.string(&anchored);
         let rewrite_p = self.string(&rewrite);
         let set = Self::set_label(&dst_p, "_new");
-        let dn = if dst == "__name__" {
-            "toUInt8(0)"
-        } else {
-            "dn"
-        };
+        let src = label_value(&src_p, "labels");
         Ok(Node::Vector(format!(
             "SELECT if(match(_src, {re_p}), {set}, labels) AS labels, t, v, {dn} AS dn \
-             FROM (SELECT labels, t, v, dn, arrayFirst(x -> x.1 = {src_p}, labels).2 AS _src, \
+             FROM (SELECT labels, t, v, dn, {src} AS _src, \
                    replaceRegexpOne(_src, {re_p}, {rewrite_p}) AS _new FROM ({rel}))"
         )))
     }
@@ -659,18 +661,13 @@ impl Planner {
         for i in 3..call.args.args.len() {
             sources.push(string_arg(call, i)?);
         }
-        if dst.is_empty() {
-            return Err(bad(format!(
-                "invalid destination label name in label_join(): {dst}"
-            )));
-        }
-        let dst_p = self.string(&dst);
+        let (dst_p, dn) = self.destination("label_join", &dst)?;
         let sep_p = self.string(&sep);
         let values: Vec<String> = sources
             .iter()
             .map(|s| {
                 let p = self.string(s);
-                format!("arrayFirst(x -> x.1 = {p}, labels).2")
+                label_value(&p, "labels")
             })
             .collect();
         let joined = if values.is_empty() {
@@ -679,11 +676,6 @@ impl Planner {
             format!("arrayStringConcat([{}], {sep_p})", values.join(", "))
         };
         let set = Self::set_label(&dst_p, "_new");
-        let dn = if dst == "__name__" {
-            "toUInt8(0)"
-        } else {
-            "dn"
-        };
         Ok(Node::Vector(format!(
             "SELECT {set} AS labels, t, v, {dn} AS dn \
              FROM (SELECT labels, t, v, dn, {joined} AS _new FROM ({rel}))"

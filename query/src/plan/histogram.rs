@@ -3,13 +3,14 @@
 
 use promql_parser::parser::Call;
 
-use super::{Grid, Node, PlanError, Planner, Scalar};
+use super::{Grid, Node, PlanError, Planner, Scalar, label_value};
 
 impl Planner {
     /// Buckets grouped per series (labels without `le` and the name) and
     /// step: rows `(labels, t, b)` with `b` the `(upper bound, count)` pairs
     /// sorted by bound, same bounds summed, counts made monotonic.
     fn bucket_groups(&mut self, rel: &str) -> String {
+        let le = label_value("'le'", "labels");
         format!(
             "SELECT labels, t, arraySort(groupArray((le, c))) AS raw, \
                arrayMap(x -> x.1, raw) AS ub, \
@@ -17,8 +18,7 @@ impl Planner {
              FROM (\
                SELECT arrayFilter(x -> x.1 != 'le' AND x.1 != '__name__', labels) AS labels, t, assumeNotNull(le) AS le, sum(v) AS c \
                FROM (SELECT labels, t, v, \
-                       multiIf(lower(arrayFirst(x -> x.1 = 'le', labels).2) IN ('+inf', 'inf'), inf, \
-                               toFloat64OrNull(arrayFirst(x -> x.1 = 'le', labels).2)) AS le \
+                       multiIf(lower({le}) IN ('+inf', 'inf'), inf, toFloat64OrNull({le})) AS le \
                      FROM ({rel}) WHERE has(arrayMap(x -> x.1, labels), 'le') AND le IS NOT NULL) \
                GROUP BY labels, t, le\
              ) GROUP BY labels, t"
@@ -44,14 +44,7 @@ impl Planner {
     ) -> Result<Node, PlanError> {
         let args = &call.args.args;
         let rel = self.vector(&args[0], grid)?;
-        let label = match super::functions::unparen(&args[1]) {
-            promql_parser::parser::Expr::StringLiteral(s) => s.val.clone(),
-            _ => {
-                return Err(super::bad(
-                    "expected string literal as the label of histogram_quantiles()",
-                ));
-            }
-        };
+        let label = super::functions::string_arg(call, 1)?;
         let label_p = self.string(&label);
         let mut parts = Vec::new();
         for arg in &args[2..] {

@@ -20,7 +20,7 @@ mod functions;
 mod histogram;
 mod selector;
 
-use promql_parser::parser::{self, AtModifier, Expr, Offset};
+use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -132,9 +132,6 @@ pub struct Plan {
     /// Values of the `{pN:String}` placeholders.
     pub params: Vec<(String, String)>,
     pub kind: PlanKind,
-    /// The rows come in the order the query defines (`sort`, ...), not by
-    /// labels.
-    pub ordered: bool,
     /// Sort the instant vector naturally by these labels (descending when
     /// set), then by all labels.
     pub label_order: Option<(Vec<String>, bool)>,
@@ -182,7 +179,6 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         query_end: grid.end,
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
-    let mut ordered = false;
     let (sql, kind) = match planner.node(expr, &grid)? {
         Node::Str(s) => (String::new(), PlanKind::String(s)),
         Node::Scalar(s) => (
@@ -200,7 +196,6 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         }
         Node::Vector(rel) => {
             let order = if instant { sort_order(expr) } else { None };
-            ordered = order.is_some();
             let order_by = order.unwrap_or_else(|| "labels, t".to_string());
             (
                 format!(
@@ -215,7 +210,6 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         sql,
         params: planner.params.params,
         kind,
-        ordered,
         label_order: if instant { label_order(expr) } else { None },
     })
 }
@@ -335,6 +329,12 @@ pub(crate) fn lit(v: f64) -> String {
 /// Labels without the metric name.
 pub(crate) const DROP_NAME: &str = "arrayFilter(x -> x.1 != '__name__', labels)";
 
+/// The value of label `name` (SQL string) in the label column `col`; ""
+/// when the label is absent.
+pub(crate) fn label_value(name: &str, col: &str) -> String {
+    format!("arrayFirst(x -> x.1 = {name}, {col}).2")
+}
+
 impl Planner {
     /// A string as a query parameter placeholder.
     pub fn string(&mut self, value: &str) -> String {
@@ -347,7 +347,7 @@ impl Planner {
         format!("CAST([{}], 'Array(String)')", parts.join(", "))
     }
 
-    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+    pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         match at {
             None => None,
             Some(AtModifier::Start) => Some(self.query_start),
@@ -428,6 +428,31 @@ impl Planner {
                 "expected type range vector, got {}",
                 type_name(expr)
             ))),
+        }
+    }
+
+    /// The labels of column `col` named in `names`.
+    pub(crate) fn keep_labels(&mut self, names: &[String], col: &str) -> String {
+        let arr = self.strings(names);
+        format!("arrayFilter(x -> has({arr}, x.1), {col})")
+    }
+
+    /// The labels of column `col` not named in `names`.
+    pub(crate) fn drop_labels(&mut self, names: &[String], col: &str) -> String {
+        let arr = self.strings(names);
+        format!("arrayFilter(x -> NOT has({arr}, x.1), {col})")
+    }
+
+    /// The labels `by (...)`/`on (...)` keep, or `without (...)`/
+    /// `ignoring (...)` leave (which never include the metric name).
+    pub(crate) fn grouping_labels(&mut self, modifier: &LabelModifier, col: &str) -> String {
+        match modifier {
+            LabelModifier::Include(ls) => self.keep_labels(&ls.labels, col),
+            LabelModifier::Exclude(ls) => {
+                let mut names = ls.labels.to_vec();
+                names.push("__name__".into());
+                self.drop_labels(&names, col)
+            }
         }
     }
 

@@ -303,8 +303,7 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String
                         .insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
                 }
                 Some(PointValue::Histogram { .. }) => {
-                    if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
-                    {
+                    if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__") {
                         loaded.histogram_metrics.insert(name.clone());
                     }
                 }
@@ -461,6 +460,15 @@ fn sorted(labels: &[(String, String)]) -> Vec<(String, String)> {
     l
 }
 
+/// A wrong number of result series, listing what came.
+fn count_mismatch(want: usize, got: impl ExactSizeIterator<Item = String>) -> String {
+    let n = got.len();
+    format!(
+        "expected {want} series, got {n}: {}",
+        got.collect::<Vec<_>>().join("; ")
+    )
+}
+
 fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), String> {
     if let Some(want) = eval.expects.iter().find_map(|e| match e {
         Expect::String(s) => Some(s),
@@ -485,14 +493,10 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
         }
         (Expected::Series(want), QueryValue::Vector(got)) => {
             if want.len() != got.len() {
-                return Err(format!(
-                    "expected {} series, got {}: {}",
+                return Err(count_mismatch(
                     want.len(),
-                    got.len(),
                     got.iter()
-                        .map(|s| format!("{} {}", format_labels(&s.labels), s.point.v))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                        .map(|s| format!("{} {}", format_labels(&s.labels), s.point.v)),
                 ));
             }
             for (i, w) in want.iter().enumerate() {
@@ -527,14 +531,10 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
         (Expected::Series(want), QueryValue::Matrix(got)) => {
             let step = if range.step_ms == 0 { 1 } else { range.step_ms };
             if want.len() != got.len() {
-                return Err(format!(
-                    "expected {} series, got {}: {}",
+                return Err(count_mismatch(
                     want.len(),
-                    got.len(),
                     got.iter()
-                        .map(|s| format!("{} {:?}", format_labels(&s.labels), s.points))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                        .map(|s| format!("{} {:?}", format_labels(&s.labels), s.points)),
                 ));
             }
             for w in want {
