@@ -1,12 +1,12 @@
 //! `comet explain`: prints the ClickHouse SQL a PromQL query becomes, ready
 //! to paste into `clickhouse client`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use comet_query::engine::QueryRange;
-use comet_query::plan::{self, Grid};
+use comet_query::plan::{self, system_time_ms};
 
 use crate::cli::ConfigArgs;
 use crate::config::Config;
@@ -41,10 +41,7 @@ fn parse_time(text: &str) -> anyhow::Result<i64> {
     }
     let t = humantime::parse_rfc3339_weak(text)
         .with_context(|| format!("{text:?} is neither unix seconds nor an RFC 3339 time"))?;
-    Ok(match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    })
+    Ok(system_time_ms(t))
 }
 
 fn parse_step(text: &str) -> anyhow::Result<i64> {
@@ -57,13 +54,9 @@ fn parse_step(text: &str) -> anyhow::Result<i64> {
 }
 
 pub fn run(config: Config, args: ExplainArgs) -> anyhow::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
     let start = match &args.start {
         Some(t) => parse_time(t)?,
-        None => now,
+        None => system_time_ms(SystemTime::now()),
     };
     let range = match (&args.end, &args.step) {
         (Some(end), Some(step)) => {
@@ -83,12 +76,7 @@ pub fn run(config: Config, args: ExplainArgs) -> anyhow::Result<()> {
         }
         _ => QueryRange::instant(start),
     };
-    let grid = if range.step_ms == 0 {
-        Grid::instant(range.start_ms)
-    } else {
-        Grid::range(range.start_ms, range.end_ms, range.step_ms)
-    };
-    let plan = plan::plan(&args.query, grid, &config.plan_settings())
+    let plan = plan::plan(&args.query, range.grid(), &config.plan_settings())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     print!("{}", plan.explain());
     Ok(())

@@ -60,7 +60,8 @@ impl QueryRange {
         self.step_ms == 0
     }
 
-    fn grid(&self) -> Grid {
+    /// The evaluation steps of the range.
+    pub fn grid(&self) -> Grid {
         if self.is_instant() {
             Grid::instant(self.start_ms)
         } else {

@@ -510,7 +510,8 @@ impl Planner {
     }
 }
 
-pub(crate) fn system_time_ms(time: SystemTime) -> i64 {
+/// Milliseconds since the epoch, negative before it.
+pub fn system_time_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
