@@ -267,6 +267,46 @@ pub struct ConfigArgs {
     /// [config: query.lookback_delta; default 5m]
     #[arg(long, env = "COMET_QUERY_LOOKBACK_DELTA", value_name = "DURATION", value_parser = duration)]
     pub query_lookback_delta: Option<Duration>,
+
+    /// Longest a PromQL query may run; ClickHouse stops it there too. A
+    /// request's `timeout` parameter can only shorten it
+    /// [config: query.timeout; default 2m]
+    #[arg(long, env = "COMET_QUERY_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub query_timeout: Option<Duration>,
+
+    /// Most rows ClickHouse may read for one query (Prometheus's
+    /// --query.max-samples) [config: query.max_samples; default 50000000]
+    #[arg(long, env = "COMET_QUERY_MAX_SAMPLES", value_name = "N")]
+    pub query_max_samples: Option<u64>,
+
+    /// Most series in one query result [config: query.max_series; default 500000]
+    #[arg(long, env = "COMET_QUERY_MAX_SERIES", value_name = "N")]
+    pub query_max_series: Option<u64>,
+
+    /// Most points per series of a range query
+    /// [config: query.max_points_per_series; default 11000]
+    #[arg(long, env = "COMET_QUERY_MAX_POINTS_PER_SERIES", value_name = "N")]
+    pub query_max_points_per_series: Option<i64>,
+
+    /// Queries slower than this are logged at warn level with their PromQL
+    /// and SQL [config: query.slow_query_threshold; default 5s]
+    #[arg(long, env = "COMET_QUERY_SLOW_QUERY_THRESHOLD", value_name = "DURATION", value_parser = duration)]
+    pub query_slow_query_threshold: Option<Duration>,
+
+    /// How long series lists and label names/values are reused by the
+    /// series and label endpoints [config: query.catalog_cache_ttl; default 15s]
+    #[arg(long, env = "COMET_QUERY_CATALOG_CACHE_TTL", value_name = "DURATION", value_parser = duration)]
+    pub query_catalog_cache_ttl: Option<Duration>,
+
+    /// Memory for cached range-query results, e.g. 256MiB (0 disables)
+    /// [config: query.results_cache_bytes; default 256 MiB]
+    #[arg(long, env = "COMET_QUERY_RESULTS_CACHE_BYTES", value_name = "SIZE")]
+    pub query_results_cache_bytes: Option<ByteSize>,
+
+    /// Range-query steps newer than this are never cached, since samples
+    /// may still arrive for them [config: query.results_cache_freshness; default 10m]
+    #[arg(long, env = "COMET_QUERY_RESULTS_CACHE_FRESHNESS", value_name = "DURATION", value_parser = duration)]
+    pub query_results_cache_freshness: Option<Duration>,
 }
 
 impl Command {

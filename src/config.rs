@@ -12,6 +12,7 @@ use bytesize::ByteSize;
 use comet_ingest::remote_write::RemoteWriteSettings;
 use comet_ingest::remote_write::decode::DecodeOptions;
 use comet_ingest::writer::WriterSettings;
+use comet_query::api::{ApiLimits, ApiSettings, CacheSettings};
 use comet_query::plan::PlanSettings;
 use comet_query::remote_read::RemoteReadSettings;
 use comet_schema::managed::ManagedSettings;
@@ -121,12 +122,42 @@ pub struct QueryConfig {
     /// How far back an instant vector selector looks for a sample.
     #[serde(with = "humantime_serde")]
     pub lookback_delta: Duration,
+    /// Longest a PromQL query may run; ClickHouse stops it there.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most rows ClickHouse may read for one query.
+    pub max_samples: u64,
+    /// Most series in one query result.
+    pub max_series: u64,
+    /// Most points per series of a range query.
+    pub max_points_per_series: i64,
+    /// Queries slower than this are logged with their PromQL and SQL.
+    #[serde(with = "humantime_serde")]
+    pub slow_query_threshold: Duration,
+    /// How long series lists and label names/values are reused.
+    #[serde(with = "humantime_serde")]
+    pub catalog_cache_ttl: Duration,
+    /// Memory for cached range-query results.
+    pub results_cache_bytes: ByteSize,
+    /// Steps newer than this are never cached.
+    #[serde(with = "humantime_serde")]
+    pub results_cache_freshness: Duration,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
+        let limits = ApiLimits::default();
+        let cache = CacheSettings::default();
         Self {
             lookback_delta: PlanSettings::default().lookback_delta,
+            timeout: limits.query_timeout,
+            max_samples: limits.max_samples,
+            max_series: limits.max_series,
+            max_points_per_series: limits.max_points_per_series,
+            slow_query_threshold: ApiSettings::default().slow_query_threshold,
+            catalog_cache_ttl: cache.catalog_ttl,
+            results_cache_bytes: ByteSize::b(cache.results_max_bytes),
+            results_cache_freshness: cache.results_freshness,
         }
     }
 }
@@ -339,7 +370,16 @@ impl Config {
         );
         overlay!(rw.overload_status, a.remote_write_overload_status);
         overlay!(self.remote_read.max_samples, a.remote_read_max_samples);
-        overlay!(self.query.lookback_delta, a.query_lookback_delta);
+        let q = &mut self.query;
+        overlay!(q.lookback_delta, a.query_lookback_delta);
+        overlay!(q.timeout, a.query_timeout);
+        overlay!(q.max_samples, a.query_max_samples);
+        overlay!(q.max_series, a.query_max_series);
+        overlay!(q.max_points_per_series, a.query_max_points_per_series);
+        overlay!(q.slow_query_threshold, a.query_slow_query_threshold);
+        overlay!(q.catalog_cache_ttl, a.query_catalog_cache_ttl);
+        overlay!(q.results_cache_bytes, a.query_results_cache_bytes);
+        overlay!(q.results_cache_freshness, a.query_results_cache_freshness);
     }
 
     /// Checks what serde cannot, so a bad value stops Comet before it has
@@ -461,6 +501,42 @@ impl Config {
         }
     }
 
+    /// The Prometheus HTTP API's settings; `flags` are the options as
+    /// `/api/v1/status/flags` lists them.
+    pub fn api_settings(&self) -> ApiSettings {
+        let q = &self.query;
+        let mut redacted = self.clone();
+        if !redacted.clickhouse.password.is_empty() {
+            redacted.clickhouse.password = "<secret>".into();
+        }
+        let config_yaml = serde_norway::to_string(&redacted).unwrap_or_default();
+        let mut flags = std::collections::BTreeMap::new();
+        if let Ok(serde_json::Value::Object(sections)) = serde_json::to_value(&redacted) {
+            flatten_flags("", &serde_json::Value::Object(sections), &mut flags);
+        }
+        ApiSettings {
+            plan: self.plan_settings(),
+            limits: ApiLimits {
+                query_timeout: q.timeout,
+                max_samples: q.max_samples,
+                max_series: q.max_series,
+                max_points_per_series: q.max_points_per_series,
+                ..ApiLimits::default()
+            },
+            cache: CacheSettings {
+                catalog_ttl: q.catalog_cache_ttl,
+                results_max_bytes: q.results_cache_bytes.as_u64(),
+                results_freshness: q.results_cache_freshness,
+                ..CacheSettings::default()
+            },
+            slow_query_threshold: q.slow_query_threshold,
+            config_yaml,
+            flags,
+            retention: humantime::format_duration(self.retention).to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
     pub fn plan_settings(&self) -> PlanSettings {
         PlanSettings {
             lookback_delta: self.query.lookback_delta,
@@ -482,6 +558,35 @@ impl Config {
             shown.clickhouse.password = "<hidden>".into();
         }
         Ok(serde_norway::to_string(&shown)?)
+    }
+}
+
+/// `section.option` -> value, as `/api/v1/status/flags` shows options.
+fn flatten_flags(
+    prefix: &str,
+    value: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_flags(&key, v, out);
+            }
+        }
+        serde_json::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        serde_json::Value::Null => {
+            out.insert(prefix.to_string(), String::new());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
     }
 }
 
@@ -610,6 +715,14 @@ mod tests {
             ("remote-write-overload-status", "429"),
             ("remote-read-max-samples", "9"),
             ("query-lookback-delta", "9s"),
+            ("query-timeout", "9s"),
+            ("query-max-samples", "9"),
+            ("query-max-series", "9"),
+            ("query-max-points-per-series", "9"),
+            ("query-slow-query-threshold", "9s"),
+            ("query-catalog-cache-ttl", "9s"),
+            ("query-results-cache-bytes", "9KiB"),
+            ("query-results-cache-freshness", "9s"),
         ];
         let flags: Vec<String> = Wrapper::command()
             .get_arguments()

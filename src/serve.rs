@@ -189,10 +189,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<(Router, Writer)> {
     let metrics = IngestMetrics::new(registry)?;
     let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
-    let router =
-        remote_write::router(writer.clone(), config.remote_write_settings(), metrics).merge(
-            remote_read::router(store.clone(), config.remote_read_settings(), registry)?,
-        );
+    let router = remote_write::router(writer.clone(), config.remote_write_settings(), metrics)
+        .merge(remote_read::router(
+            store.clone(),
+            config.remote_read_settings(),
+            registry,
+        )?)
+        .merge(comet_query::api::router(
+            store.clone(),
+            config.api_settings(),
+            registry,
+        )?);
     Ok((router, writer))
 }
 

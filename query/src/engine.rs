@@ -1,12 +1,15 @@
 //! The PromQL engine: plans a query into one SQL statement, runs it on
 //! ClickHouse and shapes the rows into Prometheus's value types.
 
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
+
 use clickhouse::Row;
 use comet_schema::Store;
-use comet_schema::store::StoreError;
+use comet_schema::store::{StoreError, server_error_code};
 use serde::Deserialize;
 use thiserror::Error;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::plan::{self, Grid, Plan, PlanError, PlanKind, PlanSettings};
 use crate::value::{Point, QueryValue, Sample, Series, format_labels};
@@ -27,6 +30,18 @@ pub enum QueryError {
     /// ClickHouse failed or could not be reached.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// `timeout`: the query ran longer than its timeout and was stopped.
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    /// `canceled`: ClickHouse cancelled the query (e.g. `KILL QUERY`).
+    #[error("query was canceled in expression evaluation")]
+    Canceled,
+    /// `execution`: more samples would be read than allowed.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// `execution`: the result would have more series than allowed.
+    #[error("query returned more than {0} series (limit query.max_series)")]
+    TooManySeries(u64),
 }
 
 impl From<PlanError> for QueryError {
@@ -68,6 +83,71 @@ impl QueryRange {
             Grid::range(self.start_ms, self.end_ms, self.step_ms)
         }
     }
+}
+
+/// Bounds on one query, enforced inside ClickHouse so a query over them
+/// stops there too. `None` means unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Wall time; ClickHouse stops at `max_execution_time` and Comet kills
+    /// the query if it is still running shortly after.
+    pub timeout: Option<Duration>,
+    /// Rows ClickHouse may read (samples and series rows).
+    pub max_samples: Option<u64>,
+    /// Series in the result.
+    pub max_series: Option<u64>,
+}
+
+/// What one query cost, from ClickHouse's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    pub rows_read: u64,
+    pub bytes_read: u64,
+    pub result_rows: u64,
+    pub elapsed: Duration,
+}
+
+/// Kills a ClickHouse query that is still running when its request is
+/// dropped (client gone, timeout): nothing is left running on the server.
+struct KillOnDrop {
+    store: Store,
+    query_id: String,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.store.server_client();
+        let query_id = std::mem::take(&mut self.query_id);
+        runtime.spawn(async move {
+            let kill = client
+                .query("KILL QUERY WHERE query_id = ? ASYNC")
+                .bind(query_id.as_str())
+                .execute()
+                .await;
+            match kill {
+                Ok(()) => debug!(%query_id, "killed an abandoned query"),
+                Err(e) => warn!(%query_id, error = %e, "could not kill an abandoned query"),
+            }
+        });
+    }
+}
+
+/// A query id unique to this process, so abandoned queries can be killed.
+fn next_query_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, AtomicOrdering::Relaxed);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("comet-{}-{started:x}-{n}", std::process::id())
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -112,38 +192,104 @@ impl Engine {
 
     /// Runs a plan and shapes its rows.
     pub async fn execute(&self, plan: &Plan, range: QueryRange) -> Result<QueryValue, QueryError> {
+        let limits = QueryLimits {
+            timeout: Some(self.store.settings().query_timeout),
+            ..QueryLimits::default()
+        };
+        Ok(self.execute_limited(plan, range, &limits).await?.0)
+    }
+
+    /// Runs a plan within `limits` and shapes its rows; also returns what
+    /// the statement cost.
+    pub async fn execute_limited(
+        &self,
+        plan: &Plan,
+        range: QueryRange,
+        limits: &QueryLimits,
+    ) -> Result<(QueryValue, QueryStats), QueryError> {
+        let started = Instant::now();
         if let PlanKind::String(s) = &plan.kind {
-            return Ok(QueryValue::String {
+            let value = QueryValue::String {
                 t: range.end_ms,
                 value: s.clone(),
-            });
+            };
+            return Ok((value, QueryStats::default()));
         }
         debug!(sql = %plan.sql, "running PromQL statement");
+        let mut guard = KillOnDrop {
+            store: self.store.clone(),
+            query_id: next_query_id(),
+            armed: true,
+        };
         let mut q = self
             .store
             .client()
             .query(&plan.sql)
-            .with_setting("allow_experimental_time_series_aggregate_functions", "1");
+            .with_setting("allow_experimental_time_series_aggregate_functions", "1")
+            .with_setting("query_id", guard.query_id.clone())
+            // The summary (rows and bytes read) is complete only then.
+            .with_setting("wait_end_of_query", "1")
+            .with_setting("cancel_http_readonly_queries_on_client_close", "1");
+        if let Some(timeout) = limits.timeout {
+            let seconds = timeout.as_secs_f64().max(0.001);
+            q = q
+                .with_setting("max_execution_time", format!("{seconds:.3}"))
+                .with_setting("timeout_overflow_mode", "throw");
+        }
+        if let Some(max) = limits.max_samples {
+            q = q
+                .with_setting("max_rows_to_read", max.to_string())
+                .with_setting("read_overflow_mode", "throw");
+        }
+        if let Some(max) = limits.max_series {
+            // A series is at most one row per step.
+            let rows = max.saturating_mul(range.grid().n().max(1) as u64);
+            q = q
+                .with_setting("max_result_rows", rows.to_string())
+                .with_setting("result_overflow_mode", "throw");
+        }
         for (name, value) in &plan.params {
             q = q.param(name, value);
         }
-        let rows: Vec<ResultRow> = match self.store.fetch_all(q, "PromQL query").await {
-            Ok(rows) => rows,
-            Err(e) => {
-                let text = e.to_string();
-                if let Some(known) = EXECUTION_ERRORS.iter().find(|m| text.contains(*m)) {
-                    let message = text
-                        .split("DB::Exception: ")
-                        .nth(1)
-                        .and_then(|m| m.split(": while executing").next())
-                        .unwrap_or(known);
-                    let message = message.split(" (FUNCTION_THROW").next().unwrap_or(message);
-                    return Err(QueryError::Execution(message.trim().to_string()));
-                }
-                return Err(QueryError::Store(e));
+        let fetch = async {
+            let mut cursor = q.fetch::<ResultRow>()?;
+            let mut rows = Vec::new();
+            while let Some(row) = cursor.next().await? {
+                rows.push(row);
+            }
+            let summary = cursor.summary();
+            let stats = QueryStats {
+                rows_read: summary.and_then(|s| s.read_rows()).unwrap_or_default(),
+                bytes_read: summary.and_then(|s| s.read_bytes()).unwrap_or_default(),
+                result_rows: rows.len() as u64,
+                elapsed: Duration::ZERO,
+            };
+            Ok::<_, clickhouse::error::Error>((rows, stats))
+        };
+        // ClickHouse stops at max_execution_time; this bounds a server
+        // that does not answer at all, and the guard kills the query.
+        let grace = Duration::from_secs(1);
+        let fetched = match limits.timeout {
+            Some(timeout) => match tokio::time::timeout(timeout + grace, fetch).await {
+                Ok(fetched) => fetched,
+                Err(_) => return Err(QueryError::Timeout),
+            },
+            None => fetch.await,
+        };
+        let (rows, mut stats) = match fetched {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                guard.armed = false;
+                return Err(classify(error, limits));
             }
         };
+        guard.armed = false;
         let mut value = shape(rows, &plan.kind, range.is_instant())?;
+        if let (Some(max), QueryValue::Matrix(series)) = (limits.max_series, &value) {
+            if series.len() as u64 > max {
+                return Err(QueryError::TooManySeries(max));
+            }
+        }
         if let (Some((names, desc)), QueryValue::Vector(samples)) = (&plan.label_order, &mut value)
         {
             samples.sort_by(|a, b| {
@@ -171,7 +317,35 @@ impl Engine {
                 if *desc { ord.reverse() } else { ord }
             });
         }
-        Ok(value)
+        stats.elapsed = started.elapsed();
+        Ok((value, stats))
+    }
+}
+
+/// A failed statement in Prometheus's error classes.
+fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError {
+    let text = error.to_string();
+    if let Some(known) = EXECUTION_ERRORS.iter().find(|m| text.contains(*m)) {
+        let message = text
+            .split("DB::Exception: ")
+            .nth(1)
+            .and_then(|m| m.split(": while executing").next())
+            .unwrap_or(known);
+        let message = message.split(" (FUNCTION_THROW").next().unwrap_or(message);
+        return QueryError::Execution(message.trim().to_string());
+    }
+    match server_error_code(&text) {
+        Some(159) => QueryError::Timeout,        // TIMEOUT_EXCEEDED
+        Some(158) => QueryError::TooManySamples, // TOO_MANY_ROWS
+        Some(394) => QueryError::Canceled,       // QUERY_WAS_CANCELLED
+        Some(396) if limits.max_series.is_some() => {
+            // TOO_MANY_ROWS_OR_BYTES from max_result_rows
+            QueryError::TooManySeries(limits.max_series.unwrap_or_default())
+        }
+        _ => QueryError::Store(StoreError::ClickHouse {
+            operation: "PromQL query".into(),
+            error,
+        }),
     }
 }
 

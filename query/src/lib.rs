@@ -3,6 +3,8 @@
 //! Prometheus remote-read, and the runner of the upstream PromQL test
 //! scripts that judge the engine.
 
+pub mod api;
+pub mod duration;
 pub mod engine;
 pub mod matchers;
 pub mod plan;

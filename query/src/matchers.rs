@@ -3,6 +3,8 @@
 //! query parameter (`{p0:String}`), so no label value or regex can change
 //! the statement.
 
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::VectorSelector;
 use thiserror::Error;
 
 /// How a matcher compares.
@@ -72,6 +74,31 @@ impl Matcher {
             MatchOp::NotRegex => !matches!(self.value.as_str(), "" | ".*"),
         }
     }
+}
+
+/// The matchers of a parsed selector in Comet's form, its metric name
+/// included as a `__name__` matcher.
+pub fn from_selector(vs: &VectorSelector) -> Vec<Matcher> {
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        out.push(Matcher::new("__name__", MatchOp::Equal, name));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match &m.op {
+            ParserOp::Equal => MatchOp::Equal,
+            ParserOp::NotEqual => MatchOp::NotEqual,
+            ParserOp::Re(_) => MatchOp::Regex,
+            ParserOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        if m.name == "__name__"
+            && op == MatchOp::Equal
+            && vs.name.as_deref() == Some(m.value.as_str())
+        {
+            continue;
+        }
+        out.push(Matcher::new(&m.name, op, &m.value));
+    }
+    out
 }
 
 /// ANDs `matchers` into one condition over `series` columns `metric_name`

@@ -32,10 +32,13 @@ pub struct SchemaOptions {
 /// The MergeTree flavour of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Engine {
-    MergeTree,
+    /// MergeTree.
+    Plain,
+    /// Rows with the same ORDER BY key merge their aggregate columns.
+    Aggregating,
     /// Rows with the same ORDER BY key collapse at merge time, keeping the
     /// one with the highest version column (or the last inserted).
-    ReplacingMergeTree {
+    Replacing {
         version: Option<&'static str>,
     },
 }
@@ -67,7 +70,7 @@ pub const SERIES: TableSpec = TableSpec {
             "Map(LowCardinality(String), String) CODEC(ZSTD(1))",
         ),
     ],
-    engine: Engine::ReplacingMergeTree { version: None },
+    engine: Engine::Replacing { version: None },
     partition_by: Some("toYYYYMM(date)"),
     order_by: "(metric_name, date, fingerprint)",
     // A series row stays one day longer than the samples of that day.
@@ -85,7 +88,7 @@ pub const SAMPLES: TableSpec = TableSpec {
         ("timestamp_ms", "Int64 CODEC(DoubleDelta, ZSTD(1))"),
         ("value", "Float64 CODEC(Gorilla, ZSTD(1))"),
     ],
-    engine: Engine::MergeTree,
+    engine: Engine::Plain,
     partition_by: Some("toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))"),
     order_by: "(metric_name, fingerprint, timestamp_ms)",
     ttl_base: Some("toDateTime(intDiv(timestamp_ms, 1000), 'UTC')"),
@@ -104,7 +107,7 @@ pub const METADATA: TableSpec = TableSpec {
         ("help", "String"),
         ("last_seen", "DateTime('UTC')"),
     ],
-    engine: Engine::ReplacingMergeTree {
+    engine: Engine::Replacing {
         version: Some("last_seen"),
     },
     partition_by: None,
@@ -127,7 +130,7 @@ pub const EXEMPLARS: TableSpec = TableSpec {
             "Map(LowCardinality(String), String) CODEC(ZSTD(1))",
         ),
     ],
-    engine: Engine::ReplacingMergeTree { version: None },
+    engine: Engine::Replacing { version: None },
     partition_by: Some("toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))"),
     order_by: "(metric_name, fingerprint, timestamp_ms)",
     ttl_base: Some("toDateTime(intDiv(timestamp_ms, 1000), 'UTC')"),
@@ -135,8 +138,36 @@ pub const EXEMPLARS: TableSpec = TableSpec {
     settings: &["ttl_only_drop_parts = 1"],
 };
 
+/// When each series had samples, per UTC hour: the first and last sample
+/// time. Filled by a materialized view on `samples`, so the label and
+/// series endpoints honour a time range to the minute without scanning
+/// samples (the `series` table only knows days). Duplicate rows are
+/// harmless: min and max are idempotent.
+pub const SERIES_ACTIVITY: TableSpec = TableSpec {
+    name: "series_activity",
+    columns: &[
+        ("hour", "DateTime('UTC') CODEC(Delta, ZSTD(1))"),
+        ("metric_name", "LowCardinality(String)"),
+        ("fingerprint", "UInt64"),
+        ("min_ts", "SimpleAggregateFunction(min, Int64)"),
+        ("max_ts", "SimpleAggregateFunction(max, Int64)"),
+    ],
+    engine: Engine::Aggregating,
+    partition_by: Some("toYYYYMM(hour)"),
+    order_by: "(hour, metric_name, fingerprint)",
+    ttl_base: Some("hour + toIntervalHour(1)"),
+    sharding_key: "fingerprint",
+    settings: &[],
+};
+
+/// The materialized view feeding [`SERIES_ACTIVITY`] from each insert into
+/// `samples`, and the same SELECT to backfill what was there before.
+const SERIES_ACTIVITY_SELECT: &str = "SELECT toStartOfHour(toDateTime(intDiv(timestamp_ms, 1000), 'UTC')) AS hour, \
+     metric_name, fingerprint, min(timestamp_ms) AS min_ts, max(timestamp_ms) AS max_ts \
+     FROM {source} GROUP BY hour, metric_name, fingerprint";
+
 /// Every data table, in creation order.
-pub const DATA_TABLES: &[TableSpec] = &[SERIES, SAMPLES, METADATA, EXEMPLARS];
+pub const DATA_TABLES: &[TableSpec] = &[SERIES, SAMPLES, METADATA, EXEMPLARS, SERIES_ACTIVITY];
 
 /// Quotes an identifier with backticks, escaping what needs it.
 pub fn quote_identifier(name: &str) -> String {
@@ -249,6 +280,29 @@ impl SchemaOptions {
         statements
     }
 
+    /// Creates [`SERIES_ACTIVITY`], the view that fills it on every insert
+    /// into `samples` (on each node's storage table in a cluster), and
+    /// backfills it from the samples already stored.
+    pub fn create_series_activity(&self) -> Vec<String> {
+        let mut statements = self.create_table(&SERIES_ACTIVITY);
+        let samples = self.qualified(&self.storage_table(&SAMPLES));
+        let view = self.qualified(&format!("{}_mv", SERIES_ACTIVITY.name));
+        statements.push(format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}{} TO {} AS {}",
+            self.on_cluster(),
+            self.qualified(&self.storage_table(&SERIES_ACTIVITY)),
+            SERIES_ACTIVITY_SELECT.replace("{source}", &samples)
+        ));
+        // Each node backfills from its own shard; rows the view adds
+        // meanwhile only repeat what min/max already know.
+        statements.push(format!(
+            "INSERT INTO {} {}",
+            self.qualified(&self.storage_table(&SERIES_ACTIVITY)),
+            SERIES_ACTIVITY_SELECT.replace("{source}", &samples)
+        ));
+        statements
+    }
+
     /// The statement that brings an existing table's TTL in line with the
     /// configured retention, or `None` if the table has no TTL.
     pub fn alter_ttl(&self, spec: &TableSpec) -> Option<String> {
@@ -271,8 +325,9 @@ impl SchemaOptions {
 
     fn engine_clause(&self, spec: &TableSpec, storage: &str) -> String {
         let (name, args) = match spec.engine {
-            Engine::MergeTree => ("MergeTree", Vec::new()),
-            Engine::ReplacingMergeTree { version } => {
+            Engine::Plain => ("MergeTree", Vec::new()),
+            Engine::Aggregating => ("AggregatingMergeTree", Vec::new()),
+            Engine::Replacing { version } => {
                 ("ReplacingMergeTree", version.into_iter().collect())
             }
         };

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "create exemplars table",
         statements: |o| o.create_table(&EXEMPLARS),
     },
+    Migration {
+        version: 5,
+        description: "create series_activity table and view",
+        statements: |o| o.create_series_activity(),
+    },
 ];
 
 /// The newest version this build knows.

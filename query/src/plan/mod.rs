@@ -180,7 +180,12 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
     let (sql, kind) = match planner.node(expr, &grid)? {
-        Node::Str(s) => (String::new(), PlanKind::String(s)),
+        Node::Str(s) if instant => (String::new(), PlanKind::String(s)),
+        Node::Str(_) => {
+            return Err(bad(
+                "invalid expression type \"string\" for range query, must be Scalar or instant Vector",
+            ));
+        }
         Node::Scalar(s) => (
             format!(
                 "SELECT CAST([], 'Array(Tuple(String, String))') AS labels, t, v FROM ({}) ORDER BY t",

@@ -8,11 +8,10 @@
 //! from its timestamp until its timestamp plus the range. Work is
 //! proportional to the output, not to steps x samples.
 
-use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::VectorSelector;
 
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad};
-use crate::matchers::{MatchOp, Matcher, condition};
+use crate::matchers::{condition, from_selector};
 
 /// Samples `(fp, ts, sv)` and the labels `(fp, labels, dn)` of a source.
 pub(crate) struct SampleSource {
@@ -26,30 +25,6 @@ pub(crate) fn not_stale(column: &str) -> String {
 }
 
 impl Planner {
-    /// The matchers of a selector in Comet's form, the name included.
-    fn selector_matchers(&self, vs: &VectorSelector) -> Vec<Matcher> {
-        let mut out = Vec::new();
-        if let Some(name) = &vs.name {
-            out.push(Matcher::new("__name__", MatchOp::Equal, name));
-        }
-        for m in &vs.matchers.matchers {
-            let op = match &m.op {
-                ParserOp::Equal => MatchOp::Equal,
-                ParserOp::NotEqual => MatchOp::NotEqual,
-                ParserOp::Re(_) => MatchOp::Regex,
-                ParserOp::NotRe(_) => MatchOp::NotRegex,
-            };
-            if m.name == "__name__"
-                && op == MatchOp::Equal
-                && vs.name.as_deref() == Some(m.value.as_str())
-            {
-                continue;
-            }
-            out.push(Matcher::new(&m.name, op, &m.value));
-        }
-        out
-    }
-
     /// The series a selector matches, with their labels as a sorted array:
     /// `(fp, mn, labels)`. `lo`/`hi` bound the days searched (ms).
     fn matched_series(
@@ -63,7 +38,7 @@ impl Planner {
                 "selectors with `or` between matchers are not supported".into(),
             ));
         }
-        let matchers = self.selector_matchers(vs);
+        let matchers = from_selector(vs);
         let cond = condition(&matchers, &mut self.params).map_err(|e| match e {
             crate::matchers::MatcherError::MatchesEverything(_)
             | crate::matchers::MatcherError::Empty => {

@@ -1,0 +1,210 @@
+//! The API's caches (moka), each with its hits and misses in
+//! `comet_query_cache_requests_total`:
+//!
+//! - **series**: a `match[]` set and time range -> the matching series'
+//!   label sets, for the series and label endpoints (short TTL);
+//! - **labels**: label names and values per request (short TTL);
+//! - **results**: range-query results per (query, step, alignment). Only
+//!   steps older than `results_freshness` are kept, since newer data may
+//!   still arrive; a later request reuses the cached steps and computes only
+//!   the ones after them (the newest steps of a dashboard refresh).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use prometheus::IntCounterVec;
+
+use crate::value::{Point, Series};
+
+/// Sizes and lifetimes of the caches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    /// How long series lists and label names/values are reused.
+    pub catalog_ttl: Duration,
+    /// Most bytes the series and label caches hold together.
+    pub catalog_max_bytes: u64,
+    /// How long a cached range result is kept.
+    pub results_ttl: Duration,
+    /// Most bytes of cached range results.
+    pub results_max_bytes: u64,
+    /// Steps newer than this are never cached (late samples may still
+    /// change them).
+    pub results_freshness: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            catalog_ttl: Duration::from_secs(15),
+            catalog_max_bytes: 64 << 20,
+            results_ttl: Duration::from_secs(600),
+            results_max_bytes: 256 << 20,
+            results_freshness: Duration::from_secs(600),
+        }
+    }
+}
+
+pub type LabelSets = Arc<Vec<Vec<(String, String)>>>;
+
+/// A range result cached for steps `start..=end`.
+#[derive(Debug)]
+pub struct Extent {
+    pub start: i64,
+    pub end: i64,
+    pub series: Vec<Series>,
+}
+
+impl Extent {
+    fn weight(&self) -> u32 {
+        let bytes: usize = self
+            .series
+            .iter()
+            .map(|s| {
+                s.labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                    + s.points.len() * std::mem::size_of::<Point>()
+                    + 64
+            })
+            .sum();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+pub struct Caches {
+    pub series: Cache<String, LabelSets>,
+    pub labels: Cache<String, Arc<Vec<String>>>,
+    pub results: Cache<String, Arc<Extent>>,
+    pub results_freshness: Duration,
+    lookups: IntCounterVec,
+}
+
+impl Caches {
+    pub fn new(settings: &CacheSettings, lookups: IntCounterVec) -> Self {
+        let series = Cache::builder()
+            .max_capacity(settings.catalog_max_bytes / 2)
+            .weigher(|k: &String, v: &LabelSets| {
+                let bytes: usize = v
+                    .iter()
+                    .flatten()
+                    .map(|(a, b)| a.len() + b.len() + 48)
+                    .sum();
+                u32::try_from(bytes + k.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(settings.catalog_ttl)
+            .build();
+        let labels = Cache::builder()
+            .max_capacity(settings.catalog_max_bytes / 2)
+            .weigher(|k: &String, v: &Arc<Vec<String>>| {
+                let bytes: usize = v.iter().map(|s| s.len() + 24).sum();
+                u32::try_from(bytes + k.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(settings.catalog_ttl)
+            .build();
+        let results = Cache::builder()
+            .max_capacity(settings.results_max_bytes)
+            .weigher(|k: &String, v: &Arc<Extent>| v.weight().saturating_add(k.len() as u32))
+            .time_to_live(settings.results_ttl)
+            .build();
+        Self {
+            series,
+            labels,
+            results,
+            results_freshness: settings.results_freshness,
+            lookups,
+        }
+    }
+
+    /// Counts one lookup of `cache` as `result` (hit, miss, partial).
+    pub fn count(&self, cache: &str, result: &str) {
+        self.lookups.with_label_values(&[cache, result]).inc();
+    }
+}
+
+/// Joins cached series with freshly computed ones: for each label set, the
+/// cached points, then the new points after them. Output sorted by labels,
+/// as range results are.
+pub fn merge(cached: &[Series], start: i64, fresh: Vec<Series>) -> Vec<Series> {
+    let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<Point>> = BTreeMap::new();
+    for s in cached {
+        let points: Vec<Point> = s.points.iter().filter(|p| p.t >= start).copied().collect();
+        if !points.is_empty() {
+            by_labels
+                .entry(s.labels.clone())
+                .or_default()
+                .extend(points);
+        }
+    }
+    for s in fresh {
+        let entry = by_labels.entry(s.labels).or_default();
+        let last = entry.last().map(|p| p.t);
+        entry.extend(
+            s.points
+                .into_iter()
+                .filter(|p| last.is_none_or(|l| p.t > l)),
+        );
+    }
+    by_labels
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect()
+}
+
+/// The part of `series` with steps at or before `end` (what may be cached).
+pub fn up_to(series: &[Series], end: i64) -> Vec<Series> {
+    series
+        .iter()
+        .filter_map(|s| {
+            let points: Vec<Point> = s.points.iter().filter(|p| p.t <= end).copied().collect();
+            (!points.is_empty()).then(|| Series {
+                labels: s.labels.clone(),
+                points,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(name: &str, ts: &[i64]) -> Series {
+        Series {
+            labels: vec![("__name__".into(), name.into())],
+            points: ts.iter().map(|&t| Point { t, v: t as f64 }).collect(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_cached_steps_and_appends_new_ones() {
+        let cached = vec![series("a", &[10, 20, 30]), series("c", &[10])];
+        let fresh = vec![series("a", &[30, 40]), series("b", &[40])];
+        let merged = merge(&cached, 20, fresh);
+        let got: Vec<(String, Vec<i64>)> = merged
+            .iter()
+            .map(|s| {
+                (
+                    s.labels[0].1.clone(),
+                    s.points.iter().map(|p| p.t).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), vec![20, 30, 40]),
+                ("b".to_string(), vec![40]),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_old_steps_are_kept() {
+        let kept = up_to(&[series("a", &[10, 20, 30]), series("b", &[30])], 20);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].points.len(), 2);
+    }
+}

@@ -1,0 +1,279 @@
+//! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` and
+//! `/api/v1/parse_query`.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::Response;
+use promql_parser::parser::Expr;
+use tracing::{debug, warn};
+
+use super::Api;
+use super::cache::{Extent, merge, up_to};
+use super::params::Params;
+use super::respond::{ApiError, success, success_raw, write_query_data};
+use crate::engine::{QueryLimits, QueryRange, QueryStats};
+use crate::plan::{self, Plan, PlanSettings};
+use crate::value::QueryValue;
+
+/// `GET|POST /api/v1/query`.
+pub async fn instant(State(api): State<Api>, params: Params) -> Response {
+    let started = Instant::now();
+    let answer = run_instant(&api, &params).await;
+    api.answer("query", started, answer)
+}
+
+/// `GET|POST /api/v1/query_range`.
+pub async fn range(State(api): State<Api>, params: Params) -> Response {
+    let started = Instant::now();
+    let answer = run_range(&api, &params).await;
+    api.answer("query_range", started, answer)
+}
+
+/// `GET|POST /api/v1/format_query`: the query, pretty-printed as
+/// Prometheus prints it.
+pub async fn format(State(api): State<Api>, params: Params) -> Response {
+    let started = Instant::now();
+    let answer = parse_param(&params).map(|expr| success(&expr.prettify(), &[]));
+    api.answer("format_query", started, answer)
+}
+
+/// `GET|POST /api/v1/parse_query`: the query's syntax tree as JSON.
+pub async fn parse(State(api): State<Api>, params: Params) -> Response {
+    let started = Instant::now();
+    let answer = parse_param(&params).map(|expr| success(&expr, &[]));
+    api.answer("parse_query", started, answer)
+}
+
+fn parse_param(params: &Params) -> Result<Expr, ApiError> {
+    let query = params.get("query").unwrap_or_default();
+    plan::parse(query).map_err(|e| ApiError::bad_data(e.to_string()))
+}
+
+/// The plan settings and limits of one request: `lookback_delta` and
+/// `timeout` may narrow the configured ones.
+fn request_options(api: &Api, params: &Params) -> Result<(PlanSettings, QueryLimits), ApiError> {
+    let mut plan = api.settings.plan.clone();
+    if let Some(lookback) = params.duration("lookback_delta")? {
+        if !lookback.is_zero() {
+            plan.lookback_delta = lookback;
+        }
+    }
+    let limits = &api.settings.limits;
+    let timeout = match params.duration("timeout")? {
+        Some(t) if !t.is_zero() => t.min(limits.query_timeout),
+        _ => limits.query_timeout,
+    };
+    Ok((
+        plan,
+        QueryLimits {
+            timeout: Some(timeout),
+            max_samples: Some(limits.max_samples),
+            max_series: Some(limits.max_series),
+        },
+    ))
+}
+
+async fn run_instant(api: &Api, params: &Params) -> Result<Response, ApiError> {
+    let query = params.get("query").unwrap_or_default();
+    let t = params.time_or("time", plan::system_time_ms(std::time::SystemTime::now()))?;
+    let (settings, limits) = request_options(api, params)?;
+    let range = QueryRange::instant(t);
+    let plan =
+        plan::plan(query, range.grid(), &settings).map_err(crate::engine::QueryError::from)?;
+    let (value, stats) = api.execute("query", query, &plan, range, &limits).await?;
+    Ok(respond(&value, params, &stats))
+}
+
+async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
+    let query = params.get("query").unwrap_or_default();
+    let start = params.time("start")?;
+    let end = params.time("end")?;
+    let step = params
+        .get("step")
+        .map(super::params::parse_api_duration)
+        .unwrap_or_else(|| Err("cannot parse \"\" to a valid duration".into()))
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step_ms = step.as_millis() as i64;
+    if step_ms <= 0 {
+        return Err(ApiError::bad_data(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step_ms > api.settings.limits.max_points_per_series {
+        return Err(ApiError::bad_data(format!(
+            "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+            group_thousands(api.settings.limits.max_points_per_series)
+        )));
+    }
+    let (settings, limits) = request_options(api, params)?;
+    let expr = plan::parse(query).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let key = cacheable(&expr).then(|| {
+        format!(
+            "{}\u{0}{step_ms}\u{0}{}\u{0}{expr}",
+            settings.lookback_delta.as_millis(),
+            start.rem_euclid(step_ms)
+        )
+    });
+    let cached = key.as_ref().and_then(|k| api.caches.results.get(k));
+    // Reuse a cached extent that starts at or before this range and reaches
+    // into it; compute only the steps after it.
+    let usable = cached.filter(|e| e.start <= start && e.end >= start - step_ms);
+    let (fresh_start, result) = match &usable {
+        Some(extent) if extent.end >= end => (None, "hit"),
+        Some(extent) => (Some(extent.end + step_ms), "partial"),
+        None => (Some(start), "miss"),
+    };
+    if key.is_some() {
+        api.caches.count("results", result);
+    }
+    let (fresh, stats) = match fresh_start {
+        Some(from) => {
+            let range = QueryRange {
+                start_ms: from,
+                end_ms: end,
+                step_ms,
+            };
+            let plan = plan::plan_expr(&expr, range.grid(), &settings)
+                .map_err(crate::engine::QueryError::from)?;
+            api.execute("query_range", query, &plan, range, &limits)
+                .await?
+        }
+        None => (QueryValue::Matrix(Vec::new()), QueryStats::default()),
+    };
+    let value = match (usable, fresh) {
+        (Some(extent), QueryValue::Matrix(fresh)) => {
+            QueryValue::Matrix(up_to(&merge(&extent.series, start, fresh), end))
+        }
+        (_, value) => value,
+    };
+    if let (Some(key), QueryValue::Matrix(series)) = (key, &value) {
+        let cutoff = plan::system_time_ms(std::time::SystemTime::now())
+            - api.caches.results_freshness.as_millis() as i64;
+        let last_old_step = start + (cutoff.min(end) - start).div_euclid(step_ms) * step_ms;
+        if last_old_step >= start {
+            api.caches.results.insert(
+                key,
+                std::sync::Arc::new(Extent {
+                    start,
+                    end: last_old_step,
+                    series: up_to(series, last_old_step),
+                }),
+            );
+        }
+    }
+    Ok(respond(&value, params, &stats))
+}
+
+/// Whether a range result may be cached by step: not when `@` pins a
+/// selector to a time, as `@ start()`/`@ end()` depend on the range. (An
+/// `@` inside a label value also disables caching, which is only slower.)
+fn cacheable(expr: &Expr) -> bool {
+    let text = expr.to_string();
+    !text.contains('@')
+}
+
+/// `11000` as `11,000`, as Prometheus writes the point limit.
+fn group_thousands(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The success answer, with `stats` when the request asked for them.
+fn respond(value: &QueryValue, params: &Params, stats: &QueryStats) -> Response {
+    let mut data = String::with_capacity(256);
+    write_query_data(&mut data, value);
+    if params.get("stats").is_some() {
+        data.pop();
+        let seconds = stats.elapsed.as_secs_f64();
+        let _ = write!(
+            data,
+            r#","stats":{{"timings":{{"evalTotalTime":{seconds},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{seconds},"execQueueTime":0,"execTotalTime":{seconds}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}}}"#,
+            stats.rows_read, stats.result_rows
+        );
+    }
+    success_raw(&data, &[], &[])
+}
+
+impl Api {
+    /// Runs a plan within `limits`, counting what ClickHouse read and
+    /// logging slow queries with their PromQL and SQL.
+    async fn execute(
+        &self,
+        endpoint: &str,
+        query: &str,
+        plan: &Plan,
+        range: QueryRange,
+        limits: &QueryLimits,
+    ) -> Result<(QueryValue, QueryStats), ApiError> {
+        let started = Instant::now();
+        let result = self.engine.execute_limited(plan, range, limits).await;
+        let elapsed = started.elapsed();
+        let stats = result.as_ref().map(|(_, s)| *s).unwrap_or_default();
+        self.metrics
+            .rows_read
+            .with_label_values(&[endpoint])
+            .inc_by(stats.rows_read);
+        self.metrics
+            .bytes_read
+            .with_label_values(&[endpoint])
+            .inc_by(stats.bytes_read);
+        if elapsed >= self.settings.slow_query_threshold {
+            warn!(
+                endpoint,
+                promql = query,
+                sql = %plan.sql,
+                elapsed_ms = elapsed.as_millis() as u64,
+                rows_read = stats.rows_read,
+                bytes_read = stats.bytes_read,
+                start_ms = range.start_ms,
+                end_ms = range.end_ms,
+                step_ms = range.step_ms,
+                error = result.as_ref().err().map(|e| e.to_string()),
+                "slow query"
+            );
+        } else {
+            debug!(
+                endpoint,
+                promql = query,
+                elapsed_ms = elapsed.as_millis() as u64,
+                rows_read = stats.rows_read,
+                bytes_read = stats.bytes_read,
+                "query"
+            );
+        }
+        Ok(result?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_limit_is_written_like_prometheus() {
+        assert_eq!(group_thousands(11_000), "11,000");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn pinned_queries_are_not_cached() {
+        assert!(cacheable(&plan::parse("rate(x[5m])").unwrap()));
+        assert!(!cacheable(&plan::parse("x @ start()").unwrap()));
+        assert!(!cacheable(&plan::parse("x @ 100").unwrap()));
+    }
+}

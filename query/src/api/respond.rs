@@ -1,0 +1,354 @@
+//! Prometheus's response envelope: `{"status":"success","data":...}` or
+//! `{"status":"error","errorType":...,"error":...}` with its status codes,
+//! and query values encoded as Prometheus encodes them (times as seconds
+//! with millisecond fractions, values as strings, `NaN`, `+Inf`).
+
+use std::fmt::Write as _;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use comet_schema::store::StoreError;
+use serde::Serialize;
+
+use crate::engine::QueryError;
+use crate::value::{Point, QueryValue};
+
+/// Prometheus's error classes and the status code each gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    BadData,
+    Execution,
+    Timeout,
+    Canceled,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::BadData => "bad_data",
+            ErrorType::Execution => "execution",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Canceled => "canceled",
+            ErrorType::Internal => "internal",
+            ErrorType::Unavailable => "unavailable",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            ErrorType::BadData => StatusCode::BAD_REQUEST,
+            ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::Timeout | ErrorType::Canceled | ErrorType::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An API error as Prometheus reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub kind: ErrorType,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        Self::new(ErrorType::BadData, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from_store_ref(&e)
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let kind = match &e {
+            QueryError::BadData(_) => ErrorType::BadData,
+            QueryError::Execution(_)
+            | QueryError::Unsupported(_)
+            | QueryError::TooManySamples
+            | QueryError::TooManySeries(_) => ErrorType::Execution,
+            QueryError::Timeout => ErrorType::Timeout,
+            QueryError::Canceled => ErrorType::Canceled,
+            QueryError::Store(store) => return ApiError::from_store_ref(store),
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+impl ApiError {
+    /// ClickHouse down or overloaded is `unavailable` (503, retry);
+    /// anything else is `internal`.
+    fn from_store_ref(e: &StoreError) -> Self {
+        let kind = if e.is_transient() {
+            ErrorType::Unavailable
+        } else {
+            ErrorType::Internal
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    #[serde(rename = "errorType")]
+    error_type: &'static str,
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&ErrorBody {
+            status: "error",
+            error_type: self.kind.as_str(),
+            error: &self.message,
+        })
+        .unwrap_or_default();
+        json_response(self.status(), body)
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `{"status":"success","data":<data>}` with optional warnings and infos.
+pub fn success_raw(data: &str, warnings: &[String], infos: &[String]) -> Response {
+    let mut body = String::with_capacity(data.len() + 64);
+    body.push_str(r#"{"status":"success","data":"#);
+    body.push_str(data);
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if !list.is_empty() {
+            let _ = write!(
+                body,
+                r#","{key}":{}"#,
+                serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+            );
+        }
+    }
+    body.push('}');
+    json_response(StatusCode::OK, body.into_bytes())
+}
+
+/// A success answer whose data serde can encode.
+pub fn success<T: Serialize>(data: &T, warnings: &[String]) -> Response {
+    match serde_json::to_string(data) {
+        Ok(json) => success_raw(&json, warnings, &[]),
+        Err(e) => ApiError::new(ErrorType::Internal, e.to_string()).into_response(),
+    }
+}
+
+/// A time in ms as Prometheus writes it: seconds, with the milliseconds as
+/// a three-digit fraction only when not zero (`1435781451.781`, `12.05`
+/// is written `12.050`).
+pub fn write_time(out: &mut String, ms: i64) {
+    let (sign, abs) = if ms < 0 {
+        ("-", -(ms as i128))
+    } else {
+        ("", ms as i128)
+    };
+    let _ = write!(out, "{sign}{}", abs / 1000);
+    let fraction = abs % 1000;
+    if fraction != 0 {
+        let _ = write!(out, ".{fraction:03}");
+    }
+}
+
+/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, quoted.
+pub fn write_value(out: &mut String, v: f64) {
+    out.push('"');
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+    out.push('"');
+}
+
+fn write_point(out: &mut String, p: &Point) {
+    out.push('[');
+    write_time(out, p.t);
+    out.push(',');
+    write_value(out, p.v);
+    out.push(']');
+}
+
+/// A label set as a JSON object.
+pub fn write_labels(out: &mut String, labels: &[(String, String)]) {
+    out.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, k);
+        out.push(':');
+        write_json_string(out, v);
+    }
+    out.push('}');
+}
+
+pub fn write_json_string(out: &mut String, s: &str) {
+    // serde_json's escaping, straight into the buffer.
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// `{"resultType":...,"result":...}` of a query value.
+pub fn write_query_data(out: &mut String, value: &QueryValue) {
+    match value {
+        QueryValue::Scalar(p) => {
+            out.push_str(r#"{"resultType":"scalar","result":"#);
+            write_point(out, p);
+        }
+        QueryValue::String { t, value } => {
+            out.push_str(r#"{"resultType":"string","result":["#);
+            write_time(out, *t);
+            out.push(',');
+            write_json_string(out, value);
+            out.push(']');
+        }
+        QueryValue::Vector(samples) => {
+            out.push_str(r#"{"resultType":"vector","result":["#);
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                write_labels(out, &s.labels);
+                out.push_str(r#","value":"#);
+                write_point(out, &s.point);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        QueryValue::Matrix(series) => {
+            out.push_str(r#"{"resultType":"matrix","result":["#);
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                write_labels(out, &s.labels);
+                out.push_str(r#","values":["#);
+                for (j, p) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write_point(out, p);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Sample, Series};
+
+    fn time(ms: i64) -> String {
+        let mut s = String::new();
+        write_time(&mut s, ms);
+        s
+    }
+
+    fn value(v: f64) -> String {
+        let mut s = String::new();
+        write_value(&mut s, v);
+        s
+    }
+
+    #[test]
+    fn times_and_values_as_prometheus_writes_them() {
+        assert_eq!(time(1_435_781_451_781), "1435781451.781");
+        assert_eq!(time(12_050), "12.050");
+        assert_eq!(time(12_000), "12");
+        assert_eq!(time(-1_500), "-1.500");
+        assert_eq!(value(1.0), "\"1\"");
+        assert_eq!(value(0.1), "\"0.1\"");
+        assert_eq!(value(1e21), "\"1000000000000000000000\"");
+        assert_eq!(value(f64::NAN), "\"NaN\"");
+        assert_eq!(value(f64::NEG_INFINITY), "\"-Inf\"");
+        assert_eq!(value(f64::INFINITY), "\"+Inf\"");
+    }
+
+    #[test]
+    fn values_encode_in_prometheus_shapes() {
+        let mut out = String::new();
+        write_query_data(
+            &mut out,
+            &QueryValue::Vector(vec![Sample {
+                labels: vec![
+                    ("__name__".into(), "up".into()),
+                    ("job".into(), "a\"b".into()),
+                ],
+                point: Point { t: 1000, v: 1.0 },
+            }]),
+        );
+        assert_eq!(
+            out,
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1,"1"]}]}"#
+        );
+        let mut out = String::new();
+        write_query_data(
+            &mut out,
+            &QueryValue::Matrix(vec![Series {
+                labels: vec![],
+                points: vec![
+                    Point { t: 1500, v: 2.5 },
+                    Point {
+                        t: 3000,
+                        v: f64::NAN,
+                    },
+                ],
+            }]),
+        );
+        assert_eq!(
+            out,
+            r#"{"resultType":"matrix","result":[{"metric":{},"values":[[1.500,"2.5"],[3,"NaN"]]}]}"#
+        );
+        let mut out = String::new();
+        write_query_data(&mut out, &QueryValue::Scalar(Point { t: 1000, v: 3.0 }));
+        assert_eq!(out, r#"{"resultType":"scalar","result":[1,"3"]}"#);
+    }
+
+    #[test]
+    fn errors_have_prometheus_codes() {
+        let e = ApiError::bad_data("x");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let e: ApiError = QueryError::Execution("many-to-many".into()).into();
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e: ApiError = QueryError::Timeout.into();
+        assert_eq!(
+            (e.kind, e.status()),
+            (ErrorType::Timeout, StatusCode::SERVICE_UNAVAILABLE)
+        );
+    }
+}
