@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod peers;
 
 use std::io::{BufRead, BufReader};

@@ -159,38 +159,9 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         "292277025-08-18T07:12:54.999999999Z" => return Ok(MAX_TIME_MS),
         _ => {}
     }
-    let parsed = humantime::parse_rfc3339_weak(text)
-        .ok()
-        .filter(|_| text.contains('T') || text.contains('t'))
-        .map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_else(|e| -(e.duration().as_millis() as i64))
-        });
-    match parsed {
-        Some(ms) => Ok(ms),
-        None => parse_rfc3339_offset(text).ok_or_else(error),
-    }
-}
-
-/// RFC 3339 with a numeric offset (`2025-01-02T03:04:05.123+02:00`),
-/// which humantime does not read.
-fn parse_rfc3339_offset(text: &str) -> Option<i64> {
-    let split = text.len().checked_sub(6)?;
-    let (local, offset) = text.split_at(split);
-    let sign = match offset.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let (h, m) = offset[1..].split_once(':')?;
-    let offset_ms = sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60) * 1000;
-    let utc = humantime::parse_rfc3339_weak(local).ok()?;
-    let ms = utc
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .ok()?;
-    Some(ms - offset_ms)
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| error())
 }
 
 /// A duration as Prometheus's API accepts it: float seconds or a

@@ -266,6 +266,7 @@ pub fn write_query_data(out: &mut String, value: &QueryValue) {
             out.push(']');
         }
     }
+    out.push('}');
 }
 
 #[cfg(test)]
@@ -337,6 +338,15 @@ mod tests {
         let mut out = String::new();
         write_query_data(&mut out, &QueryValue::Scalar(Point { t: 1000, v: 3.0 }));
         assert_eq!(out, r#"{"resultType":"scalar","result":[1,"3"]}"#);
+        let mut out = String::new();
+        write_query_data(
+            &mut out,
+            &QueryValue::String {
+                t: 1500,
+                value: "a".into(),
+            },
+        );
+        assert_eq!(out, r#"{"resultType":"string","result":[1.500,"a"]}"#);
     }
 
     #[test]
