@@ -156,9 +156,11 @@ fn series(labels: &[(&str, &str)], samples: Vec<(i64, f64)>) -> v1::TimeSeries {
 
 /// The data set: counters, a gauge, a classic histogram and a series that
 /// stopped 20 minutes before `end_ms`; samples every 15 s for 30 minutes
-/// up to `end_ms` (aligned to the second).
+/// up to half a second before `end_ms` rounded down to the second. Queries
+/// at whole seconds then never have a sample on a window's edge, where
+/// Prometheus 2 (closed windows) and 3 (left-open) differ.
 pub fn fixture(end_ms: i64) -> v1::WriteRequest {
-    let end_ms = end_ms - end_ms % 1000;
+    let end_ms = end_ms - end_ms % 1000 - 500;
     let start = end_ms - (POINTS - 1) * SCRAPE_MS;
     let times = |from: i64, n: i64| (0..n).map(move |i| from + i * SCRAPE_MS);
     let mut timeseries = Vec::new();
