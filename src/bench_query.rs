@@ -33,8 +33,9 @@ fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
 
+/// The ClickHouse a bench loads its data set into.
 #[derive(Debug, Clone, Args)]
-pub struct BenchQueryArgs {
+pub struct BenchClickHouseArgs {
     /// HTTP URL of the ClickHouse the data set is loaded into and queried
     /// from, e.g. the one `comet clickhouse` prints
     #[arg(
@@ -62,6 +63,12 @@ pub struct BenchQueryArgs {
         value_name = "PASSWORD"
     )]
     pub clickhouse_password: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchQueryArgs {
+    #[command(flatten)]
+    pub clickhouse: BenchClickHouseArgs,
     /// Database for the data set; DROPPED and recreated at every run, so
     /// never name one holding data you want to keep
     #[arg(long, default_value = "comet_bench_query", value_name = "NAME")]
@@ -122,7 +129,7 @@ pub const DASHBOARD_QUERIES: [&str; 8] = [
 // The data set
 
 /// Series per target (one job/instance pair).
-const SERIES_PER_TARGET: usize = 20;
+pub(crate) const SERIES_PER_TARGET: usize = 20;
 const METHODS: [&str; 2] = ["GET", "POST"];
 const STATUSES: [&str; 3] = ["200", "404", "500"];
 /// Upper bounds of the latency histogram's buckets, before +Inf.
@@ -158,7 +165,7 @@ impl Rng {
 
 /// One generated series: labels (sorted by name, with `__name__`) and one
 /// value per scrape, at its target's scrape times.
-struct GenSeries {
+pub(crate) struct GenSeries {
     labels: Vec<(String, String)>,
     values: Vec<f64>,
     timestamps: Arc<[i64]>,
@@ -174,15 +181,15 @@ impl GenSeries {
 }
 
 /// The whole data set: every series has a value at every scrape.
-struct Dataset {
-    series: Vec<GenSeries>,
+pub(crate) struct Dataset {
+    pub(crate) series: Vec<GenSeries>,
     /// The end of the data: every target's last scrape is shortly before.
-    end_ms: i64,
-    scrapes: usize,
+    pub(crate) end_ms: i64,
+    pub(crate) scrapes: usize,
 }
 
 impl Dataset {
-    fn samples(&self) -> usize {
+    pub(crate) fn samples(&self) -> usize {
         self.series.len() * self.scrapes
     }
 
@@ -191,7 +198,7 @@ impl Dataset {
     /// has its own phase within the interval and a few ms of jitter, so
     /// samples do not sit on the query grid or on range boundaries (where
     /// Prometheus 2.x's closed and 3.x's left-open ranges would differ).
-    fn generate(targets: usize, scrapes: usize, interval_ms: i64, end_ms: i64) -> Self {
+    pub(crate) fn generate(targets: usize, scrapes: usize, interval_ms: i64, end_ms: i64) -> Self {
         let first_ms = end_ms - (scrapes as i64 - 1) * interval_ms;
         let interval_s = interval_ms as f64 / 1000.0;
         let labels = |pairs: &[(&str, &str)]| {
@@ -393,7 +400,8 @@ fn escape_label_value(v: &str) -> String {
 // ---------------------------------------------------------------------------
 // Comet: load and query
 
-fn store_settings(args: &BenchQueryArgs) -> StoreSettings {
+/// Settings for the bench's own database on the given ClickHouse.
+pub(crate) fn store_settings(args: &BenchClickHouseArgs, database: &str) -> StoreSettings {
     let url = args.clickhouse_url.trim_end_matches('/').to_string();
     // Like the managed server: no wire compression over loopback.
     let loopback = ["://127.0.0.1", "://localhost", "://[::1]"]
@@ -404,7 +412,7 @@ fn store_settings(args: &BenchQueryArgs) -> StoreSettings {
         url,
         user: args.clickhouse_user.clone(),
         password: args.clickhouse_password.clone(),
-        database: args.database.clone(),
+        database: database.to_string(),
         tls_ca_file: None,
         connect_timeout: Duration::from_secs(5),
         query_timeout: Duration::from_secs(120),
@@ -414,7 +422,7 @@ fn store_settings(args: &BenchQueryArgs) -> StoreSettings {
 
 /// Drops and recreates the database, loads the data set through the
 /// writer, and merges the tables to their settled state.
-async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Result<()> {
+pub(crate) async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Result<()> {
     let database = store.database().to_string();
     store
         .execute(&format!(
@@ -525,17 +533,22 @@ struct Measured {
 
 impl Measured {
     fn percentile(&self, p: f64) -> Option<Duration> {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let rank = ((p * sorted.len() as f64).ceil() as usize).max(1);
-        sorted.get(rank - 1).copied()
+        percentile(&self.latencies, p)
     }
+}
+
+/// The `p` quantile (0..=1) of `latencies` by rank.
+pub(crate) fn percentile(latencies: &[Duration], p: f64) -> Option<Duration> {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 /// Runs `run` `warmups` times untimed, then `runs` times timed; returns the
 /// timings and the last answer. A failure ends the runs (a failing query
 /// fails every time).
-async fn measure<T, F, Fut>(
+pub(crate) async fn measure<T, F, Fut>(
     warmups: usize,
     runs: usize,
     mut run: F,
@@ -910,11 +923,11 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         step_ms,
     };
 
-    let store = Store::new(store_settings(&args))?;
+    let store = Store::new(store_settings(&args.clickhouse, &args.database))?;
     store
         .wait_until_reachable(Duration::from_secs(30))
         .await
-        .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse_url))?;
+        .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse.clickhouse_url))?;
     let clickhouse_version = store.server_version().await?;
     let started = Instant::now();
     load_comet(&store, &dataset).await?;

@@ -60,6 +60,10 @@ pub enum BenchCommand {
     /// ClickHouse and time PromQL range queries on it; print p50/p95 latency
     /// per query, optionally beside a Prometheus holding the same data.
     Query(crate::bench_query::BenchQueryArgs),
+    /// Load 100,000 series and time the Prometheus HTTP API over HTTP: the
+    /// label and series endpoints uncached and cached, and a dashboard's
+    /// range queries refreshed with the results cache.
+    Api(crate::bench_api::BenchApiArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {

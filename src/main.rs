@@ -2,6 +2,7 @@
 //! `comet-schema`, `comet-ingest` and `comet-query` crates.
 
 mod bench;
+mod bench_api;
 mod bench_query;
 mod cli;
 mod config;
@@ -49,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match bench {
                 BenchCommand::Ingest(args) => bench::run(args).await,
                 BenchCommand::Query(args) => bench_query::run(args).await,
+                BenchCommand::Api(args) => bench_api::run(args).await,
             }
         });
     };

@@ -1,0 +1,276 @@
+//! `comet bench api`: the Prometheus HTTP API over a large data set. It
+//! loads the dashboard-shaped data set of `comet bench query` (100,000
+//! series by default) and serves the API in-process on a loopback port,
+//! then times, over real HTTP:
+//!
+//! - the label and series endpoints as Grafana calls them, each run with a
+//!   new time range (so ClickHouse answers, not the cache), then repeated
+//!   (from the cache);
+//! - a dashboard of range queries refreshed every step, its window sliding
+//!   forward like a live Grafana dashboard's, with the results cache's hits
+//!   and misses.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use comet_query::api::{ApiSettings, router};
+use comet_schema::Store;
+use prometheus::Registry;
+
+use crate::bench_query::{
+    BenchClickHouseArgs, DASHBOARD_QUERIES, Dataset, SERIES_PER_TARGET, load_comet, percentile,
+    store_settings,
+};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchApiArgs {
+    #[command(flatten)]
+    pub clickhouse: BenchClickHouseArgs,
+    /// Database for the data set; DROPPED and recreated at every run, so
+    /// never name one holding data you want to keep
+    #[arg(long, default_value = "comet_bench_api", value_name = "NAME")]
+    pub database: String,
+    /// Series in the data set, rounded up to whole targets of 20 series
+    #[arg(long, default_value_t = 100_000)]
+    pub series: usize,
+    /// Minutes of data at a 15 s scrape interval, ending at the current minute
+    #[arg(long, default_value_t = 30)]
+    pub minutes: u32,
+    /// Timed runs of each catalog request
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Dashboard refreshes, one step apart
+    #[arg(long, default_value_t = 10)]
+    pub refreshes: usize,
+    /// Load nothing: reuse the data set a previous run left in --database
+    #[arg(long)]
+    pub reuse: bool,
+}
+
+const SCRAPE_MS: i64 = 15_000;
+/// The dashboard's step and refresh interval.
+const REFRESH_STEP_MS: i64 = 30_000;
+
+/// The catalog requests Grafana makes: (what, path, match[]).
+const CATALOG: [(&str, &str, Option<&str>); 6] = [
+    ("label names", "/api/v1/labels", None),
+    ("metric names", "/api/v1/label/__name__/values", None),
+    ("job values", "/api/v1/label/job/values", None),
+    (
+        "instance values, match[]",
+        "/api/v1/label/instance/values",
+        Some("{__name__=\"http_requests_total\",status=\"500\"}"),
+    ),
+    (
+        "series, match[]",
+        "/api/v1/series",
+        Some("http_requests_total{method=\"GET\",status=\"500\"}"),
+    ),
+    (
+        "label names, match[]",
+        "/api/v1/labels",
+        Some("{__name__=~\"http_request_duration.*\"}"),
+    ),
+];
+
+pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
+    if args.series == 0 || args.minutes == 0 || args.runs == 0 {
+        bail!("--series, --minutes and --runs must be at least 1");
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let last_ms = now_ms / 60_000 * 60_000;
+    let store = Store::new(store_settings(&args.clickhouse, &args.database))?;
+    store
+        .wait_until_reachable(Duration::from_secs(30))
+        .await
+        .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse.clickhouse_url))?;
+    let end_ms = if args.reuse {
+        last_ms
+    } else {
+        let targets = args.series.div_ceil(SERIES_PER_TARGET);
+        let scrapes = (i64::from(args.minutes) * 60_000 / SCRAPE_MS) as usize;
+        let started = Instant::now();
+        let dataset = Dataset::generate(targets, scrapes, SCRAPE_MS, last_ms);
+        load_comet(&store, &dataset).await?;
+        eprintln!(
+            "bench: loaded {} series x {} scrapes in {:.1?}",
+            dataset.series.len(),
+            dataset.scrapes,
+            started.elapsed()
+        );
+        dataset.end_ms
+    };
+
+    // The API in-process, over real HTTP on loopback.
+    let registry = Registry::new();
+    let api = router(store.clone(), ApiSettings::default(), &registry)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, api).await });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+
+    println!(
+        "\nCatalog endpoints, {} series, last hour (p50 / p95 ms over {} runs)\n",
+        args.series, args.runs
+    );
+    println!("| request | ClickHouse p50 | p95 | cached p50 | p95 | results |");
+    println!("|---|---|---|---|---|---|");
+    for (what, path, matcher) in CATALOG {
+        let mut cold = Vec::new();
+        let mut warm = Vec::new();
+        let mut results = 0;
+        for run in 0..args.runs as i64 {
+            // A new end each run: a new cache key, so ClickHouse answers.
+            let end = end_ms - run;
+            let (took, n) = catalog(&client, &base, path, matcher, end - 3_600_000, end).await?;
+            cold.push(took);
+            results = n;
+        }
+        for _ in 0..args.runs {
+            let (took, _) =
+                catalog(&client, &base, path, matcher, end_ms - 3_600_000, end_ms).await?;
+            warm.push(took);
+        }
+        let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        println!(
+            "| {what} | {:.1} | {:.1} | {:.2} | {:.2} | {results} |",
+            ms(percentile(&cold, 0.5)),
+            ms(percentile(&cold, 0.95)),
+            ms(percentile(&warm, 0.5)),
+            ms(percentile(&warm, 0.95)),
+        );
+    }
+
+    println!(
+        "\nDashboard of {} range queries (1 h, step 30 s), refreshed {} times\n",
+        DASHBOARD_QUERIES.len(),
+        args.refreshes
+    );
+    println!("| refresh | total ms | cache hits | partial | misses |");
+    println!("|---|---|---|---|---|");
+    let last_end = end_ms / REFRESH_STEP_MS * REFRESH_STEP_MS;
+    let mut before = cache_counts(&registry);
+    for refresh in 0..args.refreshes as i64 {
+        let end = last_end - (args.refreshes as i64 - 1 - refresh) * REFRESH_STEP_MS;
+        let started = Instant::now();
+        for query in DASHBOARD_QUERIES {
+            range_query(&client, &base, query, end - 3_600_000, end).await?;
+        }
+        let took = started.elapsed();
+        let after = cache_counts(&registry);
+        println!(
+            "| {} | {:.0} | {} | {} | {} |",
+            refresh + 1,
+            took.as_secs_f64() * 1000.0,
+            after.0 - before.0,
+            after.1 - before.1,
+            after.2 - before.2
+        );
+        before = after;
+    }
+    let (hits, partial, misses) = cache_counts(&registry);
+    let lookups = (hits + partial + misses).max(1);
+    println!(
+        "\nresults cache: {hits} hits, {partial} partial hits (only the newest steps computed), {misses} misses: {:.0}% served at least partly from the cache",
+        100.0 * (hits + partial) as f64 / lookups as f64
+    );
+    server.abort();
+    Ok(())
+}
+
+/// One catalog request: its latency and the number of results.
+async fn catalog(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    matcher: Option<&str>,
+    start_ms: i64,
+    end_ms: i64,
+) -> anyhow::Result<(Duration, usize)> {
+    let mut params = vec![
+        ("start", seconds(start_ms)),
+        ("end", seconds(end_ms)),
+        ("limit", "40000".to_string()),
+    ];
+    if let Some(m) = matcher {
+        params.push(("match[]", m.to_string()));
+    }
+    let url = format!("{base}{path}");
+    // As Grafana: label values by GET, labels and series by POST.
+    let request = if path.starts_with("/api/v1/label/") {
+        client.get(url).query(&params)
+    } else {
+        client.post(url).form(&params)
+    };
+    let started = Instant::now();
+    let body: serde_json::Value = request.send().await?.json().await?;
+    let took = started.elapsed();
+    if body["status"] != "success" {
+        bail!("{path}: {body}");
+    }
+    Ok((took, body["data"].as_array().map_or(0, Vec::len)))
+}
+
+async fn range_query(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> anyhow::Result<()> {
+    let params = [
+        ("query", query.to_string()),
+        ("start", seconds(start_ms)),
+        ("end", seconds(end_ms)),
+        ("step", "30".to_string()),
+    ];
+    let body: serde_json::Value = client
+        .post(format!("{base}/api/v1/query_range"))
+        .form(&params)
+        .send()
+        .await?
+        .json()
+        .await?;
+    if body["status"] != "success" {
+        bail!("{query}: {body}");
+    }
+    Ok(())
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+/// (hits, partial, misses) of the results cache.
+fn cache_counts(registry: &Registry) -> (u64, u64, u64) {
+    let mut counts = (0, 0, 0);
+    for family in registry.gather() {
+        if family.name() != "comet_query_cache_requests_total" {
+            continue;
+        }
+        for m in family.get_metric() {
+            let label = |n: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == n)
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default()
+            };
+            if label("cache") != "results" {
+                continue;
+            }
+            let v = m.get_counter().value() as u64;
+            match label("result").as_str() {
+                "hit" => counts.0 += v,
+                "partial" => counts.1 += v,
+                _ => counts.2 += v,
+            }
+        }
+    }
+    counts
+}
