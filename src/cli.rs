@@ -66,6 +66,13 @@ pub enum BenchCommand {
     Api(crate::bench_api::BenchApiArgs),
 }
 
+fn user_and_hash(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((user, hash)) => Ok((user.to_string(), hash.to_string())),
+        None => Err("expected USER:BCRYPT_HASH".into()),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -106,6 +113,45 @@ pub struct ConfigArgs {
     /// Log format [config: log.format; default text]
     #[arg(long, env = "COMET_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    /// PEM certificate chain for HTTPS on the listen address; with
+    /// --http-tls-key-file the listener speaks only HTTPS
+    /// [config: http.tls_cert_file; default: plain HTTP]
+    #[arg(long, env = "COMET_HTTP_TLS_CERT_FILE", value_name = "FILE")]
+    pub http_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --http-tls-cert-file [config: http.tls_key_file]
+    #[arg(long, env = "COMET_HTTP_TLS_KEY_FILE", value_name = "FILE")]
+    pub http_tls_key_file: Option<PathBuf>,
+
+    /// PEM CA certificates; HTTPS clients must then present a certificate
+    /// one of them signed [config: http.tls_client_ca_file]
+    #[arg(long, env = "COMET_HTTP_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub http_tls_client_ca_file: Option<PathBuf>,
+
+    /// Basic-auth users as USER:BCRYPT_HASH, comma-separated (hashes as in
+    /// Prometheus's web config; make one with htpasswd -nBC 10 "" | tr -d
+    /// ':\n'). With users or tokens set, every request but /-/healthy needs
+    /// credentials [config: http.basic_auth_users; default: none]
+    #[arg(
+        long,
+        env = "COMET_HTTP_BASIC_AUTH_USERS",
+        value_name = "USER:HASH,...",
+        value_delimiter = ',',
+        value_parser = user_and_hash
+    )]
+    pub http_basic_auth_users: Option<Vec<(String, String)>>,
+
+    /// SHA-256 hex digests of accepted bearer tokens, comma-separated (from
+    /// printf %s TOKEN | sha256sum; never the tokens themselves)
+    /// [config: http.bearer_tokens; default: none]
+    #[arg(
+        long,
+        env = "COMET_HTTP_BEARER_TOKENS",
+        value_name = "SHA256,...",
+        value_delimiter = ','
+    )]
+    pub http_bearer_tokens: Option<Vec<String>>,
 
     /// URL of an existing ClickHouse server's HTTP interface, e.g.
     /// http://clickhouse:8123 or https://host:8443. When unset, Comet runs

@@ -2,6 +2,7 @@
 //! variables, overridden by command-line flags (flag > env > file > default).
 //! The flags and their `COMET_*` variables are defined in `cli.rs`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub log: LogConfig,
+    pub http: HttpConfig,
     pub clickhouse: ClickHouseConfig,
     pub managed_clickhouse: ManagedClickHouseConfig,
     pub ingest: IngestConfig,
@@ -192,6 +194,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// TLS and authentication on the HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// PEM certificate chain; with `tls_key_file`, the listener speaks HTTPS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CAs; when set, clients must present a certificate they signed.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// user -> bcrypt hash, as Prometheus's web config `basic_auth_users`.
+    pub basic_auth_users: BTreeMap<String, String>,
+    /// SHA-256 hex digests of accepted bearer tokens.
+    pub bearer_tokens: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
@@ -237,6 +255,7 @@ impl Default for Config {
             retention: Duration::from_secs(15 * 24 * 3600),
             shutdown_timeout: Duration::from_secs(30),
             log: LogConfig::default(),
+            http: HttpConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             managed_clickhouse: ManagedClickHouseConfig::default(),
             ingest: IngestConfig::default(),
@@ -328,6 +347,14 @@ impl Config {
         overlay!(self.shutdown_timeout, a.shutdown_timeout);
         overlay!(self.log.level, a.log_level);
         overlay!(self.log.format, a.log_format);
+        let http = &mut self.http;
+        overlay!(optional http.tls_cert_file, a.http_tls_cert_file);
+        overlay!(optional http.tls_key_file, a.http_tls_key_file);
+        overlay!(optional http.tls_client_ca_file, a.http_tls_client_ca_file);
+        if let Some(users) = &a.http_basic_auth_users {
+            http.basic_auth_users = users.iter().cloned().collect();
+        }
+        overlay!(http.bearer_tokens, a.http_bearer_tokens);
         let ch = &mut self.clickhouse;
         overlay!(optional ch.url, a.clickhouse_url);
         overlay!(ch.user, a.clickhouse_user);
@@ -386,6 +413,14 @@ impl Config {
     /// created anything.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.listen_address()?;
+        let http = &self.http;
+        if http.tls_cert_file.is_some() != http.tls_key_file.is_some() {
+            bail!("http.tls_cert_file and http.tls_key_file must be set together");
+        }
+        if http.tls_client_ca_file.is_some() && http.tls_cert_file.is_none() {
+            bail!("http.tls_client_ca_file needs http.tls_cert_file and http.tls_key_file");
+        }
+        crate::auth::validate(&http.basic_auth_users, &http.bearer_tokens)?;
         let db = &self.clickhouse.database;
         if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             bail!(
@@ -506,8 +541,15 @@ impl Config {
     pub fn api_settings(&self) -> ApiSettings {
         let q = &self.query;
         let mut redacted = self.clone();
+        // Secrets (and hashes of them) never leave through the API.
         if !redacted.clickhouse.password.is_empty() {
             redacted.clickhouse.password = "<secret>".into();
+        }
+        for hash in redacted.http.basic_auth_users.values_mut() {
+            *hash = "<secret>".into();
+        }
+        for digest in &mut redacted.http.bearer_tokens {
+            *digest = "<secret>".into();
         }
         let config_yaml = serde_norway::to_string(&redacted).unwrap_or_default();
         let mut flags = std::collections::BTreeMap::new();
@@ -673,6 +715,23 @@ mod tests {
     /// Every flag must reach the configuration: a flag that parses but is
     /// ignored would silently do nothing.
     #[test]
+    fn the_api_never_shows_secrets() {
+        let mut config = Config::default();
+        config.clickhouse.password = "hunter2".into();
+        config
+            .http
+            .basic_auth_users
+            .insert("admin".into(), "$2y$10$abcdefghijklmnopqrstuv".into());
+        config.http.bearer_tokens.push("ab".repeat(32));
+        let api = config.api_settings();
+        let shown = format!("{}{:?}", api.config_yaml, api.flags);
+        for secret in ["hunter2", "$2y$10$", &"ab".repeat(32)] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        assert!(api.config_yaml.contains("admin"));
+    }
+
+    #[test]
     fn every_flag_changes_the_configuration() {
         use clap::CommandFactory;
         #[derive(Parser)]
@@ -688,6 +747,11 @@ mod tests {
             ("shutdown-timeout", "9s"),
             ("log-level", "debug"),
             ("log-format", "json"),
+            ("http-tls-cert-file", "/cert.pem"),
+            ("http-tls-key-file", "/key.pem"),
+            ("http-tls-client-ca-file", "/ca.pem"),
+            ("http-basic-auth-users", "alice:$2y$10$x"),
+            ("http-bearer-tokens", "ab,cd"),
             ("clickhouse-url", "http://h:1"),
             ("clickhouse-user", "u"),
             ("clickhouse-password", "p"),
@@ -743,6 +807,61 @@ mod tests {
                 "--{flag} does not change the configuration"
             );
         }
+    }
+
+    #[test]
+    fn http_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let hash = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+        let digest = "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0";
+        std::fs::write(
+            &path,
+            format!(
+                "http:\n  tls_cert_file: /c.pem\n  tls_key_file: /k.pem\n  \
+                 basic_auth_users:\n    alice: '{hash}'\n  bearer_tokens: ['{digest}']\n"
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(config.http.basic_auth_users["alice"], hash);
+        assert_eq!(config.http.bearer_tokens, [digest]);
+        assert_eq!(
+            config.http.tls_cert_file.as_deref(),
+            Some(Path::new("/c.pem"))
+        );
+        // Flags replace the file's users and tokens.
+        let config = Config::load(&args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--http-basic-auth-users",
+            &format!("bob:{hash},carol:{hash}"),
+            "--http-bearer-tokens",
+            &format!("{digest},{}", digest.to_uppercase()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.http.basic_auth_users.keys().collect::<Vec<_>>(),
+            ["bob", "carol"]
+        );
+        assert_eq!(config.http.bearer_tokens.len(), 2);
+
+        let mut c = Config::default();
+        c.http.tls_cert_file = Some("/c.pem".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("together"), "{err}");
+        c.http.tls_cert_file = None;
+        c.http.tls_client_ca_file = Some("/ca.pem".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.http.bearer_tokens = vec!["plain-token".into()];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(!err.contains("plain-token"), "{err}");
+        let mut c = Config::default();
+        c.http
+            .basic_auth_users
+            .insert("alice".into(), "plain".into());
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `comet` binary: command line and wiring only. The work lives in the
 //! `comet-schema`, `comet-ingest` and `comet-query` crates.
 
+mod auth;
 mod bench;
 mod bench_api;
 mod bench_query;
@@ -11,6 +12,7 @@ mod http;
 mod promqltest;
 mod serve;
 mod telemetry;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -13,9 +13,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::telemetry;
+use crate::{telemetry, tls};
 
 /// ClickHouse as Comet uses it: the store, and the managed server behind it
 /// when Comet runs its own.
@@ -127,16 +128,41 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         anyhow!("cannot listen on {addr}: {e}; stop what holds the port or choose another with --listen-address")
     })?;
-    info!(%addr, "HTTP API listening");
+    let web = &config.http;
+    let tls = match (&web.tls_cert_file, &web.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(
+            cert,
+            key,
+            web.tls_client_ca_file.as_deref(),
+        )?),
+        _ => None,
+    };
+    let auth = Auth::new(&web.basic_auth_users, &web.bearer_tokens, &registry)?;
+    info!(
+        %addr,
+        tls = tls.is_some(),
+        client_certificates = web.tls_client_ca_file.is_some(),
+        authentication = auth.is_some(),
+        "HTTP API listening"
+    );
 
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
     let state = AppState::new(registry.clone());
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(state.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let app = auth::protect(http::router(state.clone()), auth);
+    let stop = shutdown.clone().cancelled_owned();
+    let server = match tls {
+        None => tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+        Some(tls) => tokio::spawn(
+            axum::serve(tls::TlsListener::new(listener, tls), app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    };
 
     let started = async {
         let backend = Backend::start(&config, &registry).await?;

@@ -163,6 +163,9 @@ async fn queries_answer_in_prometheus_shapes() {
     assert_eq!(data["type"], "binaryExpr", "{data}");
 }
 
+/// (path, parameters, status, errorType, part of the message).
+type ErrorCase<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str, &'a str);
+
 #[tokio::test]
 async fn bad_requests_get_prometheus_errors() {
     let comet = ApiComet::start(&[]).await;
@@ -170,7 +173,7 @@ async fn bad_requests_get_prometheus_errors() {
     comet.write(&fixture(end)).await;
     let t = secs(end);
 
-    let cases: &[(&str, &[(&str, &str)], u16, &str, &str)] = &[
+    let cases: &[ErrorCase] = &[
         (
             "/api/v1/query",
             &[("query", "sum(rate(x[5m])")],

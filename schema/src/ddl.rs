@@ -38,9 +38,7 @@ enum Engine {
     Aggregating,
     /// Rows with the same ORDER BY key collapse at merge time, keeping the
     /// one with the highest version column (or the last inserted).
-    Replacing {
-        version: Option<&'static str>,
-    },
+    Replacing { version: Option<&'static str> },
 }
 
 /// One Comet table, described once.
@@ -327,9 +325,7 @@ impl SchemaOptions {
         let (name, args) = match spec.engine {
             Engine::Plain => ("MergeTree", Vec::new()),
             Engine::Aggregating => ("AggregatingMergeTree", Vec::new()),
-            Engine::Replacing { version } => {
-                ("ReplacingMergeTree", version.into_iter().collect())
-            }
+            Engine::Replacing { version } => ("ReplacingMergeTree", version.into_iter().collect()),
         };
         match self.topology {
             Topology::SingleNode => format!("{name}({})", args.join(", ")),
