@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{CometProcess, clickhouse_url, unique_database};
+use common::{CometProcess, serve_new_database};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -31,17 +31,7 @@ const TOKEN_DIGEST: &str = "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba
 const TOKEN: &str = "s3cret";
 
 fn serve(extra: &[&str]) -> CometProcess {
-    let url = clickhouse_url();
-    let database = unique_database("comet_auth");
-    let mut args = vec![
-        "serve",
-        "--clickhouse-url",
-        &url,
-        "--clickhouse-database",
-        &database,
-    ];
-    args.extend_from_slice(extra);
-    CometProcess::spawn(&args)
+    serve_new_database("comet_auth", extra).0
 }
 
 /// Polls `ready` (a request to `/-/ready`) until it says yes.

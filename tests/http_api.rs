@@ -5,7 +5,7 @@
 mod common;
 
 use common::api::{ApiComet, POINTS, SCRAPE_MS, fixture, now_ms};
-use common::http_query;
+use common::{http_query, metric_value as metric};
 use serde_json::Value;
 
 fn secs(ms: i64) -> String {
@@ -21,15 +21,6 @@ fn sorted_strings(v: &Value) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-/// The value of the first line of `/metrics` text starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

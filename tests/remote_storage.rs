@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comet_schema::model::{STALE_NAN_BITS, stale_nan};
 use comet_schema::prompb::{v1, v2};
-use common::{CometProcess, clickhouse_url, http_query, unique_database};
+use common::{CometProcess, http_query, metric_value, serve_new_database};
 use prost::Message;
 
 const START: Duration = Duration::from_secs(120);
@@ -22,17 +22,7 @@ struct Comet {
 
 impl Comet {
     async fn start(extra: &[&str]) -> Self {
-        let database = unique_database("comet_rw");
-        let url = clickhouse_url();
-        let mut args = vec![
-            "serve",
-            "--clickhouse-url",
-            &url,
-            "--clickhouse-database",
-            &database,
-        ];
-        args.extend_from_slice(extra);
-        let mut process = CometProcess::spawn(&args);
+        let (mut process, database) = serve_new_database("comet_rw", extra);
         process.wait_ready(START).await;
         Self {
             process,
@@ -118,15 +108,6 @@ fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
             .collect(),
         ..Default::default()
     }
-}
-
-fn metric_value(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

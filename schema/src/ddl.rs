@@ -291,12 +291,13 @@ impl SchemaOptions {
             self.qualified(&self.storage_table(&SERIES_ACTIVITY)),
             SERIES_ACTIVITY_SELECT.replace("{source}", &samples)
         ));
-        // Each node backfills from its own shard; rows the view adds
+        // Through the Distributed tables in a cluster, whose sharding key is
+        // the same, so every shard gets its own series. Rows the view adds
         // meanwhile only repeat what min/max already know.
         statements.push(format!(
             "INSERT INTO {} {}",
-            self.qualified(&self.storage_table(&SERIES_ACTIVITY)),
-            SERIES_ACTIVITY_SELECT.replace("{source}", &samples)
+            self.qualified(SERIES_ACTIVITY.name),
+            SERIES_ACTIVITY_SELECT.replace("{source}", &self.qualified(SAMPLES.name))
         ));
         statements
     }

@@ -8,7 +8,7 @@ use comet_schema::prompb::v1;
 use prost::Message;
 use serde_json::Value;
 
-use super::{CometProcess, clickhouse_url, unique_database};
+use super::{CometProcess, serve_new_database};
 
 /// One sample every 15 s over the last 30 minutes.
 pub const SCRAPE_MS: i64 = 15_000;
@@ -30,17 +30,7 @@ pub struct ApiComet {
 
 impl ApiComet {
     pub async fn start(extra: &[&str]) -> Self {
-        let database = unique_database("comet_api");
-        let url = clickhouse_url();
-        let mut args = vec![
-            "serve",
-            "--clickhouse-url",
-            &url,
-            "--clickhouse-database",
-            &database,
-        ];
-        args.extend_from_slice(extra);
-        let mut process = CometProcess::spawn(&args);
+        let (mut process, database) = serve_new_database("comet_api", extra);
         process.wait_ready(Duration::from_secs(120)).await;
         Self {
             process,

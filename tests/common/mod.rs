@@ -202,6 +202,33 @@ pub async fn http_query(sql: &str) -> String {
     body
 }
 
+/// `comet serve` on a new database named after `prefix`, plus `extra`
+/// flags; returns the process (not yet ready) and the database.
+pub fn serve_new_database(prefix: &str, extra: &[&str]) -> (CometProcess, String) {
+    let url = clickhouse_url();
+    let database = unique_database(prefix);
+    let mut args = vec![
+        "serve",
+        "--clickhouse-url",
+        &url,
+        "--clickhouse-database",
+        &database,
+    ];
+    args.extend_from_slice(extra);
+    (CometProcess::spawn(&args), database)
+}
+
+/// The value of the first line of `/metrics` text starting with `prefix`
+/// (0 when absent).
+pub fn metric_value(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A `comet` child process.
 pub struct CometProcess {
     pub child: Child,

@@ -119,16 +119,24 @@ impl Api {
         Ok(params.limit()?.map_or(max, |l| l.min(max)))
     }
 
+    /// `sql` with the parameters of `cond` bound.
+    fn statement(&self, sql: &str, cond: &SqlCondition) -> clickhouse::query::Query {
+        cond.params
+            .iter()
+            .fold(self.store.client().query(sql), |q, (name, value)| {
+                q.param(name, value)
+            })
+    }
+
     async fn fetch_strings(&self, sql: &str, cond: &SqlCondition) -> Result<Vec<String>, ApiError> {
         #[derive(Row, Deserialize)]
         struct One {
             v: String,
         }
-        let mut q = self.store.client().query(sql);
-        for (name, value) in &cond.params {
-            q = q.param(name, value);
-        }
-        let rows: Vec<One> = self.store.fetch_all(q, "label lookup").await?;
+        let rows: Vec<One> = self
+            .store
+            .fetch_all(self.statement(sql, cond), "label lookup")
+            .await?;
         Ok(rows.into_iter().map(|r| r.v).collect())
     }
 }
@@ -168,11 +176,10 @@ async fn find_series(api: &Api, params: &Params) -> Result<Response, ApiError> {
                 time_filter(start, end),
                 limit.saturating_add(1)
             );
-            let mut q = api.store.client().query(&sql);
-            for (name, value) in &cond.params {
-                q = q.param(name, value);
-            }
-            let rows: Vec<One> = api.store.fetch_all(q, "series lookup").await?;
+            let rows: Vec<One> = api
+                .store
+                .fetch_all(api.statement(&sql, &cond), "series lookup")
+                .await?;
             let found: Arc<Vec<Labels>> = Arc::new(rows.into_iter().map(|r| r.l).collect());
             api.caches.series.insert(key, found.clone());
             found
@@ -315,11 +322,10 @@ async fn find_metadata(api: &Api, params: &Params) -> Result<Response, ApiError>
          FROM metadata WHERE {filter} GROUP BY metric_family_name, type, unit, help \
          ORDER BY name, max(last_seen) DESC"
     );
-    let mut q = api.store.client().query(&sql);
-    for (name, value) in &cond.params {
-        q = q.param(name, value);
-    }
-    let rows: Vec<One> = api.store.fetch_all(q, "metadata lookup").await?;
+    let rows: Vec<One> = api
+        .store
+        .fetch_all(api.statement(&sql, &cond), "metadata lookup")
+        .await?;
     let mut out: BTreeMap<String, Vec<MetadataEntry>> = BTreeMap::new();
     for r in rows {
         if limit.is_some_and(|l| out.len() as u64 >= l && !out.contains_key(&r.name)) {
@@ -402,11 +408,10 @@ async fn find_exemplars(api: &Api, params: &Params) -> Result<Response, ApiError
          ORDER BY series_labels, ts LIMIT 1 BY m.l, ts, exemplar_labels",
         time_filter(start, end)
     );
-    let mut q = api.store.client().query(&sql);
-    for (name, value) in &cond.params {
-        q = q.param(name, value);
-    }
-    let rows: Vec<One> = api.store.fetch_all(q, "exemplar lookup").await?;
+    let rows: Vec<One> = api
+        .store
+        .fetch_all(api.statement(&sql, &cond), "exemplar lookup")
+        .await?;
     let mut data = String::from("[");
     let mut current: Option<&Labels> = None;
     for (i, r) in rows.iter().enumerate() {

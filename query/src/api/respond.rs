@@ -218,6 +218,26 @@ pub fn write_json_string(out: &mut String, s: &str) {
     }
 }
 
+/// `{"metric":{...},"<key>":` of one result element.
+fn write_metric(out: &mut String, labels: &[(String, String)], key: &str) {
+    out.push_str(r#"{"metric":"#);
+    write_labels(out, labels);
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+}
+
+/// `items` comma-separated, then `]`.
+fn write_list<T>(out: &mut String, items: &[T], mut write: impl FnMut(&mut String, &T)) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(out, item);
+    }
+    out.push(']');
+}
+
 /// `{"resultType":...,"result":...}` of a query value.
 pub fn write_query_data(out: &mut String, value: &QueryValue) {
     match value {
@@ -234,36 +254,20 @@ pub fn write_query_data(out: &mut String, value: &QueryValue) {
         }
         QueryValue::Vector(samples) => {
             out.push_str(r#"{"resultType":"vector","result":["#);
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(r#"{"metric":"#);
-                write_labels(out, &s.labels);
-                out.push_str(r#","value":"#);
+            write_list(out, samples, |out, s| {
+                write_metric(out, &s.labels, "value");
                 write_point(out, &s.point);
                 out.push('}');
-            }
-            out.push(']');
+            });
         }
         QueryValue::Matrix(series) => {
             out.push_str(r#"{"resultType":"matrix","result":["#);
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(r#"{"metric":"#);
-                write_labels(out, &s.labels);
-                out.push_str(r#","values":["#);
-                for (j, p) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    write_point(out, p);
-                }
-                out.push_str("]}");
-            }
-            out.push(']');
+            write_list(out, series, |out, s| {
+                write_metric(out, &s.labels, "values");
+                out.push('[');
+                write_list(out, &s.points, write_point);
+                out.push('}');
+            });
         }
     }
     out.push('}');
