@@ -103,6 +103,27 @@ impl Planner {
                      ) WHERE _rn <= _p AND _p >= 1"
                 )))
             }
+            "limit_ratio" => {
+                let ratio = self.scalar(param, grid)?;
+                if let Scalar::Lit(x) = ratio
+                    && x.is_nan()
+                {
+                    return Err(bad("Ratio value is NaN"));
+                }
+                let input = self.aggregation_input(&rel, Some(ratio));
+                // Prometheus keeps a series by where the hash of its label
+                // set (the fingerprint's bytes) falls in [0, 1): below the
+                // ratio, or at or above 1 + ratio for a negative one.
+                let labels = "if(_dn = 1, arrayFilter(x -> x.1 != '__name__', _l), _l)";
+                Ok(Node::Vector(format!(
+                    "SELECT _l AS labels, _t AS t, _v AS v, _dn AS dn FROM (\
+                       SELECT _l, _t, _v, _dn, greatest(-1.0, least(1.0, _p)) AS _r, \
+                       toFloat64(xxHash64(arrayStringConcat(arrayMap(x -> concat(x.1, '\\xff', x.2, '\\xff'), {labels})))) \
+                         / toFloat64(18446744073709551615) AS _offset \
+                       FROM ({input})\
+                     ) WHERE (_r >= 0 AND _offset < _r) OR (_r < 0 AND _offset >= 1 + _r)"
+                )))
+            }
             "count_values" => {
                 let label = match unparen(param) {
                     Expr::StringLiteral(s) => s.val.clone(),
