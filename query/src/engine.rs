@@ -325,6 +325,9 @@ impl Engine {
 /// A failed statement in Prometheus's error classes.
 fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError {
     let text = error.to_string();
+    if let Some(message) = built_message(&text) {
+        return QueryError::Execution(message);
+    }
     if let Some(known) = EXECUTION_ERRORS.iter().find(|m| text.contains(*m)) {
         let message = text
             .split("DB::Exception: ")
@@ -400,6 +403,26 @@ fn shape(rows: Vec<ResultRow>, kind: &PlanKind, instant: bool) -> Result<QueryVa
     }
 }
 
+/// The message a statement built from its data (a failed cast of
+/// `EXECUTION_ERROR_MARKER` + message), unquoted.
+fn built_message(text: &str) -> Option<String> {
+    let start = text.find(plan::EXECUTION_ERROR_MARKER)? + plan::EXECUTION_ERROR_MARKER.len();
+    let rest = &text[start..];
+    let end = rest.find("' as UInt8").unwrap_or(rest.len());
+    let mut out = String::with_capacity(end);
+    let mut chars = rest[..end].chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
 /// Natural order: runs of digits compare as numbers (`cpu2` < `cpu10`).
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     use std::cmp::Ordering;
@@ -440,6 +463,18 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 mod tests {
     use super::natural_cmp;
     use std::cmp::Ordering;
+
+    #[test]
+    fn messages_built_in_a_statement_come_back_whole() {
+        let text = "Code: 6. DB::Exception: Cannot parse string \
+            'COMET_EXECUTION_ERROR:found duplicate series for the match group {a=\"it\\'s\"} on the right' \
+            as UInt8: syntax error at begin of string. (CANNOT_PARSE_TEXT)";
+        assert_eq!(
+            super::built_message(text).as_deref(),
+            Some("found duplicate series for the match group {a=\"it's\"} on the right")
+        );
+        assert_eq!(super::built_message("Code: 159. timeout"), None);
+    }
 
     #[test]
     fn natural_order() {

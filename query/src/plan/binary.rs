@@ -4,7 +4,7 @@
 
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::{Grid, Node, PlanError, Planner, Scalar, bad, lit};
+use super::{EXECUTION_ERROR_MARKER, Grid, Node, PlanError, Planner, Scalar, bad, lit};
 
 /// The SQL of `l op r` for arithmetic and comparison operators.
 fn op_sql(op: &str, l: &str, r: &str) -> Result<String, PlanError> {
@@ -25,8 +25,13 @@ fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
 }
 
-const MANY_TO_MANY: &str = "found duplicate series for the match group on one side of the operation; \
-many-to-many matching not allowed: matching labels must be unique on one side";
+/// A label set as Prometheus prints it: `{a="x", b="y"}`.
+fn labels_text(labels: &str) -> String {
+    format!(
+        "concat('{{', arrayStringConcat(arrayMap(x -> concat(x.1, '=\"', \
+         replaceAll(replaceAll(replaceAll(x.2, '\\\\', '\\\\\\\\'), '\"', '\\\\\"'), '\\n', '\\\\n'), '\"'), {labels}), ', '), '}}')"
+    )
+}
 const ONE_TO_ONE: &str =
     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)";
 
@@ -215,6 +220,18 @@ impl Planner {
         } else {
             (expr, "1".to_string(), "toUInt8(1)")
         };
+        // Prometheus names the group and two of its series; a message built
+        // from the data can only leave ClickHouse inside a failed cast,
+        // which the engine turns back into an `execution` error.
+        let side = if one_is_left { "left" } else { "right" };
+        let many_to_many = format!(
+            "if(o._c > 1, toUInt8(concat('{EXECUTION_ERROR_MARKER}', \
+             'found duplicate series for the match group ', {}, ' on the {side} hand-side of the operation: [', \
+             {}, ', ', {}, '];many-to-many matching not allowed: matching labels must be unique on one side')), 0)",
+            labels_text("o._sig"),
+            labels_text("o._dups[1]"),
+            labels_text("o._dups[2]"),
+        );
         let one_to_one_check = if include.is_none() {
             format!("throwIf(m._mc > 1, '{ONE_TO_ONE}') = 0 AND ")
         } else {
@@ -224,10 +241,11 @@ impl Planner {
             "SELECT {labels} AS labels, m._t AS t, toFloat64({value}) AS v, {dn} AS dn \
              FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig} AS _sig, \
                    count() OVER (PARTITION BY _sig, _t) AS _mc FROM ({many})) AS m \
-             INNER JOIN (SELECT {sig} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c \
+             INNER JOIN (SELECT {sig} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c, \
+                   arraySort(groupArray(3)(labels)) AS _dups \
                    FROM ({one}) GROUP BY _sig, _t) AS o \
              ON m._sig = o._sig AND m._t = o._t \
-             WHERE throwIf(o._c > 1, '{MANY_TO_MANY}') = 0 AND {one_to_one_check}{cond}"
+             WHERE {many_to_many} = 0 AND {one_to_one_check}{cond}"
         )))
     }
 }

@@ -332,6 +332,9 @@ pub(crate) fn lit(v: f64) -> String {
 }
 
 /// Labels without the metric name.
+/// Prefix of an error message built inside a statement (see `binary.rs`).
+pub const EXECUTION_ERROR_MARKER: &str = "COMET_EXECUTION_ERROR:";
+
 pub(crate) const DROP_NAME: &str = "arrayFilter(x -> x.1 != '__name__', labels)";
 
 /// The value of label `name` (SQL string) in the label column `col`; ""
