@@ -2,7 +2,7 @@
 //! ClickHouse and shapes the rows into Prometheus's value types.
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clickhouse::Row;
 use comet_schema::Store;
@@ -104,7 +104,6 @@ pub struct QueryStats {
     pub rows_read: u64,
     pub bytes_read: u64,
     pub result_rows: u64,
-    pub elapsed: Duration,
 }
 
 /// Kills a ClickHouse query that is still running when its request is
@@ -157,12 +156,6 @@ struct ResultRow {
     v: f64,
 }
 
-/// Errors raised inside the statement with `throwIf`, by their message.
-const EXECUTION_ERRORS: &[&str] = &[
-    "many-to-many matching not allowed",
-    "multiple matches for labels",
-];
-
 /// Plans and runs PromQL queries against one ClickHouse database.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -207,7 +200,6 @@ impl Engine {
         range: QueryRange,
         limits: &QueryLimits,
     ) -> Result<(QueryValue, QueryStats), QueryError> {
-        let started = Instant::now();
         if let PlanKind::String(s) = &plan.kind {
             let value = QueryValue::String {
                 t: range.end_ms,
@@ -262,7 +254,6 @@ impl Engine {
                 rows_read: summary.and_then(|s| s.read_rows()).unwrap_or_default(),
                 bytes_read: summary.and_then(|s| s.read_bytes()).unwrap_or_default(),
                 result_rows: rows.len() as u64,
-                elapsed: Duration::ZERO,
             };
             Ok::<_, clickhouse::error::Error>((rows, stats))
         };
@@ -276,14 +267,9 @@ impl Engine {
             },
             None => fetch.await,
         };
-        let (rows, mut stats) = match fetched {
-            Ok(fetched) => fetched,
-            Err(error) => {
-                guard.armed = false;
-                return Err(classify(error, limits));
-            }
-        };
+        // ClickHouse answered: the statement is over either way.
         guard.armed = false;
+        let (rows, stats) = fetched.map_err(|error| classify(error, limits))?;
         let mut value = shape(rows, &plan.kind, range.is_instant())?;
         if let (Some(max), QueryValue::Matrix(series)) = (limits.max_series, &value) {
             if series.len() as u64 > max {
@@ -317,7 +303,6 @@ impl Engine {
                 if *desc { ord.reverse() } else { ord }
             });
         }
-        stats.elapsed = started.elapsed();
         Ok((value, stats))
     }
 }
@@ -328,23 +313,12 @@ fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError
     if let Some(message) = built_message(&text) {
         return QueryError::Execution(message);
     }
-    if let Some(known) = EXECUTION_ERRORS.iter().find(|m| text.contains(*m)) {
-        let message = text
-            .split("DB::Exception: ")
-            .nth(1)
-            .and_then(|m| m.split(": while executing").next())
-            .unwrap_or(known);
-        let message = message.split(" (FUNCTION_THROW").next().unwrap_or(message);
-        return QueryError::Execution(message.trim().to_string());
-    }
-    match server_error_code(&text) {
-        Some(159) => QueryError::Timeout,        // TIMEOUT_EXCEEDED
-        Some(158) => QueryError::TooManySamples, // TOO_MANY_ROWS
-        Some(394) => QueryError::Canceled,       // QUERY_WAS_CANCELLED
-        Some(396) if limits.max_series.is_some() => {
-            // TOO_MANY_ROWS_OR_BYTES from max_result_rows
-            QueryError::TooManySeries(limits.max_series.unwrap_or_default())
-        }
+    match (server_error_code(&text), limits.max_series) {
+        (Some(159), _) => QueryError::Timeout, // TIMEOUT_EXCEEDED
+        (Some(158), _) => QueryError::TooManySamples, // TOO_MANY_ROWS
+        (Some(394), _) => QueryError::Canceled, // QUERY_WAS_CANCELLED
+        // TOO_MANY_ROWS_OR_BYTES, from max_result_rows
+        (Some(396), Some(max)) => QueryError::TooManySeries(max),
         _ => QueryError::Store(StoreError::ClickHouse {
             operation: "PromQL query".into(),
             error,
@@ -404,9 +378,11 @@ fn shape(rows: Vec<ResultRow>, kind: &PlanKind, instant: bool) -> Result<QueryVa
 }
 
 /// The message a statement built from its data (a failed cast of
-/// `EXECUTION_ERROR_MARKER` + message), unquoted.
+/// `EXECUTION_ERROR_MARKER` + message), unquoted. Only a failed cast
+/// counts: other errors may quote the statement, marker included.
 fn built_message(text: &str) -> Option<String> {
-    let start = text.find(plan::EXECUTION_ERROR_MARKER)? + plan::EXECUTION_ERROR_MARKER.len();
+    let cast = format!("Cannot parse string '{}", plan::EXECUTION_ERROR_MARKER);
+    let start = text.find(&cast)? + cast.len();
     let rest = &text[start..];
     let end = rest.find("' as UInt8").unwrap_or(rest.len());
     let mut out = String::with_capacity(end);

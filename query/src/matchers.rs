@@ -26,6 +26,8 @@ pub struct Matcher {
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum MatcherError {
+    #[error("selectors with `or` between matchers are not supported")]
+    OrNotSupported,
     #[error("no matchers given")]
     Empty,
     #[error("{0}")]
@@ -78,7 +80,10 @@ impl Matcher {
 
 /// The matchers of a parsed selector in Comet's form, its metric name
 /// included as a `__name__` matcher.
-pub fn from_selector(vs: &VectorSelector) -> Vec<Matcher> {
+pub fn from_selector(vs: &VectorSelector) -> Result<Vec<Matcher>, MatcherError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(MatcherError::OrNotSupported);
+    }
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
         out.push(Matcher::new("__name__", MatchOp::Equal, name));
@@ -98,7 +103,7 @@ pub fn from_selector(vs: &VectorSelector) -> Vec<Matcher> {
         }
         out.push(Matcher::new(&m.name, op, &m.value));
     }
-    out
+    Ok(out)
 }
 
 /// ANDs `matchers` into one condition over `series` columns `metric_name`

@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::sync::Cache;
+use moka::future::Cache;
 use prometheus::IntCounterVec;
+
+use super::respond::ApiError;
 
 use crate::value::{Point, Series};
 
@@ -121,6 +123,28 @@ impl Caches {
     /// Counts one lookup of `cache` as `result` (hit, miss, partial).
     pub fn count(&self, cache: &str, result: &str) {
         self.lookups.with_label_values(&[cache, result]).inc();
+    }
+
+    /// The value cached under `key`, or the one `load` makes and caches.
+    /// Concurrent requests for the same key (a dashboard's panels loading
+    /// at once) wait for one load instead of each asking ClickHouse.
+    pub async fn get_or_load<V>(
+        &self,
+        cache: &Cache<String, V>,
+        name: &str,
+        key: String,
+        load: impl Future<Output = Result<V, ApiError>>,
+    ) -> Result<V, ApiError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let entry = cache
+            .entry(key)
+            .or_try_insert_with(load)
+            .await
+            .map_err(|e| (*e).clone())?;
+        self.count(name, if entry.is_fresh() { "miss" } else { "hit" });
+        Ok(entry.into_value())
     }
 }
 

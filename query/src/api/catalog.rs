@@ -14,20 +14,20 @@ use std::time::Instant;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use clickhouse::Row;
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::parser::Expr;
+use promql_parser::util::{ExprVisitor, walk_expr};
 use serde::{Deserialize, Serialize};
 
 use super::Api;
 use super::params::{MAX_TIME_MS, MIN_TIME_MS, Params};
-use super::respond::{ApiError, success, success_raw, write_labels};
+use super::respond::{
+    ApiError, success, success_body, success_start, write_labels, write_list, write_time,
+    write_value,
+};
 use crate::matchers::{Matcher, MatcherError, SqlCondition, condition, from_selector};
-use crate::plan;
+use crate::plan::{self, sorted_labels};
 
 type Labels = Vec<(String, String)>;
-
-/// The label array of a `series` row, sorted by name.
-const SORTED_LABELS: &str = "CAST(arraySort(arrayZip(mapKeys(labels), mapValues(labels))), \
-                             'Array(Tuple(String, String))')";
 
 /// Newest time a `Date` column can hold (2149-06-06), in ms.
 const LAST_DATE_MS: i64 = 5_662_310_400_000;
@@ -54,7 +54,9 @@ fn parse_matches(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
     values
         .iter()
         .map(|text| match plan::parse(text) {
-            Ok(Expr::VectorSelector(vs)) => selector_matchers(&vs),
+            Ok(Expr::VectorSelector(vs)) => {
+                from_selector(&vs).map_err(|e| ApiError::bad_data(e.to_string()))
+            }
             Ok(_) => Err(ApiError::bad_data(format!(
                 "invalid parameter \"match[]\": {text:?} is not a series selector"
             ))),
@@ -63,15 +65,6 @@ fn parse_matches(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
             ))),
         })
         .collect()
-}
-
-fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, ApiError> {
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(ApiError::bad_data(
-            "selectors with `or` between matchers are not supported",
-        ));
-    }
-    Ok(from_selector(vs))
 }
 
 /// `(sel1) OR (sel2) ...` over `series`, or `1` with no selectors.
@@ -113,7 +106,7 @@ fn truncated<T>(mut items: Vec<T>, limit: u64) -> (Vec<T>, Vec<String>) {
 }
 
 impl Api {
-    /// The request's `limit`, bounded by `query.max_catalog_results`.
+    /// The request's `limit`, bounded by `ApiLimits::max_catalog_results`.
     fn catalog_limit(&self, params: &Params) -> Result<u64, ApiError> {
         let max = self.settings.limits.max_catalog_results;
         Ok(params.limit()?.map_or(max, |l| l.min(max)))
@@ -157,45 +150,35 @@ async fn find_series(api: &Api, params: &Params) -> Result<Response, ApiError> {
     let (start, end) = params.time_range()?;
     let limit = api.catalog_limit(params)?;
     let key = catalog_key("series", &raw, start, end, limit);
-    let found = match api.caches.series.get(&key) {
-        Some(found) => {
-            api.caches.count("series", "hit");
-            found
+    let load = async {
+        #[derive(Row, Deserialize)]
+        struct One {
+            l: Labels,
         }
-        None => {
-            api.caches.count("series", "miss");
-            #[derive(Row, Deserialize)]
-            struct One {
-                l: Labels,
-            }
-            let mut cond = SqlCondition::default();
-            let filter = match_filter(&matches, &mut cond)?;
-            let sql = format!(
-                "SELECT DISTINCT {SORTED_LABELS} AS l FROM series \
-                 WHERE {} AND ({filter}) ORDER BY l LIMIT {}",
-                time_filter(start, end),
-                limit.saturating_add(1)
-            );
-            let rows: Vec<One> = api
-                .store
-                .fetch_all(api.statement(&sql, &cond), "series lookup")
-                .await?;
-            let found: Arc<Vec<Labels>> = Arc::new(rows.into_iter().map(|r| r.l).collect());
-            api.caches.series.insert(key, found.clone());
-            found
-        }
+        let mut cond = SqlCondition::default();
+        let filter = match_filter(&matches, &mut cond)?;
+        let sql = format!(
+            "SELECT DISTINCT {} AS l FROM series \
+             WHERE {} AND ({filter}) ORDER BY l LIMIT {}",
+            sorted_labels("labels"),
+            time_filter(start, end),
+            limit.saturating_add(1)
+        );
+        let rows: Vec<One> = api
+            .store
+            .fetch_all(api.statement(&sql, &cond), "series lookup")
+            .await?;
+        Ok(Arc::new(rows.into_iter().map(|r| r.l).collect::<Vec<_>>()))
     };
+    let found = api
+        .caches
+        .get_or_load(&api.caches.series, "series", key, load)
+        .await?;
     let (list, warnings) = truncated(found.iter().collect::<Vec<_>>(), limit);
-    let mut data = String::with_capacity(list.len() * 64 + 2);
+    let mut data = success_start(list.len() * 64);
     data.push('[');
-    for (i, labels) in list.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        write_labels(&mut data, labels);
-    }
-    data.push(']');
-    Ok(success_raw(&data, &warnings, &[]))
+    write_list(&mut data, &list, |out, labels| write_labels(out, labels));
+    Ok(success_body(data, &warnings))
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -222,11 +205,6 @@ async fn label_lookup(
     params: &Params,
     name: Option<&str>,
 ) -> Result<Response, ApiError> {
-    if let Some(name) = name {
-        if !valid_label_name(name) {
-            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
-        }
-    }
     let raw = params.all("match[]");
     let matches = parse_matches(&raw)?;
     let (start, end) = params.time_range()?;
@@ -236,47 +214,36 @@ async fn label_lookup(
         None => "names".to_string(),
     };
     let key = catalog_key(&what, &raw, start, end, limit);
-    let found = match api.caches.labels.get(&key) {
-        Some(found) => {
-            api.caches.count("labels", "hit");
-            found
-        }
-        None => {
-            api.caches.count("labels", "miss");
-            let mut cond = SqlCondition::default();
-            let filter = match_filter(&matches, &mut cond)?;
-            let time = time_filter(start, end);
-            let fetch = limit.saturating_add(1);
-            let sql = match name {
-                None => format!(
-                    "SELECT DISTINCT arrayJoin(mapKeys(labels)) AS v FROM series \
-                     WHERE {time} AND ({filter}) ORDER BY v LIMIT {fetch}"
-                ),
-                Some("__name__") => format!(
-                    "SELECT DISTINCT toString(metric_name) AS v FROM series \
-                     WHERE {time} AND ({filter}) ORDER BY v LIMIT {fetch}"
-                ),
-                Some(n) => {
-                    let p = cond.param(n);
-                    format!(
-                        "SELECT DISTINCT labels[{p}] AS v FROM series \
-                         WHERE {time} AND ({filter}) AND v != '' ORDER BY v LIMIT {fetch}"
-                    )
-                }
-            };
-            let found = Arc::new(api.fetch_strings(&sql, &cond).await?);
-            api.caches.labels.insert(key, found.clone());
-            found
-        }
+    let load = async {
+        let mut cond = SqlCondition::default();
+        let filter = match_filter(&matches, &mut cond)?;
+        let time = time_filter(start, end);
+        let fetch = limit.saturating_add(1);
+        let sql = match name {
+            None => format!(
+                "SELECT DISTINCT arrayJoin(mapKeys(labels)) AS v FROM series \
+                 WHERE {time} AND ({filter}) ORDER BY v LIMIT {fetch}"
+            ),
+            Some("__name__") => format!(
+                "SELECT DISTINCT toString(metric_name) AS v FROM series \
+                 WHERE {time} AND ({filter}) ORDER BY v LIMIT {fetch}"
+            ),
+            Some(n) => {
+                let p = cond.param(n);
+                format!(
+                    "SELECT DISTINCT labels[{p}] AS v FROM series \
+                     WHERE {time} AND ({filter}) AND v != '' ORDER BY v LIMIT {fetch}"
+                )
+            }
+        };
+        Ok(Arc::new(api.fetch_strings(&sql, &cond).await?))
     };
+    let found = api
+        .caches
+        .get_or_load(&api.caches.labels, "labels", key, load)
+        .await?;
     let (list, warnings) = truncated(found.iter().collect::<Vec<_>>(), limit);
     Ok(success(&list, &warnings))
-}
-
-/// Prometheus's label-name rule (`[a-zA-Z_][a-zA-Z0-9_]*`), or any UTF-8
-/// name as Prometheus 3 allows, as long as it is not empty.
-fn valid_label_name(name: &str) -> bool {
-    !name.is_empty()
 }
 
 #[derive(Serialize)]
@@ -352,26 +319,19 @@ pub async fn exemplars(State(api): State<Api>, params: Params) -> Response {
     api.answer("query_exemplars", started, answer)
 }
 
-/// Every vector selector in an expression.
-fn selectors<'a>(expr: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
-    match expr {
-        Expr::VectorSelector(vs) => out.push(vs),
-        Expr::MatrixSelector(ms) => out.push(&ms.vs),
-        Expr::Aggregate(a) => {
-            selectors(&a.expr, out);
-            if let Some(p) = &a.param {
-                selectors(p, out);
-            }
+/// The matchers of every selector in an expression.
+struct SelectorMatchers(Vec<Vec<Matcher>>);
+
+impl ExprVisitor for SelectorMatchers {
+    type Error = MatcherError;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, MatcherError> {
+        match expr {
+            Expr::VectorSelector(vs) => self.0.push(from_selector(vs)?),
+            Expr::MatrixSelector(ms) => self.0.push(from_selector(&ms.vs)?),
+            _ => {}
         }
-        Expr::Unary(u) => selectors(&u.expr, out),
-        Expr::Binary(b) => {
-            selectors(&b.lhs, out);
-            selectors(&b.rhs, out);
-        }
-        Expr::Paren(p) => selectors(&p.expr, out),
-        Expr::Subquery(s) => selectors(&s.expr, out),
-        Expr::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        Ok(true)
     }
 }
 
@@ -383,72 +343,58 @@ async fn find_exemplars(api: &Api, params: &Params) -> Result<Response, ApiError
         value: f64,
         exemplar_labels: Labels,
     }
-    let query = params.get("query").unwrap_or_default();
-    let expr = plan::parse(query).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let expr = plan::parse(params.get("query").unwrap_or_default())?;
     let (start, end) = params.time_range()?;
-    let mut found = Vec::new();
-    selectors(&expr, &mut found);
-    if found.is_empty() {
-        return Ok(success_raw("[]", &[], &[]));
+    let mut found = SelectorMatchers(Vec::new());
+    walk_expr(&mut found, &expr).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    if found.0.is_empty() {
+        return Ok(success(&serde_json::json!([]), &[]));
     }
-    let matches = found
-        .into_iter()
-        .map(selector_matchers)
-        .collect::<Result<Vec<_>, _>>()?;
     let mut cond = SqlCondition::default();
-    let filter = match_filter(&matches, &mut cond)?;
-    let (s, e) = (start.max(i64::MIN / 2), end.min(i64::MAX / 2));
+    let filter = match_filter(&found.0, &mut cond)?;
     let sql = format!(
         "SELECT m.l AS series_labels, x.timestamp_ms AS ts, x.value AS value, \
-         CAST(arraySort(arrayZip(mapKeys(x.labels), mapValues(x.labels))), 'Array(Tuple(String, String))') AS exemplar_labels \
+         {} AS exemplar_labels \
          FROM exemplars AS x \
-         INNER JOIN (SELECT fingerprint, any({SORTED_LABELS}) AS l FROM series \
+         INNER JOIN (SELECT fingerprint, any({}) AS l FROM series \
                      WHERE {} AND ({filter}) GROUP BY fingerprint) AS m ON x.fingerprint = m.fingerprint \
-         WHERE x.timestamp_ms >= {s} AND x.timestamp_ms <= {e} \
+         WHERE x.timestamp_ms >= {start} AND x.timestamp_ms <= {end} \
          ORDER BY series_labels, ts LIMIT 1 BY m.l, ts, exemplar_labels",
+        sorted_labels("x.labels"),
+        sorted_labels("labels"),
         time_filter(start, end)
     );
     let rows: Vec<One> = api
         .store
         .fetch_all(api.statement(&sql, &cond), "exemplar lookup")
         .await?;
-    let mut data = String::from("[");
-    let mut current: Option<&Labels> = None;
-    for (i, r) in rows.iter().enumerate() {
-        if current != Some(&r.series_labels) {
-            if i > 0 {
-                data.push_str("]},");
-            }
-            data.push_str(r#"{"seriesLabels":"#);
-            write_labels(&mut data, &r.series_labels);
-            data.push_str(r#","exemplars":["#);
-            current = Some(&r.series_labels);
-        } else {
-            data.push(',');
-        }
-        data.push_str(r#"{"labels":"#);
-        write_labels(&mut data, &r.exemplar_labels);
-        data.push_str(r#","value":"#);
-        super::respond::write_value(&mut data, r.value);
-        data.push_str(r#","timestamp":"#);
-        super::respond::write_time(&mut data, r.ts);
-        data.push('}');
-    }
-    if !rows.is_empty() {
-        data.push_str("]}");
-    }
-    data.push(']');
-    Ok(success_raw(&data, &[], &[]))
+    // Rows come ordered by series: one group per series.
+    let groups: Vec<&[One]> = rows
+        .chunk_by(|a, b| a.series_labels == b.series_labels)
+        .collect();
+    let mut data = success_start(rows.len() * 96);
+    data.push('[');
+    write_list(&mut data, &groups, |out, group| {
+        out.push_str(r#"{"seriesLabels":"#);
+        write_labels(out, &group[0].series_labels);
+        out.push_str(r#","exemplars":["#);
+        write_list(out, group, |out, r| {
+            out.push_str(r#"{"labels":"#);
+            write_labels(out, &r.exemplar_labels);
+            out.push_str(r#","value":"#);
+            write_value(out, r.value);
+            out.push_str(r#","timestamp":"#);
+            write_time(out, r.ts);
+            out.push('}');
+        });
+        out.push('}');
+    });
+    Ok(success_body(data, &[]))
 }
 
-#[derive(Serialize)]
+/// One `{name, value}` entry of the status page's lists.
+#[derive(Row, Deserialize, Serialize)]
 struct Stat {
-    name: String,
-    value: u64,
-}
-
-#[derive(Row, Deserialize)]
-struct StatRow {
     name: String,
     value: u64,
 }
@@ -461,29 +407,48 @@ pub async fn tsdb(State(api): State<Api>, params: Params) -> Response {
     api.answer("tsdb", started, answer)
 }
 
+/// The `limit` largest of `stats` by value (then name).
+fn top(mut stats: Vec<Stat>, limit: usize) -> Vec<Stat> {
+    stats.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.name.cmp(&b.name)));
+    stats.truncate(limit);
+    stats
+}
+
 async fn tsdb_stats(api: &Api, params: &Params) -> Result<Response, ApiError> {
-    #[derive(Row, Deserialize)]
-    struct Head {
-        series: u64,
-        pairs: u64,
-    }
     #[derive(Row, Deserialize)]
     struct Times {
         min_time: i64,
         max_time: i64,
     }
-    let limit = params.limit()?.unwrap_or(10);
-    let today = "FROM series WHERE date = today()";
+    #[derive(Row, Deserialize)]
+    struct LabelName {
+        name: String,
+        values: u64,
+        bytes: u64,
+    }
+    let limit = params.limit()?.unwrap_or(10) as usize;
     let pairs =
         "FROM series ARRAY JOIN mapKeys(labels) AS k, mapValues(labels) AS v WHERE date = today()";
-    let stat = |sql: String| {
-        let q = api.store.client().query(&sql);
-        async move { api.store.fetch_all::<StatRow>(q, "tsdb status").await }
-    };
-    let head = api.store.fetch_one::<Head>(
+    // Every metric and every label name (few), so the totals follow from
+    // them; only label pairs, which are many, are cut in ClickHouse.
+    let by_metric = api.store.fetch_all::<Stat>(
+        api.store.client().query(
+            "SELECT toString(metric_name) AS name, uniqExact(fingerprint) AS value \
+             FROM series WHERE date = today() GROUP BY metric_name",
+        ),
+        "tsdb status",
+    );
+    let by_name = api.store.fetch_all::<LabelName>(
         api.store.client().query(&format!(
-            "SELECT uniqExact(fingerprint) AS series, \
-             (SELECT uniqExact(k, v) {pairs}) AS pairs {today}"
+            "SELECT name, count() AS values, sum(length(v)) AS bytes \
+             FROM (SELECT DISTINCT toString(k) AS name, v {pairs}) GROUP BY name"
+        )),
+        "tsdb status",
+    );
+    let by_pair = api.store.fetch_all::<Stat>(
+        api.store.client().query(&format!(
+            "SELECT concat(k, '=', v) AS name, uniqExact(fingerprint) AS value {pairs} \
+             GROUP BY name ORDER BY value DESC, name LIMIT {limit}"
         )),
         "tsdb status",
     );
@@ -494,51 +459,29 @@ async fn tsdb_stats(api: &Api, params: &Params) -> Result<Response, ApiError> {
         ),
         "tsdb status",
     );
-    let by_metric = stat(format!(
-        "SELECT toString(metric_name) AS name, uniqExact(fingerprint) AS value {today} \
-         GROUP BY metric_name ORDER BY value DESC, name LIMIT {limit}"
-    ));
-    let values_by_name = stat(format!(
-        "SELECT toString(k) AS name, uniqExact(v) AS value {pairs} \
-         GROUP BY k ORDER BY value DESC, name LIMIT {limit}"
-    ));
-    let bytes_by_name = stat(format!(
-        "SELECT name, sum(length(v)) AS value FROM (SELECT DISTINCT toString(k) AS name, v {pairs}) \
-         GROUP BY name ORDER BY value DESC, name LIMIT {limit}"
-    ));
-    let by_pair = stat(format!(
-        "SELECT concat(k, '=', v) AS name, uniqExact(fingerprint) AS value {pairs} \
-         GROUP BY name ORDER BY value DESC, name LIMIT {limit}"
-    ));
-    let (head, times, by_metric, values_by_name, bytes_by_name, by_pair) = tokio::join!(
-        head,
-        times,
-        by_metric,
-        values_by_name,
-        bytes_by_name,
-        by_pair
-    );
-    let (head, times) = (head?, times?);
-    let list = |rows: Vec<StatRow>| -> Vec<Stat> {
-        rows.into_iter()
-            .map(|r| Stat {
-                name: r.name,
-                value: r.value,
-            })
-            .collect()
+    let (by_metric, by_name, by_pair, times) = tokio::join!(by_metric, by_name, by_pair, times);
+    let (by_metric, by_name, times) = (by_metric?, by_name?, times?);
+    // A series has one metric name; a label pair is one value of one name.
+    let series: u64 = by_metric.iter().map(|s| s.value).sum();
+    let label_pairs: u64 = by_name.iter().map(|n| n.values).sum();
+    let stat = |name: &LabelName, value: u64| Stat {
+        name: name.name.clone(),
+        value,
     };
+    let values_by_name = by_name.iter().map(|n| stat(n, n.values)).collect();
+    let bytes_by_name = by_name.iter().map(|n| stat(n, n.bytes)).collect();
     let data = serde_json::json!({
         "headStats": {
-            "numSeries": head.series,
-            "numLabelPairs": head.pairs,
+            "numSeries": series,
+            "numLabelPairs": label_pairs,
             "chunkCount": 0,
             "minTime": times.min_time,
             "maxTime": times.max_time,
         },
-        "seriesCountByMetricName": list(by_metric?),
-        "labelValueCountByLabelName": list(values_by_name?),
-        "memoryInBytesByLabelName": list(bytes_by_name?),
-        "seriesCountByLabelValuePair": list(by_pair?),
+        "seriesCountByMetricName": top(by_metric, limit),
+        "labelValueCountByLabelName": top(values_by_name, limit),
+        "memoryInBytesByLabelName": top(bytes_by_name, limit),
+        "seriesCountByLabelValuePair": by_pair?,
     });
     Ok(success(&data, &[]))
 }

@@ -12,10 +12,6 @@ use axum::http::{Method, header};
 use super::respond::ApiError;
 use crate::duration::parse_duration;
 
-/// Most bytes of a form body (Prometheus has no limit; a runaway body
-/// should not be buffered whole).
-const MAX_FORM_BYTES: usize = 8 << 20;
-
 /// Smallest and largest times Prometheus accepts (`minTime`/`maxTime`,
 /// the range of Go's `time.Time` in ms that fits `int64`).
 pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974;
@@ -40,15 +36,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if is_form {
+            // Bounded by axum's default body limit (2 MiB): a runaway body
+            // is refused, not buffered.
             let body = Bytes::from_request(request, state)
                 .await
                 .map_err(|e| ApiError::bad_data(format!("cannot read the form body: {e}")))?;
-            if body.len() > MAX_FORM_BYTES {
-                return Err(ApiError::bad_data(format!(
-                    "form body of {} bytes is over the limit of {MAX_FORM_BYTES}",
-                    body.len()
-                )));
-            }
             pairs.extend(form_urlencoded::parse(&body).into_owned());
         }
         if let Some(query) = query {

@@ -2,17 +2,18 @@
 //! `/api/v1/parse_query`.
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
 use promql_parser::parser::Expr;
+use promql_parser::util::{ExprVisitor, walk_expr};
 use tracing::{debug, warn};
 
 use super::Api;
 use super::cache::{Extent, merge, up_to};
 use super::params::Params;
-use super::respond::{ApiError, success, success_raw, write_query_data};
+use super::respond::{ApiError, success, success_body, success_start, write_query_data};
 use crate::engine::{QueryLimits, QueryRange, QueryStats};
 use crate::plan::{self, Plan, PlanSettings};
 use crate::value::QueryValue;
@@ -47,8 +48,7 @@ pub async fn parse(State(api): State<Api>, params: Params) -> Response {
 }
 
 fn parse_param(params: &Params) -> Result<Expr, ApiError> {
-    let query = params.get("query").unwrap_or_default();
-    plan::parse(query).map_err(|e| ApiError::bad_data(e.to_string()))
+    Ok(plan::parse(params.get("query").unwrap_or_default())?)
 }
 
 /// The plan settings and limits of one request: `lookback_delta` and
@@ -80,21 +80,18 @@ async fn run_instant(api: &Api, params: &Params) -> Result<Response, ApiError> {
     let t = params.time_or("time", plan::system_time_ms(std::time::SystemTime::now()))?;
     let (settings, limits) = request_options(api, params)?;
     let range = QueryRange::instant(t);
-    let plan =
-        plan::plan(query, range.grid(), &settings).map_err(crate::engine::QueryError::from)?;
-    let (value, stats) = api.execute("query", query, &plan, range, &limits).await?;
-    Ok(respond(&value, params, &stats))
+    let plan = plan::plan(query, range.grid(), &settings)?;
+    let (value, stats, elapsed) = api.execute("query", query, &plan, range, &limits).await?;
+    Ok(respond(&value, params, &stats, elapsed))
 }
 
 async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
     let query = params.get("query").unwrap_or_default();
     let start = params.time("start")?;
     let end = params.time("end")?;
-    let step = params
-        .get("step")
-        .map(super::params::parse_api_duration)
-        .unwrap_or_else(|| Err("cannot parse \"\" to a valid duration".into()))
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?;
+    let step = params.duration("step")?.ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration")
+    })?;
     if end < start {
         return Err(ApiError::bad_data(
             "end timestamp must not be before start time",
@@ -113,7 +110,7 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
         )));
     }
     let (settings, limits) = request_options(api, params)?;
-    let expr = plan::parse(query).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let expr = plan::parse(query)?;
     let key = cacheable(&expr).then(|| {
         format!(
             "{}\u{0}{step_ms}\u{0}{}\u{0}{expr}",
@@ -121,7 +118,10 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
             start.rem_euclid(step_ms)
         )
     });
-    let cached = key.as_ref().and_then(|k| api.caches.results.get(k));
+    let cached = match &key {
+        Some(k) => api.caches.results.get(k).await,
+        None => None,
+    };
     // Reuse a cached extent that starts at or before this range and reaches
     // into it; compute only the steps after it.
     let usable = cached.filter(|e| e.start <= start && e.end >= start - step_ms);
@@ -133,20 +133,24 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
     if key.is_some() {
         api.caches.count("results", result);
     }
-    let (fresh, stats) = match fresh_start {
+    let (fresh, stats, elapsed) = match fresh_start {
         Some(from) => {
             let range = QueryRange {
                 start_ms: from,
                 end_ms: end,
                 step_ms,
             };
-            let plan = plan::plan_expr(&expr, range.grid(), &settings)
-                .map_err(crate::engine::QueryError::from)?;
+            let plan = plan::plan_expr(&expr, range.grid(), &settings)?;
             api.execute("query_range", query, &plan, range, &limits)
                 .await?
         }
-        None => (QueryValue::Matrix(Vec::new()), QueryStats::default()),
+        None => (
+            QueryValue::Matrix(Vec::new()),
+            QueryStats::default(),
+            Duration::ZERO,
+        ),
     };
+    let cached_end = usable.as_ref().map(|extent| extent.end);
     let value = match (usable, fresh) {
         (Some(extent), QueryValue::Matrix(fresh)) => {
             QueryValue::Matrix(up_to(&merge(&extent.series, start, fresh), end))
@@ -157,26 +161,44 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
         let cutoff = plan::system_time_ms(std::time::SystemTime::now())
             - api.caches.results_freshness.as_millis() as i64;
         let last_old_step = start + (cutoff.min(end) - start).div_euclid(step_ms) * step_ms;
-        if last_old_step >= start {
-            api.caches.results.insert(
-                key,
-                std::sync::Arc::new(Extent {
-                    start,
-                    end: last_old_step,
-                    series: up_to(series, last_old_step),
-                }),
-            );
+        // Only when this answer caches more steps than the entry it used.
+        if last_old_step >= start && cached_end.is_none_or(|e| last_old_step > e) {
+            api.caches
+                .results
+                .insert(
+                    key,
+                    std::sync::Arc::new(Extent {
+                        start,
+                        end: last_old_step,
+                        series: up_to(series, last_old_step),
+                    }),
+                )
+                .await;
         }
     }
-    Ok(respond(&value, params, &stats))
+    Ok(respond(&value, params, &stats, elapsed))
 }
 
 /// Whether a range result may be cached by step: not when `@` pins a
-/// selector to a time, as `@ start()`/`@ end()` depend on the range. (An
-/// `@` inside a label value also disables caching, which is only slower.)
+/// selector or subquery to a time, as `@ start()`/`@ end()` depend on the
+/// range.
 fn cacheable(expr: &Expr) -> bool {
-    let text = expr.to_string();
-    !text.contains('@')
+    struct FindAt(bool);
+    impl ExprVisitor for FindAt {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            self.0 |= match expr {
+                Expr::VectorSelector(vs) => vs.at.is_some(),
+                Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+                Expr::Subquery(sq) => sq.at.is_some(),
+                _ => false,
+            };
+            Ok(!self.0)
+        }
+    }
+    let mut found = FindAt(false);
+    let _ = walk_expr(&mut found, expr);
+    !found.0
 }
 
 /// `11000` as `11,000`, as Prometheus writes the point limit.
@@ -193,24 +215,25 @@ fn group_thousands(n: i64) -> String {
 }
 
 /// The success answer, with `stats` when the request asked for them.
-fn respond(value: &QueryValue, params: &Params, stats: &QueryStats) -> Response {
-    let mut data = String::with_capacity(256);
+fn respond(value: &QueryValue, params: &Params, stats: &QueryStats, elapsed: Duration) -> Response {
+    let mut data = success_start(256);
     write_query_data(&mut data, value);
     if params.get("stats").is_some() {
         data.pop();
-        let seconds = stats.elapsed.as_secs_f64();
+        let seconds = elapsed.as_secs_f64();
         let _ = write!(
             data,
             r#","stats":{{"timings":{{"evalTotalTime":{seconds},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{seconds},"execQueueTime":0,"execTotalTime":{seconds}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}}}"#,
             stats.rows_read, stats.result_rows
         );
     }
-    success_raw(&data, &[], &[])
+    success_body(data, &[])
 }
 
 impl Api {
     /// Runs a plan within `limits`, counting what ClickHouse read and
-    /// logging slow queries with their PromQL and SQL.
+    /// logging slow queries with their PromQL and SQL; also returns how
+    /// long it took.
     async fn execute(
         &self,
         endpoint: &str,
@@ -218,7 +241,7 @@ impl Api {
         plan: &Plan,
         range: QueryRange,
         limits: &QueryLimits,
-    ) -> Result<(QueryValue, QueryStats), ApiError> {
+    ) -> Result<(QueryValue, QueryStats, Duration), ApiError> {
         let started = Instant::now();
         let result = self.engine.execute_limited(plan, range, limits).await;
         let elapsed = started.elapsed();
@@ -255,7 +278,8 @@ impl Api {
                 "query"
             );
         }
-        Ok(result?)
+        let (value, stats) = result?;
+        Ok((value, stats, elapsed))
     }
 }
 

@@ -11,6 +11,7 @@ use comet_schema::store::StoreError;
 use serde::Serialize;
 
 use crate::engine::QueryError;
+use crate::plan::PlanError;
 use crate::value::{Point, QueryValue};
 
 /// Prometheus's error classes and the status code each gets.
@@ -70,11 +71,28 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.kind.status()
     }
+
+    /// ClickHouse down or overloaded is `unavailable` (503, retry);
+    /// anything else is `internal`.
+    fn from_store(e: &StoreError) -> Self {
+        let kind = if e.is_transient() {
+            ErrorType::Unavailable
+        } else {
+            ErrorType::Internal
+        };
+        ApiError::new(kind, e.to_string())
+    }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::from_store_ref(&e)
+        ApiError::from_store(&e)
+    }
+}
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        QueryError::from(e).into()
     }
 }
 
@@ -88,20 +106,7 @@ impl From<QueryError> for ApiError {
             | QueryError::TooManySeries(_) => ErrorType::Execution,
             QueryError::Timeout => ErrorType::Timeout,
             QueryError::Canceled => ErrorType::Canceled,
-            QueryError::Store(store) => return ApiError::from_store_ref(store),
-        };
-        ApiError::new(kind, e.to_string())
-    }
-}
-
-impl ApiError {
-    /// ClickHouse down or overloaded is `unavailable` (503, retry);
-    /// anything else is `internal`.
-    fn from_store_ref(e: &StoreError) -> Self {
-        let kind = if e.is_transient() {
-            ErrorType::Unavailable
-        } else {
-            ErrorType::Internal
+            QueryError::Store(store) => return ApiError::from_store(store),
         };
         ApiError::new(kind, e.to_string())
     }
@@ -131,19 +136,22 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// `{"status":"success","data":<data>}` with optional warnings and infos.
-pub fn success_raw(data: &str, warnings: &[String], infos: &[String]) -> Response {
-    let mut body = String::with_capacity(data.len() + 64);
+/// The start of a success answer; the data is written after it, then the
+/// answer is closed by [`success_body`] (no copy of a large result).
+pub fn success_start(data_capacity: usize) -> String {
+    let mut body = String::with_capacity(data_capacity + 64);
     body.push_str(r#"{"status":"success","data":"#);
-    body.push_str(data);
-    for (key, list) in [("warnings", warnings), ("infos", infos)] {
-        if !list.is_empty() {
-            let _ = write!(
-                body,
-                r#","{key}":{}"#,
-                serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
-            );
-        }
+    body
+}
+
+/// Closes a body from [`success_start`], with warnings if any.
+pub fn success_body(mut body: String, warnings: &[String]) -> Response {
+    if !warnings.is_empty() {
+        let _ = write!(
+            body,
+            r#","warnings":{}"#,
+            serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into())
+        );
     }
     body.push('}');
     json_response(StatusCode::OK, body.into_bytes())
@@ -151,8 +159,14 @@ pub fn success_raw(data: &str, warnings: &[String], infos: &[String]) -> Respons
 
 /// A success answer whose data serde can encode.
 pub fn success<T: Serialize>(data: &T, warnings: &[String]) -> Response {
+    let mut body = success_start(0);
+    // Writing JSON into a String cannot fail on I/O; only a type serde
+    // cannot encode would.
     match serde_json::to_string(data) {
-        Ok(json) => success_raw(&json, warnings, &[]),
+        Ok(json) => {
+            body.push_str(&json);
+            success_body(body, warnings)
+        }
         Err(e) => ApiError::new(ErrorType::Internal, e.to_string()).into_response(),
     }
 }
@@ -228,7 +242,7 @@ fn write_metric(out: &mut String, labels: &[(String, String)], key: &str) {
 }
 
 /// `items` comma-separated, then `]`.
-fn write_list<T>(out: &mut String, items: &[T], mut write: impl FnMut(&mut String, &T)) {
+pub fn write_list<T>(out: &mut String, items: &[T], mut write: impl FnMut(&mut String, &T)) {
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');

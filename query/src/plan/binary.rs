@@ -4,7 +4,7 @@
 
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::{EXECUTION_ERROR_MARKER, Grid, Node, PlanError, Planner, Scalar, bad, lit};
+use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
 
 /// The SQL of `l op r` for arithmetic and comparison operators.
 fn op_sql(op: &str, l: &str, r: &str) -> Result<String, PlanError> {
@@ -32,8 +32,9 @@ fn labels_text(labels: &str) -> String {
          replaceAll(replaceAll(replaceAll(x.2, '\\\\', '\\\\\\\\'), '\"', '\\\\\"'), '\\n', '\\\\n'), '\"'), {labels}), ', '), '}}')"
     )
 }
+/// Prometheus's one-to-one error, as an SQL string.
 const ONE_TO_ONE: &str =
-    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)";
+    "'multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)'";
 
 impl Planner {
     /// The matching signature of the label column `col`: all labels but
@@ -220,23 +221,21 @@ impl Planner {
         } else {
             (expr, "1".to_string(), "toUInt8(1)")
         };
-        // Prometheus names the group and two of its series; a message built
-        // from the data can only leave ClickHouse inside a failed cast,
-        // which the engine turns back into an `execution` error.
+        // Prometheus names the group and two of its series; duplicates on
+        // the one side are reported before many matches on the other.
         let side = if one_is_left { "left" } else { "right" };
         let many_to_many = format!(
-            "if(o._c > 1, toUInt8(concat('{EXECUTION_ERROR_MARKER}', \
-             'found duplicate series for the match group ', {}, ' on the {side} hand-side of the operation: [', \
-             {}, ', ', {}, '];many-to-many matching not allowed: matching labels must be unique on one side')), 0)",
+            "concat('found duplicate series for the match group ', {}, ' on the {side} hand-side of the operation: [', \
+             {}, ', ', {}, '];many-to-many matching not allowed: matching labels must be unique on one side')",
             labels_text("o._sig"),
             labels_text("o._dups[1]"),
             labels_text("o._dups[2]"),
         );
-        let one_to_one_check = if include.is_none() {
-            format!("throwIf(m._mc > 1, '{ONE_TO_ONE}') = 0 AND ")
-        } else {
-            String::new()
-        };
+        let mut checks = vec![("o._c > 1", many_to_many.as_str())];
+        if include.is_none() {
+            checks.push(("m._mc > 1", ONE_TO_ONE));
+        }
+        let checks = fail_if(&checks);
         Ok(Node::Vector(format!(
             "SELECT {labels} AS labels, m._t AS t, toFloat64({value}) AS v, {dn} AS dn \
              FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig} AS _sig, \
@@ -245,7 +244,7 @@ impl Planner {
                    arraySort(groupArray(3)(labels)) AS _dups \
                    FROM ({one}) GROUP BY _sig, _t) AS o \
              ON m._sig = o._sig AND m._t = o._t \
-             WHERE {many_to_many} = 0 AND {one_to_one_check}{cond}"
+             WHERE {checks} AND {cond}"
         )))
     }
 }

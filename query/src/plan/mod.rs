@@ -331,10 +331,36 @@ pub(crate) fn lit(v: f64) -> String {
     }
 }
 
-/// Labels without the metric name.
-/// Prefix of an error message built inside a statement (see `binary.rs`).
+/// Prefix of an error message raised inside a statement by [`fail_if`].
 pub const EXECUTION_ERROR_MARKER: &str = "COMET_EXECUTION_ERROR:";
 
+/// A condition that is true, or fails the statement with the message (SQL
+/// string expression) of the first of `checks` whose condition holds, so
+/// the checks keep their order. `throwIf` takes only constant messages; a
+/// failed cast carries one built from the data, and the engine turns it
+/// back into an `execution` error.
+pub(crate) fn fail_if(checks: &[(&str, &str)]) -> String {
+    let branches: Vec<String> = checks
+        .iter()
+        .map(|(cond, message)| {
+            // materialize: a constant message would be cast, and fail, at
+            // planning time whatever the rows.
+            format!("{cond}, toUInt8(concat('{EXECUTION_ERROR_MARKER}', materialize({message})))")
+        })
+        .collect();
+    format!("multiIf({}, 0) = 0", branches.join(", "))
+}
+
+/// The labels of a `Map(name, value)` column as an array of (name, value)
+/// sorted by name, the form every query result uses.
+pub(crate) fn sorted_labels(map_column: &str) -> String {
+    format!(
+        "CAST(arraySort(arrayZip(mapKeys({map_column}), mapValues({map_column}))), \
+         'Array(Tuple(String, String))')"
+    )
+}
+
+/// Labels without the metric name.
 pub(crate) const DROP_NAME: &str = "arrayFilter(x -> x.1 != '__name__', labels)";
 
 /// The value of label `name` (SQL string) in the label column `col`; ""

@@ -10,8 +10,8 @@
 
 use promql_parser::parser::VectorSelector;
 
-use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad};
-use crate::matchers::{condition, from_selector};
+use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad, sorted_labels};
+use crate::matchers::{MatcherError, condition, from_selector};
 
 /// Samples `(fp, ts, sv)` and the labels `(fp, labels, dn)` of a source.
 pub(crate) struct SampleSource {
@@ -33,26 +33,22 @@ impl Planner {
         lo: i64,
         hi: i64,
     ) -> Result<String, PlanError> {
-        if !vs.matchers.or_matchers.is_empty() {
-            return Err(PlanError::Unsupported(
-                "selectors with `or` between matchers are not supported".into(),
-            ));
-        }
-        let matchers = from_selector(vs);
-        let cond = condition(&matchers, &mut self.params).map_err(|e| match e {
-            crate::matchers::MatcherError::MatchesEverything(_)
-            | crate::matchers::MatcherError::Empty => {
-                bad("vector selector must contain at least one non-empty matcher")
-            }
-            other => bad(other.to_string()),
-        })?;
+        let cond = from_selector(vs)
+            .and_then(|matchers| condition(&matchers, &mut self.params))
+            .map_err(|e| match e {
+                MatcherError::OrNotSupported => PlanError::Unsupported(e.to_string()),
+                MatcherError::MatchesEverything(_) | MatcherError::Empty => {
+                    bad("vector selector must contain at least one non-empty matcher")
+                }
+                other => bad(other.to_string()),
+            })?;
         Ok(format!(
-            "SELECT fingerprint AS fp, any(metric_name) AS mn, \
-             any(CAST(arraySort(arrayZip(mapKeys(labels), mapValues(labels))), 'Array(Tuple(String, String))')) AS series_labels \
+            "SELECT fingerprint AS fp, any(metric_name) AS mn, any({}) AS series_labels \
              FROM series \
              WHERE date >= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) \
              AND date <= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) AND {cond} \
              GROUP BY fingerprint",
+            sorted_labels("labels"),
             lo.max(0),
             hi.max(0)
         ))
