@@ -160,8 +160,7 @@ pub struct Auth {
 
 impl Auth {
     /// `None` when neither users nor tokens are configured: then the
-    /// listener is open. Hashes and digests must have passed
-    /// [`check_bcrypt_hash`] and [`parse_token_digest`] already.
+    /// listener is open.
     pub fn new(
         users: &BTreeMap<String, String>,
         token_digests: &[String],
@@ -170,20 +169,18 @@ impl Auth {
         if users.is_empty() && token_digests.is_empty() {
             return Ok(None);
         }
-        let tokens = token_digests
+        // The same checks, and messages, as the configuration's.
+        validate(users, token_digests)?;
+        let tokens: Vec<[u8; 32]> = token_digests
             .iter()
-            .enumerate()
-            .map(|(i, hex)| {
-                parse_token_digest(hex)
-                    .with_context(|| format!("http.bearer_tokens[{i}] is not a SHA-256 hex digest"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut cost = 0;
-        for (user, hash) in users {
-            let parts = bcrypt::HashParts::from_str(hash)
-                .with_context(|| format!("http.basic_auth_users.{user} is not a bcrypt hash"))?;
-            cost = cost.max(parts.get_cost());
-        }
+            .filter_map(|hex| parse_token_digest(hex))
+            .collect();
+        let cost = users
+            .values()
+            .filter_map(|hash| bcrypt::HashParts::from_str(hash).ok())
+            .map(|parts| parts.get_cost())
+            .max()
+            .unwrap_or(0);
         let decoy_hash = if users.is_empty() {
             String::new()
         } else {
