@@ -42,13 +42,38 @@ pub(crate) fn finish_sum(folded: &str) -> String {
     format!("(({folded}).1 + ({folded}).2)")
 }
 
+/// The compensation term after adding `inc` to `sum` (Neumaier's step, as
+/// Prometheus's `kahanSumInc`), given the old compensation `c`.
+fn kahan_c(inc: &str, sum: &str, c: &str) -> String {
+    format!(
+        "if(isInfinite({sum} + {inc}), 0, if(abs({sum}) >= abs({inc}), \
+         {c} + (({sum} - ({sum} + {inc})) + {inc}), {c} + (({inc} - ({sum} + {inc})) + {sum})))"
+    )
+}
+
 /// The mean as Prometheus computes it: the compensated sum divided by the
-/// count, or an incremental mean when the sum overflows.
+/// count; once the sum would overflow, a compensated incremental mean from
+/// that value on (so the order of `values` matters there, as in Prometheus).
 pub(crate) fn mean_array(values: &str) -> String {
     let sum = finish_sum(&sum_array(values));
+    // State: (count, sum, compensation, incremental?, mean).
+    let n1 = "(acc.1 + 1)";
+    let mean = "if(acc.4 = 0, acc.2 / acc.1, acc.5)";
+    let comp = "if(acc.4 = 0, acc.3 / acc.1, acc.3)";
+    let inc = format!("(x / {n1})");
+    let scaled_mean = format!("((acc.1 / {n1}) * {mean})");
+    let scaled_comp = format!("((acc.1 / {n1}) * {comp})");
+    let incremental = format!(
+        "arrayFold((acc, x) -> if(acc.4 = 0 AND NOT isInfinite(acc.2 + x), \
+           ({n1}, acc.2 + x, {}, toUInt8(0), toFloat64(0)), \
+           ({n1}, acc.2, {}, toUInt8(1), {scaled_mean} + {inc})), \
+         {values}, (toFloat64(0), toFloat64(0), toFloat64(0), toUInt8(0), toFloat64(0)))",
+        kahan_c("x", "acc.2", "acc.3"),
+        kahan_c(&inc, &scaled_mean, &scaled_comp),
+    );
     format!(
         "if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), {values}), \
-           arrayFold((acc, x) -> (acc.1 + 1, acc.2 + x / (acc.1 + 1) - acc.2 / (acc.1 + 1)), {values}, (toFloat64(0), toFloat64(0))).2, \
+           ({incremental}).5 + ({incremental}).3, \
            {sum} / length({values}))"
     )
 }
