@@ -3,10 +3,10 @@
 
 use promql_parser::parser::Call;
 
-use super::{Grid, Node, PlanError, Planner, Scalar, label_value};
+use super::{Grid, Node, PlanError, Planner, Scalar, fail_if, label_value};
 
 impl Planner {
-    /// Buckets grouped per series (labels without `le` and the name) and
+    /// Buckets grouped per series (labels without `le`) and
     /// step: rows `(labels, t, b)` with `b` the `(upper bound, count)` pairs
     /// sorted by bound, same bounds summed, counts made monotonic.
     fn bucket_groups(&mut self, rel: &str) -> String {
@@ -16,7 +16,7 @@ impl Planner {
                arrayMap(x -> x.1, raw) AS ub, \
                arrayMap(i -> arrayMax(arraySlice(arrayMap(x -> x.2, raw), 1, i)), arrayEnumerate(raw)) AS cnt \
              FROM (\
-               SELECT arrayFilter(x -> x.1 != 'le' AND x.1 != '__name__', labels) AS labels, t, assumeNotNull(le) AS le, sum(v) AS c \
+               SELECT arrayFilter(x -> x.1 != 'le', labels) AS labels, t, assumeNotNull(le) AS le, sum(v) AS c \
                FROM (SELECT labels, t, v, \
                        multiIf(lower({le}) IN ('+inf', 'inf'), inf, toFloat64OrNull({le})) AS le \
                      FROM ({rel}) WHERE has(arrayMap(x -> x.1, labels), 'le') AND le IS NOT NULL) \
@@ -78,14 +78,14 @@ impl Planner {
                a._b = 1, a.ub[1] * (a._rank / a.cnt[1]), \
                a.ub[a._b - 1] + (a.ub[a._b] - a.ub[a._b - 1]) * ((a._rank - a.cnt[a._b - 1]) / (a.cnt[a._b] - a.cnt[a._b - 1])))",
         );
-        format!(
-            "SELECT a.labels AS labels, a.t AS t, {value} AS v, toUInt8(0) AS dn FROM (\
+        without_name(&format!(
+            "SELECT a.labels AS labels, a.t AS t, {value} AS v FROM (\
                SELECT labels, t, ub, cnt, _q, _rank, \
                  if(arrayFirstIndex(x -> x >= _rank, arrayPopBack(cnt)) = 0, length(cnt), \
                     arrayFirstIndex(x -> x >= _rank, arrayPopBack(cnt))) AS _b \
                FROM (SELECT labels, t, ub, cnt, {q} AS _q, _q * cnt[length(cnt)] AS _rank FROM {from})\
              ) AS a"
-        )
+        ))
     }
 
     /// The fraction of observations between two bounds, interpolating
@@ -112,8 +112,8 @@ impl Planner {
                   isInfinite(_lb[i]), if(b._lo = -inf, _c[i], 0), \
                   _c[i] * greatest(0, least(b.ub[i], _hi) - greatest(_lb[i], b._lo)) / (b.ub[i] - _lb[i])), \
              arrayEnumerate(b.ub))";
-        Ok(Node::Vector(format!(
-            "SELECT labels, t, v, toUInt8(0) AS dn FROM (\
+        Ok(Node::Vector(without_name(&format!(
+            "SELECT labels, t, v FROM (\
                SELECT b.labels AS labels, b.t AS t, {hi} AS _hi, \
                  arrayMap(i -> if(i = 1, if(b.ub[1] > 0, 0, -inf), b.ub[i - 1]), arrayEnumerate(b.ub)) AS _lb, \
                  arrayMap(i -> b.cnt[i] - if(i = 1, 0, b.cnt[i - 1]), arrayEnumerate(b.cnt)) AS _c, \
@@ -123,6 +123,23 @@ impl Planner {
                          b._lo >= _hi, 0, \
                          arraySum({contributions}) / b.cnt[length(b.cnt)]) AS v \
                FROM {from})"
-        )))
+        ))))
     }
+}
+
+/// Drops the metric name from a histogram function's result `(labels, t,
+/// v)`. Buckets group by their full labels as in Prometheus, so two
+/// histograms differing only by name give two results with one label set:
+/// Prometheus's error, raised in the statement so that an enclosing
+/// aggregation cannot merge them.
+fn without_name(rel: &str) -> String {
+    let duplicate = fail_if(&[(
+        "count() OVER (PARTITION BY labels, t) > 1",
+        "'vector cannot contain metrics with the same labelset'",
+    )]);
+    format!(
+        "SELECT labels, t, v, toUInt8(0) AS dn FROM (\
+           SELECT arrayFilter(x -> x.1 != '__name__', labels) AS labels, t, v FROM ({rel})\
+         ) QUALIFY {duplicate}"
+    )
 }

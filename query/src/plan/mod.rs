@@ -18,6 +18,7 @@ mod aggregate;
 mod binary;
 mod functions;
 mod histogram;
+mod literals;
 mod selector;
 
 use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset};
@@ -155,6 +156,7 @@ impl Plan {
 
 /// Parses `query` with Prometheus's grammar.
 pub fn parse(query: &str) -> Result<Expr, PlanError> {
+    literals::check_utf8(query).map_err(bad)?;
     parser::parse(query).map_err(bad)
 }
 

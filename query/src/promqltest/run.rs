@@ -14,6 +14,9 @@ use comet_schema::model::STALE_NAN_BITS;
 use comet_schema::{
     Labels, NameValidation, Sample, SchemaOptions, Store, StoreSettings, TimeSeries, Topology,
 };
+use promql_parser::label::Matcher;
+use promql_parser::parser::Expr;
+use promql_parser::util::{ExprVisitor, walk_expr};
 use thiserror::Error;
 
 use super::{Command, Eval, EvalTime, Expect, Expected, Load, MessageMatch, PointValue};
@@ -134,8 +137,9 @@ pub struct Runner {
 /// The data loaded since the last `clear`, to classify cases.
 #[derive(Default)]
 struct Loaded {
-    /// Metric names with native histogram samples.
-    histogram_metrics: HashSet<String>,
+    /// Label sets (sorted, with `__name__`) of series with native
+    /// histogram samples.
+    histogram_series: HashSet<Vec<(String, String)>>,
 }
 
 impl Runner {
@@ -280,7 +284,17 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String
             && let Some(base) = name.strip_suffix("_bucket")
         {
             // Also loaded as a native histogram with custom buckets.
-            loaded.histogram_metrics.insert(base.to_string());
+            let mut labels: Vec<(String, String)> = series
+                .labels
+                .iter()
+                .filter(|(n, _)| n != "le")
+                .map(|(n, v)| match n.as_str() {
+                    "__name__" => (n.clone(), base.to_string()),
+                    _ => (n.clone(), v.clone()),
+                })
+                .collect();
+            labels.sort();
+            loaded.histogram_series.insert(labels);
         }
         let mut key = series.labels.clone();
         key.sort();
@@ -303,9 +317,7 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String
                         .insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
                 }
                 Some(PointValue::Histogram { .. }) => {
-                    if let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__") {
-                        loaded.histogram_metrics.insert(name.clone());
-                    }
+                    loaded.histogram_series.insert(merged[at].0.clone());
                 }
                 None => {}
             }
@@ -349,13 +361,69 @@ fn case_tier(file_tier: Tier, eval: &Eval, loaded: &Loaded) -> Tier {
         Expected::Scalar(_) => false,
     };
     let reads_histograms = loaded
-        .histogram_metrics
+        .histogram_series
         .iter()
-        .any(|name| contains_word(&eval.query, name));
+        .any(|labels| may_read_series(&eval.query, labels));
     if expects_histogram || reads_histograms {
         Tier::NativeHistogram
     } else {
         Tier::StableFloat
+    }
+}
+
+/// Whether a selector of `query` matches the series `labels`. Falls back
+/// to a word search for its metric name when the query does not parse.
+fn may_read_series(query: &str, labels: &[(String, String)]) -> bool {
+    struct Reads<'a> {
+        labels: &'a [(String, String)],
+        found: bool,
+    }
+    impl Reads<'_> {
+        fn value(&self, name: &str) -> &str {
+            self.labels
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str())
+        }
+        fn accepts(&self, group: &[Matcher]) -> bool {
+            group.iter().all(|m| m.is_match(self.value(&m.name)))
+        }
+    }
+    impl ExprVisitor for Reads<'_> {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            let vs = match expr {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            let named = vs
+                .name
+                .as_deref()
+                .is_none_or(|n| n == self.value("__name__"));
+            let matchers = &vs.matchers;
+            self.found |= named
+                && if matchers.or_matchers.is_empty() {
+                    self.accepts(&matchers.matchers)
+                } else {
+                    matchers.or_matchers.iter().any(|g| self.accepts(g))
+                };
+            Ok(!self.found)
+        }
+    }
+    match promql_parser::parser::parse(query) {
+        Ok(expr) => {
+            let mut reads = Reads {
+                labels,
+                found: false,
+            };
+            let _ = walk_expr(&mut reads, &expr);
+            reads.found
+        }
+        Err(_) => labels
+            .iter()
+            .find(|(n, _)| n == "__name__")
+            .is_some_and(|(_, name)| contains_word(query, name)),
     }
 }
 
