@@ -2,6 +2,7 @@
 
 use anyhow::{Context, anyhow};
 use axum::Router;
+use comet_ingest::otlp::{self, OtlpReceiver};
 use comet_ingest::{IngestMetrics, Writer, remote_write};
 use comet_query::remote_read;
 use comet_schema::managed::{ManagedClickHouse, ManagedMetrics};
@@ -137,6 +138,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )?),
         _ => None,
     };
+    let (otlp_grpc_addr, otlp_http_addr) = config.otlp_listen_addresses()?;
+    let otlp_grpc = bind_otlp(otlp_grpc_addr, "--otlp-grpc-listen-address").await?;
+    let otlp_http = bind_otlp(otlp_http_addr, "--otlp-http-listen-address").await?;
     let auth = Auth::new(&web.basic_auth_users, &web.bearer_tokens, &registry)?;
     info!(
         %addr,
@@ -149,25 +153,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
     let state = AppState::new(registry.clone());
-    let app = auth::protect(http::router(state.clone()), auth);
-    let stop = shutdown.clone().cancelled_owned();
-    let server = match tls {
-        None => tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        ),
-        Some(tls) => tokio::spawn(
-            axum::serve(tls::TlsListener::new(listener, tls), app)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        ),
-    };
+    let app = auth::protect(http::router(state.clone()), auth.clone());
+    let server = spawn_server(listener, app, tls.clone(), &shutdown);
 
     let started = async {
         let backend = Backend::start(&config, &registry).await?;
         match api(&config, &backend.store, &registry) {
-            Ok((api, writer)) => Ok((backend, api, writer)),
+            Ok(parts) => Ok((backend, parts)),
             Err(err) => {
                 backend.shutdown().await;
                 Err(err)
@@ -182,7 +174,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let (backend, api, writer) = match started {
+    let (backend, (api, writer, receiver)) = match started {
         Ok(started) => started,
         Err(err) => {
             shutdown.cancel();
@@ -191,16 +183,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     state.set_ready(backend.store.clone(), api);
+    // The OTLP listeners serve once the receiver exists; until then their
+    // connections wait in the backlog.
+    let mut servers = vec![("HTTP API", server)];
+    if let Some(listener) = otlp_grpc {
+        info!(addr = %listener.local_addr()?, "OTLP/gRPC listening");
+        let app = auth::protect(otlp::grpc::router(receiver.clone()), auth.clone());
+        servers.push((
+            "OTLP/gRPC",
+            spawn_server(listener, app, tls.clone(), &shutdown),
+        ));
+    }
+    if let Some(listener) = otlp_http {
+        info!(addr = %listener.local_addr()?, "OTLP/HTTP listening");
+        let app = auth::protect(otlp::http::router(receiver.clone()), auth.clone());
+        servers.push((
+            "OTLP/HTTP",
+            spawn_server(listener, app, tls.clone(), &shutdown),
+        ));
+    }
     info!("Comet is ready");
 
     shutdown.cancelled().await;
     state.set_shutting_down();
-    match tokio::time::timeout(config.shutdown_timeout, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => error!(error = %err, "HTTP server failed"),
-        Ok(Err(err)) => error!(error = %err, "HTTP server task failed"),
-        Err(_) => {
-            warn!(timeout = ?config.shutdown_timeout, "HTTP requests still running at shutdown; dropping them")
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    for (name, server) in servers {
+        match tokio::time::timeout_at(deadline, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => error!(error = %err, server = name, "server failed"),
+            Ok(Err(err)) => error!(error = %err, server = name, "server task failed"),
+            Err(_) => {
+                warn!(timeout = ?config.shutdown_timeout, server = name, "requests still running at shutdown; dropping them")
+            }
         }
     }
     // Everything acknowledged is stored already; this stores what was
@@ -211,11 +225,55 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The ingest and query APIs over `store`, and the writer behind ingest.
-fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<(Router, Writer)> {
+/// Binds an OTLP listener early, so a port in use stops Comet at once.
+async fn bind_otlp(
+    addr: Option<std::net::SocketAddr>,
+    flag: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr).await.map(Some).map_err(|e| {
+        anyhow!("cannot listen on {addr}: {e}; stop what holds the port, choose another with {flag}, or turn it off with {flag}=''")
+    })
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `app` on `listener` (over TLS when configured) until shutdown.
+fn spawn_server(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    shutdown: &CancellationToken,
+) -> ServerTask {
+    let stop = shutdown.clone().cancelled_owned();
+    match tls {
+        None => tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+        Some(tls) => tokio::spawn(
+            axum::serve(tls::TlsListener::new(listener, tls), app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    }
+}
+
+/// The ingest and query APIs over `store`, the writer behind ingest, and
+/// the OTLP receiver (also served on its own ports).
+fn api(
+    config: &Config,
+    store: &Store,
+    registry: &Registry,
+) -> anyhow::Result<(Router, Writer, OtlpReceiver)> {
     let metrics = IngestMetrics::new(registry)?;
     let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
+    let receiver = OtlpReceiver::new(writer.clone(), config.otlp_settings(), metrics.clone());
     let router = remote_write::router(writer.clone(), config.remote_write_settings(), metrics)
+        .merge(otlp::http::router(receiver.clone()))
         .merge(remote_read::router(
             store.clone(),
             config.remote_read_settings(),
@@ -226,7 +284,7 @@ fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<(R
             config.api_settings(),
             registry,
         )?);
-    Ok((router, writer))
+    Ok((router, writer, receiver))
 }
 
 /// `comet clickhouse`: the managed server alone, in the foreground.
