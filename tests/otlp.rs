@@ -702,3 +702,55 @@ async fn full_buffer_and_clickhouse_down_answer_retryable_codes() {
         .expect_err("ClickHouse is down");
     assert_eq!(unavailable.code(), tonic::Code::Unavailable);
 }
+
+/// The OTLP load generator works end to end over both transports (a smoke
+/// run, not a measurement): every point is acknowledged and stored once.
+#[tokio::test]
+async fn bench_ingest_otlp_smoke_run_stores_every_point() {
+    let comet = OtlpComet::start(&[]).await;
+    for (protocol, endpoint) in [("otlp-grpc", &comet.grpc), ("otlp-http", &comet.http)] {
+        let prefix = protocol.replace('-', "_");
+        let output = tokio::process::Command::new(common::COMET)
+            .args(["bench", "ingest", "--protocol", protocol, "--url"])
+            .arg(comet.process.url(""))
+            .args(["--otlp-endpoint", endpoint])
+            // 2 requests of 10 metrics x 7 points per round, 3 rounds.
+            .args([
+                "--series",
+                "140",
+                "--samples",
+                "420",
+                "--otlp-metrics",
+                "10",
+            ])
+            .args(["--concurrency", "2", "--prefix", &prefix])
+            .output()
+            .await
+            .expect("comet bench ingest runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("data points sent and acknowledged: 420 of 420"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("data points/s"), "{stdout}");
+        let stored = comet
+            .query(
+                &format!("count(count_over_time({{__name__=~\"{prefix}_otlp_.*\"}}[1h]))"),
+                None,
+            )
+            .await;
+        assert_eq!(stored[0].1, 140.0, "{protocol}: series");
+        let points = comet
+            .query(
+                &format!("sum(count_over_time({{__name__=~\"{prefix}_otlp_.*\"}}[1h]))"),
+                None,
+            )
+            .await;
+        assert_eq!(points[0].1, 420.0, "{protocol}: points");
+    }
+}
