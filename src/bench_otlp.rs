@@ -9,30 +9,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data, number_data_point,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use comet_ingest::otlp::synthetic;
+pub use comet_ingest::otlp::synthetic::OtlpShape;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use tonic::transport::Channel;
-
-/// Shape of one OTLP request.
-#[derive(Debug, Clone, Copy)]
-pub struct OtlpShape {
-    pub metrics: usize,
-    pub points: usize,
-    pub attributes: usize,
-}
-
-impl OtlpShape {
-    pub fn points_per_request(&self) -> usize {
-        self.metrics * self.points
-    }
-}
 
 /// A request as it goes on the wire: the encoded resource (gRPC) and the
 /// whole encoded request (HTTP).
@@ -41,8 +22,7 @@ pub struct OtlpRequest {
     pub body: Bytes,
 }
 
-/// The request for series block `block` (each block is one request's
-/// worth of series) at time `time_ns`.
+/// The request for series block `block` at `time_ns`, encoded.
 pub fn encode(
     shape: OtlpShape,
     prefix: &str,
@@ -50,82 +30,15 @@ pub fn encode(
     time_ns: u64,
     round: usize,
 ) -> OtlpRequest {
-    let kv = |k: &str, v: String| KeyValue {
-        key: k.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v)),
-        }),
-        ..Default::default()
-    };
-    const KEYS: [&str; 10] = [
-        "host.name",
-        "point",
-        "region",
-        "zone",
-        "service.version",
-        "deployment.environment",
-        "k8s.pod.name",
-        "container.name",
-        "team",
-        "shard",
-    ];
-    let metrics = (0..shape.metrics)
-        .map(|m| {
-            let data_points = (0..shape.points)
-                .map(|p| {
-                    let attributes = (0..shape.attributes)
-                        .map(|a| {
-                            let key = KEYS
-                                .get(a)
-                                .map_or_else(|| format!("attr.{a}"), |k| k.to_string());
-                            let value = match a {
-                                0 => format!("host-{block}"),
-                                1 => p.to_string(),
-                                _ => format!("v{}", (block + p + a) % 5),
-                            };
-                            kv(&key, value)
-                        })
-                        .collect();
-                    NumberDataPoint {
-                        attributes,
-                        time_unix_nano: time_ns,
-                        value: Some(number_data_point::Value::AsDouble(
-                            (round * (m + p + 1)) as f64,
-                        )),
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            Metric {
-                name: format!("{prefix}.otlp.{m}"),
-                unit: "1".into(),
-                description: "comet bench ingest".into(),
-                data: Some(Data::Gauge(Gauge { data_points })),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let resource = ResourceMetrics {
-        resource: Some(Resource {
-            attributes: vec![
-                kv("service.name", "comet-bench".into()),
-                kv("service.instance.id", format!("bench-{block}")),
-            ],
-            ..Default::default()
-        }),
-        scope_metrics: vec![ScopeMetrics {
-            metrics,
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let body = ExportMetricsServiceRequest {
-        resource_metrics: vec![resource.clone()],
-    }
-    .encode_to_vec();
+    let request = synthetic::request(shape, prefix, block, time_ns, round);
+    let resource = request
+        .resource_metrics
+        .first()
+        .map(|r| r.encode_to_vec())
+        .unwrap_or_default();
     OtlpRequest {
-        resource: Bytes::from(resource.encode_to_vec()),
-        body: Bytes::from(body),
+        resource: Bytes::from(resource),
+        body: Bytes::from(request.encode_to_vec()),
     }
 }
 
@@ -205,6 +118,8 @@ pub async fn send_http(client: &reqwest::Client, url: &str, body: &Bytes) -> Out
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
     #[test]
     fn pre_encoded_resources_are_a_valid_request() {

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod http;
 pub mod names;
 pub mod state;
+pub mod synthetic;
 pub mod translate;
 
 use std::sync::Arc;

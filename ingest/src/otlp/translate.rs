@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
     NumberDataPoint, SummaryDataPoint, exemplar, metric::Data, number_data_point,
 };
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use super::names::{self, NameKind, TranslationStrategy};
 use super::state::SeriesState;
@@ -137,6 +137,7 @@ pub fn translate(
         index: HashMap::new(),
         metadata_seen: HashSet::new(),
         rejected: HashMap::new(),
+        scratch: Vec::with_capacity(512),
     };
     for resource_metrics in &request.resource_metrics {
         let empty = Vec::new();
@@ -163,6 +164,31 @@ struct ResourceLabels {
     instance: Option<String>,
     /// Promoted attributes by original key.
     promoted: Vec<(String, String)>,
+}
+
+impl ResourceLabels {
+    /// A hash of everything here, part of every series key.
+    fn key(&self, scope: &[(String, String)]) -> u128 {
+        let mut h = Xxh3::new();
+        h.update(b"otlp\0");
+        for part in [&self.job, &self.instance] {
+            match part {
+                Some(v) => {
+                    h.update(&[1]);
+                    h.update(v.as_bytes());
+                }
+                None => h.update(&[0]),
+            }
+            h.update(&[0xff]);
+        }
+        for (k, v) in self.promoted.iter().chain(scope) {
+            h.update(k.as_bytes());
+            h.update(&[0xfe]);
+            h.update(v.as_bytes());
+            h.update(&[0xff]);
+        }
+        h.digest128()
+    }
 }
 
 impl ResourceLabels {
@@ -227,6 +253,8 @@ struct Translator<'a> {
     metadata_seen: HashSet<String>,
     /// Rejected points by reason: (count, first message).
     rejected: HashMap<&'static str, (u64, String)>,
+    /// Reused for series keys.
+    scratch: Vec<u8>,
 }
 
 impl Translator<'_> {
@@ -324,6 +352,7 @@ impl Translator<'_> {
             name: &name,
             resource,
             scope,
+            key: resource.key(scope),
         };
         match data {
             Data::Gauge(g) => {
@@ -427,11 +456,10 @@ impl Translator<'_> {
                 });
             }
         };
-        let Some(base) = self.point_labels(ctx, &p.attributes) else {
-            return;
-        };
+        let mut point = self.point(ctx, &p.attributes);
         let Some(series) = self.series(
-            &base,
+            ctx,
+            &mut point,
             &Output {
                 name: ctx.name,
                 extra: None,
@@ -471,9 +499,7 @@ impl Translator<'_> {
                 )
             });
         }
-        let Some(base) = self.point_labels(ctx, &p.attributes) else {
-            return;
-        };
+        let mut point = self.point(ctx, &p.attributes);
         let mut buckets = Vec::with_capacity(p.bucket_counts.len());
         let mut cumulative = 0u64;
         for (i, count) in p.bucket_counts.iter().enumerate() {
@@ -494,7 +520,7 @@ impl Translator<'_> {
         let stale = p.flags & NO_RECORDED_VALUE != 0;
         self.classic(
             ctx,
-            &base,
+            &mut point,
             &histogram,
             ts,
             stale,
@@ -515,15 +541,13 @@ impl Translator<'_> {
         let Some(ts) = self.timestamp(ctx.name, p.time_unix_nano) else {
             return;
         };
-        let Some(base) = self.point_labels(ctx, &p.attributes) else {
-            return;
-        };
+        let mut point = self.point(ctx, &p.attributes);
         let histogram = exponential_to_classic(p, self.settings.max_exponential_buckets);
         span.see(ts);
         let stale = p.flags & NO_RECORDED_VALUE != 0;
         self.classic(
             ctx,
-            &base,
+            &mut point,
             &histogram,
             ts,
             stale,
@@ -538,9 +562,7 @@ impl Translator<'_> {
         let Some(ts) = self.timestamp(ctx.name, p.time_unix_nano) else {
             return;
         };
-        let Some(base) = self.point_labels(ctx, &p.attributes) else {
-            return;
-        };
+        let mut point = self.point(ctx, &p.attributes);
         span.see(ts);
         let stale = p.flags & NO_RECORDED_VALUE != 0;
         let sum_name = format!("{}_sum", ctx.name);
@@ -578,7 +600,7 @@ impl Translator<'_> {
             true,
         ));
         for (output, value, counter) in outputs {
-            if let Some(series) = self.series(&base, &output) {
+            if let Some(series) = self.series(ctx, &mut point, &output) {
                 let start = if counter { p.start_time_unix_nano } else { 0 };
                 if let Some(v) = self.cumulative(&series, ts, value, stale, Some(CUMULATIVE), start)
                 {
@@ -593,7 +615,7 @@ impl Translator<'_> {
     fn classic(
         &mut self,
         ctx: &MetricContext,
-        base: &[(String, String)],
+        point: &mut PointSeries,
         h: &Classic,
         ts: i64,
         stale: bool,
@@ -616,7 +638,7 @@ impl Translator<'_> {
                 name: &bucket_name,
                 extra: Some(("le", le)),
             };
-            if let Some(series) = self.series(base, &output) {
+            if let Some(series) = self.series(ctx, point, &output) {
                 if let Some(v) =
                     self.cumulative(&series, ts, count, stale, temporality, start_nanos)
                 {
@@ -630,7 +652,7 @@ impl Translator<'_> {
             rest.push((&sum_name, sum));
         }
         for (name, value) in rest {
-            if let Some(series) = self.series(base, &Output { name, extra: None }) {
+            if let Some(series) = self.series(ctx, point, &Output { name, extra: None }) {
                 if let Some(v) =
                     self.cumulative(&series, ts, value, stale, temporality, start_nanos)
                 {
@@ -745,11 +767,7 @@ impl Translator<'_> {
     /// A point's labels without the metric name, sorted by name: attributes
     /// (escaped, colliding keys joined), promoted resource attributes the
     /// point does not have, scope labels, `job` and `instance`.
-    fn point_labels(
-        &mut self,
-        ctx: &MetricContext,
-        attributes: &[KeyValue],
-    ) -> Option<Vec<(String, String)>> {
+    fn point_labels(&self, ctx: &MetricContext, attributes: &[KeyValue]) -> Vec<(String, String)> {
         let strategy = self.settings.strategy;
         let mut keyed: Vec<(String, &str, Cow<str>)> =
             Vec::with_capacity(attributes.len() + ctx.resource.promoted.len());
@@ -791,37 +809,60 @@ impl Translator<'_> {
         }
         labels.retain(|(_, v)| !v.is_empty());
         labels.sort_by(|a, b| a.0.cmp(&b.0));
-        Some(labels)
+        labels
     }
 
-    /// The registered series for `base` plus the output's name and extra
-    /// label, validating and registering it when new.
-    fn series(&mut self, base: &[(String, String)], output: &Output) -> Option<Arc<Series>> {
-        let mut hasher = Xxh3::new();
-        hasher.update(b"otlp\0");
-        hasher.update(output.name.as_bytes());
-        for (name, value) in base {
-            if Some(name.as_str()) == output.extra.map(|(n, _)| n) {
-                continue;
-            }
-            hasher.update(&[0xff]);
-            hasher.update(name.as_bytes());
-            hasher.update(&[0xfe]);
-            hasher.update(value.as_bytes());
+    /// A point's series key from its context and raw attributes (in the
+    /// order sent: another order only costs another registry entry).
+    fn point<'p>(&mut self, ctx: &MetricContext, attributes: &'p [KeyValue]) -> PointSeries<'p> {
+        let buf = &mut self.scratch;
+        buf.clear();
+        buf.extend_from_slice(&ctx.key.to_le_bytes());
+        for kv in attributes {
+            buf.extend_from_slice(kv.key.as_bytes());
+            buf.push(0xff);
+            raw_value(kv.value.as_ref(), buf);
+            buf.push(0xfe);
         }
+        PointSeries {
+            key: xxh3_128(buf),
+            attributes,
+            labels: None,
+        }
+    }
+
+    /// The registered series of `point` for one output (name and extra
+    /// label), validated and registered when new.
+    fn series(
+        &mut self,
+        ctx: &MetricContext,
+        point: &mut PointSeries,
+        output: &Output,
+    ) -> Option<Arc<Series>> {
+        let buf = &mut self.scratch;
+        buf.clear();
+        buf.extend_from_slice(&point.key.to_le_bytes());
+        buf.extend_from_slice(output.name.as_bytes());
         if let Some((name, value)) = output.extra {
-            hasher.update(&[0xfd]);
-            hasher.update(name.as_bytes());
-            hasher.update(&[0xfe]);
-            hasher.update(value.as_bytes());
+            buf.push(0xff);
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(0xfe);
+            buf.extend_from_slice(value.as_bytes());
         }
-        let key = hasher.digest128();
+        let key = xxh3_128(buf);
         if let Some(series) = self.registry.get(key) {
             return Some(series);
         }
+        let base = match &point.labels {
+            Some(labels) => labels,
+            None => point
+                .labels
+                .insert(self.point_labels(ctx, point.attributes)),
+        };
+        let extra_name = output.extra.map(|(n, _)| n);
         let mut pairs: Vec<(String, String)> = base
             .iter()
-            .filter(|(n, _)| Some(n.as_str()) != output.extra.map(|(n, _)| n) && n != "__name__")
+            .filter(|(n, _)| Some(n.as_str()) != extra_name && n != "__name__")
             .cloned()
             .collect();
         pairs.push(("__name__".to_string(), output.name.to_string()));
@@ -866,12 +907,12 @@ impl Translator<'_> {
             name: "target_info",
             resource: &info_resource,
             scope: &[],
+            key: info_resource.key(&[]),
         };
-        let Some(base) = self.point_labels(&ctx, &kept) else {
-            return;
-        };
+        let mut point = self.point(&ctx, &kept);
         let Some(series) = self.series(
-            &base,
+            &ctx,
+            &mut point,
             &Output {
                 name: "target_info",
                 extra: None,
@@ -901,6 +942,17 @@ struct MetricContext<'a> {
     name: &'a str,
     resource: &'a ResourceLabels,
     scope: &'a [(String, String)],
+    /// [`ResourceLabels::key`] of the resource and scope.
+    key: u128,
+}
+
+/// The series of one data point: found in the registry by a hash of the
+/// point's raw inputs (which determine its labels), so a known series costs
+/// no label building; the labels are built once, on the first miss.
+struct PointSeries<'p> {
+    key: u128,
+    attributes: &'p [KeyValue],
+    labels: Option<Vec<(String, String)>>,
 }
 
 /// A classic histogram: cumulative counts by finite upper bound.
@@ -1013,6 +1065,31 @@ fn value_string(value: Option<&AnyValue>) -> Cow<'_, str> {
             any_value::Value::BytesValue(b) => base64::engine::general_purpose::STANDARD.encode(b),
             _ => json_value(other).to_string(),
         }),
+    }
+}
+
+/// An attribute value's bytes for a series key: a type tag, then the value.
+fn raw_value(value: Option<&AnyValue>, buf: &mut Vec<u8>) {
+    match value.and_then(|v| v.value.as_ref()) {
+        None => buf.push(0),
+        Some(any_value::Value::StringValue(s)) => {
+            buf.push(1);
+            buf.extend_from_slice(s.as_bytes());
+        }
+        Some(any_value::Value::IntValue(i)) => {
+            buf.push(2);
+            buf.extend_from_slice(&i.to_le_bytes());
+        }
+        Some(any_value::Value::DoubleValue(d)) => {
+            buf.push(3);
+            buf.extend_from_slice(&d.to_bits().to_le_bytes());
+        }
+        Some(any_value::Value::BoolValue(b)) => buf.extend_from_slice(&[4, u8::from(*b)]),
+        Some(_) => {
+            // Rare (arrays, maps, bytes): the label value itself.
+            buf.push(5);
+            buf.extend_from_slice(value_string(value).as_bytes());
+        }
     }
 }
 
