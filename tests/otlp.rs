@@ -333,7 +333,7 @@ async fn python_sdk_grpc_and_http_exporters_read_back_through_promql() {
     assert!(
         metric_value(
             &metrics,
-            "comet_ingest_requests_total{source=\"otlp_grpc\",status=\"OK\"}"
+            "comet_ingest_requests_total{source=\"otlp_grpc\",status=\"Ok\"}"
         ) >= 4.0,
         "{metrics}"
     );
@@ -542,7 +542,31 @@ async fn json_gzip_partial_success_staleness_exemplars_and_bad_requests() {
     );
     assert_eq!(comet.value(r#"visits_total{job="mixed-grpc"}"#).await, 3.0);
 
-    // Requests that can never succeed.
+    // Requests that can never succeed: undecodable over gRPC...
+    let mut raw = tonic::client::Grpc::new(
+        tonic::transport::Endpoint::from_shared(comet.grpc.clone())
+            .expect("URL")
+            .connect()
+            .await
+            .expect("gRPC connect"),
+    );
+    raw.ready().await.expect("ready");
+    let codec: tonic_prost::ProstCodec<RawExport, ExportMetricsServiceResponse> =
+        tonic_prost::ProstCodec::default();
+    let refused = raw
+        .unary(
+            tonic::Request::new(RawExport {
+                resource_metrics: vec![b"\xff\xff\xff".to_vec()],
+            }),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            ),
+            codec,
+        )
+        .await
+        .expect_err("undecodable");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    // ...and over HTTP.
     let bad = comet
         .post(
             format!("{}/v1/metrics", comet.http),
@@ -596,6 +620,22 @@ async fn json_gzip_partial_success_staleness_exemplars_and_bad_requests() {
         3.0,
         "{metrics}"
     );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "comet_ingest_requests_total{source=\"otlp_grpc\",status=\"InvalidArgument\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+/// An `ExportMetricsServiceRequest` whose resources are raw bytes (the same
+/// wire format), to send what no encoder would.
+#[derive(Clone, PartialEq, Message)]
+struct RawExport {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    resource_metrics: Vec<Vec<u8>>,
 }
 
 /// A gauge request with `n` series, big enough to fill a small buffer.
