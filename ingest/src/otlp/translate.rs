@@ -1149,7 +1149,7 @@ mod tests {
     use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
     use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
     use opentelemetry_proto::tonic::metrics::v1::{
-        ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
+        Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
 
