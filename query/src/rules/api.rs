@@ -100,6 +100,16 @@ pub fn go_float_e(v: f64) -> String {
     format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
+/// A float64 as Go's encoding/json writes it: whole numbers without a
+/// fraction (`60`, not `60.0`).
+fn go_number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        Value::from(v as i64)
+    } else {
+        Value::from(v)
+    }
+}
+
 fn labels_json(pairs: &[(String, String)]) -> Value {
     Value::Object(
         pairs
@@ -133,13 +143,13 @@ fn rule_json(rule: &RuleState) -> Value {
             "state": rule.alerts.state().as_str(),
             "name": rule.spec.name,
             "query": rule.query,
-            "duration": hold.as_secs_f64(),
-            "keepFiringFor": keep_firing_for.as_secs_f64(),
+            "duration": go_number(hold.as_secs_f64()),
+            "keepFiringFor": go_number(keep_firing_for.as_secs_f64()),
             "labels": labels_json(&rule.spec.labels),
             "annotations": labels_json(annotations),
             "alerts": rule.alerts.active_alerts().into_iter().map(alert_json).collect::<Vec<_>>(),
             "health": rule.health.as_str(),
-            "evaluationTime": rule.evaluation_time.as_secs_f64(),
+            "evaluationTime": go_number(rule.evaluation_time.as_secs_f64()),
             "lastEvaluation": system_time(rule.last_evaluation),
             "type": "alerting",
         }),
@@ -148,7 +158,7 @@ fn rule_json(rule: &RuleState) -> Value {
                 "name": rule.spec.name,
                 "query": rule.query,
                 "health": rule.health.as_str(),
-                "evaluationTime": rule.evaluation_time.as_secs_f64(),
+                "evaluationTime": go_number(rule.evaluation_time.as_secs_f64()),
                 "lastEvaluation": system_time(rule.last_evaluation),
                 "type": "recording",
             });
@@ -192,9 +202,9 @@ pub fn rules_data(groups: &[Arc<Mutex<GroupState>>], filter: &RuleFilter) -> Val
             "name": g.spec.name,
             "file": g.spec.file,
             "rules": rules,
-            "interval": g.spec.interval.as_secs_f64(),
+            "interval": go_number(g.spec.interval.as_secs_f64()),
             "limit": g.spec.limit,
-            "evaluationTime": g.evaluation_time.as_secs_f64(),
+            "evaluationTime": go_number(g.evaluation_time.as_secs_f64()),
             "lastEvaluation": system_time(g.last_evaluation),
         }));
     }
