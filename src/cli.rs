@@ -429,7 +429,11 @@ pub struct ConfigArgs {
 
     /// Alerts waiting to be sent to Alertmanager; beyond it the oldest are
     /// dropped [config: rules.notification_queue_capacity; default 10000]
-    #[arg(long, env = "COMET_RULES_NOTIFICATION_QUEUE_CAPACITY", value_name = "N")]
+    #[arg(
+        long,
+        env = "COMET_RULES_NOTIFICATION_QUEUE_CAPACITY",
+        value_name = "N"
+    )]
     pub rules_notification_queue_capacity: Option<usize>,
 
     /// Time allowed for one post to an Alertmanager

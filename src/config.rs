@@ -695,10 +695,7 @@ impl Config {
                 .ok()
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".into());
-            let port = self
-                .listen_address()
-                .map(|a| a.port())
-                .unwrap_or(9090);
+            let port = self.listen_address().map(|a| a.port()).unwrap_or(9090);
             format!("http://{host}:{port}")
         });
         RulerSettings {

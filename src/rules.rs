@@ -110,7 +110,10 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
         println!();
     }
     if failed > 0 {
-        bail!("{failed} of {} rule files failed the check", args.files.len());
+        bail!(
+            "{failed} of {} rule files failed the check",
+            args.files.len()
+        );
     }
     Ok(())
 }

@@ -234,7 +234,10 @@ async fn alertmanager_receives_alerts_and_restarts_keep_the_for_clock() {
             comet.url("/api/v1/query")
         ))
         .await;
-        let result = body["data"]["result"].as_array().cloned().unwrap_or_default();
+        let result = body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         (!result.is_empty()).then_some(result)
     })
     .await;
@@ -284,15 +287,19 @@ async fn alertmanager_receives_alerts_and_restarts_keep_the_for_clock() {
     // Firing in Alertmanager with the rule's labels, the external labels
     // and the expanded annotations.
     let am_alerts = format!("{}/api/v2/alerts", am.url());
-    let fired = wait_for("the alert in Alertmanager", Duration::from_secs(60), || async {
-        let alerts = get_json(&am_alerts).await;
-        alerts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["labels"]["alertname"] == "ProbeFailing")
-            .cloned()
-    })
+    let fired = wait_for(
+        "the alert in Alertmanager",
+        Duration::from_secs(60),
+        || async {
+            let alerts = get_json(&am_alerts).await;
+            alerts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "ProbeFailing")
+                .cloned()
+        },
+    )
     .await;
     let labels = &fired["labels"];
     assert_eq!(labels["severity"], "page", "{fired}");
@@ -333,14 +340,18 @@ async fn alertmanager_receives_alerts_and_restarts_keep_the_for_clock() {
             .then_some(())
     })
     .await;
-    wait_for("resolution in Alertmanager", Duration::from_secs(30), || async {
-        let alerts = get_json(&am_alerts).await;
-        let still = alerts.as_array().unwrap().iter().any(|a| {
-            a["labels"]["alertname"] == "ProbeFailing"
-                && rfc3339_ms(a["endsAt"].as_str().unwrap()) > now_ms()
-        });
-        (!still).then_some(())
-    })
+    wait_for(
+        "resolution in Alertmanager",
+        Duration::from_secs(30),
+        || async {
+            let alerts = get_json(&am_alerts).await;
+            let still = alerts.as_array().unwrap().iter().any(|a| {
+                a["labels"]["alertname"] == "ProbeFailing"
+                    && rfc3339_ms(a["endsAt"].as_str().unwrap()) > now_ms()
+            });
+            (!still).then_some(())
+        },
+    )
     .await;
 
     let metrics = client()
@@ -398,10 +409,14 @@ async fn reloads_keep_alert_state() {
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RELOAD_RULES).unwrap();
     let rules_path = rules.display().to_string();
-    let (mut comet, _db) = serve_new_database("comet_rules_reload", &["--rules-files", &rules_path]);
+    let (mut comet, _db) =
+        serve_new_database("comet_rules_reload", &["--rules-files", &rules_path]);
     comet.wait_ready(Duration::from_secs(120)).await;
     let first = wait_for("a pending alert", Duration::from_secs(30), || async {
-        comet_alerts(&comet, "AlwaysPending").await.into_iter().next()
+        comet_alerts(&comet, "AlwaysPending")
+            .await
+            .into_iter()
+            .next()
     })
     .await;
     let annotation = |summary: &str| RELOAD_RULES.replace("\"first\"", &format!("\"{summary}\""));
@@ -410,12 +425,16 @@ async fn reloads_keep_alert_state() {
     std::fs::write(&rules, annotation("second")).unwrap();
     let response = client().post(comet.url("/-/reload")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let after = wait_for("the reloaded annotation", Duration::from_secs(30), || async {
-        comet_alerts(&comet, "AlwaysPending")
-            .await
-            .into_iter()
-            .find(|a| a["annotations"]["summary"] == "second")
-    })
+    let after = wait_for(
+        "the reloaded annotation",
+        Duration::from_secs(30),
+        || async {
+            comet_alerts(&comet, "AlwaysPending")
+                .await
+                .into_iter()
+                .find(|a| a["annotations"]["summary"] == "second")
+        },
+    )
     .await;
     assert_eq!(after["activeAt"], first["activeAt"]);
 
@@ -687,7 +706,10 @@ fn rules_test_agrees_with_promtool() {
     let dir = rules_dir();
     let (ok, comet) = run(COMET, &["rules", "test", "rules_test.yml"], &dir);
     assert!(ok, "{comet}");
-    assert!(comet.contains("Unit Testing:  rules_test.yml\n  SUCCESS"), "{comet}");
+    assert!(
+        comet.contains("Unit Testing:  rules_test.yml\n  SUCCESS"),
+        "{comet}"
+    );
     let (ok, promtool) = run("promtool", &["test", "rules", "rules_test.yml"], &dir);
     assert!(ok, "{promtool}");
 

@@ -270,6 +270,16 @@ impl RuleMetrics {
         self.rules
             .with_label_values(&[&key])
             .set(spec.rules.len() as f64);
+        // Present from the start at 0, as Prometheus's, so rate() and
+        // alerts on them work before the first miss or failure.
+        for c in [
+            &self.evaluations,
+            &self.failures,
+            &self.missed,
+            &self.iterations,
+        ] {
+            c.with_label_values(&[&key]);
+        }
     }
 
     pub(crate) fn group_removed(&self, key: &str) {
