@@ -54,6 +54,8 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
+// Parsed once per run: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Validate Prometheus rule files; prints `SUCCESS: N rules found` or

@@ -435,7 +435,7 @@ mod tests {
             render("{{ humanizeTimestamp $value }}", 1_435_065_584.128),
             "2015-06-23 13:19:44.128 +0000 UTC"
         );
-        assert_eq!(render("{{ printf \"%.2f\" $value }}", 3.14159), "3.14");
+        assert_eq!(render("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(render("{{ $labels.job | toUpper }}", 0.0), "NODE");
         assert_eq!(render("{{ title \"hello world\" }}", 0.0), "Hello World");
         assert_eq!(
