@@ -24,7 +24,7 @@ COPY comet.example.yaml /etc/comet/comet.yaml
 USER comet
 WORKDIR /var/lib/comet
 ENV COMET_DATA_DIR=/var/lib/comet
-EXPOSE 9090
+EXPOSE 9090 4317 4318
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
     CMD curl -fsS http://127.0.0.1:9090/-/ready || exit 1
 ENTRYPOINT ["comet"]

@@ -1,22 +1,40 @@
-//! `comet bench ingest`: a remote-write load generator. It pre-encodes
-//! requests (so the generator's own encoding cost stays out of the figures),
-//! sends them at a target rate with a number of concurrent senders, retries
-//! what the receiver asks to be retried, and prints throughput, latency and
-//! the receiver's CPU seconds per million samples. It works against any
-//! remote-write receiver (Comet, VictoriaMetrics, Prometheus).
+//! `comet bench ingest`: a load generator for remote-write, OTLP/gRPC and
+//! OTLP/HTTP. It pre-encodes requests (so the generator's own encoding cost
+//! stays out of the figures), sends them at a target rate with a number of
+//! concurrent senders, retries what the receiver asks to be retried, and
+//! prints throughput, latency and the receiver's CPU seconds per million
+//! samples (data points for OTLP). It works against any receiver of those
+//! protocols (Comet, VictoriaMetrics, Prometheus, a collector).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use comet_schema::prompb::v1;
 use prost::Message;
 
+use crate::bench_otlp::{self, OtlpShape, Outcome};
+
+/// What the load generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchProtocol {
+    /// Prometheus remote-write 1.0 to <URL><PATH>
+    RemoteWrite,
+    /// OTLP/gRPC MetricsService/Export to --otlp-endpoint
+    OtlpGrpc,
+    /// OTLP/HTTP protobuf to <--otlp-endpoint>/v1/metrics
+    OtlpHttp,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchIngestArgs {
-    /// Base URL of the receiver; requests go to <URL><PATH>
+    /// Protocol to send
+    #[arg(long, value_enum, default_value_t = BenchProtocol::RemoteWrite)]
+    pub protocol: BenchProtocol,
+    /// Base URL of the receiver; remote-write requests go to <URL><PATH>,
+    /// and its <URL>/metrics gives the receiver's CPU time
     #[arg(long, default_value = "http://127.0.0.1:9090")]
     pub url: String,
     /// Remote-write path on the receiver
@@ -46,12 +64,81 @@ pub struct BenchIngestArgs {
     /// Metric name prefix of the generated series
     #[arg(long, default_value = "comet_bench")]
     pub prefix: String,
+    /// OTLP receiver (default http://127.0.0.1:4317 for gRPC, :4318 for HTTP)
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP: metrics per request
+    #[arg(long, default_value_t = 100)]
+    pub otlp_metrics: usize,
+    /// OTLP: data points per metric (each its own series)
+    #[arg(long, default_value_t = 7)]
+    pub otlp_points: usize,
+    /// OTLP: attributes per data point
+    #[arg(long, default_value_t = 10)]
+    pub otlp_attributes: usize,
+}
+
+impl BenchIngestArgs {
+    fn otlp_shape(&self) -> OtlpShape {
+        OtlpShape {
+            metrics: self.otlp_metrics,
+            points: self.otlp_points,
+            attributes: self.otlp_attributes,
+        }
+    }
+
+    /// Samples (remote-write) or data points (OTLP) per request.
+    fn per_request(&self) -> usize {
+        match self.protocol {
+            BenchProtocol::RemoteWrite => self.samples_per_request,
+            _ => self.otlp_shape().points_per_request(),
+        }
+    }
 }
 
 /// A pre-encoded request and the samples in it.
 struct Request {
     body: bytes::Bytes,
+    /// OTLP/gRPC: the encoded resource.
+    grpc_resource: Option<bytes::Bytes>,
     samples: usize,
+}
+
+/// Pre-encoded OTLP requests, round-major: each round sends one point to
+/// every series, one request per block of `metrics x points` series.
+fn encode_otlp_requests(args: &BenchIngestArgs) -> Vec<Request> {
+    let shape = args.otlp_shape();
+    let blocks = args.series.div_ceil(shape.points_per_request()).max(1);
+    let rounds = args
+        .samples
+        .div_ceil(blocks * shape.points_per_request())
+        .max(1);
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let first_ns = now_ns - rounds as u64 * 1_000_000_000;
+    let started = Instant::now();
+    let mut requests = Vec::with_capacity(blocks * rounds);
+    for round in 0..rounds {
+        let time_ns = first_ns + round as u64 * 1_000_000_000;
+        for block in 0..blocks {
+            let encoded = bench_otlp::encode(shape, &args.prefix, block, time_ns, round);
+            requests.push(Request {
+                body: encoded.body,
+                grpc_resource: Some(encoded.resource),
+                samples: shape.points_per_request(),
+            });
+        }
+        if round % 10 == 9 || round + 1 == rounds {
+            eprintln!(
+                "bench: encoded round {}/{rounds} ({} requests, {:.1?})",
+                round + 1,
+                requests.len(),
+                started.elapsed()
+            );
+        }
+    }
+    requests
 }
 
 /// Pre-encoded requests: round-major, so timestamps only move forward.
@@ -98,6 +185,7 @@ fn encode_requests(args: &BenchIngestArgs) -> Vec<Request> {
             .encode_to_vec();
             bodies.push(Request {
                 body: bytes::Bytes::from(encoder.compress_vec(&raw).unwrap_or_default()),
+                grpc_resource: None,
                 samples,
             });
         }
@@ -143,18 +231,47 @@ async fn cpu_seconds(client: &reqwest::Client, metrics_url: &str, pids: &[u32]) 
 }
 
 pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
-    if args.series == 0 || args.samples_per_request == 0 || args.concurrency == 0 {
-        bail!("--series, --samples-per-request and --concurrency must be at least 1");
+    if args.series == 0 || args.per_request() == 0 || args.concurrency == 0 {
+        bail!(
+            "--series, --concurrency and the request size (--samples-per-request, or --otlp-metrics and --otlp-points) must be at least 1"
+        );
     }
-    let requests = encode_requests(&args);
+    let (requests, target, unit) = match args.protocol {
+        BenchProtocol::RemoteWrite => (
+            encode_requests(&args),
+            Target::RemoteWrite(format!("{}{}", args.url.trim_end_matches('/'), args.path)),
+            "samples",
+        ),
+        protocol => {
+            let default_port = if protocol == BenchProtocol::OtlpGrpc {
+                4317
+            } else {
+                4318
+            };
+            let endpoint = args
+                .otlp_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("http://127.0.0.1:{default_port}"));
+            let target = if protocol == BenchProtocol::OtlpGrpc {
+                let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+                    .with_context(|| format!("--otlp-endpoint {endpoint:?} is not a URL"))?
+                    .connect()
+                    .await
+                    .with_context(|| format!("cannot connect to OTLP/gRPC at {endpoint}"))?;
+                Target::OtlpGrpc(channel)
+            } else {
+                Target::OtlpHttp(format!("{}/v1/metrics", endpoint.trim_end_matches('/')))
+            };
+            (encode_otlp_requests(&args), target, "data points")
+        }
+    };
     let total_samples: usize = requests.iter().map(|r| r.samples).sum();
     let bytes: usize = requests.iter().map(|r| r.body.len()).sum();
     eprintln!(
-        "bench: {} requests, {total_samples} samples, {:.1} MiB compressed; sending to {}{}",
+        "bench: {} requests, {total_samples} {unit}, {:.1} MiB encoded; sending to {}",
         requests.len(),
         bytes as f64 / (1 << 20) as f64,
-        args.url,
-        args.path
+        target.describe()
     );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -165,22 +282,22 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("{}/metrics", args.url.trim_end_matches('/')));
     let cpu_before = cpu_seconds(&client, &metrics_url, &args.cpu_pids).await;
 
-    let url = format!("{}{}", args.url.trim_end_matches('/'), args.path);
     let shared = Arc::new(Shared {
         requests,
         next: AtomicUsize::new(0),
         acked: AtomicU64::new(0),
         retries: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
     });
     let started = Instant::now();
     let interval = (args.rate > 0)
-        .then(|| Duration::from_secs_f64(args.samples_per_request as f64 / args.rate as f64));
+        .then(|| Duration::from_secs_f64(args.per_request() as f64 / args.rate as f64));
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let shared = Arc::clone(&shared);
         let client = client.clone();
-        let url = url.clone();
+        let target = target.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -192,7 +309,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
                     tokio::time::sleep_until((started + interval * i as u32).into()).await;
                 }
                 let sent = Instant::now();
-                let ok = send_with_retries(&client, &url, &request.body, &shared).await;
+                let ok = send_with_retries(&client, &target, request, &shared).await;
                 latencies.push(sent.elapsed());
                 if ok {
                     shared
@@ -217,7 +334,11 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     };
     let acked = shared.acked.load(Ordering::Relaxed);
-    println!("samples sent and acknowledged: {acked} of {total_samples}");
+    println!("{unit} sent and acknowledged: {acked} of {total_samples}");
+    let rejected = shared.rejected.load(Ordering::Relaxed);
+    if rejected > 0 {
+        println!("{unit} reported rejected by the receiver: {rejected}");
+    }
     println!(
         "failed requests (not retryable): {}",
         shared.failed.load(Ordering::Relaxed)
@@ -228,7 +349,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     );
     println!("elapsed: {elapsed:.2?}");
     println!(
-        "throughput: {:.0} samples/s",
+        "throughput: {:.0} {unit}/s",
         acked as f64 / elapsed.as_secs_f64()
     );
     println!(
@@ -238,7 +359,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     );
     match (cpu_before, cpu_after) {
         (Some(before), Some(after)) if acked > 0 => println!(
-            "receiver CPU: {:.2} s total, {:.2} CPU-seconds per million samples",
+            "receiver CPU: {:.2} s total, {:.2} CPU-seconds per million {unit}",
             after - before,
             (after - before) / (acked as f64 / 1e6)
         ),
@@ -246,11 +367,29 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     }
     if acked < total_samples as u64 {
         bail!(
-            "{} samples were not acknowledged",
+            "{} {unit} were not acknowledged",
             total_samples as u64 - acked
         );
     }
     Ok(())
+}
+
+/// Where requests go.
+#[derive(Clone)]
+enum Target {
+    RemoteWrite(String),
+    OtlpHttp(String),
+    OtlpGrpc(tonic::transport::Channel),
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::RemoteWrite(url) => format!("remote-write {url}"),
+            Target::OtlpHttp(url) => format!("OTLP/HTTP {url}"),
+            Target::OtlpGrpc(_) => "OTLP/gRPC".to_string(),
+        }
+    }
 }
 
 struct Shared {
@@ -259,37 +398,42 @@ struct Shared {
     acked: AtomicU64,
     retries: AtomicU64,
     failed: AtomicU64,
+    /// OTLP points the receiver reported as rejected (partial success).
+    rejected: AtomicU64,
 }
 
-/// Sends one request, retrying 5xx/429 and network errors like Prometheus
-/// (backoff from 30 ms up to 5 s). Returns whether it was acknowledged.
+/// Sends one request, retrying what the receiver asks to be retried (5xx,
+/// 429, UNAVAILABLE, RESOURCE_EXHAUSTED, network errors) with backoff from
+/// 30 ms up to 5 s, like Prometheus. Returns whether it was acknowledged.
 async fn send_with_retries(
     client: &reqwest::Client,
-    url: &str,
-    body: &bytes::Bytes,
+    target: &Target,
+    request: &Request,
     shared: &Shared,
 ) -> bool {
     let mut backoff = Duration::from_millis(30);
     for _ in 0..50 {
-        let response = client
-            .post(url)
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body.clone())
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status().is_success() => return true,
-            Ok(r) if r.status().is_server_error() || r.status() == 429 => {}
-            Ok(r) => {
-                let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                eprintln!("bench: request refused with {status}: {}", text.trim());
+        let outcome = match (target, &request.grpc_resource) {
+            (Target::RemoteWrite(url), _) => send_remote_write(client, url, &request.body).await,
+            (Target::OtlpHttp(url), _) => bench_otlp::send_http(client, url, &request.body).await,
+            (Target::OtlpGrpc(channel), Some(resource)) => {
+                bench_otlp::send_grpc(channel, resource).await
+            }
+            (Target::OtlpGrpc(_), None) => Outcome::Refused("no gRPC payload".into()),
+        };
+        match outcome {
+            Outcome::Stored { rejected } => {
+                shared
+                    .rejected
+                    .fetch_add(rejected.max(0) as u64, Ordering::Relaxed);
+                return true;
+            }
+            Outcome::Retry => {}
+            Outcome::Refused(why) => {
+                eprintln!("bench: request refused: {why}");
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
-            Err(_) => {}
         }
         shared.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(backoff).await;
@@ -297,4 +441,25 @@ async fn send_with_retries(
     }
     shared.failed.fetch_add(1, Ordering::Relaxed);
     false
+}
+
+async fn send_remote_write(client: &reqwest::Client, url: &str, body: &bytes::Bytes) -> Outcome {
+    let response = client
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body.clone())
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().is_success() => Outcome::Stored { rejected: 0 },
+        Ok(r) if r.status().is_server_error() || r.status() == 429 => Outcome::Retry,
+        Ok(r) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            Outcome::Refused(format!("{status}: {}", text.trim()))
+        }
+        Err(_) => Outcome::Retry,
+    }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use bytesize::ByteSize;
 
-use crate::config::{LogFormat, NameScheme};
+use crate::config::{LogFormat, NameScheme, OtlpDelta, OtlpExponential, OtlpTranslation};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -331,6 +331,109 @@ pub struct ConfigArgs {
         value_name = "STATUS"
     )]
     pub remote_write_overload_status: Option<u16>,
+
+    /// OTLP/gRPC listener (MetricsService/Export); empty turns it off
+    /// [config: otlp.grpc_listen_address; default 0.0.0.0:4317]
+    #[arg(long, env = "COMET_OTLP_GRPC_LISTEN_ADDRESS", value_name = "HOST:PORT")]
+    pub otlp_grpc_listen_address: Option<String>,
+
+    /// OTLP/HTTP listener (POST /v1/metrics, protobuf or JSON); empty turns
+    /// it off. The main listener also serves /api/v1/otlp/v1/metrics
+    /// [config: otlp.http_listen_address; default 0.0.0.0:4318]
+    #[arg(long, env = "COMET_OTLP_HTTP_LISTEN_ADDRESS", value_name = "HOST:PORT")]
+    pub otlp_http_listen_address: Option<String>,
+
+    /// Largest OTLP request after decompression; larger ones get 413 /
+    /// RESOURCE_EXHAUSTED [config: otlp.max_request_bytes; default 32MiB]
+    #[arg(long, env = "COMET_OTLP_MAX_REQUEST_BYTES", value_name = "SIZE")]
+    pub otlp_max_request_bytes: Option<ByteSize>,
+
+    /// How OpenTelemetry names become Prometheus names, as Prometheus's
+    /// otlp.translation_strategy [config: otlp.translation_strategy;
+    /// default UnderscoreEscapingWithSuffixes]
+    #[arg(long, env = "COMET_OTLP_TRANSLATION_STRATEGY", value_name = "STRATEGY")]
+    pub otlp_translation_strategy: Option<OtlpTranslation>,
+
+    /// Resource attributes added as labels to every series, comma-separated
+    /// [config: otlp.promote_resource_attributes; default none]
+    #[arg(
+        long,
+        env = "COMET_OTLP_PROMOTE_RESOURCE_ATTRIBUTES",
+        value_name = "ATTR,...",
+        value_delimiter = ','
+    )]
+    pub otlp_promote_resource_attributes: Option<Vec<String>>,
+
+    /// Promote every resource attribute except the ignored ones
+    /// [config: otlp.promote_all_resource_attributes; default false]
+    #[arg(
+        long,
+        env = "COMET_OTLP_PROMOTE_ALL_RESOURCE_ATTRIBUTES",
+        value_name = "BOOL"
+    )]
+    pub otlp_promote_all_resource_attributes: Option<bool>,
+
+    /// Resource attributes not promoted by --otlp-promote-all-resource-attributes,
+    /// comma-separated [config: otlp.ignore_resource_attributes; default none]
+    #[arg(
+        long,
+        env = "COMET_OTLP_IGNORE_RESOURCE_ATTRIBUTES",
+        value_name = "ATTR,...",
+        value_delimiter = ','
+    )]
+    pub otlp_ignore_resource_attributes: Option<Vec<String>>,
+
+    /// Keep service.name, service.namespace and service.instance.id in
+    /// target_info too [config: otlp.keep_identifying_resource_attributes;
+    /// default false]
+    #[arg(
+        long,
+        env = "COMET_OTLP_KEEP_IDENTIFYING_RESOURCE_ATTRIBUTES",
+        value_name = "BOOL"
+    )]
+    pub otlp_keep_identifying_resource_attributes: Option<bool>,
+
+    /// Add otel_scope_name, otel_scope_version, otel_scope_schema_url and
+    /// otel_scope_<attribute> labels [config: otlp.promote_scope_metadata;
+    /// default false]
+    #[arg(long, env = "COMET_OTLP_PROMOTE_SCOPE_METADATA", value_name = "BOOL")]
+    pub otlp_promote_scope_metadata: Option<bool>,
+
+    /// Delta temporality: cumulate (running total per series, in memory) or
+    /// reject [config: otlp.delta_temporality; default cumulate]
+    #[arg(long, env = "COMET_OTLP_DELTA_TEMPORALITY", value_name = "POLICY")]
+    pub otlp_delta_temporality: Option<OtlpDelta>,
+
+    /// Exponential histograms: classic (converted to le buckets; native
+    /// histograms are not stored) or reject
+    /// [config: otlp.exponential_histograms; default classic]
+    #[arg(long, env = "COMET_OTLP_EXPONENTIAL_HISTOGRAMS", value_name = "POLICY")]
+    pub otlp_exponential_histograms: Option<OtlpExponential>,
+
+    /// Most le buckets one exponential histogram point becomes (coarser
+    /// scales beyond it) [config: otlp.max_exponential_buckets; default 160]
+    #[arg(long, env = "COMET_OTLP_MAX_EXPONENTIAL_BUCKETS", value_name = "N")]
+    pub otlp_max_exponential_buckets: Option<usize>,
+
+    /// Store a 0 sample at a counter's, histogram's or summary's start time,
+    /// once per start time [config: otlp.created_timestamp_zero_ingestion;
+    /// default false]
+    #[arg(
+        long,
+        env = "COMET_OTLP_CREATED_TIMESTAMP_ZERO_INGESTION",
+        value_name = "BOOL"
+    )]
+    pub otlp_created_timestamp_zero_ingestion: Option<bool>,
+
+    /// Series whose delta running totals and start times are remembered
+    /// [config: otlp.state_max_series; default 1000000]
+    #[arg(long, env = "COMET_OTLP_STATE_MAX_SERIES", value_name = "N")]
+    pub otlp_state_max_series: Option<u64>,
+
+    /// Forget a series' running total after this long without points
+    /// [config: otlp.state_idle; default 1h]
+    #[arg(long, env = "COMET_OTLP_STATE_IDLE", value_name = "DURATION", value_parser = duration)]
+    pub otlp_state_idle: Option<Duration>,
 
     /// Most samples one remote-read request may return
     /// [config: remote_read.max_samples; default 50000000]

@@ -10,6 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::http::StatusCode;
 use bytesize::ByteSize;
+use comet_ingest::otlp::{
+    DeltaPolicy, ExponentialPolicy, OtlpSettings, TranslateSettings, TranslationStrategy,
+};
 use comet_ingest::remote_write::RemoteWriteSettings;
 use comet_ingest::remote_write::decode::DecodeOptions;
 use comet_ingest::writer::WriterSettings;
@@ -42,6 +45,7 @@ pub struct Config {
     pub managed_clickhouse: ManagedClickHouseConfig,
     pub ingest: IngestConfig,
     pub remote_write: RemoteWriteConfig,
+    pub otlp: OtlpConfig,
     pub remote_read: RemoteReadConfig,
     pub query: QueryConfig,
     pub rules: RulesConfig,
@@ -171,6 +175,96 @@ impl Default for RemoteWriteConfig {
             name_validation: NameScheme::Legacy,
             created_timestamp_zero_ingestion: false,
             overload_status: 503,
+        }
+    }
+}
+
+/// The OTLP receivers and the OpenTelemetry-to-Prometheus translation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// OTLP/gRPC listener (MetricsService/Export); empty to turn it off.
+    pub grpc_listen_address: String,
+    /// OTLP/HTTP listener (POST /v1/metrics); empty to turn it off. The
+    /// main listener serves the same at /api/v1/otlp/v1/metrics.
+    pub http_listen_address: String,
+    /// Largest request after decompression (gRPC message limit too).
+    pub max_request_bytes: ByteSize,
+    /// Prometheus's otlp.translation_strategy.
+    pub translation_strategy: OtlpTranslation,
+    /// Resource attributes added as labels to every series.
+    pub promote_resource_attributes: Vec<String>,
+    /// Promote every resource attribute but `ignore_resource_attributes`.
+    pub promote_all_resource_attributes: bool,
+    pub ignore_resource_attributes: Vec<String>,
+    /// Keep service.name, service.namespace, service.instance.id in
+    /// target_info as well as in job/instance.
+    pub keep_identifying_resource_attributes: bool,
+    /// otel_scope_name/version/schema_url and otel_scope_<attr> labels.
+    pub promote_scope_metadata: bool,
+    /// Delta sums and histograms: cumulate (running totals per series in
+    /// memory) or reject.
+    pub delta_temporality: OtlpDelta,
+    /// Exponential histograms: classic (converted to le buckets) or reject.
+    pub exponential_histograms: OtlpExponential,
+    /// Most classic buckets one exponential histogram point becomes.
+    pub max_exponential_buckets: usize,
+    /// Store a 0 sample at a counter's start time, once per start time.
+    pub created_timestamp_zero_ingestion: bool,
+    /// Series whose running totals and start times are remembered.
+    pub state_max_series: u64,
+    /// Forget a series' running total after this long without points.
+    #[serde(with = "humantime_serde")]
+    pub state_idle: Duration,
+}
+
+/// Prometheus's OTLP translation strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum OtlpTranslation {
+    #[value(name = "UnderscoreEscapingWithSuffixes")]
+    UnderscoreEscapingWithSuffixes,
+    #[value(name = "UnderscoreEscapingWithoutSuffixes")]
+    UnderscoreEscapingWithoutSuffixes,
+    #[serde(rename = "NoUTF8EscapingWithSuffixes")]
+    #[value(name = "NoUTF8EscapingWithSuffixes")]
+    NoUtf8EscapingWithSuffixes,
+    #[value(name = "NoTranslation")]
+    NoTranslation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpDelta {
+    Cumulate,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpExponential {
+    Classic,
+    Reject,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        let o = OtlpSettings::default();
+        Self {
+            grpc_listen_address: "0.0.0.0:4317".into(),
+            http_listen_address: "0.0.0.0:4318".into(),
+            max_request_bytes: ByteSize::b(o.max_request_bytes as u64),
+            translation_strategy: OtlpTranslation::UnderscoreEscapingWithSuffixes,
+            promote_resource_attributes: Vec::new(),
+            promote_all_resource_attributes: false,
+            ignore_resource_attributes: Vec::new(),
+            keep_identifying_resource_attributes: false,
+            promote_scope_metadata: false,
+            delta_temporality: OtlpDelta::Cumulate,
+            exponential_histograms: OtlpExponential::Classic,
+            max_exponential_buckets: o.translate.max_exponential_buckets,
+            created_timestamp_zero_ingestion: false,
+            state_max_series: o.state_max_series,
+            state_idle: o.state_idle,
         }
     }
 }
@@ -318,6 +412,7 @@ impl Default for Config {
             managed_clickhouse: ManagedClickHouseConfig::default(),
             ingest: IngestConfig::default(),
             remote_write: RemoteWriteConfig::default(),
+            otlp: OtlpConfig::default(),
             remote_read: RemoteReadConfig::default(),
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
@@ -455,6 +550,37 @@ impl Config {
             a.remote_write_created_timestamp_zero_ingestion
         );
         overlay!(rw.overload_status, a.remote_write_overload_status);
+        let otlp = &mut self.otlp;
+        overlay!(otlp.grpc_listen_address, a.otlp_grpc_listen_address);
+        overlay!(otlp.http_listen_address, a.otlp_http_listen_address);
+        overlay!(otlp.max_request_bytes, a.otlp_max_request_bytes);
+        overlay!(otlp.translation_strategy, a.otlp_translation_strategy);
+        overlay!(
+            otlp.promote_resource_attributes,
+            a.otlp_promote_resource_attributes
+        );
+        overlay!(
+            otlp.promote_all_resource_attributes,
+            a.otlp_promote_all_resource_attributes
+        );
+        overlay!(
+            otlp.ignore_resource_attributes,
+            a.otlp_ignore_resource_attributes
+        );
+        overlay!(
+            otlp.keep_identifying_resource_attributes,
+            a.otlp_keep_identifying_resource_attributes
+        );
+        overlay!(otlp.promote_scope_metadata, a.otlp_promote_scope_metadata);
+        overlay!(otlp.delta_temporality, a.otlp_delta_temporality);
+        overlay!(otlp.exponential_histograms, a.otlp_exponential_histograms);
+        overlay!(otlp.max_exponential_buckets, a.otlp_max_exponential_buckets);
+        overlay!(
+            otlp.created_timestamp_zero_ingestion,
+            a.otlp_created_timestamp_zero_ingestion
+        );
+        overlay!(otlp.state_max_series, a.otlp_state_max_series);
+        overlay!(otlp.state_idle, a.otlp_state_idle);
         overlay!(self.remote_read.max_samples, a.remote_read_max_samples);
         let q = &mut self.query;
         overlay!(q.lookback_delta, a.query_lookback_delta);
@@ -524,6 +650,10 @@ impl Config {
         if ![429, 503].contains(&self.remote_write.overload_status) {
             bail!("remote_write.overload_status must be 429 or 503");
         }
+        self.otlp_listen_addresses()?;
+        if self.otlp.max_exponential_buckets < 2 {
+            bail!("otlp.max_exponential_buckets must be at least 2");
+        }
         if self.ingest.batch_max_samples == 0 || self.ingest.max_concurrent_inserts == 0 {
             bail!("ingest.batch_max_samples and ingest.max_concurrent_inserts must be at least 1");
         }
@@ -551,6 +681,63 @@ impl Config {
                 self.listen_address
             )
         })
+    }
+
+    /// The OTLP gRPC and HTTP listen addresses; `None` for one turned off.
+    pub fn otlp_listen_addresses(
+        &self,
+    ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let parse = |key: &str, value: &str| -> anyhow::Result<Option<SocketAddr>> {
+            if value.is_empty() {
+                return Ok(None);
+            }
+            value.parse().map(Some).with_context(|| {
+                format!("otlp.{key} {value:?} is not an address like 0.0.0.0:4317 (or empty to turn it off)")
+            })
+        };
+        Ok((
+            parse("grpc_listen_address", &self.otlp.grpc_listen_address)?,
+            parse("http_listen_address", &self.otlp.http_listen_address)?,
+        ))
+    }
+
+    pub fn otlp_settings(&self) -> OtlpSettings {
+        let o = &self.otlp;
+        OtlpSettings {
+            translate: TranslateSettings {
+                strategy: match o.translation_strategy {
+                    OtlpTranslation::UnderscoreEscapingWithSuffixes => {
+                        TranslationStrategy::UnderscoreEscapingWithSuffixes
+                    }
+                    OtlpTranslation::UnderscoreEscapingWithoutSuffixes => {
+                        TranslationStrategy::UnderscoreEscapingWithoutSuffixes
+                    }
+                    OtlpTranslation::NoUtf8EscapingWithSuffixes => {
+                        TranslationStrategy::NoUtf8EscapingWithSuffixes
+                    }
+                    OtlpTranslation::NoTranslation => TranslationStrategy::NoTranslation,
+                },
+                promote_resource_attributes: o.promote_resource_attributes.clone(),
+                promote_all_resource_attributes: o.promote_all_resource_attributes,
+                ignore_resource_attributes: o.ignore_resource_attributes.clone(),
+                keep_identifying_resource_attributes: o.keep_identifying_resource_attributes,
+                promote_scope_metadata: o.promote_scope_metadata,
+                delta: match o.delta_temporality {
+                    OtlpDelta::Cumulate => DeltaPolicy::Cumulate,
+                    OtlpDelta::Reject => DeltaPolicy::Reject,
+                },
+                exponential_histograms: match o.exponential_histograms {
+                    OtlpExponential::Classic => ExponentialPolicy::ClassicBuckets,
+                    OtlpExponential::Reject => ExponentialPolicy::Reject,
+                },
+                max_exponential_buckets: o.max_exponential_buckets,
+                created_timestamp_zero_samples: o.created_timestamp_zero_ingestion,
+                lookback_delta: self.query.lookback_delta,
+            },
+            max_request_bytes: o.max_request_bytes.as_u64() as usize,
+            state_max_series: o.state_max_series,
+            state_idle: o.state_idle,
+        }
     }
 
     /// The store settings for a given server URL (the configured one or the
@@ -914,6 +1101,21 @@ mod tests {
             ("remote-write-name-validation", "utf8"),
             ("remote-write-created-timestamp-zero-ingestion", "true"),
             ("remote-write-overload-status", "429"),
+            ("otlp-grpc-listen-address", ""),
+            ("otlp-http-listen-address", "127.0.0.1:1"),
+            ("otlp-max-request-bytes", "9KiB"),
+            ("otlp-translation-strategy", "NoTranslation"),
+            ("otlp-promote-resource-attributes", "a.b,c"),
+            ("otlp-promote-all-resource-attributes", "true"),
+            ("otlp-ignore-resource-attributes", "a.b"),
+            ("otlp-keep-identifying-resource-attributes", "true"),
+            ("otlp-promote-scope-metadata", "true"),
+            ("otlp-delta-temporality", "reject"),
+            ("otlp-exponential-histograms", "reject"),
+            ("otlp-max-exponential-buckets", "9"),
+            ("otlp-created-timestamp-zero-ingestion", "true"),
+            ("otlp-state-max-series", "9"),
+            ("otlp-state-idle", "9s"),
             ("remote-read-max-samples", "9"),
             ("query-lookback-delta", "9s"),
             ("query-timeout", "9s"),

@@ -4,6 +4,7 @@
 mod auth;
 mod bench;
 mod bench_api;
+mod bench_otlp;
 mod bench_query;
 mod cli;
 mod config;

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, anyhow};
 use axum::Router;
+use comet_ingest::otlp::{self, OtlpReceiver};
 use comet_ingest::{IngestMetrics, Writer, remote_write};
 use std::sync::Arc;
 
@@ -142,6 +143,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )?),
         _ => None,
     };
+    let (otlp_grpc_addr, otlp_http_addr) = config.otlp_listen_addresses()?;
+    let otlp_grpc = bind_otlp(otlp_grpc_addr, "--otlp-grpc-listen-address").await?;
+    let otlp_http = bind_otlp(otlp_http_addr, "--otlp-http-listen-address").await?;
     let auth = Auth::new(&web.basic_auth_users, &web.bearer_tokens, &registry)?;
     info!(
         %addr,
@@ -154,20 +158,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
     let state = AppState::new(registry.clone());
-    let app = auth::protect(http::router(state.clone()), auth);
-    let stop = shutdown.clone().cancelled_owned();
-    let server = match tls {
-        None => tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        ),
-        Some(tls) => tokio::spawn(
-            axum::serve(tls::TlsListener::new(listener, tls), app)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        ),
-    };
+    let app = auth::protect(http::router(state.clone()), auth.clone());
+    let server = spawn_server(listener, app, tls.clone(), &shutdown);
 
     let started = async {
         let backend = Backend::start(&config, &registry).await?;
@@ -198,22 +190,45 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let Services {
         router,
         writer,
+        receiver,
         ruler,
         rules_sink,
         notifier_stop,
     } = services;
     reload_on_sighup(ruler.clone())?;
     state.set_ready(backend.store.clone(), router);
+    // The OTLP listeners serve once the receiver exists; until then their
+    // connections wait in the backlog.
+    let mut servers = vec![("HTTP API", server)];
+    if let Some(listener) = otlp_grpc {
+        info!(addr = %listener.local_addr()?, "OTLP/gRPC listening");
+        let app = auth::protect(otlp::grpc::router(receiver.clone()), auth.clone());
+        servers.push((
+            "OTLP/gRPC",
+            spawn_server(listener, app, tls.clone(), &shutdown),
+        ));
+    }
+    if let Some(listener) = otlp_http {
+        info!(addr = %listener.local_addr()?, "OTLP/HTTP listening");
+        let app = auth::protect(otlp::http::router(receiver.clone()), auth.clone());
+        servers.push((
+            "OTLP/HTTP",
+            spawn_server(listener, app, tls.clone(), &shutdown),
+        ));
+    }
     info!("Comet is ready");
 
     shutdown.cancelled().await;
     state.set_shutting_down();
-    match tokio::time::timeout(config.shutdown_timeout, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => error!(error = %err, "HTTP server failed"),
-        Ok(Err(err)) => error!(error = %err, "HTTP server task failed"),
-        Err(_) => {
-            warn!(timeout = ?config.shutdown_timeout, "HTTP requests still running at shutdown; dropping them")
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    for (name, server) in servers {
+        match tokio::time::timeout_at(deadline, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => error!(error = %err, server = name, "server failed"),
+            Ok(Err(err)) => error!(error = %err, server = name, "server task failed"),
+            Err(_) => {
+                warn!(timeout = ?config.shutdown_timeout, server = name, "requests still running at shutdown; dropping them")
+            }
         }
     }
     // Evaluations in progress finish and write their output first.
@@ -228,12 +243,51 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Binds an OTLP listener early, so a port in use stops Comet at once.
+async fn bind_otlp(
+    addr: Option<std::net::SocketAddr>,
+    flag: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr).await.map(Some).map_err(|e| {
+        anyhow!("cannot listen on {addr}: {e}; stop what holds the port, choose another with {flag}, or turn it off with {flag}=''")
+    })
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `app` on `listener` (over TLS when configured) until shutdown.
+fn spawn_server(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    shutdown: &CancellationToken,
+) -> ServerTask {
+    let stop = shutdown.clone().cancelled_owned();
+    match tls {
+        None => tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+        Some(tls) => tokio::spawn(
+            axum::serve(tls::TlsListener::new(listener, tls), app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    }
+}
+
 /// What `serve` runs besides the HTTP server.
 struct Services {
     /// The ingest and query APIs.
     router: Router,
     /// The writer behind ingest.
     writer: Writer,
+    /// The OTLP receiver (also served on its own ports).
+    receiver: OtlpReceiver,
     ruler: Ruler,
     /// The writer rule output goes through.
     rules_sink: Arc<WriterSink>,
@@ -241,11 +295,13 @@ struct Services {
     notifier_stop: CancellationToken,
 }
 
-/// The ingest and query APIs over `store`, the writer behind ingest, and
-/// the ruler (its rule files must be valid for Comet to start).
+/// The ingest and query APIs over `store`, the writer behind ingest, the
+/// OTLP receiver, and the ruler (its rule files must be valid for Comet to
+/// start).
 async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Services> {
     let metrics = IngestMetrics::new(registry)?;
     let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
+    let receiver = OtlpReceiver::new(writer.clone(), config.otlp_settings(), metrics.clone());
     let rules_sink = Arc::new(WriterSink::start(store, metrics.clone()));
     let notifier_stop = CancellationToken::new();
     let notifier = if config.rules.alertmanagers.is_empty() {
@@ -265,6 +321,7 @@ async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Res
     let mut api_settings = config.api_settings();
     api_settings.ruler = Some(ruler.clone());
     let router = remote_write::router(writer.clone(), config.remote_write_settings(), metrics)
+        .merge(otlp::http::router(receiver.clone()))
         .merge(remote_read::router(
             store.clone(),
             config.remote_read_settings(),
@@ -278,6 +335,7 @@ async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Res
     Ok(Services {
         router,
         writer,
+        receiver,
         ruler,
         rules_sink,
         notifier_stop,

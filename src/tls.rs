@@ -64,8 +64,8 @@ pub fn server_config(
     let mut config = builder
         .with_single_cert(chain, key)
         .context("TLS certificate and key do not fit together")?;
-    // axum serves HTTP/1.1 only (no http2 feature).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 for gRPC (OTLP) and clients that prefer it, else HTTP/1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -1,8 +1,14 @@
 //! Decode path throughput: snappy + protobuf -> validated series, as the
-//! remote-write receiver does it. Run: `cargo bench -p comet-ingest`.
-//! Criterion prints samples per second as "elem/s".
+//! remote-write receiver does it, and protobuf/JSON -> translated series as
+//! the OTLP receivers do it. Run: `cargo bench -p comet-ingest`.
+//! Criterion prints samples (OTLP: data points) per second as "elem/s".
+
+use std::time::Duration;
 
 use comet_ingest::SeriesRegistry;
+use comet_ingest::otlp::state::SeriesState;
+use comet_ingest::otlp::synthetic::{self, OtlpShape};
+use comet_ingest::otlp::{TranslateSettings, translate};
 use comet_ingest::remote_write::decode::{DecodeOptions, decode_v1, decode_v2};
 use comet_schema::prompb::{v1, v2};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -117,5 +123,41 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode);
+/// OTLP: a request of 100 gauges x 7 points x 10 attributes decoded and
+/// translated (known series), as the receivers do it.
+fn otlp(c: &mut Criterion) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    let shape = OtlpShape {
+        metrics: 100,
+        points: 7,
+        attributes: 10,
+    };
+    let request = synthetic::request(shape, "bench", 1, 1_700_000_000_000_000_000, 1);
+    let protobuf = request.encode_to_vec();
+    let json = serde_json::to_vec(&request).expect("JSON");
+    let settings = TranslateSettings::default();
+    let registry = SeriesRegistry::new(1 << 30);
+    let state = SeriesState::new(1 << 20, Duration::from_secs(3600));
+    let mut group = c.benchmark_group("otlp_decode_translate");
+    group.throughput(Throughput::Elements(shape.points_per_request() as u64));
+    group.bench_function("protobuf_100x7x10", |b| {
+        b.iter(|| {
+            let decoded = ExportMetricsServiceRequest::decode(&protobuf[..]).expect("decodes");
+            translate(&decoded, &settings, &registry, &state)
+        })
+    });
+    group.bench_function("json_100x7x10", |b| {
+        b.iter(|| {
+            let decoded: ExportMetricsServiceRequest =
+                serde_json::from_slice(&json).expect("decodes");
+            translate(&decoded, &settings, &registry, &state)
+        })
+    });
+    group.bench_function("translate_only_100x7x10", |b| {
+        b.iter(|| translate(&request, &settings, &registry, &state))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, otlp);
 criterion_main!(benches);

@@ -3,11 +3,12 @@
 //! batches rows from every source into large ClickHouse inserts and answers
 //! each caller only once ClickHouse has accepted its rows.
 //!
-//! Sources: [`remote_write`] (Prometheus remote-write 1.0 and 2.0). OTLP and
-//! Kafka follow the same path.
+//! Sources: [`remote_write`] (Prometheus remote-write 1.0 and 2.0) and
+//! [`otlp`] (OTLP metrics over gRPC and HTTP). Kafka follows the same path.
 
 pub mod batch;
 pub mod metrics;
+pub mod otlp;
 pub mod remote_write;
 pub mod series;
 pub mod writer;

@@ -29,6 +29,10 @@ pub struct IngestMetrics {
     pub buffered_bytes: IntGauge,
     /// Writes refused because the buffered-memory ceiling was reached.
     pub backpressure_events: IntCounterVec,
+    /// OTLP data points received (a histogram point counts once).
+    pub otlp_points_received: IntCounterVec,
+    /// OTLP data points not stored, by reason (`rejected_data_points`).
+    pub otlp_points_rejected: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -115,6 +119,20 @@ impl IngestMetrics {
                 ),
                 &["source"],
             )?,
+            otlp_points_received: IntCounterVec::new(
+                Opts::new(
+                    "comet_otlp_data_points_received_total",
+                    "OTLP data points received; a histogram or summary point counts once.",
+                ),
+                &["source"],
+            )?,
+            otlp_points_rejected: IntCounterVec::new(
+                Opts::new(
+                    "comet_otlp_data_points_rejected_total",
+                    "OTLP data points not stored (reported as rejected_data_points), by reason.",
+                ),
+                &["source", "reason"],
+            )?,
         };
         registry.register(Box::new(m.samples_received.clone()))?;
         registry.register(Box::new(m.samples_written.clone()))?;
@@ -130,6 +148,8 @@ impl IngestMetrics {
         registry.register(Box::new(m.insert_failures.clone()))?;
         registry.register(Box::new(m.buffered_bytes.clone()))?;
         registry.register(Box::new(m.backpressure_events.clone()))?;
+        registry.register(Box::new(m.otlp_points_received.clone()))?;
+        registry.register(Box::new(m.otlp_points_rejected.clone()))?;
         Ok(m)
     }
 

@@ -251,6 +251,10 @@ impl CometProcess {
             .arg(format!("127.0.0.1:{port}"))
             .env("COMET_DATA_DIR", dir.path().join("data"))
             .env("COMET_LOG_LEVEL", "info")
+            // Tests run side by side: no fixed OTLP ports unless a test
+            // asks for them with flags (flags win over the environment).
+            .env("COMET_OTLP_GRPC_LISTEN_ADDRESS", "")
+            .env("COMET_OTLP_HTTP_LISTEN_ADDRESS", "")
             .stdout(Stdio::null())
             .stderr(log_file);
         set_parent_death_signal(&mut cmd);
