@@ -45,9 +45,27 @@ pub enum Command {
     /// Print the single ClickHouse SQL statement a PromQL query becomes (with
     /// its parameters as `SET param_...` lines), without running it.
     Explain(crate::explain::ExplainArgs),
+    /// Check rule files (like `promtool check rules`) or run rule unit
+    /// tests (like `promtool test rules`) against Comet's engine.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Load generators that print throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+// Parsed once per run: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate Prometheus rule files; prints `SUCCESS: N rules found` or
+    /// each problem in Prometheus's words, and fails on any problem.
+    Check(crate::rules::CheckArgs),
+    /// Run rule unit-test files (promtool's format: rule_files, tests with
+    /// input_series, alert_rule_test, promql_expr_test) against the engine
+    /// and ClickHouse, each test in a fresh database loaded through the
+    /// ingest writer.
+    Test(crate::rules::TestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +88,13 @@ fn user_and_hash(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         Some((user, hash)) => Ok((user.to_string(), hash.to_string())),
         None => Err("expected USER:BCRYPT_HASH".into()),
+    }
+}
+
+fn name_and_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) => Ok((name.trim().to_string(), value.to_string())),
+        None => Err("expected NAME=VALUE".into()),
     }
 }
 
@@ -460,6 +485,83 @@ pub struct ConfigArgs {
     /// may still arrive for them [config: query.results_cache_freshness; default 10m]
     #[arg(long, env = "COMET_QUERY_RESULTS_CACHE_FRESHNESS", value_name = "DURATION", value_parser = duration)]
     pub query_results_cache_freshness: Option<Duration>,
+
+    /// Prometheus rule files to evaluate: paths or globs, comma-separated;
+    /// re-read on SIGHUP and POST /-/reload [config: rules.rule_files; default: none]
+    #[arg(
+        long,
+        env = "COMET_RULES_FILES",
+        value_name = "GLOB,...",
+        value_delimiter = ','
+    )]
+    pub rules_files: Option<Vec<String>>,
+
+    /// Evaluation interval of rule groups that set none
+    /// [config: rules.evaluation_interval; default 1m]
+    #[arg(long, env = "COMET_RULES_EVALUATION_INTERVAL", value_name = "DURATION", value_parser = duration)]
+    pub rules_evaluation_interval: Option<Duration>,
+
+    /// Alertmanager base URLs, comma-separated; alerts are posted to each
+    /// one's /api/v2/alerts [config: rules.alertmanagers; default: none]
+    #[arg(
+        long,
+        env = "COMET_RULES_ALERTMANAGERS",
+        value_name = "URL,...",
+        value_delimiter = ','
+    )]
+    pub rules_alertmanagers: Option<Vec<String>>,
+
+    /// Labels added to alerts sent to Alertmanager (and $externalLabels in
+    /// templates), as NAME=VALUE,... [config: rules.external_labels; default: none]
+    #[arg(
+        long,
+        env = "COMET_RULES_EXTERNAL_LABELS",
+        value_name = "NAME=VALUE,...",
+        value_delimiter = ',',
+        value_parser = name_and_value
+    )]
+    pub rules_external_labels: Option<Vec<(String, String)>>,
+
+    /// Base URL of alerts' generator links and $externalURL
+    /// [config: rules.external_url; default http://<hostname>:<listen port>]
+    #[arg(long, env = "COMET_RULES_EXTERNAL_URL", value_name = "URL")]
+    pub rules_external_url: Option<String>,
+
+    /// How often firing alerts are re-sent to Alertmanager
+    /// [config: rules.resend_delay; default 1m]
+    #[arg(long, env = "COMET_RULES_RESEND_DELAY", value_name = "DURATION", value_parser = duration)]
+    pub rules_resend_delay: Option<Duration>,
+
+    /// Alerts waiting to be sent to Alertmanager; beyond it the oldest are
+    /// dropped [config: rules.notification_queue_capacity; default 10000]
+    #[arg(
+        long,
+        env = "COMET_RULES_NOTIFICATION_QUEUE_CAPACITY",
+        value_name = "N"
+    )]
+    pub rules_notification_queue_capacity: Option<usize>,
+
+    /// Time allowed for one post to an Alertmanager
+    /// [config: rules.notification_timeout; default 10s]
+    #[arg(long, env = "COMET_RULES_NOTIFICATION_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub rules_notification_timeout: Option<Duration>,
+
+    /// Further attempts after a failed post to an Alertmanager (network
+    /// error, 5xx, 429) [config: rules.notification_max_retries; default 3]
+    #[arg(long, env = "COMET_RULES_NOTIFICATION_MAX_RETRIES", value_name = "N")]
+    pub rules_notification_max_retries: Option<usize>,
+
+    /// After a restart, alerts' `for` state is restored from ALERTS_FOR_STATE
+    /// samples no older than this (Prometheus's
+    /// --rules.alert.for-outage-tolerance) [config: rules.outage_tolerance; default 1h]
+    #[arg(long, env = "COMET_RULES_OUTAGE_TOLERANCE", value_name = "DURATION", value_parser = duration)]
+    pub rules_outage_tolerance: Option<Duration>,
+
+    /// After a restart, a restored alert fires no sooner than this; rules
+    /// with a shorter `for` are not restored (Prometheus's
+    /// --rules.alert.for-grace-period) [config: rules.for_grace_period; default 10m]
+    #[arg(long, env = "COMET_RULES_FOR_GRACE_PERIOD", value_name = "DURATION", value_parser = duration)]
+    pub rules_for_grace_period: Option<Duration>,
 }
 
 impl Command {
@@ -472,7 +574,8 @@ impl Command {
             | Command::Config(a) => Some(a),
             Command::Promqltest(p) => Some(&p.config),
             Command::Explain(e) => Some(&e.config),
-            Command::Bench(_) => None,
+            Command::Rules(RulesCommand::Test(t)) => Some(&t.config),
+            Command::Rules(RulesCommand::Check(_)) | Command::Bench(_) => None,
         }
     }
 }

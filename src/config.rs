@@ -19,6 +19,7 @@ use comet_ingest::writer::WriterSettings;
 use comet_query::api::{ApiLimits, ApiSettings, CacheSettings};
 use comet_query::plan::PlanSettings;
 use comet_query::remote_read::RemoteReadSettings;
+use comet_query::rules::{NotifierSettings, RestorePolicy, RulerSettings};
 use comet_schema::managed::ManagedSettings;
 use comet_schema::{NameValidation, RetryPolicy, SchemaOptions, StoreSettings, Topology};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,63 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub remote_read: RemoteReadConfig,
     pub query: QueryConfig,
+    pub rules: RulesConfig,
+}
+
+/// Recording and alerting rules, and the Alertmanagers alerts go to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Paths and globs of Prometheus rule files.
+    pub rule_files: Vec<String>,
+    /// Interval of groups that set none.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// Alertmanager base URLs; alerts go to each one's `/api/v2/alerts`.
+    pub alertmanagers: Vec<String>,
+    /// Labels added to alerts sent (when they lack them) and given to
+    /// templates as `$externalLabels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// Base of alerts' generator URLs and `$externalURL`; unset:
+    /// `http://<hostname>:<port of listen_address>`.
+    pub external_url: Option<String>,
+    /// Firing alerts are re-sent to Alertmanager this often.
+    #[serde(with = "humantime_serde")]
+    pub resend_delay: Duration,
+    /// Alerts waiting to be sent; beyond it the oldest are dropped.
+    pub notification_queue_capacity: usize,
+    /// Time allowed for one post to an Alertmanager.
+    #[serde(with = "humantime_serde")]
+    pub notification_timeout: Duration,
+    /// Further attempts after a failed post.
+    pub notification_max_retries: usize,
+    /// After a restart, the `for` state is restored from samples no older
+    /// than this.
+    #[serde(with = "humantime_serde")]
+    pub outage_tolerance: Duration,
+    /// After a restart, a restored alert fires no sooner than this.
+    #[serde(with = "humantime_serde")]
+    pub for_grace_period: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        let ruler = RulerSettings::default();
+        let notifier = NotifierSettings::default();
+        Self {
+            rule_files: Vec::new(),
+            evaluation_interval: ruler.evaluation_interval,
+            alertmanagers: Vec::new(),
+            external_labels: BTreeMap::new(),
+            external_url: None,
+            resend_delay: ruler.resend_delay,
+            notification_queue_capacity: notifier.queue_capacity,
+            notification_timeout: notifier.timeout,
+            notification_max_retries: notifier.max_retries,
+            outage_tolerance: ruler.restore.outage_tolerance,
+            for_grace_period: ruler.restore.for_grace_period,
+        }
+    }
 }
 
 /// The batcher/writer shared by every source.
@@ -357,6 +415,7 @@ impl Default for Config {
             otlp: OtlpConfig::default(),
             remote_read: RemoteReadConfig::default(),
             query: QueryConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -533,6 +592,23 @@ impl Config {
         overlay!(q.catalog_cache_ttl, a.query_catalog_cache_ttl);
         overlay!(q.results_cache_bytes, a.query_results_cache_bytes);
         overlay!(q.results_cache_freshness, a.query_results_cache_freshness);
+        let r = &mut self.rules;
+        overlay!(r.rule_files, a.rules_files);
+        overlay!(r.evaluation_interval, a.rules_evaluation_interval);
+        overlay!(r.alertmanagers, a.rules_alertmanagers);
+        if let Some(labels) = &a.rules_external_labels {
+            r.external_labels = labels.iter().cloned().collect();
+        }
+        overlay!(optional r.external_url, a.rules_external_url);
+        overlay!(r.resend_delay, a.rules_resend_delay);
+        overlay!(
+            r.notification_queue_capacity,
+            a.rules_notification_queue_capacity
+        );
+        overlay!(r.notification_timeout, a.rules_notification_timeout);
+        overlay!(r.notification_max_retries, a.rules_notification_max_retries);
+        overlay!(r.outage_tolerance, a.rules_outage_tolerance);
+        overlay!(r.for_grace_period, a.rules_for_grace_period);
     }
 
     /// Checks what serde cannot, so a bad value stops Comet before it has
@@ -580,6 +656,20 @@ impl Config {
         }
         if self.ingest.batch_max_samples == 0 || self.ingest.max_concurrent_inserts == 0 {
             bail!("ingest.batch_max_samples and ingest.max_concurrent_inserts must be at least 1");
+        }
+        let r = &self.rules;
+        if r.evaluation_interval.is_zero() {
+            bail!("rules.evaluation_interval must be longer than 0s");
+        }
+        for am in &r.alertmanagers {
+            if !(am.starts_with("http://") || am.starts_with("https://")) {
+                bail!("rules.alertmanagers: {am:?} must start with http:// or https://");
+            }
+        }
+        for name in r.external_labels.keys() {
+            if !comet_schema::labels::is_valid_label_name(name, NameValidation::Legacy) {
+                bail!("rules.external_labels: {name:?} is not a valid label name");
+            }
         }
         Ok(())
     }
@@ -763,6 +853,8 @@ impl Config {
             flags,
             retention: humantime::format_duration(self.retention).to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
+            // Set by `serve` once the ruler runs.
+            ruler: None,
         }
     }
 
@@ -777,6 +869,51 @@ impl Config {
         RemoteReadSettings {
             max_samples: self.remote_read.max_samples,
             ..RemoteReadSettings::default()
+        }
+    }
+
+    /// The ruler's settings; the external URL defaults to this host's name
+    /// and the listen port, as Prometheus's does.
+    pub fn ruler_settings(&self) -> RulerSettings {
+        let r = &self.rules;
+        let external_url = r.external_url.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            let port = self.listen_address().map(|a| a.port()).unwrap_or(9090);
+            format!("http://{host}:{port}")
+        });
+        RulerSettings {
+            rule_files: r.rule_files.clone(),
+            evaluation_interval: r.evaluation_interval,
+            external_labels: r
+                .external_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            external_url,
+            resend_delay: r.resend_delay,
+            restore: RestorePolicy {
+                outage_tolerance: r.outage_tolerance,
+                for_grace_period: r.for_grace_period,
+            },
+        }
+    }
+
+    pub fn notifier_settings(&self) -> NotifierSettings {
+        let r = &self.rules;
+        NotifierSettings {
+            alertmanagers: r.alertmanagers.clone(),
+            queue_capacity: r.notification_queue_capacity,
+            timeout: r.notification_timeout,
+            max_retries: r.notification_max_retries,
+            external_labels: r
+                .external_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -989,6 +1126,17 @@ mod tests {
             ("query-catalog-cache-ttl", "9s"),
             ("query-results-cache-bytes", "9KiB"),
             ("query-results-cache-freshness", "9s"),
+            ("rules-files", "/etc/comet/rules/*.yml"),
+            ("rules-evaluation-interval", "9s"),
+            ("rules-alertmanagers", "http://am:9093"),
+            ("rules-external-labels", "cluster=eu1,replica=a"),
+            ("rules-external-url", "http://comet.example"),
+            ("rules-resend-delay", "9s"),
+            ("rules-notification-queue-capacity", "9"),
+            ("rules-notification-timeout", "9s"),
+            ("rules-notification-max-retries", "9"),
+            ("rules-outage-tolerance", "9s"),
+            ("rules-for-grace-period", "9s"),
         ];
         let flags: Vec<String> = Wrapper::command()
             .get_arguments()

@@ -11,6 +11,7 @@ mod config;
 mod explain;
 mod http;
 mod promqltest;
+mod rules;
 mod serve;
 mod telemetry;
 mod tls;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{BenchCommand, Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command, RulesCommand};
 use crate::config::Config;
 
 // Ingest allocates many short-lived strings; mimalloc handles that pattern
@@ -46,8 +47,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build()
     };
     let Some(args) = cli.command.config_args() else {
-        let Command::Bench(bench) = cli.command else {
-            unreachable!("only bench runs without configuration")
+        let bench = match cli.command {
+            Command::Bench(bench) => bench,
+            Command::Rules(RulesCommand::Check(args)) => return rules::check(&args),
+            _ => unreachable!("only bench and rules check run without configuration"),
         };
         return runtime()?.block_on(async move {
             match bench {
@@ -72,7 +75,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Clickhouse(_) => serve::clickhouse(config).await,
             Command::Migrate(_) => serve::migrate_only(config).await,
             Command::Promqltest(args) => promqltest::run(config, args).await,
-            Command::Config(_) | Command::Explain(_) | Command::Bench(_) => Ok(()),
+            Command::Rules(RulesCommand::Test(args)) => rules::test(config, args).await,
+            Command::Config(_)
+            | Command::Explain(_)
+            | Command::Bench(_)
+            | Command::Rules(RulesCommand::Check(_)) => Ok(()),
         }
     })
 }

@@ -4,7 +4,11 @@ use anyhow::{Context, anyhow};
 use axum::Router;
 use comet_ingest::otlp::{self, OtlpReceiver};
 use comet_ingest::{IngestMetrics, Writer, remote_write};
+use std::sync::Arc;
+
+use comet_query::engine::Engine;
 use comet_query::remote_read;
+use comet_query::rules::{Notifier, Ruler, SampleSink};
 use comet_schema::managed::{ManagedClickHouse, ManagedMetrics};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::{Store, store::error_chain};
@@ -17,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::rules::WriterSink;
 use crate::{telemetry, tls};
 
 /// ClickHouse as Comet uses it: the store, and the managed server behind it
@@ -158,8 +163,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let started = async {
         let backend = Backend::start(&config, &registry).await?;
-        match api(&config, &backend.store, &registry) {
-            Ok(parts) => Ok((backend, parts)),
+        match api(&config, &backend.store, &registry).await {
+            Ok(services) => Ok((backend, services)),
             Err(err) => {
                 backend.shutdown().await;
                 Err(err)
@@ -174,7 +179,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let (backend, (api, writer, receiver)) = match started {
+    let (backend, services) = match started {
         Ok(started) => started,
         Err(err) => {
             shutdown.cancel();
@@ -182,7 +187,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    state.set_ready(backend.store.clone(), api);
+    let Services {
+        router,
+        writer,
+        receiver,
+        ruler,
+        rules_sink,
+        notifier_stop,
+    } = services;
+    reload_on_sighup(ruler.clone())?;
+    state.set_ready(backend.store.clone(), router);
     // The OTLP listeners serve once the receiver exists; until then their
     // connections wait in the backlog.
     let mut servers = vec![("HTTP API", server)];
@@ -217,6 +231,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    // Evaluations in progress finish and write their output first.
+    ruler.stop().await;
+    notifier_stop.cancel();
+    rules_sink.shutdown().await;
     // Everything acknowledged is stored already; this stores what was
     // accepted but not yet acknowledged.
     writer.shutdown().await;
@@ -262,16 +280,46 @@ fn spawn_server(
     }
 }
 
-/// The ingest and query APIs over `store`, the writer behind ingest, and
-/// the OTLP receiver (also served on its own ports).
-fn api(
-    config: &Config,
-    store: &Store,
-    registry: &Registry,
-) -> anyhow::Result<(Router, Writer, OtlpReceiver)> {
+/// What `serve` runs besides the HTTP server.
+struct Services {
+    /// The ingest and query APIs.
+    router: Router,
+    /// The writer behind ingest.
+    writer: Writer,
+    /// The OTLP receiver (also served on its own ports).
+    receiver: OtlpReceiver,
+    ruler: Ruler,
+    /// The writer rule output goes through.
+    rules_sink: Arc<WriterSink>,
+    /// Stops the Alertmanager notifier.
+    notifier_stop: CancellationToken,
+}
+
+/// The ingest and query APIs over `store`, the writer behind ingest, the
+/// OTLP receiver, and the ruler (its rule files must be valid for Comet to
+/// start).
+async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Services> {
     let metrics = IngestMetrics::new(registry)?;
     let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
     let receiver = OtlpReceiver::new(writer.clone(), config.otlp_settings(), metrics.clone());
+    let rules_sink = Arc::new(WriterSink::start(store, metrics.clone()));
+    let notifier_stop = CancellationToken::new();
+    let notifier = if config.rules.alertmanagers.is_empty() {
+        None
+    } else {
+        Some(Notifier::start(
+            config.notifier_settings(),
+            registry,
+            notifier_stop.clone(),
+        )?)
+    };
+    let engine = Engine::new(store.clone(), config.plan_settings());
+    let sink: Arc<dyn SampleSink> = rules_sink.clone();
+    let ruler = Ruler::start(config.ruler_settings(), engine, sink, notifier, registry)
+        .await
+        .map_err(|e| anyhow!("{e}; check the files with `comet rules check FILE...`"))?;
+    let mut api_settings = config.api_settings();
+    api_settings.ruler = Some(ruler.clone());
     let router = remote_write::router(writer.clone(), config.remote_write_settings(), metrics)
         .merge(otlp::http::router(receiver.clone()))
         .merge(remote_read::router(
@@ -281,10 +329,30 @@ fn api(
         )?)
         .merge(comet_query::api::router(
             store.clone(),
-            config.api_settings(),
+            api_settings,
             registry,
         )?);
-    Ok((router, writer, receiver))
+    Ok(Services {
+        router,
+        writer,
+        receiver,
+        ruler,
+        rules_sink,
+        notifier_stop,
+    })
+}
+
+/// Re-reads the rule files on SIGHUP, as Prometheus does.
+fn reload_on_sighup(ruler: Ruler) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received; reloading the rule files");
+            // A failed reload keeps the running rules and is logged.
+            let _ = ruler.reload().await;
+        }
+    });
+    Ok(())
 }
 
 /// `comet clickhouse`: the managed server alone, in the foreground.

@@ -168,6 +168,11 @@ impl Engine {
         Self { store, settings }
     }
 
+    /// The store queries run on.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn settings(&self) -> &PlanSettings {
         &self.settings
     }

@@ -10,4 +10,5 @@ pub mod matchers;
 pub mod plan;
 pub mod promqltest;
 pub mod remote_read;
+pub mod rules;
 pub mod value;

@@ -7,8 +7,8 @@
 //! - `query`: `query`, `query_range`, `format_query`, `parse_query`;
 //! - `catalog`: series, label names and values, metadata, exemplars and
 //!   cardinality statistics from ClickHouse;
-//! - `status`: build, config, flags, runtime info and the empty lists
-//!   (targets, rules, alerts);
+//! - `status`: build, config, flags, runtime info, targets (empty), and
+//!   the ruler's rules and alerts;
 //! - `cache`: the moka caches (matcher -> series, label names/values,
 //!   step-aligned range-query results).
 
@@ -79,6 +79,9 @@ pub struct ApiSettings {
     /// How long samples are kept, for `/api/v1/status/runtimeinfo`.
     pub retention: String,
     pub version: String,
+    /// The ruler behind `/api/v1/rules`, `/api/v1/alerts` and
+    /// `POST /-/reload`; without one the lists are empty.
+    pub ruler: Option<crate::rules::Ruler>,
 }
 
 impl Default for ApiSettings {
@@ -92,6 +95,7 @@ impl Default for ApiSettings {
             flags: BTreeMap::new(),
             retention: "0s".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            ruler: None,
         }
     }
 }
@@ -230,7 +234,9 @@ pub fn router(
             started: SystemTime::now(),
         }),
     };
+    let reload = axum::routing::post(status::reload).put(status::reload);
     Ok(Router::new()
+        .route("/-/reload", reload)
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route(

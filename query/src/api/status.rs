@@ -1,15 +1,18 @@
-//! `/api/v1/status/{buildinfo,config,flags,runtimeinfo}` and the lists
-//! Comet has nothing in yet: `/api/v1/targets` (Comet scrapes nothing),
-//! `/api/v1/rules` and `/api/v1/alerts` (until the ruler lands).
+//! `/api/v1/status/{buildinfo,config,flags,runtimeinfo}`, `/api/v1/targets`
+//! (empty: Comet scrapes nothing), the ruler's `/api/v1/rules` and
+//! `/api/v1/alerts`, and `POST /-/reload` of the rule files.
 
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Api;
-use super::respond::success;
+use super::params::Params;
+use super::respond::{ApiError, success};
+use crate::rules::api::{RuleFilter, alerts_data, rules_data};
 
 /// The Prometheus release whose HTTP API Comet answers like. Clients such
 /// as Grafana read `version` to decide which API features to use.
@@ -42,6 +45,13 @@ pub async fn flags(State(api): State<Api>) -> Response {
 pub async fn runtimeinfo(State(api): State<Api>) -> Response {
     let started = Instant::now();
     let start_time = humantime::format_rfc3339_millis(api.started).to_string();
+    let (reload_ok, reloaded) = match &api.settings.ruler {
+        Some(ruler) => {
+            let (ok, at) = ruler.last_reload();
+            (ok, humantime::format_rfc3339_millis(at).to_string())
+        }
+        None => (true, start_time.clone()),
+    };
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -49,8 +59,8 @@ pub async fn runtimeinfo(State(api): State<Api>) -> Response {
     let data = json!({
         "startTime": start_time,
         "CWD": cwd,
-        "reloadConfigSuccess": true,
-        "lastConfigTime": start_time,
+        "reloadConfigSuccess": reload_ok,
+        "lastConfigTime": reloaded,
         "corruptionCount": 0,
         "goroutineCount": 0,
         "GOMAXPROCS": threads,
@@ -68,14 +78,50 @@ pub async fn targets(State(api): State<Api>) -> Response {
     api.answer("targets", started, Ok(success(&data, &[])))
 }
 
-pub async fn rules(State(api): State<Api>) -> Response {
+pub async fn rules(State(api): State<Api>, params: Params) -> Response {
     let started = Instant::now();
-    let data = json!({ "groups": [] });
-    api.answer("rules", started, Ok(success(&data, &[])))
+    let answer = RuleFilter::new(
+        params.get("type"),
+        params.all("rule_name[]"),
+        params.all("rule_group[]"),
+        params.all("file[]"),
+    )
+    .map_err(ApiError::bad_data)
+    .map(|filter| {
+        let groups = api
+            .settings
+            .ruler
+            .as_ref()
+            .map(|r| r.groups())
+            .unwrap_or_default();
+        success(&rules_data(&groups, &filter), &[])
+    });
+    api.answer("rules", started, answer)
 }
 
 pub async fn alerts(State(api): State<Api>) -> Response {
     let started = Instant::now();
-    let data = json!({ "alerts": [] });
-    api.answer("alerts", started, Ok(success(&data, &[])))
+    let groups = api
+        .settings
+        .ruler
+        .as_ref()
+        .map(|r| r.groups())
+        .unwrap_or_default();
+    api.answer("alerts", started, Ok(success(&alerts_data(&groups), &[])))
+}
+
+/// `POST|PUT /-/reload`: re-reads the rule files (Prometheus's lifecycle
+/// endpoint); the running rules stay when the new files are invalid.
+pub async fn reload(State(api): State<Api>) -> Response {
+    let Some(ruler) = &api.settings.ruler else {
+        return StatusCode::OK.into_response();
+    };
+    match ruler.reload().await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+    }
 }

@@ -7,7 +7,8 @@ mod run;
 mod values;
 
 pub use run::{
-    CaseFailure, FailureKind, FileReport, Loader, RunError, Runner, Tier, almost_equal, summary,
+    CaseFailure, FailureKind, FileReport, Loader, RunError, Runner, Tier, almost_equal,
+    load_series, summary,
 };
 
 use std::time::Duration;

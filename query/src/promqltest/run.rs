@@ -242,7 +242,9 @@ impl Runner {
         Ok(report)
     }
 
-    async fn fresh_database(&self, database: &str) -> Result<Store, RunError> {
+    /// Drops and recreates `database` on the runner's server, migrated to
+    /// the latest schema without retention (test data is from 1970).
+    pub async fn fresh_database(&self, database: &str) -> Result<Store, RunError> {
         let settings = StoreSettings {
             database: database.to_string(),
             ..self.store.clone()
@@ -266,6 +268,12 @@ impl Runner {
             .map_err(|e| RunError::Store(e.to_string()))?;
         Ok(store)
     }
+}
+
+/// The series a `load` block stores (the `0+10x5` notation expanded), for
+/// other readers of the notation such as rule unit tests.
+pub fn load_series(load: &Load) -> Result<Vec<TimeSeries>, String> {
+    series_of(load, &mut Loaded::default())
 }
 
 /// The series of a `load` block, one per label set: a series listed twice
