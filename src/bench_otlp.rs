@@ -22,7 +22,8 @@ pub struct OtlpRequest {
     pub body: Bytes,
 }
 
-/// The request for series block `block` at `time_ns`, encoded.
+/// The request for series block `block` at `time_ns`, encoded once: the
+/// HTTP body is the resource wrapped as field 1.
 pub fn encode(
     shape: OtlpShape,
     prefix: &str,
@@ -31,14 +32,20 @@ pub fn encode(
     round: usize,
 ) -> OtlpRequest {
     let request = synthetic::request(shape, prefix, block, time_ns, round);
-    let resource = request
-        .resource_metrics
-        .first()
-        .map(|r| r.encode_to_vec())
-        .unwrap_or_default();
+    let resource = Bytes::from(
+        request
+            .resource_metrics
+            .first()
+            .map(|r| r.encode_to_vec())
+            .unwrap_or_default(),
+    );
+    let body = PreEncodedExport {
+        resource_metrics: vec![resource.clone()],
+    }
+    .encode_to_vec();
     OtlpRequest {
-        resource: Bytes::from(resource),
-        body: Bytes::from(request.encode_to_vec()),
+        resource,
+        body: Bytes::from(body),
     }
 }
 
@@ -134,6 +141,9 @@ mod tests {
         }
         .encode_to_vec();
         assert_eq!(raw, request.body.to_vec());
+        // The same bytes prost writes for the whole request.
+        let whole = synthetic::request(shape, "b", 4, 1_000, 1).encode_to_vec();
+        assert_eq!(whole, raw);
         let decoded = ExportMetricsServiceRequest::decode(&raw[..]).expect("decodes");
         let metrics = &decoded.resource_metrics[0].scope_metrics[0].metrics;
         assert_eq!(metrics.len(), 3);

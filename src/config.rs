@@ -973,6 +973,19 @@ mod tests {
     }
 
     #[test]
+    fn otlp_translation_strategies_by_prometheus_name() {
+        let parse = |name: &str| {
+            serde_norway::from_str::<Config>(&format!("otlp:\n  translation_strategy: {name}\n"))
+        };
+        let config = parse("NoUTF8EscapingWithSuffixes").unwrap();
+        assert_eq!(
+            config.otlp_settings().translate.strategy,
+            TranslationStrategy::NoUtf8EscapingWithSuffixes
+        );
+        assert!(parse("nope").is_err());
+    }
+
+    #[test]
     fn example_config_is_the_default() {
         let example = Config::from_file(Path::new("comet.example.yaml")).unwrap();
         assert_eq!(example, Config::default());

@@ -23,7 +23,6 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstEncoder;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::http::grpc_code;
 use super::{ExportError, OtlpReceiver};
 
 const SOURCE: &str = "otlp_grpc";
@@ -97,14 +96,9 @@ async fn export(
         }
         Err(error) => {
             receiver.refused(SOURCE, &error);
-            let code = grpc_code(&error);
+            let code = error.grpc_code();
             receiver.answered(SOURCE, &format!("{code:?}"));
-            let retry = match &error {
-                ExportError::Overloaded { retry_after, .. } => Some(*retry_after),
-                ExportError::Unavailable(_) => Some(std::time::Duration::from_secs(5)),
-                _ => None,
-            };
-            Err(match retry {
+            Err(match error.retry_after() {
                 Some(delay) => Status::with_error_details(
                     code,
                     error.to_string(),

@@ -110,15 +110,11 @@ async fn export(State(receiver): State<OtlpReceiver>, headers: HeaderMap, body: 
                 ExportError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let mut response = reply_error(&receiver, encoding, status, &error);
-            let retry_after = match &error {
-                ExportError::Overloaded { retry_after, .. } => Some(retry_after.as_secs().max(1)),
-                ExportError::Unavailable(_) => Some(5),
-                _ => None,
-            };
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            if let Some(after) = error.retry_after() {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(after.as_secs().max(1)),
+                );
             }
             response
         }
@@ -220,7 +216,7 @@ fn reply_error(
 ) -> Response {
     receiver.answered(SOURCE, status.as_str());
     let rpc = RpcStatus {
-        code: grpc_code(error) as i32,
+        code: error.grpc_code() as i32,
         message: error.to_string(),
     };
     let body = match encoding {
@@ -236,16 +232,6 @@ fn reply_error(
         body,
     )
         .into_response()
-}
-
-/// The gRPC code an error maps to (also used in the HTTP error body).
-pub(crate) fn grpc_code(error: &ExportError) -> tonic::Code {
-    match error {
-        ExportError::Invalid(_) => tonic::Code::InvalidArgument,
-        ExportError::Overloaded { .. } => tonic::Code::ResourceExhausted,
-        ExportError::Unavailable(_) => tonic::Code::Unavailable,
-        ExportError::Internal(_) => tonic::Code::Internal,
-    }
 }
 
 #[cfg(test)]

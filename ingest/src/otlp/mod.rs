@@ -74,6 +74,25 @@ pub enum ExportError {
 }
 
 impl ExportError {
+    /// The gRPC code (also in the HTTP error body).
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            ExportError::Invalid(_) => tonic::Code::InvalidArgument,
+            ExportError::Overloaded { .. } => tonic::Code::ResourceExhausted,
+            ExportError::Unavailable(_) => tonic::Code::Unavailable,
+            ExportError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// When the exporter should try again, for the errors worth retrying.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ExportError::Overloaded { retry_after, .. } => Some(*retry_after),
+            ExportError::Unavailable(_) => Some(Duration::from_secs(5)),
+            ExportError::Invalid(_) | ExportError::Internal(_) => None,
+        }
+    }
+
     /// A short code for metrics labels.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -160,12 +179,12 @@ impl OtlpReceiver {
                 WriteError::Store { .. } => ExportError::Internal(err.to_string()),
             })?;
         let partial_success = (translated.rejected_points > 0).then(|| {
-            let mut message: Vec<String> = translated
+            // One per reason, already in reason order.
+            let message: Vec<String> = translated
                 .rejections
                 .iter()
                 .map(|r| format!("{} {}: {}", r.samples, r.reason, r.message))
                 .collect();
-            message.sort();
             debug!(
                 source,
                 rejected = translated.rejected_points,

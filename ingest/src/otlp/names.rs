@@ -4,8 +4,6 @@
 //! names and attribute keys are escaped to Prometheus's legacy charset
 //! unless the translation strategy keeps UTF-8.
 
-use std::str::FromStr;
-
 use comet_schema::NameValidation;
 
 /// How metric and label names are translated (Prometheus's
@@ -25,22 +23,6 @@ pub enum TranslationStrategy {
 }
 
 impl TranslationStrategy {
-    pub const NAMES: [&'static str; 4] = [
-        "UnderscoreEscapingWithSuffixes",
-        "UnderscoreEscapingWithoutSuffixes",
-        "NoUTF8EscapingWithSuffixes",
-        "NoTranslation",
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnderscoreEscapingWithSuffixes => Self::NAMES[0],
-            Self::UnderscoreEscapingWithoutSuffixes => Self::NAMES[1],
-            Self::NoUtf8EscapingWithSuffixes => Self::NAMES[2],
-            Self::NoTranslation => Self::NAMES[3],
-        }
-    }
-
     fn escapes(self) -> bool {
         matches!(
             self,
@@ -54,23 +36,6 @@ impl TranslationStrategy {
             NameValidation::Legacy
         } else {
             NameValidation::Utf8
-        }
-    }
-}
-
-impl FromStr for TranslationStrategy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "UnderscoreEscapingWithSuffixes" => Ok(Self::UnderscoreEscapingWithSuffixes),
-            "UnderscoreEscapingWithoutSuffixes" => Ok(Self::UnderscoreEscapingWithoutSuffixes),
-            "NoUTF8EscapingWithSuffixes" => Ok(Self::NoUtf8EscapingWithSuffixes),
-            "NoTranslation" => Ok(Self::NoTranslation),
-            other => Err(format!(
-                "unknown OTLP translation strategy {other:?}; expected one of {}",
-                Self::NAMES.join(", ")
-            )),
         }
     }
 }
@@ -362,11 +327,6 @@ mod tests {
             "http.requests_seconds_total"
         );
         assert_eq!(name(TranslationStrategy::NoTranslation), "http.requests");
-        assert_eq!(
-            "NoUTF8EscapingWithSuffixes".parse::<TranslationStrategy>(),
-            Ok(TranslationStrategy::NoUtf8EscapingWithSuffixes)
-        );
-        assert!("nope".parse::<TranslationStrategy>().is_err());
     }
 
     #[test]

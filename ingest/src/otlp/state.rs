@@ -77,12 +77,6 @@ impl SeriesState {
         outcome
     }
 
-    /// The current total of a delta series without adding to it (for a
-    /// point flagged as having no recorded value).
-    pub fn total(&self, fingerprint: u64) -> Option<f64> {
-        self.running.get(&fingerprint).map(|r| r.total)
-    }
-
     /// Whether `start_ms` is a start time not seen before for the series
     /// (so its zero sample has not been written yet); remembers it.
     pub fn new_start(&self, fingerprint: u64, start_ms: i64) -> bool {
@@ -114,7 +108,8 @@ mod tests {
             Err(OutOfOrder { last_ms: 2000 })
         );
         assert_eq!(state.accumulate(2, 1500, 1.0), Ok(1.0));
-        assert_eq!(state.total(1), Some(8.0));
+        // The refused point left the total as it was.
+        assert_eq!(state.accumulate(1, 3000, 0.0), Ok(8.0));
         assert!(state.new_start(1, 500));
         assert!(!state.new_start(1, 500));
         assert!(state.new_start(1, 900));

@@ -149,8 +149,9 @@ pub fn translate(
         let mut span = TimeSpan::default();
         for scope_metrics in &resource_metrics.scope_metrics {
             let scope = t.scope_labels(scope_metrics.scope.as_ref(), &scope_metrics.schema_url);
+            let key = resource.key(&scope);
             for metric in &scope_metrics.metrics {
-                t.metric(metric, &resource, &scope, &mut span);
+                t.metric(metric, &resource, (&scope, key), &mut span);
             }
         }
         t.target_info(resource_attributes, &resource, &span);
@@ -312,7 +313,7 @@ impl Translator<'_> {
         &mut self,
         metric: &Metric,
         resource: &ResourceLabels,
-        scope: &[(String, String)],
+        (scope, key): (&[(String, String)], u128),
         span: &mut TimeSpan,
     ) {
         let strategy = self.settings.strategy;
@@ -352,7 +353,7 @@ impl Translator<'_> {
             name: &name,
             resource,
             scope,
-            key: resource.key(scope),
+            key,
         };
         match data {
             Data::Gauge(g) => {
