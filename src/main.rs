@@ -8,6 +8,7 @@ mod bench_otlp;
 mod bench_query;
 mod cli;
 mod config;
+mod direct_writer;
 mod explain;
 mod http;
 mod promqltest;

@@ -5,20 +5,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use clap::Args;
-use comet_ingest::batch::{SeriesSamples, WriteBatch};
 use comet_ingest::metrics::IngestMetrics;
-use comet_ingest::series::Series;
-use comet_ingest::writer::{Writer, WriterSettings};
-use comet_query::promqltest::{FailureKind, FileReport, Loader, Runner, Tier, summary};
-use comet_schema::{Store, TimeSeries};
+use comet_query::promqltest::{FailureKind, FileReport, Runner, Tier, summary};
+use comet_schema::Store;
 
 use crate::cli::ConfigArgs;
 use crate::config::Config;
+use crate::direct_writer::DirectWriter;
 use crate::serve::Backend;
 
 #[derive(Debug, Clone, Args)]
@@ -43,48 +38,6 @@ pub struct PromqltestArgs {
     /// Print every failing case with its reason
     #[arg(long, short)]
     pub verbose: bool,
-}
-
-/// Loads scripts' data through the ingest writer, the path every source
-/// takes.
-struct WriterLoader(Writer);
-
-impl WriterLoader {
-    fn open(store: &Store) -> Result<Self, String> {
-        let metrics = IngestMetrics::new(&prometheus::Registry::new())
-            .map_err(|e| format!("ingest metrics: {e}"))?;
-        Ok(Self(Writer::start(
-            store.clone(),
-            WriterSettings {
-                // Each load waits for its own insert: flush at once.
-                min_batch_samples: 1,
-                linger: Duration::from_millis(1),
-                ..WriterSettings::default()
-            },
-            metrics,
-        )))
-    }
-}
-
-impl Loader for WriterLoader {
-    async fn load(&mut self, series: Vec<TimeSeries>) -> Result<(), String> {
-        let batch = WriteBatch {
-            series: series
-                .into_iter()
-                .map(|s| SeriesSamples::new(Arc::new(Series::new(s.labels)), s.samples))
-                .collect(),
-            ..WriteBatch::default()
-        };
-        self.0
-            .write(batch, "promqltest")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    async fn close(self) {
-        self.0.shutdown().await;
-    }
 }
 
 fn read_baseline(path: &Path) -> anyhow::Result<BTreeMap<String, usize>> {
@@ -164,7 +117,17 @@ pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     let mut outcome = Ok(());
     for file in &args.files {
-        match runner.run_file(file, WriterLoader::open).await {
+        match runner
+            .run_file(file, |store: &Store| {
+                // Data goes in through the ingest writer, the path every source takes.
+                Ok(DirectWriter::start(
+                    store,
+                    IngestMetrics::unregistered(),
+                    "promqltest",
+                ))
+            })
+            .await
+        {
             Ok(report) => {
                 print_report(&report, args.verbose);
                 reports.push(report);

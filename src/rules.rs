@@ -1,25 +1,21 @@
 //! `comet rules check` and `comet rules test` (promtool's `check rules` and
-//! `test rules`), and the ingest writer as the ruler's sample sink.
+//! `test rules`).
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use comet_ingest::batch::{SeriesSamples, WriteBatch};
 use comet_ingest::metrics::IngestMetrics;
-use comet_ingest::series::Series;
-use comet_ingest::writer::{Writer, WriterSettings};
 use comet_query::rules::SampleSink;
 use comet_query::rules::file::read_file;
 use comet_query::rules::unittest::RuleTester;
-use comet_schema::{Store, TimeSeries};
+use comet_schema::Store;
 
 use crate::cli::ConfigArgs;
 use crate::config::Config;
+use crate::direct_writer::DirectWriter;
 use crate::serve::Backend;
 
 #[derive(Debug, Clone, Args)]
@@ -37,56 +33,6 @@ pub struct TestArgs {
     /// Rule unit-test files in promtool's format
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-}
-
-/// The ingest writer as a sink: `write` returns once ClickHouse accepted
-/// the samples, so the next rule sees them.
-pub struct WriterSink {
-    writer: Writer,
-}
-
-impl WriterSink {
-    /// A writer of its own that flushes at once: rule output is small and
-    /// each rule waits for its acknowledgement, so lingering only delays
-    /// the group.
-    pub fn start(store: &Store, metrics: IngestMetrics) -> Self {
-        let settings = WriterSettings {
-            min_batch_samples: 1,
-            linger: Duration::from_millis(5),
-            max_buffered_bytes: 64 << 20,
-            series_cache_bytes: 16 << 20,
-            ..WriterSettings::default()
-        };
-        Self {
-            writer: Writer::start(store.clone(), settings, metrics),
-        }
-    }
-
-    pub async fn shutdown(&self) {
-        self.writer.shutdown().await;
-    }
-}
-
-impl SampleSink for WriterSink {
-    fn write(
-        &self,
-        series: Vec<TimeSeries>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        let batch = WriteBatch {
-            series: series
-                .into_iter()
-                .map(|s| SeriesSamples::new(Arc::new(Series::new(s.labels)), s.samples))
-                .collect(),
-            ..WriteBatch::default()
-        };
-        Box::pin(async move {
-            self.writer
-                .write(batch, "rules")
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-    }
 }
 
 /// `comet rules check`: promtool's output and exit status.
@@ -130,7 +76,11 @@ pub async fn test(config: Config, args: TestArgs) -> anyhow::Result<()> {
         println!("Unit Testing:  {}", path.display());
         let metrics = IngestMetrics::new(&prometheus::Registry::new())?;
         let open = |store: &Store| -> Result<Arc<dyn SampleSink>, String> {
-            Ok(Arc::new(WriterSink::start(store, metrics.clone())))
+            Ok(Arc::new(DirectWriter::start(
+                store,
+                metrics.clone(),
+                "rules",
+            )))
         };
         match tester.run_file(path, open).await {
             Ok(report) if report.passed() => println!("  SUCCESS"),

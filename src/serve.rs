@@ -20,8 +20,8 @@ use tracing::{error, info, warn};
 
 use crate::auth::{self, Auth};
 use crate::config::Config;
+use crate::direct_writer::DirectWriter;
 use crate::http::{self, AppState};
-use crate::rules::WriterSink;
 use crate::{telemetry, tls};
 
 /// ClickHouse as Comet uses it: the store, and the managed server behind it
@@ -290,7 +290,7 @@ struct Services {
     receiver: OtlpReceiver,
     ruler: Ruler,
     /// The writer rule output goes through.
-    rules_sink: Arc<WriterSink>,
+    rules_sink: Arc<DirectWriter>,
     /// Stops the Alertmanager notifier.
     notifier_stop: CancellationToken,
 }
@@ -302,7 +302,7 @@ async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Res
     let metrics = IngestMetrics::new(registry)?;
     let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
     let receiver = OtlpReceiver::new(writer.clone(), config.otlp_settings(), metrics.clone());
-    let rules_sink = Arc::new(WriterSink::start(store, metrics.clone()));
+    let rules_sink = Arc::new(DirectWriter::start(store, metrics.clone(), "rules"));
     let notifier_stop = CancellationToken::new();
     let notifier = if config.rules.alertmanagers.is_empty() {
         None
