@@ -34,6 +34,29 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
 }
 
+/// Writes a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` does, with
+/// Prometheus's `NaN`, `+Inf` and `-Inf`: the form of sample values in the
+/// HTTP API and of `le` and `quantile` label values.
+pub fn write_float(out: &mut impl fmt::Write, v: f64) -> fmt::Result {
+    if v.is_nan() {
+        out.write_str("NaN")
+    } else if v == f64::INFINITY {
+        out.write_str("+Inf")
+    } else if v == f64::NEG_INFINITY {
+        out.write_str("-Inf")
+    } else {
+        // Rust's shortest round-trip form, like Go's, never uses an exponent.
+        write!(out, "{v}")
+    }
+}
+
+/// [`write_float`] into a new string.
+pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    let _ = write_float(&mut out, v);
+    out
+}
+
 /// The metric types Prometheus and OpenMetrics know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MetricType {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use comet_schema::model::stale_nan;
+use comet_schema::model::{format_float, stale_nan};
 use comet_schema::rows::ExemplarRow;
 use comet_schema::{Labels, Metadata, MetricType, Sample};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -1120,18 +1120,6 @@ fn json_value(value: &any_value::Value) -> serde_json::Value {
                 .collect(),
         ),
         any_value::Value::StringValueStrindex(i) => J::from(*i),
-    }
-}
-
-/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, the
-/// form of Prometheus's `le` and `quantile` values.
-pub(crate) fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else {
-        format!("{v}")
     }
 }
 

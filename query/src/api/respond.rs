@@ -190,15 +190,7 @@ pub fn write_time(out: &mut String, ms: i64) {
 /// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, quoted.
 pub fn write_value(out: &mut String, v: f64) {
     out.push('"');
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        let _ = write!(out, "{v}");
-    }
+    let _ = comet_schema::model::write_float(out, v);
     out.push('"');
 }
 

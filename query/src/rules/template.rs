@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use comet_schema::model::format_float;
 use gtmpl::{Context, Func, FuncError, Template, Value};
 
 /// What a template sees.
@@ -65,7 +66,7 @@ fn number(v: f64) -> Value {
     if v.is_finite() {
         Value::from(v)
     } else {
-        Value::String(go_float(v))
+        Value::String(format_float(v))
     }
 }
 
@@ -337,7 +338,7 @@ fn parse_duration(args: &[Value]) -> Result<Value, FuncError> {
 /// exponent is below -4 or at least `prec`, trailing zeros removed.
 pub fn go_g(v: f64, prec: usize) -> String {
     if !v.is_finite() {
-        return go_float(v);
+        return format_float(v);
     }
     if v == 0.0 {
         return if v.is_sign_negative() { "-0" } else { "0" }.into();
@@ -362,18 +363,6 @@ fn trim_zeros(s: &str) -> &str {
         s.trim_end_matches('0').trim_end_matches('.')
     } else {
         s
-    }
-}
-
-/// How Go prints a float64 with `%v`/`strconv.FormatFloat(v, 'g', -1)`
-/// for the non-finite values.
-fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v > 0.0 {
-        "+Inf".into()
-    } else {
-        "-Inf".into()
     }
 }
 
