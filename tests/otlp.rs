@@ -750,29 +750,29 @@ async fn bench_ingest_otlp_smoke_run_stores_every_point() {
     let comet = OtlpComet::start(&[]).await;
     for (protocol, endpoint) in [("otlp-grpc", &comet.grpc), ("otlp-http", &comet.http)] {
         let prefix = protocol.replace('-', "_");
-        let output = tokio::process::Command::new(common::COMET)
-            .args(["bench", "ingest", "--protocol", protocol, "--url"])
-            .arg(comet.process.url(""))
-            .args(["--otlp-endpoint", endpoint])
-            // 2 requests of 10 metrics x 7 points per round, 3 rounds.
-            .args([
-                "--series",
-                "140",
-                "--samples",
-                "420",
-                "--otlp-metrics",
-                "10",
-            ])
-            .args(["--concurrency", "2", "--prefix", &prefix])
-            .output()
-            .await
-            .expect("comet bench ingest runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let url = comet.process.url("");
+        // 2 requests of 10 metrics x 7 points per round, 3 rounds.
+        let stdout = common::comet_stdout(&[
+            "bench",
+            "ingest",
+            "--protocol",
+            protocol,
+            "--url",
+            &url,
+            "--otlp-endpoint",
+            endpoint,
+            "--series",
+            "140",
+            "--samples",
+            "420",
+            "--otlp-metrics",
+            "10",
+            "--concurrency",
+            "2",
+            "--prefix",
+            &prefix,
+        ])
+        .await;
         assert!(
             stdout.contains("data points sent and acknowledged: 420 of 420"),
             "{stdout}"

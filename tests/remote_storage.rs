@@ -743,27 +743,24 @@ async fn clickhouse_down_answers_503_and_not_ready() {
 #[tokio::test]
 async fn bench_ingest_smoke_run_stores_every_sample() {
     let comet = Comet::start(&[]).await;
-    let output = tokio::process::Command::new(common::COMET)
-        .args(["bench", "ingest", "--url"])
-        .arg(comet.process.url(""))
-        .args([
-            "--series",
-            "300",
-            "--samples",
-            "1500",
-            "--samples-per-request",
-            "100",
-        ])
-        .args(["--concurrency", "3", "--prefix", "smoke"])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let url = comet.process.url("");
+    let stdout = common::comet_stdout(&[
+        "bench",
+        "ingest",
+        "--url",
+        &url,
+        "--series",
+        "300",
+        "--samples",
+        "1500",
+        "--samples-per-request",
+        "100",
+        "--concurrency",
+        "3",
+        "--prefix",
+        "smoke",
+    ])
+    .await;
     assert!(
         stdout.contains("samples sent and acknowledged: 1500 of 1500"),
         "{stdout}"

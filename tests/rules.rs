@@ -253,16 +253,7 @@ async fn alertmanager_receives_alerts_and_restarts_keep_the_for_clock() {
     assert!(status.success(), "{}", comet.log_text());
     let down_at = now_ms();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let url = clickhouse_url();
-    let mut args = vec![
-        "serve",
-        "--clickhouse-url",
-        &url,
-        "--clickhouse-database",
-        &database,
-    ];
-    args.extend_from_slice(&flags);
-    let mut comet = CometProcess::spawn(&args);
+    let mut comet = common::serve_database(&database, &flags);
     comet.wait_ready(Duration::from_secs(120)).await;
     let ready_at = now_ms();
     feeder.retarget(vec![comet.url("/api/v1/write")]);

@@ -205,17 +205,40 @@ pub async fn http_query(sql: &str) -> String {
 /// `comet serve` on a new database named after `prefix`, plus `extra`
 /// flags; returns the process (not yet ready) and the database.
 pub fn serve_new_database(prefix: &str, extra: &[&str]) -> (CometProcess, String) {
-    let url = clickhouse_url();
     let database = unique_database(prefix);
+    (serve_database(&database, extra), database)
+}
+
+/// `comet serve` on `database` of the test ClickHouse, plus `extra` flags
+/// (not yet ready).
+pub fn serve_database(database: &str, extra: &[&str]) -> CometProcess {
+    let url = clickhouse_url();
     let mut args = vec![
         "serve",
         "--clickhouse-url",
         &url,
         "--clickhouse-database",
-        &database,
+        database,
     ];
     args.extend_from_slice(extra);
-    (CometProcess::spawn(&args), database)
+    CometProcess::spawn(&args)
+}
+
+/// Runs `comet <args>` to the end; fails the test unless it succeeds, and
+/// returns its stdout.
+pub async fn comet_stdout(args: &[&str]) -> String {
+    let output = tokio::process::Command::new(COMET)
+        .args(args)
+        .output()
+        .await
+        .expect("comet runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "comet {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// The value of the first line of `/metrics` text starting with `prefix`
