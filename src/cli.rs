@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use bytesize::ByteSize;
 
-use crate::config::{LogFormat, NameScheme, OtlpDelta, OtlpExponential, OtlpTranslation};
+use crate::config::{
+    KafkaFormat, LogFormat, NameScheme, OtlpDelta, OtlpExponential, OtlpTranslation,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +33,10 @@ pub enum Command {
     /// Run Comet: the HTTP API and ingest, on the configured ClickHouse or,
     /// when no --clickhouse-url is set, on a managed local ClickHouse.
     Serve(ConfigArgs),
+    /// Run only ingest: the Kafka consumer and the remote-write and OTLP
+    /// receivers, with /metrics and health checks but no query API or
+    /// rules (scale ingest by running more of these in one Kafka group).
+    Ingest(ConfigArgs),
     /// Run only the managed local ClickHouse in the foreground until
     /// interrupted, printing its URL (for tools, tests and debugging).
     Clickhouse(ConfigArgs),
@@ -96,6 +102,12 @@ fn name_and_value(s: &str) -> Result<(String, String), String> {
         Some((name, value)) => Ok((name.trim().to_string(), value.to_string())),
         None => Err("expected NAME=VALUE".into()),
     }
+}
+
+fn topic_format(s: &str) -> Result<(String, KafkaFormat), String> {
+    let (topic, format) = name_and_value(s)?;
+    let format = <KafkaFormat as clap::ValueEnum>::from_str(&format, false)?;
+    Ok((topic, format))
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -435,6 +447,100 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_OTLP_STATE_IDLE", value_name = "DURATION", value_parser = duration)]
     pub otlp_state_idle: Option<Duration>,
 
+    /// Kafka bootstrap brokers (host:port,...); the Kafka source runs when
+    /// brokers and topics are set [config: kafka.brokers; default none]
+    #[arg(long, env = "COMET_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka consumer group; Comets of one group share the partitions
+    /// [config: kafka.group_id; default comet]
+    #[arg(long, env = "COMET_KAFKA_GROUP_ID", value_name = "GROUP")]
+    pub kafka_group_id: Option<String>,
+
+    /// Kafka topics to consume, comma-separated; a name starting with ^ is
+    /// a regex [config: kafka.topics; default none]
+    #[arg(
+        long,
+        env = "COMET_KAFKA_TOPICS",
+        value_name = "TOPIC,...",
+        value_delimiter = ','
+    )]
+    pub kafka_topics: Option<Vec<String>>,
+
+    /// Format of Kafka messages (a message's comet-format header overrides
+    /// it) [config: kafka.format; default remote-write]
+    #[arg(long, env = "COMET_KAFKA_FORMAT", value_name = "FORMAT")]
+    pub kafka_format: Option<KafkaFormat>,
+
+    /// Format per topic, e.g. otel=otlp-proto,lines=prometheus-text
+    /// [config: kafka.topic_formats; default none]
+    #[arg(
+        long,
+        env = "COMET_KAFKA_TOPIC_FORMATS",
+        value_name = "TOPIC=FORMAT,...",
+        value_delimiter = ',',
+        value_parser = topic_format
+    )]
+    pub kafka_topic_formats: Option<Vec<(String, KafkaFormat)>>,
+
+    /// librdkafka properties passed through to the consumer and the
+    /// dead-letter producer, e.g. security.protocol=SASL_SSL
+    /// [config: kafka.librdkafka; default none]
+    #[arg(
+        long,
+        env = "COMET_KAFKA_LIBRDKAFKA",
+        value_name = "KEY=VALUE,...",
+        value_delimiter = ',',
+        value_parser = name_and_value
+    )]
+    pub kafka_librdkafka: Option<Vec<(String, String)>>,
+
+    /// Dead-letter topic for messages that cannot be decoded or validated
+    /// [config: kafka.dlq_topic; default none: logged and counted only]
+    #[arg(long, env = "COMET_KAFKA_DLQ_TOPIC", value_name = "TOPIC")]
+    pub kafka_dlq_topic: Option<String>,
+
+    /// Messages of one partition decoded at once
+    /// [config: kafka.workers_per_partition; default 2]
+    #[arg(long, env = "COMET_KAFKA_WORKERS_PER_PARTITION", value_name = "N")]
+    pub kafka_workers_per_partition: Option<usize>,
+
+    /// Messages queued per partition before it is paused (backpressure)
+    /// [config: kafka.queue_messages; default 1000]
+    #[arg(long, env = "COMET_KAFKA_QUEUE_MESSAGES", value_name = "N")]
+    pub kafka_queue_messages: Option<usize>,
+
+    /// Cut a Kafka batch (one deduplicated insert) at this many samples
+    /// [config: kafka.batch_max_samples; default 200000]
+    #[arg(long, env = "COMET_KAFKA_BATCH_MAX_SAMPLES", value_name = "N")]
+    pub kafka_batch_max_samples: Option<usize>,
+
+    /// Cut a Kafka batch at this many messages
+    /// [config: kafka.batch_max_messages; default 5000]
+    #[arg(long, env = "COMET_KAFKA_BATCH_MAX_MESSAGES", value_name = "N")]
+    pub kafka_batch_max_messages: Option<usize>,
+
+    /// Cut a Kafka batch this long after its first message
+    /// [config: kafka.batch_linger; default 200ms]
+    #[arg(long, env = "COMET_KAFKA_BATCH_LINGER", value_name = "DURATION", value_parser = duration)]
+    pub kafka_batch_linger: Option<Duration>,
+
+    /// Batches of one partition being inserted at once
+    /// [config: kafka.max_inflight_batches; default 2]
+    #[arg(long, env = "COMET_KAFKA_MAX_INFLIGHT_BATCHES", value_name = "N")]
+    pub kafka_max_inflight_batches: Option<usize>,
+
+    /// How often stored offsets are committed
+    /// [config: kafka.commit_interval; default 1s]
+    #[arg(long, env = "COMET_KAFKA_COMMIT_INTERVAL", value_name = "DURATION", value_parser = duration)]
+    pub kafka_commit_interval: Option<Duration>,
+
+    /// How long a revoked partition may take to store what it received
+    /// before its in-flight batches are abandoned (replayed by the next
+    /// owner, deduplicated) [config: kafka.revoke_timeout; default 30s]
+    #[arg(long, env = "COMET_KAFKA_REVOKE_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub kafka_revoke_timeout: Option<Duration>,
+
     /// Most samples one remote-read request may return
     /// [config: remote_read.max_samples; default 50000000]
     #[arg(long, env = "COMET_REMOTE_READ_MAX_SAMPLES", value_name = "N")]
@@ -569,6 +675,7 @@ impl Command {
     pub fn config_args(&self) -> Option<&ConfigArgs> {
         match self {
             Command::Serve(a)
+            | Command::Ingest(a)
             | Command::Clickhouse(a)
             | Command::Migrate(a)
             | Command::Config(a) => Some(a),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::http::StatusCode;
 use bytesize::ByteSize;
+use comet_ingest::kafka::{KafkaSettings, MessageFormat};
 use comet_ingest::otlp::{
     DeltaPolicy, ExponentialPolicy, OtlpSettings, TranslateSettings, TranslationStrategy,
 };
@@ -46,6 +47,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub remote_write: RemoteWriteConfig,
     pub otlp: OtlpConfig,
+    pub kafka: KafkaConfig,
     pub remote_read: RemoteReadConfig,
     pub query: QueryConfig,
     pub rules: RulesConfig,
@@ -216,6 +218,99 @@ pub struct OtlpConfig {
     /// Forget a series' running total after this long without points.
     #[serde(with = "humantime_serde")]
     pub state_idle: Duration,
+}
+
+/// The Kafka source: on when `brokers` and `topics` are set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers (`host:port,...`); empty turns the source off.
+    pub brokers: String,
+    /// Consumer group; consumers of one group share the partitions.
+    pub group_id: String,
+    /// Topics to consume; a name starting with `^` is a regex.
+    pub topics: Vec<String>,
+    /// Format of messages of topics not in `topic_formats` (a message's
+    /// `comet-format` header overrides both).
+    pub format: KafkaFormat,
+    /// Format by topic.
+    pub topic_formats: BTreeMap<String, KafkaFormat>,
+    /// librdkafka properties (security, fetch sizes, ...), passed through
+    /// to the consumer and the dead-letter producer; they win over Comet's.
+    pub librdkafka: BTreeMap<String, String>,
+    /// Topic for messages that cannot be decoded or validated; empty to
+    /// only log and count them.
+    pub dlq_topic: String,
+    /// Messages of one partition decoded at once.
+    pub workers_per_partition: usize,
+    /// Messages queued per partition before the partition is paused.
+    pub queue_messages: usize,
+    /// A batch (one deduplicated insert) is cut at this many samples...
+    pub batch_max_samples: usize,
+    /// ...or messages...
+    pub batch_max_messages: usize,
+    /// ...or this long after its first message.
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+    /// Batches of one partition being inserted at once.
+    pub max_inflight_batches: usize,
+    /// How often stored offsets are committed.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// How long a revoked partition may take to store what it received
+    /// before its in-flight batches are abandoned (and replayed by the next
+    /// owner, deduplicated).
+    #[serde(with = "humantime_serde")]
+    pub revoke_timeout: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        let k = KafkaSettings::default();
+        Self {
+            brokers: String::new(),
+            group_id: k.group_id,
+            topics: Vec::new(),
+            format: KafkaFormat::RemoteWrite,
+            topic_formats: BTreeMap::new(),
+            librdkafka: BTreeMap::new(),
+            dlq_topic: String::new(),
+            workers_per_partition: k.workers_per_partition,
+            queue_messages: k.queue_messages,
+            batch_max_samples: k.batch_max_samples,
+            batch_max_messages: k.batch_max_messages,
+            batch_linger: k.batch_linger,
+            max_inflight_batches: k.max_inflight_batches,
+            commit_interval: k.commit_interval,
+            revoke_timeout: k.revoke_timeout,
+        }
+    }
+}
+
+/// Message formats of a Kafka topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaFormat {
+    /// Prometheus remote-write 1.0 (snappy protobuf), as Prometheus,
+    /// vmagent and Alloy write it.
+    RemoteWrite,
+    /// OTLP ExportMetricsServiceRequest, protobuf.
+    OtlpProto,
+    /// OTLP ExportMetricsServiceRequest, OTLP/JSON.
+    OtlpJson,
+    /// Prometheus text exposition lines with timestamps.
+    PrometheusText,
+}
+
+impl From<KafkaFormat> for MessageFormat {
+    fn from(f: KafkaFormat) -> Self {
+        match f {
+            KafkaFormat::RemoteWrite => MessageFormat::RemoteWrite,
+            KafkaFormat::OtlpProto => MessageFormat::OtlpProtobuf,
+            KafkaFormat::OtlpJson => MessageFormat::OtlpJson,
+            KafkaFormat::PrometheusText => MessageFormat::PrometheusText,
+        }
+    }
 }
 
 /// Prometheus's OTLP translation strategies.
@@ -413,6 +508,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             remote_write: RemoteWriteConfig::default(),
             otlp: OtlpConfig::default(),
+            kafka: KafkaConfig::default(),
             remote_read: RemoteReadConfig::default(),
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
@@ -581,6 +677,26 @@ impl Config {
         );
         overlay!(otlp.state_max_series, a.otlp_state_max_series);
         overlay!(otlp.state_idle, a.otlp_state_idle);
+        let k = &mut self.kafka;
+        overlay!(k.brokers, a.kafka_brokers);
+        overlay!(k.group_id, a.kafka_group_id);
+        overlay!(k.topics, a.kafka_topics);
+        overlay!(k.format, a.kafka_format);
+        if let Some(formats) = &a.kafka_topic_formats {
+            k.topic_formats = formats.iter().cloned().collect();
+        }
+        if let Some(properties) = &a.kafka_librdkafka {
+            k.librdkafka = properties.iter().cloned().collect();
+        }
+        overlay!(k.dlq_topic, a.kafka_dlq_topic);
+        overlay!(k.workers_per_partition, a.kafka_workers_per_partition);
+        overlay!(k.queue_messages, a.kafka_queue_messages);
+        overlay!(k.batch_max_samples, a.kafka_batch_max_samples);
+        overlay!(k.batch_max_messages, a.kafka_batch_max_messages);
+        overlay!(k.batch_linger, a.kafka_batch_linger);
+        overlay!(k.max_inflight_batches, a.kafka_max_inflight_batches);
+        overlay!(k.commit_interval, a.kafka_commit_interval);
+        overlay!(k.revoke_timeout, a.kafka_revoke_timeout);
         overlay!(self.remote_read.max_samples, a.remote_read_max_samples);
         let q = &mut self.query;
         overlay!(q.lookback_delta, a.query_lookback_delta);
@@ -796,6 +912,36 @@ impl Config {
         }
     }
 
+    /// The Kafka source's settings, if it is configured.
+    pub fn kafka_settings(&self) -> Option<KafkaSettings> {
+        let k = &self.kafka;
+        if k.brokers.is_empty() || k.topics.is_empty() {
+            return None;
+        }
+        Some(KafkaSettings {
+            brokers: k.brokers.clone(),
+            group_id: k.group_id.clone(),
+            topics: k.topics.clone(),
+            format: k.format.into(),
+            topic_formats: k
+                .topic_formats
+                .iter()
+                .map(|(topic, f)| (topic.clone(), MessageFormat::from(*f)))
+                .collect(),
+            librdkafka: k.librdkafka.clone(),
+            dlq_topic: (!k.dlq_topic.is_empty()).then(|| k.dlq_topic.clone()),
+            workers_per_partition: k.workers_per_partition.max(1),
+            queue_messages: k.queue_messages.max(1),
+            batch_max_samples: k.batch_max_samples.max(1),
+            batch_max_messages: k.batch_max_messages.max(1),
+            batch_linger: k.batch_linger,
+            max_inflight_batches: k.max_inflight_batches.max(1),
+            commit_interval: k.commit_interval,
+            revoke_timeout: k.revoke_timeout,
+            ..KafkaSettings::default()
+        })
+    }
+
     pub fn remote_write_settings(&self) -> RemoteWriteSettings {
         let rw = &self.remote_write;
         RemoteWriteSettings {
@@ -922,6 +1068,11 @@ impl Config {
         let mut shown = self.clone();
         if !shown.clickhouse.password.is_empty() {
             shown.clickhouse.password = "<hidden>".into();
+        }
+        for (key, value) in shown.kafka.librdkafka.iter_mut() {
+            if key.contains("password") || key.contains("secret") {
+                *value = "<hidden>".into();
+            }
         }
         Ok(serde_norway::to_string(&shown)?)
     }
@@ -1130,6 +1281,21 @@ mod tests {
             ("otlp-state-max-series", "9"),
             ("otlp-state-idle", "9s"),
             ("remote-read-max-samples", "9"),
+            ("kafka-brokers", "k:9092"),
+            ("kafka-group-id", "g"),
+            ("kafka-topics", "a,^b.*"),
+            ("kafka-format", "otlp-json"),
+            ("kafka-topic-formats", "a=prometheus-text"),
+            ("kafka-librdkafka", "fetch.max.bytes=1000"),
+            ("kafka-dlq-topic", "dlq"),
+            ("kafka-workers-per-partition", "9"),
+            ("kafka-queue-messages", "9"),
+            ("kafka-batch-max-samples", "9"),
+            ("kafka-batch-max-messages", "9"),
+            ("kafka-batch-linger", "9s"),
+            ("kafka-max-inflight-batches", "9"),
+            ("kafka-commit-interval", "9s"),
+            ("kafka-revoke-timeout", "9s"),
             ("query-lookback-delta", "9s"),
             ("query-timeout", "9s"),
             ("query-max-samples", "9"),

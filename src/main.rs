@@ -72,7 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init_logging(&config.log)?;
     runtime()?.block_on(async move {
         match cli.command {
-            Command::Serve(_) => serve::serve(config).await,
+            Command::Serve(_) => serve::serve(config, serve::Role::All).await,
+            Command::Ingest(_) => serve::serve(config, serve::Role::Ingest).await,
             Command::Clickhouse(_) => serve::clickhouse(config).await,
             Command::Migrate(_) => serve::migrate_only(config).await,
             Command::Promqltest(args) => promqltest::run(config, args).await,

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, anyhow};
 use axum::Router;
+use comet_ingest::kafka::{KafkaIngest, KafkaMetrics, MessageDecoder};
 use comet_ingest::otlp::{self, OtlpReceiver};
 use comet_ingest::{IngestMetrics, Writer, remote_write};
 use std::sync::Arc;
@@ -126,8 +127,17 @@ fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `comet serve`.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// What a Comet process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `comet serve`: ingest, the query API and rules.
+    All,
+    /// `comet ingest`: the Kafka consumer and the push receivers only.
+    Ingest,
+}
+
+/// `comet serve` and `comet ingest`.
+pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let registry = telemetry::registry()?;
     let addr = config.listen_address()?;
     // Bind first: a port in use must stop Comet before it starts anything.
@@ -163,7 +173,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let started = async {
         let backend = Backend::start(&config, &registry).await?;
-        match api(&config, &backend.store, &registry).await {
+        match api(&config, role, &backend.store, &registry).await {
             Ok(services) => Ok((backend, services)),
             Err(err) => {
                 backend.shutdown().await;
@@ -191,11 +201,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         router,
         writer,
         receiver,
-        ruler,
-        rules_sink,
-        notifier_stop,
+        rules,
+        kafka,
     } = services;
-    reload_on_sighup(ruler.clone())?;
+    if let Some(rules) = &rules {
+        reload_on_sighup(rules.ruler.clone())?;
+    }
     state.set_ready(backend.store.clone(), router);
     // The OTLP listeners serve once the receiver exists; until then their
     // connections wait in the backlog.
@@ -216,7 +227,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             spawn_server(listener, app, tls.clone(), &shutdown),
         ));
     }
-    info!("Comet is ready");
+    info!(?role, "Comet is ready");
 
     shutdown.cancelled().await;
     state.set_shutting_down();
@@ -231,10 +242,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    // Evaluations in progress finish and write their output first.
-    ruler.stop().await;
-    notifier_stop.cancel();
-    rules_sink.shutdown().await;
+    if let Some(kafka) = kafka {
+        // Stores and commits what it received, before the writer stops.
+        kafka.shutdown(config.shutdown_timeout).await;
+    }
+    if let Some(rules) = rules {
+        // Evaluations in progress finish and write their output first.
+        rules.ruler.stop().await;
+        rules.notifier_stop.cancel();
+        rules.sink.shutdown().await;
+    }
     // Everything acknowledged is stored already; this stores what was
     // accepted but not yet acknowledged.
     writer.shutdown().await;
@@ -288,21 +305,99 @@ struct Services {
     writer: Writer,
     /// The OTLP receiver (also served on its own ports).
     receiver: OtlpReceiver,
+    /// Not in the ingest role.
+    rules: Option<Rules>,
+    /// When Kafka is configured.
+    kafka: Option<KafkaIngest>,
+}
+
+/// The ruler and what it writes and notifies through.
+struct Rules {
     ruler: Ruler,
     /// The writer rule output goes through.
-    rules_sink: Arc<DirectWriter>,
+    sink: Arc<DirectWriter>,
     /// Stops the Alertmanager notifier.
     notifier_stop: CancellationToken,
 }
 
 /// The ingest and query APIs over `store`, the writer behind ingest, the
-/// OTLP receiver, and the ruler (its rule files must be valid for Comet to
-/// start).
-async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Services> {
+/// OTLP receiver, the Kafka consumer, and the ruler (its rule files must be
+/// valid for Comet to start). The ingest role has no query API and no rules.
+async fn api(
+    config: &Config,
+    role: Role,
+    store: &Store,
+    registry: &Registry,
+) -> anyhow::Result<Services> {
     let metrics = IngestMetrics::new(registry)?;
     let writer = Writer::start(store.clone(), config.writer_settings(), metrics.clone());
     let receiver = OtlpReceiver::new(writer.clone(), config.otlp_settings(), metrics.clone());
-    let rules_sink = Arc::new(DirectWriter::start(store, metrics.clone(), "rules"));
+    let mut router = remote_write::router(
+        writer.clone(),
+        config.remote_write_settings(),
+        metrics.clone(),
+    )
+    .merge(otlp::http::router(receiver.clone()));
+    let rules = match role {
+        Role::Ingest => None,
+        Role::All => {
+            let rules = rules(config, store, &metrics, registry).await?;
+            let mut api_settings = config.api_settings();
+            api_settings.ruler = Some(rules.ruler.clone());
+            router = router
+                .merge(remote_read::router(
+                    store.clone(),
+                    config.remote_read_settings(),
+                    registry,
+                )?)
+                .merge(comet_query::api::router(
+                    store.clone(),
+                    api_settings,
+                    registry,
+                )?);
+            Some(rules)
+        }
+    };
+    let kafka = match config.kafka_settings() {
+        None => None,
+        Some(settings) => {
+            let decoder = MessageDecoder {
+                remote_write: config.remote_write_settings().decode,
+                otlp: config.otlp_settings().translate,
+                otlp_state: receiver.state().clone(),
+                registry: writer.registry().clone(),
+                name_validation: config.remote_write_settings().decode.name_validation,
+            };
+            Some(
+                KafkaIngest::start(
+                    settings,
+                    writer.clone(),
+                    decoder,
+                    store.clone(),
+                    KafkaMetrics::new(registry)?,
+                    metrics,
+                )
+                .context("cannot start the Kafka source")?,
+            )
+        }
+    };
+    Ok(Services {
+        router,
+        writer,
+        receiver,
+        rules,
+        kafka,
+    })
+}
+
+/// The ruler, its notifier and the writer of its output.
+async fn rules(
+    config: &Config,
+    store: &Store,
+    metrics: &IngestMetrics,
+    registry: &Registry,
+) -> anyhow::Result<Rules> {
+    let sink = Arc::new(DirectWriter::start(store, metrics.clone(), "rules"));
     let notifier_stop = CancellationToken::new();
     let notifier = if config.rules.alertmanagers.is_empty() {
         None
@@ -314,30 +409,13 @@ async fn api(config: &Config, store: &Store, registry: &Registry) -> anyhow::Res
         )?)
     };
     let engine = Engine::new(store.clone(), config.plan_settings());
-    let sink: Arc<dyn SampleSink> = rules_sink.clone();
-    let ruler = Ruler::start(config.ruler_settings(), engine, sink, notifier, registry)
+    let rules_sink: Arc<dyn SampleSink> = sink.clone();
+    let ruler = Ruler::start(config.ruler_settings(), engine, rules_sink, notifier, registry)
         .await
         .map_err(|e| anyhow!("{e}; check the files with `comet rules check FILE...`"))?;
-    let mut api_settings = config.api_settings();
-    api_settings.ruler = Some(ruler.clone());
-    let router = remote_write::router(writer.clone(), config.remote_write_settings(), metrics)
-        .merge(otlp::http::router(receiver.clone()))
-        .merge(remote_read::router(
-            store.clone(),
-            config.remote_read_settings(),
-            registry,
-        )?)
-        .merge(comet_query::api::router(
-            store.clone(),
-            api_settings,
-            registry,
-        )?);
-    Ok(Services {
-        router,
-        writer,
-        receiver,
+    Ok(Rules {
         ruler,
-        rules_sink,
+        sink,
         notifier_stop,
     })
 }

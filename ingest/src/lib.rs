@@ -7,6 +7,7 @@
 //! [`otlp`] (OTLP metrics over gRPC and HTTP). Kafka follows the same path.
 
 pub mod batch;
+pub mod kafka;
 pub mod metrics;
 pub mod otlp;
 pub mod remote_write;

@@ -101,6 +101,9 @@ struct Pending {
     _budget: OwnedSemaphorePermit,
     bytes: usize,
     samples: usize,
+    /// Set for exactly-once sources (Kafka): the batch is inserted on its
+    /// own, under this `insert_deduplication_token`.
+    dedup_token: Option<String>,
 }
 
 /// Handle to the shared writer. Cheap to clone.
@@ -177,7 +180,7 @@ impl Writer {
                 });
             }
         };
-        self.submit(batch, source, permit, bytes).await
+        self.submit(batch, source, permit, bytes, None).await
     }
 
     /// Stores `batch`, waiting for room under the memory ceiling first.
@@ -191,7 +194,32 @@ impl Writer {
             .acquire_many_owned(units)
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
-        self.submit(batch, source, permit, bytes).await
+        self.submit(batch, source, permit, bytes, None).await
+    }
+
+    /// Stores `batch` as inserts of its own carrying `token` as their
+    /// `insert_deduplication_token`, waiting for room under the memory
+    /// ceiling first. Writing the same batch again under the same token
+    /// (a replay after a crash) does not store its samples twice.
+    pub async fn write_deduplicated(
+        &self,
+        batch: WriteBatch,
+        source: &'static str,
+        token: String,
+    ) -> Result<WriteReceipt, WriteError> {
+        let (bytes, units) = self.cost(&batch);
+        let permit = Arc::clone(&self.shared.budget)
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        self.submit(batch, source, permit, bytes, Some(token)).await
+    }
+
+    /// Bytes of accepted, not yet stored data, and the ceiling on them.
+    pub fn buffered(&self) -> (usize, usize) {
+        let free = self.shared.budget.available_permits() * UNIT;
+        let limit = self.shared.budget_units * UNIT;
+        (limit.saturating_sub(free), limit)
     }
 
     fn cost(&self, batch: &WriteBatch) -> (usize, u32) {
@@ -207,6 +235,7 @@ impl Writer {
         source: &'static str,
         permit: OwnedSemaphorePermit,
         bytes: usize,
+        dedup_token: Option<String>,
     ) -> Result<WriteReceipt, WriteError> {
         let receipt = WriteReceipt {
             samples: batch.sample_count(),
@@ -225,6 +254,7 @@ impl Writer {
             _budget: permit,
             bytes,
             samples,
+            dedup_token,
         };
         if self.shared.tx.send(pending).is_err() {
             self.shared.metrics.buffered_bytes.sub(bytes as i64);
@@ -266,6 +296,11 @@ async fn run_batcher(
         tokio::select! {
             received = rx.recv() => {
                 let Some(pending) = received else { break };
+                if pending.dedup_token.is_some() {
+                    // Its own insert, so its token names exactly its rows.
+                    flush(&flusher, &inserts, vec![pending]).await;
+                    continue;
+                }
                 if waiting.is_empty() {
                     deadline = tokio::time::Instant::now() + settings.linger;
                 }
@@ -337,16 +372,24 @@ impl Flusher {
     }
 
     async fn store(&self, batch: &[Pending], samples: usize) -> Result<(), WriteError> {
+        // Only ever set on a batch flushed alone. Series and metadata rows
+        // are idempotent (ReplacingMergeTree) and depend on what this
+        // process wrote before, so they go without it.
+        let token = match batch {
+            [only] => only.dedup_token.as_deref(),
+            _ => None,
+        };
         // Series first: a sample is only ever visible with its series.
         let (new_series, written) = self.new_series_rows(batch);
-        self.insert::<SeriesRow>("series", &new_series).await?;
+        self.insert::<SeriesRow>("series", &new_series, None)
+            .await?;
         for (series, day) in written {
             series.mark_written(day);
         }
         self.metrics.series_created.inc_by(new_series.len() as u64);
 
         let (metadata_rows, new_metadata) = self.new_metadata_rows(batch);
-        self.insert::<MetadataRow>("metadata", &metadata_rows)
+        self.insert::<MetadataRow>("metadata", &metadata_rows, None)
             .await?;
         for metadata in new_metadata {
             self.metadata_seen.insert(metadata.clone(), ());
@@ -359,7 +402,8 @@ impl Flusher {
             .iter()
             .flat_map(|p| p.batch.exemplars.iter().cloned())
             .collect();
-        self.insert::<ExemplarRow>("exemplars", &exemplars).await?;
+        self.insert::<ExemplarRow>("exemplars", &exemplars, token)
+            .await?;
         self.metrics
             .exemplars_written
             .inc_by(exemplars.len() as u64);
@@ -374,10 +418,16 @@ impl Flusher {
                 value: sample.value,
             }));
         }
-        self.insert::<SampleRowRef<'static>>("samples", &rows).await
+        self.insert::<SampleRowRef<'static>>("samples", &rows, token)
+            .await
     }
 
-    async fn insert<T>(&self, table: &str, rows: &[T::Value<'_>]) -> Result<(), WriteError>
+    async fn insert<T>(
+        &self,
+        table: &str,
+        rows: &[T::Value<'_>],
+        token: Option<&str>,
+    ) -> Result<(), WriteError>
     where
         T: clickhouse::Row + clickhouse::RowWrite,
     {
@@ -385,7 +435,7 @@ impl Flusher {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.store.insert::<T>(table, rows).await;
+        let result = self.store.insert_deduplicated::<T>(table, rows, token).await;
         self.metrics
             .insert_duration
             .with_label_values(&[table])

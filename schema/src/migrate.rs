@@ -54,7 +54,45 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "create series_activity table and view",
         statements: |o| o.create_series_activity(),
     },
+    Migration {
+        version: 6,
+        description: "deduplication window and the Kafka batch ledger for exactly-once Kafka ingest",
+        statements: kafka_exactly_once,
+    },
 ];
+
+/// Kafka batches are inserted with an `insert_deduplication_token`; a
+/// plain MergeTree only honours it with a deduplication window (replicated
+/// tables have one by default). The ledger records each batch's offset
+/// range before it is inserted, so a replay after a crash cuts the same
+/// batches and reuses their tokens.
+fn kafka_exactly_once(o: &SchemaOptions) -> Vec<String> {
+    let mut statements = Vec::new();
+    if o.topology == Topology::SingleNode {
+        for table in [SAMPLES.name, EXEMPLARS.name] {
+            statements.push(format!(
+                "ALTER TABLE {} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
+                o.qualified(table)
+            ));
+        }
+    }
+    statements.push(format!(
+        "CREATE TABLE IF NOT EXISTS {}{} (consumer_group String, topic String, partition Int32, \
+         first_offset Int64, last_offset Int64, planned_at DateTime64(3, 'UTC') DEFAULT now64(3)) \
+         ENGINE = {} ORDER BY (consumer_group, topic, partition, first_offset) \
+         TTL toDateTime(planned_at) + toIntervalDay(7)",
+        o.qualified(KAFKA_BATCHES_TABLE),
+        o.on_cluster(),
+        bookkeeping_engine(o, KAFKA_BATCHES_TABLE, Some("planned_at")),
+    ));
+    statements
+}
+
+/// Inserts per table whose tokens ClickHouse remembers.
+const DEDUPLICATION_WINDOW: u32 = 10_000;
+
+/// Offset ranges of Kafka batches, recorded before each insert.
+pub const KAFKA_BATCHES_TABLE: &str = "kafka_batches";
 
 /// The newest version this build knows.
 pub fn latest_version() -> u32 {

@@ -252,10 +252,31 @@ impl Store {
     where
         T: Row + RowWrite,
     {
+        self.insert_deduplicated::<T>(table, rows, None).await
+    }
+
+    /// [`Store::insert`] with an `insert_deduplication_token`: ClickHouse
+    /// keeps the tokens of the table's recent inserts (its deduplication
+    /// window) and drops an insert whose token it has seen, so replaying
+    /// the same rows under the same token stores them once.
+    pub async fn insert_deduplicated<T>(
+        &self,
+        table: &str,
+        rows: &[T::Value<'_>],
+        token: Option<&str>,
+    ) -> Result<(), StoreError>
+    where
+        T: Row + RowWrite,
+    {
         if rows.is_empty() {
             return Ok(());
         }
-        let client = self.client();
+        let mut client = self.client();
+        if let Some(token) = token {
+            client = client
+                .with_setting("insert_deduplicate", "1")
+                .with_setting("insert_deduplication_token", token);
+        }
         let operation = format!("insert of {} rows into {table}", rows.len());
         // Each attempt is bounded by the query timeout in `with_retry`.
         self.with_retry(&operation, || {

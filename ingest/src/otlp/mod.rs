@@ -128,6 +128,11 @@ impl OtlpReceiver {
         &self.settings
     }
 
+    /// The delta running totals, shared with the Kafka source's OTLP topics.
+    pub fn state(&self) -> &SeriesState {
+        &self.state
+    }
+
     /// Translates and stores one request; `source` names the transport in
     /// metrics (`otlp_grpc`, `otlp_http`).
     pub async fn export(

@@ -1,0 +1,466 @@
+//! One assigned partition: a bounded queue of messages from the consumer,
+//! a fixed pool of decoders (`workers_per_partition` messages decoded at
+//! once, results taken back in offset order), batches cut by size, message
+//! count or linger (or exactly as the ledger planned them, when replaying),
+//! and deduplicated inserts through the shared writer. The position to
+//! commit only moves past a batch once it and every batch before it are
+//! stored.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::Pipeline;
+use super::format::{DecodedMessage, FORMAT_HEADER, MessageFormat, message_format};
+use super::ledger::{PlannedRange, dedup_token};
+use super::offsets::OffsetTracker;
+use crate::batch::WriteBatch;
+
+/// Source name of Kafka in the ingest metrics.
+pub const SOURCE: &str = "kafka";
+
+/// Position value meaning "nothing to commit yet".
+pub const NO_POSITION: i64 = -1;
+
+/// What the consumer thread keeps of a running partition worker.
+pub struct PartitionWorker {
+    /// Messages in; dropping it tells the worker to drain and finish.
+    pub queue: Option<mpsc::Sender<OwnedMessage>>,
+    /// The offset that may be committed ([`NO_POSITION`] until a batch is
+    /// stored).
+    pub position: Arc<AtomicI64>,
+    /// Abandons in-flight work (nothing more is committed).
+    pub stop: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+/// Identity of a partition for the worker.
+pub struct PartitionId {
+    pub topic: String,
+    pub partition: i32,
+    /// `partition` as a metrics label.
+    pub label: String,
+    pub format: MessageFormat,
+}
+
+/// Starts the worker of one partition on the current runtime. `plan` holds
+/// the ranges the ledger recorded past the committed offset.
+pub fn spawn(
+    pipeline: Arc<Pipeline>,
+    id: PartitionId,
+    plan: Vec<PlannedRange>,
+    runtime: &tokio::runtime::Handle,
+) -> PartitionWorker {
+    let (tx, rx) = mpsc::channel(pipeline.settings.queue_messages.max(1));
+    let position = Arc::new(AtomicI64::new(NO_POSITION));
+    let stop = CancellationToken::new();
+    let worker = Worker {
+        pipeline,
+        id: Arc::new(id),
+        plan: plan.into(),
+        position: Arc::clone(&position),
+        stop: stop.clone(),
+        tracker: OffsetTracker::new(),
+        open: None,
+        next_seq: 0,
+    };
+    let task = runtime.spawn(worker.run(rx));
+    PartitionWorker {
+        queue: Some(tx),
+        position,
+        stop,
+        task,
+    }
+}
+
+/// A decoded message (or one set aside) in offset order.
+struct Processed {
+    offset: i64,
+    /// `None` when the message went to the dead-letter topic.
+    decoded: Option<DecodedMessage>,
+}
+
+/// The batch being filled.
+struct OpenBatch {
+    first: i64,
+    last: i64,
+    messages: usize,
+    samples: usize,
+    batch: WriteBatch,
+    deadline: Instant,
+    /// Replaying: the exact range the ledger recorded.
+    planned: Option<PlannedRange>,
+    /// Not replaying, but a planned range starts here: cut before it.
+    cut_before: Option<i64>,
+}
+
+struct Worker {
+    pipeline: Arc<Pipeline>,
+    id: Arc<PartitionId>,
+    plan: VecDeque<PlannedRange>,
+    position: Arc<AtomicI64>,
+    stop: CancellationToken,
+    tracker: OffsetTracker,
+    open: Option<OpenBatch>,
+    next_seq: u64,
+}
+
+type InsertTask = JoinHandle<Option<(u64, i64)>>;
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<OwnedMessage>) {
+        let settings = self.pipeline.settings.clone();
+        let workers = settings.workers_per_partition.max(1);
+        let max_inflight = settings.max_inflight_batches.max(1);
+        let mut decoding = FuturesOrdered::new();
+        let mut inserting: FuturesUnordered<InsertTask> = FuturesUnordered::new();
+        let mut closed = false;
+        loop {
+            if closed && decoding.is_empty() {
+                // Drain: what was received is stored before the worker ends.
+                if let Some(open) = self.open.take() {
+                    inserting.push(self.cut(open));
+                }
+                break;
+            }
+            let deadline = self.open.as_ref().map(|b| b.deadline);
+            let room = inserting.len() < max_inflight;
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return,
+                Some(done) = inserting.next(), if !inserting.is_empty() => self.stored(done),
+                Some(processed) = decoding.next(), if !decoding.is_empty() && room => {
+                    inserting.extend(self.add(processed));
+                }
+                received = rx.recv(), if !closed && decoding.len() < workers => match received {
+                    Some(message) => decoding.push_back(process(
+                        Arc::clone(&self.pipeline),
+                        Arc::clone(&self.id),
+                        message,
+                        self.stop.clone(),
+                    )),
+                    None => closed = true,
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && room => {
+                    if let Some(open) = self.open.take() {
+                        inserting.push(self.cut(open));
+                    }
+                }
+            }
+        }
+        while let Some(done) = inserting.next().await {
+            self.stored(done);
+        }
+    }
+
+    fn stored(&mut self, done: Result<Option<(u64, i64)>, tokio::task::JoinError>) {
+        match done {
+            Ok(Some((seq, last))) => {
+                if let Some(position) = self.tracker.complete(seq, last) {
+                    self.position.store(position, Ordering::Release);
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                // Nothing past this batch can be committed any more; stop
+                // taking work so the partition is replayed from its last
+                // commit by whoever owns it next.
+                error!(topic = %self.id.topic, partition = self.id.partition, error = %err, "Kafka insert task failed");
+                self.stop.cancel();
+            }
+        }
+    }
+
+    /// Adds a message to the open batch; returns the inserts of the
+    /// batches it made complete (none, one, or the previous and this one).
+    fn add(&mut self, p: Processed) -> Vec<InsertTask> {
+        let mut cut = Vec::new();
+        if let Some(open) = &self.open {
+            let past_plan = open.planned.is_some_and(|r| p.offset > r.last_offset);
+            let before_plan = open.cut_before.is_some_and(|first| p.offset >= first);
+            if (past_plan || before_plan)
+                && let Some(open) = self.open.take()
+            {
+                cut.push(self.cut(open));
+            }
+        }
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => {
+                let fresh = self.start(p.offset);
+                self.open.insert(fresh)
+            }
+        };
+        open.last = p.offset;
+        open.messages += 1;
+        if let Some(decoded) = p.decoded {
+            open.samples += decoded.batch.sample_count();
+            let b = decoded.batch;
+            open.batch.series.extend(b.series);
+            open.batch.exemplars.extend(b.exemplars);
+            open.batch.metadata.extend(b.metadata);
+        }
+        let settings = &self.pipeline.settings;
+        let full = match open.planned {
+            Some(range) => p.offset >= range.last_offset,
+            None => {
+                open.samples >= settings.batch_max_samples
+                    || open.messages >= settings.batch_max_messages
+            }
+        };
+        if full && let Some(open) = self.open.take() {
+            cut.push(self.cut(open));
+        }
+        cut
+    }
+
+    /// A new batch starting at `offset`, following the ledger's plan.
+    fn start(&mut self, offset: i64) -> OpenBatch {
+        while self.plan.front().is_some_and(|r| r.last_offset < offset) {
+            self.plan.pop_front();
+        }
+        let (planned, cut_before) = match self.plan.front() {
+            Some(r) if r.first_offset <= offset => (self.plan.pop_front(), None),
+            Some(r) => (None, Some(r.first_offset)),
+            None => (None, None),
+        };
+        OpenBatch {
+            first: offset,
+            last: offset,
+            messages: 0,
+            samples: 0,
+            batch: WriteBatch::default(),
+            deadline: Instant::now() + self.pipeline.settings.batch_linger,
+            planned,
+            cut_before,
+        }
+    }
+
+    /// Hands a batch to an insert task.
+    fn cut(&mut self, open: OpenBatch) -> InsertTask {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let replay = open.planned.is_some();
+        let range = open.planned.unwrap_or(PlannedRange {
+            first_offset: open.first,
+            last_offset: open.last,
+        });
+        debug!(
+            topic = %self.id.topic,
+            partition = self.id.partition,
+            first = range.first_offset,
+            last = range.last_offset,
+            messages = open.messages,
+            samples = open.samples,
+            replay,
+            "Kafka batch cut"
+        );
+        tokio::spawn(insert(
+            Arc::clone(&self.pipeline),
+            Arc::clone(&self.id),
+            seq,
+            range,
+            replay,
+            open.batch,
+            self.stop.clone(),
+        ))
+    }
+}
+
+/// Decodes one message (on the blocking pool), setting aside what cannot
+/// be decoded in the dead-letter topic.
+async fn process(
+    pipeline: Arc<Pipeline>,
+    id: Arc<PartitionId>,
+    message: OwnedMessage,
+    stop: CancellationToken,
+) -> Processed {
+    let offset = message.offset();
+    let labels = [id.topic.as_str(), id.label.as_str()];
+    let m = &pipeline.metrics;
+    m.messages.with_label_values(&labels).inc();
+    m.bytes
+        .with_label_values(&labels)
+        .inc_by(message.payload().map_or(0, <[u8]>::len) as u64);
+    let header = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == FORMAT_HEADER)
+            .and_then(|h| h.value.map(<[u8]>::to_vec))
+    });
+    let decoder = pipeline.decoder.clone();
+    let topic_format = id.format;
+    let (message, result) = match tokio::task::spawn_blocking(move || {
+        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
+        let result = message_format(header.as_deref(), topic_format)
+            .and_then(|format| decoder.decode(format, message.payload(), timestamp_ms));
+        (message, result)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(err) => {
+            // The message went with the failed task; its offset is not
+            // committed past, so the partition's next owner reads it again.
+            error!(topic = %id.topic, partition = id.partition, offset, error = %err, "Kafka decoder failed");
+            stop.cancel();
+            return Processed {
+                offset,
+                decoded: None,
+            };
+        }
+    };
+    match result {
+        Ok(decoded) => {
+            m.samples.with_label_values(&labels).inc_by(decoded.received);
+            pipeline
+                .ingest
+                .samples_received
+                .with_label_values(&[SOURCE])
+                .inc_by(decoded.received);
+            if !decoded.rejections.is_empty() {
+                for r in &decoded.rejections {
+                    pipeline
+                        .ingest
+                        .samples_rejected
+                        .with_label_values(&[SOURCE, r.reason])
+                        .inc_by(r.samples);
+                }
+                let reasons: Vec<String> = decoded
+                    .rejections
+                    .iter()
+                    .map(|r| format!("{} {}: {}", r.samples, r.reason, r.message))
+                    .collect();
+                // The valid part is stored; the whole message goes to the
+                // dead-letter topic for the record.
+                dead_letter(&pipeline, &id, &message, "partially_invalid", &reasons.join("; "), &stop)
+                    .await;
+            }
+            Processed {
+                offset,
+                decoded: Some(decoded),
+            }
+        }
+        Err(err) => {
+            m.decode_errors
+                .with_label_values(&[id.topic.as_str(), id.label.as_str(), err.reason()])
+                .inc();
+            dead_letter(&pipeline, &id, &message, err.reason(), &err.to_string(), &stop).await;
+            Processed {
+                offset,
+                decoded: None,
+            }
+        }
+    }
+}
+
+/// Sends `message` to the dead-letter topic, retrying until the broker
+/// takes it (or the partition is abandoned). Without a dead-letter topic
+/// the message is logged and counted only.
+async fn dead_letter(
+    pipeline: &Pipeline,
+    id: &PartitionId,
+    message: &OwnedMessage,
+    reason: &str,
+    error: &str,
+    stop: &CancellationToken,
+) {
+    let offset = message.offset();
+    let Some(dlq) = &pipeline.dead_letters else {
+        warn!(topic = %id.topic, partition = id.partition, offset, reason, error, "Kafka message not stored (no dead-letter topic configured)");
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match dlq.send(message, reason, error).await {
+            Ok(()) => {
+                pipeline
+                    .metrics
+                    .dlq_messages
+                    .with_label_values(&[id.topic.as_str(), id.label.as_str()])
+                    .inc();
+                debug!(topic = %id.topic, partition = id.partition, offset, reason, dlq = dlq.topic(), "Kafka message dead-lettered");
+                return;
+            }
+            Err(err) => {
+                warn!(topic = %id.topic, partition = id.partition, offset, error = %err, "cannot write to the dead-letter topic; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(pipeline.settings.retry_backoff_max);
+            }
+        }
+    }
+}
+
+/// Records the batch's range in the ledger (unless replaying one), then
+/// inserts it under its deduplication token, retrying until ClickHouse
+/// takes it. Returns (sequence number, last offset) once stored.
+async fn insert(
+    pipeline: Arc<Pipeline>,
+    id: Arc<PartitionId>,
+    seq: u64,
+    range: PlannedRange,
+    replay: bool,
+    batch: WriteBatch,
+    stop: CancellationToken,
+) -> Option<(u64, i64)> {
+    let labels = [id.topic.as_str(), id.label.as_str()];
+    let max_backoff = pipeline.settings.retry_backoff_max;
+    let mut backoff = Duration::from_millis(100);
+    let mut retry = |what: &str, err: &dyn std::fmt::Display| {
+        pipeline.metrics.insert_retries.with_label_values(&labels).inc();
+        warn!(topic = %id.topic, partition = id.partition, first = range.first_offset, last = range.last_offset, error = %err, "{what} failed; retrying in {backoff:?}");
+        let wait = backoff;
+        backoff = (backoff * 2).min(max_backoff);
+        wait
+    };
+    if batch.is_empty() {
+        // Only dead letters: nothing to insert or to plan.
+        return Some((seq, range.last_offset));
+    }
+    if !replay {
+        loop {
+            match pipeline.ledger.plan(&id.topic, id.partition, range).await {
+                Ok(()) => break,
+                Err(err) => {
+                    let wait = retry("recording the batch in the ledger", &err);
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+    let token = dedup_token(&id.topic, id.partition, range);
+    loop {
+        match pipeline
+            .writer
+            .write_deduplicated(batch.clone(), SOURCE, token.clone())
+            .await
+        {
+            Ok(_) => {
+                pipeline.metrics.batches.with_label_values(&labels).inc();
+                return Some((seq, range.last_offset));
+            }
+            Err(err) => {
+                let wait = retry("Kafka batch insert", &err);
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
