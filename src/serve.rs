@@ -410,9 +410,15 @@ async fn rules(
     };
     let engine = Engine::new(store.clone(), config.plan_settings());
     let rules_sink: Arc<dyn SampleSink> = sink.clone();
-    let ruler = Ruler::start(config.ruler_settings(), engine, rules_sink, notifier, registry)
-        .await
-        .map_err(|e| anyhow!("{e}; check the files with `comet rules check FILE...`"))?;
+    let ruler = Ruler::start(
+        config.ruler_settings(),
+        engine,
+        rules_sink,
+        notifier,
+        registry,
+    )
+    .await
+    .map_err(|e| anyhow!("{e}; check the files with `comet rules check FILE...`"))?;
     Ok(Rules {
         ruler,
         sink,

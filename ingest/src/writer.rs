@@ -435,7 +435,10 @@ impl Flusher {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.store.insert_deduplicated::<T>(table, rows, token).await;
+        let result = self
+            .store
+            .insert_deduplicated::<T>(table, rows, token)
+            .await;
         self.metrics
             .insert_duration
             .with_label_values(&[table])

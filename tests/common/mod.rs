@@ -76,15 +76,25 @@ fn start_shared_clickhouse() -> String {
 /// Runs `comet clickhouse` (a managed ClickHouse server) in `dir` on free
 /// loopback ports; returns the process and the server's URL once it answers.
 pub fn spawn_clickhouse(dir: &std::path::Path) -> (Child, String) {
+    spawn_clickhouse_on(dir, free_port(), free_port())
+}
+
+/// [`spawn_clickhouse`] on given ports, so a stopped server can come back
+/// at the same URL.
+pub fn spawn_clickhouse_on(
+    dir: &std::path::Path,
+    http_port: u16,
+    tcp_port: u16,
+) -> (Child, String) {
     let mut cmd = Command::new(COMET);
     cmd.args(["clickhouse", "--log-level", "warn", "--data-dir"])
         .arg(dir)
         .arg("--managed-clickhouse-venv")
         .arg(chdb_venv())
         .arg("--managed-clickhouse-http-port")
-        .arg(free_port().to_string())
+        .arg(http_port.to_string())
         .arg("--managed-clickhouse-tcp-port")
-        .arg(free_port().to_string())
+        .arg(tcp_port.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     set_parent_death_signal(&mut cmd);

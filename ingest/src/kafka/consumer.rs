@@ -113,10 +113,18 @@ impl DispatchContext {
         }
     }
 
-    fn read_plan(&self, topic: &str, partition: i32, from: i64) -> Vec<super::ledger::PlannedRange> {
+    fn read_plan(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+    ) -> Vec<super::ledger::PlannedRange> {
         let ledger = &self.pipeline.ledger;
         for attempt in 1..=5 {
-            match self.runtime.block_on(ledger.planned(topic, partition, from)) {
+            match self
+                .runtime
+                .block_on(ledger.planned(topic, partition, from))
+            {
                 Ok(plan) => return plan,
                 Err(err) => {
                     warn!(%topic, partition, attempt, error = %err, "cannot read the Kafka batch ledger");
@@ -158,7 +166,8 @@ impl DispatchContext {
         if drained.is_empty() {
             return;
         }
-        let mut refs: Vec<(&Key, &mut Assigned)> = drained.iter_mut().map(|(k, a)| (&*k, a)).collect();
+        let mut refs: Vec<(&Key, &mut Assigned)> =
+            drained.iter_mut().map(|(k, a)| (&*k, a)).collect();
         self.commit_positions(consumer, &mut refs);
         for (key, _) in &drained {
             self.pipeline
@@ -276,11 +285,21 @@ impl DispatchContext {
             Ok(()) => {
                 assigned.paused = true;
                 let labels = [key.0.as_str(), &key.1.to_string()];
-                self.pipeline.metrics.paused.with_label_values(&labels).set(1);
-                self.pipeline.metrics.pauses.with_label_values(&labels).inc();
+                self.pipeline
+                    .metrics
+                    .paused
+                    .with_label_values(&labels)
+                    .set(1);
+                self.pipeline
+                    .metrics
+                    .pauses
+                    .with_label_values(&labels)
+                    .inc();
                 debug!(topic = %key.0, partition = key.1, "Kafka partition paused (backpressure)");
             }
-            Err(err) => warn!(topic = %key.0, partition = key.1, error = %err, "cannot pause Kafka partition"),
+            Err(err) => {
+                warn!(topic = %key.0, partition = key.1, error = %err, "cannot pause Kafka partition")
+            }
         }
     }
 
@@ -297,7 +316,9 @@ impl DispatchContext {
                     .set(0);
                 debug!(topic = %key.0, partition = key.1, "Kafka partition resumed");
             }
-            Err(err) => warn!(topic = %key.0, partition = key.1, error = %err, "cannot resume Kafka partition"),
+            Err(err) => {
+                warn!(topic = %key.0, partition = key.1, error = %err, "cannot resume Kafka partition")
+            }
         }
     }
 

@@ -70,7 +70,10 @@ impl FromStr for MessageFormat {
             .find(|f| f.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = MessageFormat::ALL.iter().map(|f| f.as_str()).collect();
-                format!("unknown Kafka message format {s:?}; one of {}", names.join(", "))
+                format!(
+                    "unknown Kafka message format {s:?}; one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -135,7 +138,9 @@ impl MessageDecoder {
         payload: Option<&[u8]>,
         timestamp_ms: i64,
     ) -> Result<DecodedMessage, DecodeError> {
-        let payload = payload.filter(|p| !p.is_empty()).ok_or(DecodeError::Empty)?;
+        let payload = payload
+            .filter(|p| !p.is_empty())
+            .ok_or(DecodeError::Empty)?;
         match format {
             MessageFormat::RemoteWrite => {
                 let d = decode_v1(payload, &self.remote_write, &self.registry)?;
@@ -160,8 +165,7 @@ impl MessageDecoder {
                     line: 0,
                     message: format!("not UTF-8: {e}"),
                 })?;
-                let parsed =
-                    text::parse(text, timestamp_ms, self.name_validation, &self.registry)?;
+                let parsed = text::parse(text, timestamp_ms, self.name_validation, &self.registry)?;
                 Ok(DecodedMessage {
                     batch: parsed.batch,
                     rejections: parsed.rejections,

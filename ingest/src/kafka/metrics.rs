@@ -67,8 +67,16 @@ impl KafkaMetrics {
             IntGaugeVec::new(Opts::new(name, help), PARTITION).expect("valid metric")
         };
         Self {
-            messages: counter("comet_kafka_messages_total", "Kafka messages consumed.", PARTITION),
-            bytes: counter("comet_kafka_bytes_total", "Kafka payload bytes consumed.", PARTITION),
+            messages: counter(
+                "comet_kafka_messages_total",
+                "Kafka messages consumed.",
+                PARTITION,
+            ),
+            bytes: counter(
+                "comet_kafka_bytes_total",
+                "Kafka payload bytes consumed.",
+                PARTITION,
+            ),
             samples: counter(
                 "comet_kafka_samples_total",
                 "Samples (OTLP data points) in consumed Kafka messages.",

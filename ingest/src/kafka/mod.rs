@@ -99,7 +99,10 @@ impl Default for KafkaSettings {
 
 impl KafkaSettings {
     pub fn format_of(&self, topic: &str) -> MessageFormat {
-        self.topic_formats.get(topic).copied().unwrap_or(self.format)
+        self.topic_formats
+            .get(topic)
+            .copied()
+            .unwrap_or(self.format)
     }
 
     /// librdkafka properties common to the consumer and the producer.
@@ -122,7 +125,10 @@ pub enum KafkaStartError {
     #[error("Kafka dead-letter producer: {0}")]
     Producer(KafkaError),
     #[error("Kafka subscription to {topics:?}: {error}")]
-    Subscribe { topics: Vec<String>, error: KafkaError },
+    Subscribe {
+        topics: Vec<String>,
+        error: KafkaError,
+    },
     #[error("cannot start the Kafka consumer thread: {0}")]
     Thread(std::io::Error),
 }

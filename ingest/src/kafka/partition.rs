@@ -321,7 +321,9 @@ async fn process(
     };
     match result {
         Ok(decoded) => {
-            m.samples.with_label_values(&labels).inc_by(decoded.received);
+            m.samples
+                .with_label_values(&labels)
+                .inc_by(decoded.received);
             pipeline
                 .ingest
                 .samples_received
@@ -342,8 +344,15 @@ async fn process(
                     .collect();
                 // The valid part is stored; the whole message goes to the
                 // dead-letter topic for the record.
-                dead_letter(&pipeline, &id, &message, "partially_invalid", &reasons.join("; "), &stop)
-                    .await;
+                dead_letter(
+                    &pipeline,
+                    &id,
+                    &message,
+                    "partially_invalid",
+                    &reasons.join("; "),
+                    &stop,
+                )
+                .await;
             }
             Processed {
                 offset,
@@ -354,7 +363,15 @@ async fn process(
             m.decode_errors
                 .with_label_values(&[id.topic.as_str(), id.label.as_str(), err.reason()])
                 .inc();
-            dead_letter(&pipeline, &id, &message, err.reason(), &err.to_string(), &stop).await;
+            dead_letter(
+                &pipeline,
+                &id,
+                &message,
+                err.reason(),
+                &err.to_string(),
+                &stop,
+            )
+            .await;
             Processed {
                 offset,
                 decoded: None,
@@ -419,7 +436,11 @@ async fn insert(
     let max_backoff = pipeline.settings.retry_backoff_max;
     let mut backoff = Duration::from_millis(100);
     let mut retry = |what: &str, err: &dyn std::fmt::Display| {
-        pipeline.metrics.insert_retries.with_label_values(&labels).inc();
+        pipeline
+            .metrics
+            .insert_retries
+            .with_label_values(&labels)
+            .inc();
         warn!(topic = %id.topic, partition = id.partition, first = range.first_offset, last = range.last_offset, error = %err, "{what} failed; retrying in {backoff:?}");
         let wait = backoff;
         backoff = (backoff * 2).min(max_backoff);

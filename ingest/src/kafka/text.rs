@@ -4,8 +4,8 @@
 //! regex-based, lose colons in names and unescaped label values, and fill
 //! in the parse time for a missing timestamp.
 
-use std::collections::HashMap;
 use comet_schema::{Labels, Metadata, MetricType, NameValidation, Sample};
+use std::collections::HashMap;
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -73,7 +73,9 @@ pub fn parse(
                         }
                     },
                 };
-                out.batch.series.push(SeriesSamples::new(series, Vec::new()));
+                out.batch
+                    .series
+                    .push(SeriesSamples::new(series, Vec::new()));
                 index.insert(key, out.batch.series.len() - 1);
                 out.batch.series.len() - 1
             }
@@ -159,15 +161,17 @@ fn parse_sample(line: &str) -> Result<TextSample<'_>, String> {
         .next()
         .ok_or_else(|| format!("{series_text}: no value"))
         .and_then(|v| parse_value(v).ok_or_else(|| format!("{series_text}: bad value {v:?}")))?;
-    let timestamp_ms = match fields.next() {
-        None => None,
-        Some(ts) => Some(
-            ts.parse::<i64>()
-                .map_err(|_| format!("{series_text}: bad timestamp {ts:?} (integer milliseconds)"))?,
-        ),
-    };
+    let timestamp_ms =
+        match fields.next() {
+            None => None,
+            Some(ts) => Some(ts.parse::<i64>().map_err(|_| {
+                format!("{series_text}: bad timestamp {ts:?} (integer milliseconds)")
+            })?),
+        };
     if let Some(extra) = fields.next() {
-        return Err(format!("{series_text}: unexpected {extra:?} after the timestamp"));
+        return Err(format!(
+            "{series_text}: unexpected {extra:?} after the timestamp"
+        ));
     }
     Ok(TextSample {
         series_text,
