@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/install-peers.sh
 scripts/install-test-clients.sh
+scripts/install-kafka-broker.sh
 
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check

@@ -97,11 +97,20 @@ impl BenchIngestArgs {
 }
 
 /// A pre-encoded request and the samples in it.
-struct Request {
-    body: bytes::Bytes,
+pub(crate) struct Request {
+    pub(crate) body: bytes::Bytes,
     /// OTLP/gRPC: the encoded resource.
     grpc_resource: Option<bytes::Bytes>,
-    samples: usize,
+    pub(crate) samples: usize,
+}
+
+/// The remote-write load: `samples` in all over `series` series, in
+/// requests of `samples_per_request`.
+pub(crate) struct RemoteWriteShape<'a> {
+    pub(crate) series: usize,
+    pub(crate) samples: usize,
+    pub(crate) samples_per_request: usize,
+    pub(crate) prefix: &'a str,
 }
 
 /// Pre-encoded OTLP requests, round-major: each round sends one point to
@@ -142,7 +151,7 @@ fn encode_otlp_requests(args: &BenchIngestArgs) -> Vec<Request> {
 }
 
 /// Pre-encoded requests: round-major, so timestamps only move forward.
-fn encode_requests(args: &BenchIngestArgs) -> Vec<Request> {
+pub(crate) fn encode_requests(args: &RemoteWriteShape<'_>) -> Vec<Request> {
     let rounds = args.samples.div_ceil(args.series).max(1);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -202,7 +211,7 @@ fn encode_requests(args: &BenchIngestArgs) -> Vec<Request> {
 }
 
 /// The receiver's CPU seconds: its /metrics counter plus extra pids.
-async fn cpu_seconds(client: &reqwest::Client, metrics_url: &str, pids: &[u32]) -> Option<f64> {
+pub(crate) async fn cpu_seconds(client: &reqwest::Client, metrics_url: &str, pids: &[u32]) -> Option<f64> {
     let text = client
         .get(metrics_url)
         .send()
@@ -238,7 +247,12 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     }
     let (requests, target, unit) = match args.protocol {
         BenchProtocol::RemoteWrite => (
-            encode_requests(&args),
+            encode_requests(&RemoteWriteShape {
+                series: args.series,
+                samples: args.samples,
+                samples_per_request: args.samples_per_request,
+                prefix: &args.prefix,
+            }),
             Target::RemoteWrite(format!("{}{}", args.url.trim_end_matches('/'), args.path)),
             "samples",
         ),

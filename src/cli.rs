@@ -88,6 +88,10 @@ pub enum BenchCommand {
     /// label and series endpoints uncached and cached, and a dashboard's
     /// range queries refreshed with the results cache.
     Api(crate::bench_api::BenchApiArgs),
+    /// Fill a Kafka topic with remote-write messages, then measure how fast
+    /// a Comet consuming it drains it (messages/s, samples/s with commit
+    /// after insert, lag over time, CPU seconds per million samples).
+    Kafka(crate::bench_kafka::BenchKafkaArgs),
 }
 
 fn user_and_hash(s: &str) -> Result<(String, String), String> {

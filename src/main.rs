@@ -4,6 +4,7 @@
 mod auth;
 mod bench;
 mod bench_api;
+mod bench_kafka;
 mod bench_otlp;
 mod bench_query;
 mod cli;
@@ -58,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 BenchCommand::Ingest(args) => bench::run(args).await,
                 BenchCommand::Query(args) => bench_query::run(args).await,
                 BenchCommand::Api(args) => bench_api::run(args).await,
+                BenchCommand::Kafka(args) => bench_kafka::run(args).await,
             }
         });
     };
