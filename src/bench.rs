@@ -211,7 +211,11 @@ pub(crate) fn encode_requests(args: &RemoteWriteShape<'_>) -> Vec<Request> {
 }
 
 /// The receiver's CPU seconds: its /metrics counter plus extra pids.
-pub(crate) async fn cpu_seconds(client: &reqwest::Client, metrics_url: &str, pids: &[u32]) -> Option<f64> {
+pub(crate) async fn cpu_seconds(
+    client: &reqwest::Client,
+    metrics_url: &str,
+    pids: &[u32],
+) -> Option<f64> {
     let text = client
         .get(metrics_url)
         .send()

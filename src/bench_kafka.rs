@@ -74,8 +74,7 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
 
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &args.brokers);
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().context("Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> = config.create().context("Kafka admin client")?;
     let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
     // An existing topic is fine: its error is ignored.
     let _ = admin.create_topics([&topic], &AdminOptions::new()).await;
@@ -120,7 +119,11 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
             break (Instant::now(), cpu(&client, &args).await);
         }
         if Instant::now() > deadline {
-            bail!("Comet did not start committing offsets of {} in {:?}", args.topic, args.timeout);
+            bail!(
+                "Comet did not start committing offsets of {} in {:?}",
+                args.topic,
+                args.timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -145,7 +148,12 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
             break Instant::now();
         }
         if Instant::now() > deadline {
-            bail!("only {} of {} messages committed in {:?}", c - before, requests.len(), args.timeout);
+            bail!(
+                "only {} of {} messages committed in {:?}",
+                c - before,
+                requests.len(),
+                args.timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -164,14 +172,25 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
         println!(
             "CPU: {:.2} s per million samples (Comet{})",
             (b - a) / (timed_samples / 1e6),
-            if args.cpu_pids.is_empty() { "" } else { " and --cpu-pid" }
+            if args.cpu_pids.is_empty() {
+                ""
+            } else {
+                " and --cpu-pid"
+            }
         );
     }
     Ok(())
 }
 
 async fn committed(client: &reqwest::Client, args: &BenchKafkaArgs) -> Option<f64> {
-    let text = client.get(&args.metrics_url).send().await.ok()?.text().await.ok()?;
+    let text = client
+        .get(&args.metrics_url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     let topic = format!("topic=\"{}\"", args.topic);
     Some(
         text.lines()

@@ -393,13 +393,12 @@ pub fn run(consumer: &GroupConsumer, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => context.route(consumer, message.detach()),
-            Some(Err(err)) => {
-                // Broker errors repeat while the broker is away: log some.
-                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    warn!(error = %err, "Kafka consumer error");
-                    last_error = Some(Instant::now());
-                }
+            // Broker errors repeat while the broker is away: log some.
+            Some(Err(err)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
+                warn!(error = %err, "Kafka consumer error");
+                last_error = Some(Instant::now());
             }
+            Some(Err(_)) => {}
             None => {}
         }
         context.release_held(consumer);

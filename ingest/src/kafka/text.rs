@@ -182,7 +182,9 @@ fn parse_sample(line: &str) -> Result<TextSample<'_>, String> {
 }
 
 /// Label pairs after `{`, up to and including `}`; returns what follows.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+type LabelPairs = Vec<(String, String)>;
+
+fn parse_labels(mut s: &str) -> Result<(LabelPairs, &str), String> {
     let mut pairs = Vec::new();
     loop {
         s = s.trim_start();
