@@ -210,20 +210,18 @@ pub(crate) fn encode_requests(args: &RemoteWriteShape<'_>) -> Vec<Request> {
     bodies
 }
 
+/// The body of a GET, if it answers.
+pub(crate) async fn fetch_text(client: &reqwest::Client, url: &str) -> Option<String> {
+    client.get(url).send().await.ok()?.text().await.ok()
+}
+
 /// The receiver's CPU seconds: its /metrics counter plus extra pids.
 pub(crate) async fn cpu_seconds(
     client: &reqwest::Client,
     metrics_url: &str,
     pids: &[u32],
 ) -> Option<f64> {
-    let text = client
-        .get(metrics_url)
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = fetch_text(client, metrics_url).await?;
     let own: f64 = text
         .lines()
         .find(|l| l.starts_with("process_cpu_seconds_total"))

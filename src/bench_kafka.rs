@@ -16,7 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::bench::{RemoteWriteShape, encode_requests};
+use crate::bench::{RemoteWriteShape, encode_requests, fetch_text};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchKafkaArgs {
@@ -183,14 +183,7 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
 }
 
 async fn committed(client: &reqwest::Client, args: &BenchKafkaArgs) -> Option<f64> {
-    let text = client
-        .get(&args.metrics_url)
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = fetch_text(client, &args.metrics_url).await?;
     let topic = format!("topic=\"{}\"", args.topic);
     Some(
         text.lines()
@@ -201,7 +194,7 @@ async fn committed(client: &reqwest::Client, args: &BenchKafkaArgs) -> Option<f6
 }
 
 async fn metric_sum(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
-    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let text = fetch_text(client, url).await?;
     Some(
         text.lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))

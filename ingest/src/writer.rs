@@ -189,12 +189,7 @@ impl Writer {
         batch: WriteBatch,
         source: &'static str,
     ) -> Result<WriteReceipt, WriteError> {
-        let (bytes, units) = self.cost(&batch);
-        let permit = Arc::clone(&self.shared.budget)
-            .acquire_many_owned(units)
-            .await
-            .map_err(|_| WriteError::ShuttingDown)?;
-        self.submit(batch, source, permit, bytes, None).await
+        self.write_waiting(batch, source, None).await
     }
 
     /// Stores `batch` as inserts of its own carrying `token` as their
@@ -207,19 +202,21 @@ impl Writer {
         source: &'static str,
         token: String,
     ) -> Result<WriteReceipt, WriteError> {
+        self.write_waiting(batch, source, Some(token)).await
+    }
+
+    async fn write_waiting(
+        &self,
+        batch: WriteBatch,
+        source: &'static str,
+        token: Option<String>,
+    ) -> Result<WriteReceipt, WriteError> {
         let (bytes, units) = self.cost(&batch);
         let permit = Arc::clone(&self.shared.budget)
             .acquire_many_owned(units)
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
-        self.submit(batch, source, permit, bytes, Some(token)).await
-    }
-
-    /// Bytes of accepted, not yet stored data, and the ceiling on them.
-    pub fn buffered(&self) -> (usize, usize) {
-        let free = self.shared.budget.available_permits() * UNIT;
-        let limit = self.shared.budget_units * UNIT;
-        (limit.saturating_sub(free), limit)
+        self.submit(batch, source, permit, bytes, token).await
     }
 
     fn cost(&self, batch: &WriteBatch) -> (usize, u32) {
