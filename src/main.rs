@@ -7,6 +7,7 @@ mod bench_api;
 mod bench_otlp;
 mod bench_query;
 mod cli;
+mod clickhouse_stats;
 mod config;
 mod direct_writer;
 mod explain;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::auth::{self, Auth};
+use crate::clickhouse_stats::ClickHouseStats;
 use crate::config::Config;
 use crate::direct_writer::DirectWriter;
 use crate::http::{self, AppState};
@@ -196,6 +197,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         notifier_stop,
     } = services;
     reload_on_sighup(ruler.clone())?;
+    let stats_stop = CancellationToken::new();
+    let stats = ClickHouseStats::new(&registry)?.spawn(backend.store.clone(), stats_stop.clone());
     state.set_ready(backend.store.clone(), router);
     // The OTLP listeners serve once the receiver exists; until then their
     // connections wait in the backlog.
@@ -231,6 +234,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    stats_stop.cancel();
+    let _ = stats.await;
     // Evaluations in progress finish and write their output first.
     ruler.stop().await;
     notifier_stop.cancel();
