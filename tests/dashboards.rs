@@ -452,15 +452,16 @@ fn parse_interval(text: &str) -> u64 {
     }
 }
 
-/// The step and time variables of one target over `range_ms`.
+/// The step and time variables of one target over `range_ms`. The target's
+/// min interval, when set, is both the lower bound of `$__interval` and the
+/// scrape interval `$__rate_interval` assumes (pkg/promlib).
 fn time_vars(target: &Target, max_data_points: u64, range_ms: u64) -> TimeVars {
-    let scrape_ms = SCRAPE_SECONDS * 1000;
-    let min_ms = target
+    let scrape_ms = target
         .min_interval
         .as_deref()
-        .map_or(scrape_ms, parse_interval);
-    let interval = round_interval(range_ms / max_data_points.max(1)).max(min_ms);
-    // pkg/promlib: at most 11000 points per series.
+        .map_or(SCRAPE_SECONDS * 1000, parse_interval);
+    let interval = round_interval(range_ms / max_data_points.max(1)).max(scrape_ms);
+    // At most 11000 points per series.
     let safe = round_interval(range_ms / 11_000);
     let interval_ms = interval.max(safe) * target.interval_factor;
     TimeVars {
@@ -914,6 +915,32 @@ async fn exercise_api(servers: &Servers, now: u64) {
             &[("query", "rate(up".to_string())],
         )
         .await;
+    // OTLP in (a second source on the ingest panels; the metric names are
+    // no dashboard's), and a remote-write request that is not snappy (a
+    // rejected request).
+    let shape = comet_ingest::otlp::synthetic::OtlpShape {
+        metrics: 2,
+        points: 2,
+        attributes: 2,
+    };
+    let otlp =
+        comet_ingest::otlp::synthetic::request(shape, "dashboards_test", 0, now * 1_000_000_000, 1);
+    let _ = servers
+        .client
+        .post(format!("{}/api/v1/otlp/v1/metrics", servers.comet))
+        .header("Content-Type", "application/x-protobuf")
+        .body(prost::Message::encode_to_vec(&otlp))
+        .send()
+        .await;
+    let _ = servers
+        .client
+        .post(format!("{}/api/v1/write", servers.comet))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body("not snappy")
+        .send()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1153,4 +1180,89 @@ async fn dashboards_agree_with_prometheus() {
         counts.with_data,
         counts.queries
     );
+}
+
+// ---------------------------------------------------------------------
+// The test's own machinery
+// ---------------------------------------------------------------------
+
+#[test]
+fn variables_expand_as_grafana_expands_them() {
+    let bound = |current, regex_context| Bound {
+        current,
+        regex_context,
+    };
+    let vars: BTreeMap<String, Bound> = [
+        ("job".to_string(), bound(Current::One("node".into()), false)),
+        (
+            "instance".to_string(),
+            bound(
+                Current::Many(vec!["10.0.0.1:9100".into(), "host-b:9100".into()]),
+                true,
+            ),
+        ),
+        (
+            "one".to_string(),
+            bound(Current::Many(vec!["a.b".into()]), true),
+        ),
+        ("all".to_string(), bound(Current::Custom(".+".into()), true)),
+    ]
+    .into_iter()
+    .collect();
+    let time = TimeVars {
+        interval_ms: 15_000,
+        rate_interval_ms: 60_000,
+        range_ms: 3_600_000,
+    };
+    assert_eq!(
+        interpolate(
+            r#"rate(x{job="$job", instance=~"${instance}", a=~"[[one]]", b=~"$all"}[$__rate_interval])"#,
+            &vars,
+            Some(&time)
+        ),
+        r#"rate(x{job="node", instance=~"(10\\.0\\.0\\.1:9100|host-b:9100)", a=~"a\\.b", b=~".+"}[1m0s])"#
+    );
+    assert_eq!(
+        interpolate(
+            "$__interval $__interval_ms $__range $__range_s $__range_ms ${job:raw} $unknown",
+            &vars,
+            Some(&time)
+        ),
+        "15s 15000 3600s 3600 3600000 node $unknown"
+    );
+    // Grafana's interval arithmetic.
+    assert_eq!(round_interval(3_600_000 / 1_000), 5_000);
+    assert_eq!(format_interval(90_000), "1m");
+    assert_eq!(go_duration(4_000), "4s");
+    let target = Target {
+        expr: String::new(),
+        instant: false,
+        min_interval: Some("5s".into()),
+        interval_factor: 1,
+    };
+    let t = time_vars(&target, 960, 25_000);
+    assert_eq!((t.interval_ms, t.rate_interval_ms), (5_000, 20_000));
+}
+
+#[test]
+fn differences_are_found() {
+    let matrix = |value: &str| {
+        serde_json::json!({"resultType": "matrix", "result": [
+            {"metric": {"job": "node"}, "values": [[1.0, "1"], [2.0, value]]}
+        ]})
+    };
+    assert_eq!(difference(&matrix("2"), &matrix("2.0000000001")), None);
+    assert_eq!(difference(&matrix("NaN"), &matrix("NaN")), None);
+    assert!(difference(&matrix("2"), &matrix("2.1")).is_some());
+    assert!(difference(&matrix("2"), &matrix("NaN")).is_some());
+    let other = serde_json::json!({"resultType": "matrix", "result": [
+        {"metric": {"job": "other"}, "values": [[1.0, "1"], [2.0, "2"]]}
+    ]});
+    assert!(difference(&matrix("2"), &other).is_some());
+    let fewer = serde_json::json!({"resultType": "matrix", "result": [
+        {"metric": {"job": "node"}, "values": [[1.0, "1"]]}
+    ]});
+    assert!(difference(&matrix("2"), &fewer).is_some());
+    let empty = serde_json::json!({"resultType": "matrix", "result": []});
+    assert!(difference(&matrix("2"), &empty).is_some());
 }
