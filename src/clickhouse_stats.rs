@@ -89,7 +89,13 @@ impl ClickHouseStats {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                match self.refresh(&store).await {
+                // A read retrying against an unreachable server must not
+                // hold up shutdown.
+                let result = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    result = self.refresh(&store) => result,
+                };
+                match result {
                     Ok(()) => debug!("ClickHouse table statistics refreshed"),
                     Err(err) => {
                         warn!(error = %error_chain(&err), "cannot read ClickHouse table statistics")
