@@ -1,7 +1,7 @@
 //! Every dashboard in `grafana/dashboards/` runs unchanged on Comet and
 //! agrees with Prometheus.
 //!
-//! A real node_exporter is scraped every second by a real Prometheus
+//! Two real node_exporters are scraped every second by a real Prometheus
 //! (Debian's 2.42), which also scrapes itself and Comet's own /metrics and
 //! remote-writes everything to Comet. After the run the scrape targets are
 //! removed (by a config reload) and the remote-write queue drains, so Comet
@@ -820,6 +820,9 @@ async fn resolve_variables(
 
 #[derive(Debug, Default)]
 struct Counts {
+    panels: usize,
+    /// Runs of repeated panels (one per value of the variable).
+    repetitions: usize,
     queries: usize,
     with_data: usize,
     agreed: usize,
@@ -827,13 +830,15 @@ struct Counts {
     variables_with_data: usize,
 }
 
+/// The test Prometheus's configuration; `targets` (node_exporters and
+/// Comet) `None` keeps the jobs but scrapes nothing.
 fn prometheus_config(
-    targets: Option<(&str, &str)>,
+    targets: Option<(&[String], &str)>,
     comet: &CometProcess,
     self_address: &str,
 ) -> String {
     let (node, comet_target) = match targets {
-        Some((node, comet)) => (format!("['{node}']"), format!("['{comet}']")),
+        Some((nodes, comet)) => (format!("{nodes:?}"), format!("['{comet}']")),
         None => ("[]".to_string(), "[]".to_string()),
     };
     let own = if targets.is_some() {
@@ -950,7 +955,10 @@ async fn dashboards_agree_with_prometheus() {
 
     let (mut comet, _db) = common::serve_new_database("comet_dash", &[]);
     comet.wait_ready(Duration::from_secs(120)).await;
-    let node = NodeExporter::start();
+    // Two node_exporters: two instances for the multi-value variables and
+    // the repeated row.
+    let nodes = [NodeExporter::start(), NodeExporter::start()];
+    let node_addresses: Vec<String> = nodes.iter().map(NodeExporter::address).collect();
     let comet_address = format!("127.0.0.1:{}", comet.port);
 
     // Prometheus's own port is chosen when it starts: start with its own
@@ -959,7 +967,7 @@ async fn dashboards_agree_with_prometheus() {
     prometheus.wait_ready().await;
     let self_address = prometheus.process.address();
     let running_config = prometheus_config(
-        Some((&node.address(), &comet_address)),
+        Some((&node_addresses, &comet_address)),
         &comet,
         &self_address,
     );
@@ -974,11 +982,11 @@ async fn dashboards_agree_with_prometheus() {
         prometheus: prometheus.url(),
     };
 
-    // Wait until all three targets are up.
+    // Wait until all targets are up.
     let waiting = Instant::now();
     loop {
         let targets = prometheus.active_targets().await;
-        if targets.len() == 3 && targets.iter().all(|t| t["health"] == "up") {
+        if targets.len() == nodes.len() + 2 && targets.iter().all(|t| t["health"] == "up") {
             break;
         }
         assert!(
@@ -1108,6 +1116,10 @@ async fn dashboards_agree_with_prometheus() {
                         .collect()
                 }
             };
+            counts.panels += 1;
+            if panel.repeat.is_some() {
+                counts.repetitions += repetitions.len();
+            }
             for vars in &repetitions {
                 for target in &panel.targets {
                     let time = time_vars(target, panel.max_data_points, range_ms);
@@ -1166,9 +1178,12 @@ async fn dashboards_agree_with_prometheus() {
     }
 
     eprintln!(
-        "dashboards: {} dashboards, range {}s; {} variable queries ({} with values); \
-         {} panel queries, {} returned data, {} agreed; {} failures; {:.0}s in all",
+        "dashboards: {} dashboards, {} panels ({} runs of repeated ones), range {}s; \
+         {} variable queries ({} with values); {} panel queries, {} returned data, \
+         {} agreed; {} failures; {:.0}s in all",
         dashboards.len(),
+        counts.panels,
+        counts.repetitions,
         end - start,
         counts.variables,
         counts.variables_with_data,
@@ -1291,4 +1306,37 @@ fn differences_are_found() {
     assert!(difference(&matrix("2"), &fewer).is_some());
     let empty = serde_json::json!({"resultType": "matrix", "result": []});
     assert!(difference(&matrix("2"), &empty).is_some());
+}
+
+#[test]
+fn every_panel_is_read_nested_and_repeated_ones_included() {
+    for dashboard in read_dashboards() {
+        let text = std::fs::read_to_string(dashboards_dir().join(&dashboard.file)).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let top = doc["panels"].as_array().unwrap();
+        let nested: usize = top
+            .iter()
+            .map(|p| p["panels"].as_array().map_or(0, Vec::len))
+            .sum();
+        let rows = top.iter().filter(|p| p["type"] == "row").count();
+        assert_eq!(
+            dashboard.panels.len(),
+            top.len() - rows + nested,
+            "{}",
+            dashboard.file
+        );
+        let exprs = text.matches("\"expr\":").count();
+        let targets: usize = dashboard.panels.iter().map(|p| p.targets.len()).sum();
+        assert_eq!(targets, exprs, "{}: every target is read", dashboard.file);
+        if dashboard.file == "node-exporter-host.json" {
+            assert!(nested > 0, "a collapsed row with nested panels");
+            assert!(
+                dashboard
+                    .panels
+                    .iter()
+                    .any(|p| p.repeat.as_deref() == Some("instance")),
+                "a row repeated by instance"
+            );
+        }
+    }
 }
