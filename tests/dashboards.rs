@@ -27,6 +27,10 @@
 //!   Prometheus >= 2.24 path; the `/api/v1/series` path older versions use
 //!   is compared too), `query_result(expr)` -> an instant query,
 //!   `label_names()` -> labels.
+//!
+//! One difference is stepped around rather than compared: Prometheus 2.x
+//! range windows are closed on the left, Comet's are left-open like
+//! Prometheus 3's (see [`edge_shift_ms`]).
 
 mod common;
 
