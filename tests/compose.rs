@@ -1,5 +1,6 @@
 //! docker-compose.yml, the configuration files it mounts and the Dockerfile
-//! hang together. Uses `docker compose config` where the plugin exists;
+//! hang together. Uses `docker compose config` where the plugin exists and
+//! the standalone `docker-compose config` where that exists;
 //! always checks the YAML itself (services, images, health checks, ports,
 //! volumes, mounted paths, dependencies, Comet's options) and the mounted
 //! configurations with the tools that read them: `promtool check config
@@ -505,6 +506,46 @@ fn dockerfile_is_multi_stage_non_root_and_builds_librdkafka() {
     }
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l.trim() == "target"));
+}
+
+/// The standalone `docker-compose` (Debian's 1.29, or a v2 binary)
+/// validates the file against the Compose schema without a Docker engine.
+/// Version 1 predates the top-level `name`, so it checks a copy without it.
+#[test]
+fn standalone_docker_compose_accepts_it_where_available() {
+    let Ok(probe) = Command::new("docker-compose").arg("version").output() else {
+        return;
+    };
+    if !probe.status.success() {
+        return;
+    }
+    let version = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let text = if version.contains("version 1.") {
+        text.lines()
+            .filter(|l| !l.starts_with("name:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        text
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&file)
+        .arg("--project-directory")
+        .arg(root())
+        .args(["config", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose ({}) rejects docker-compose.yml:\n{}",
+        version.trim(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
