@@ -3,6 +3,12 @@
 # non-root user. The image talks to an external ClickHouse (see
 # docker-compose.yml); the managed local ClickHouse is for bare-metal runs.
 FROM rust:1.95-bookworm AS build
+# The Kafka source's rdkafka builds librdkafka from source (its configure
+# script and make): a C/C++ toolchain, perl, python3, zlib, OpenSSL, SASL.
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends \
+        build-essential perl python3 pkg-config zlib1g-dev libssl-dev libsasl2-dev && \
+    rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY schema schema

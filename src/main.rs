@@ -8,6 +8,7 @@ mod bench_kafka;
 mod bench_otlp;
 mod bench_query;
 mod cli;
+mod clickhouse_stats;
 mod config;
 mod direct_writer;
 mod explain;

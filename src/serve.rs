@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::auth::{self, Auth};
+use crate::clickhouse_stats::ClickHouseStats;
 use crate::config::Config;
 use crate::direct_writer::DirectWriter;
 use crate::http::{self, AppState};
@@ -207,6 +208,8 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     if let Some(rules) = &rules {
         reload_on_sighup(rules.ruler.clone())?;
     }
+    let stats_stop = CancellationToken::new();
+    let stats = ClickHouseStats::new(&registry)?.spawn(backend.store.clone(), stats_stop.clone());
     state.set_ready(backend.store.clone(), router);
     // The OTLP listeners serve once the receiver exists; until then their
     // connections wait in the backlog.
@@ -242,6 +245,8 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             }
         }
     }
+    stats_stop.cancel();
+    let _ = stats.await;
     if let Some(kafka) = kafka {
         // Stores and commits what it received, before the writer stops.
         kafka.shutdown(config.shutdown_timeout).await;
