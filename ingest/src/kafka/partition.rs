@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use prometheus::IntCounter;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -52,6 +53,31 @@ pub struct PartitionId {
     pub format: MessageFormat,
 }
 
+/// The partition's per-message counters, looked up once per partition
+/// instead of once per message.
+struct MessageCounters {
+    messages: IntCounter,
+    bytes: IntCounter,
+    samples: IntCounter,
+    received: IntCounter,
+}
+
+impl MessageCounters {
+    fn new(pipeline: &Pipeline, id: &PartitionId) -> Self {
+        let labels = [id.topic.as_str(), id.label.as_str()];
+        let m = &pipeline.metrics;
+        Self {
+            messages: m.messages.with_label_values(&labels),
+            bytes: m.bytes.with_label_values(&labels),
+            samples: m.samples.with_label_values(&labels),
+            received: pipeline
+                .ingest
+                .samples_received
+                .with_label_values(&[SOURCE]),
+        }
+    }
+}
+
 /// Starts the worker of one partition on the current runtime. `plan` holds
 /// the ranges the ledger recorded past the committed offset.
 pub fn spawn(
@@ -63,7 +89,9 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(pipeline.settings.queue_messages.max(1));
     let position = Arc::new(AtomicI64::new(NO_POSITION));
     let stop = CancellationToken::new();
+    let counters = Arc::new(MessageCounters::new(&pipeline, &id));
     let worker = Worker {
+        counters,
         pipeline,
         id: Arc::new(id),
         plan: plan.into(),
@@ -104,6 +132,7 @@ struct OpenBatch {
 }
 
 struct Worker {
+    counters: Arc<MessageCounters>,
     pipeline: Arc<Pipeline>,
     id: Arc<PartitionId>,
     plan: VecDeque<PlannedRange>,
@@ -144,6 +173,7 @@ impl Worker {
                 received = rx.recv(), if !closed && decoding.len() < workers => match received {
                     Some(message) => decoding.push_back(process(
                         Arc::clone(&self.pipeline),
+                        Arc::clone(&self.counters),
                         Arc::clone(&self.id),
                         message,
                         self.stop.clone(),
@@ -280,16 +310,15 @@ impl Worker {
 /// be decoded in the dead-letter topic.
 async fn process(
     pipeline: Arc<Pipeline>,
+    counters: Arc<MessageCounters>,
     id: Arc<PartitionId>,
     message: OwnedMessage,
     stop: CancellationToken,
 ) -> Processed {
     let offset = message.offset();
-    let labels = [id.topic.as_str(), id.label.as_str()];
-    let m = &pipeline.metrics;
-    m.messages.with_label_values(&labels).inc();
-    m.bytes
-        .with_label_values(&labels)
+    counters.messages.inc();
+    counters
+        .bytes
         .inc_by(message.payload().map_or(0, <[u8]>::len) as u64);
     let header = message.headers().and_then(|headers| {
         headers
@@ -321,14 +350,8 @@ async fn process(
     };
     match result {
         Ok(decoded) => {
-            m.samples
-                .with_label_values(&labels)
-                .inc_by(decoded.received);
-            pipeline
-                .ingest
-                .samples_received
-                .with_label_values(&[SOURCE])
-                .inc_by(decoded.received);
+            counters.samples.inc_by(decoded.received);
+            counters.received.inc_by(decoded.received);
             if !decoded.rejections.is_empty() {
                 for r in &decoded.rejections {
                     pipeline
@@ -360,7 +383,9 @@ async fn process(
             }
         }
         Err(err) => {
-            m.decode_errors
+            pipeline
+                .metrics
+                .decode_errors
                 .with_label_values(&[id.topic.as_str(), id.label.as_str(), err.reason()])
                 .inc();
             dead_letter(

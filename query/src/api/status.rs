@@ -2,6 +2,7 @@
 //! (empty: Comet scrapes nothing), the ruler's `/api/v1/rules` and
 //! `/api/v1/alerts`, and `POST /-/reload` of the rule files.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::State;
@@ -13,6 +14,7 @@ use super::Api;
 use super::params::Params;
 use super::respond::{ApiError, success};
 use crate::rules::api::{RuleFilter, alerts_data, rules_data};
+use crate::rules::group::GroupState;
 
 /// The Prometheus release whose HTTP API Comet answers like. Clients such
 /// as Grafana read `version` to decide which API features to use.
@@ -87,27 +89,23 @@ pub async fn rules(State(api): State<Api>, params: Params) -> Response {
         params.all("file[]"),
     )
     .map_err(ApiError::bad_data)
-    .map(|filter| {
-        let groups = api
-            .settings
-            .ruler
-            .as_ref()
-            .map(|r| r.groups())
-            .unwrap_or_default();
-        success(&rules_data(&groups, &filter), &[])
-    });
+    .map(|filter| success(&rules_data(&rule_groups(&api), &filter), &[]));
     api.answer("rules", started, answer)
 }
 
 pub async fn alerts(State(api): State<Api>) -> Response {
     let started = Instant::now();
-    let groups = api
-        .settings
+    let groups = rule_groups(&api);
+    api.answer("alerts", started, Ok(success(&alerts_data(&groups), &[])))
+}
+
+/// The ruler's groups (none without a ruler).
+fn rule_groups(api: &Api) -> Vec<Arc<Mutex<GroupState>>> {
+    api.settings
         .ruler
         .as_ref()
         .map(|r| r.groups())
-        .unwrap_or_default();
-    api.answer("alerts", started, Ok(success(&alerts_data(&groups), &[])))
+        .unwrap_or_default()
 }
 
 /// `POST|PUT /-/reload`: re-reads the rule files (Prometheus's lifecycle
