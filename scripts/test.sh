@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/install-peers.sh
+scripts/install-prometheus3.sh
 scripts/install-test-clients.sh
 scripts/install-kafka-broker.sh
 

@@ -2,7 +2,7 @@
 //! agrees with Prometheus.
 //!
 //! Two real node_exporters are scraped every second by a real Prometheus
-//! (Debian's 2.42), which also scrapes itself and Comet's own /metrics and
+//! (3.5 LTS), which also scrapes itself and Comet's own /metrics and
 //! remote-writes everything to Comet. After the run the scrape targets are
 //! removed (by a config reload) and the remote-write queue drains, so Comet
 //! holds exactly what Prometheus's TSDB holds. Then every templating query
@@ -28,9 +28,10 @@
 //!   is compared too), `query_result(expr)` -> an instant query,
 //!   `label_names()` -> labels.
 //!
-//! One difference is stepped around rather than compared: Prometheus 2.x
-//! range windows are closed on the left, Comet's are left-open like
-//! Prometheus 3's (see [`edge_shift_ms`]).
+//! The reference is Prometheus 3.5 LTS, whose semantics Comet follows
+//! (left-open range windows, 3.x rate extrapolation), so queries are
+//! evaluated on whole seconds as Grafana sends them: a window edge that
+//! lands exactly on a scrape counts the same on both sides.
 
 mod common;
 
@@ -888,30 +889,6 @@ async fn remote_counters(prometheus: &Prometheus) -> (f64, f64, f64, f64) {
     )
 }
 
-/// Milliseconds past the whole second at which to evaluate, chosen so no
-/// scrape timestamp lies on the edge of a window. Prometheus 2.x range
-/// windows are closed on the left, `[t - range, t]`; Comet's, like
-/// Prometheus 3's, are left-open, `(t - range, t]`, so a sample exactly on
-/// the left edge counts on one and not the other. Grafana evaluates on whole
-/// seconds (aligned to the step); a target whose scrapes fall on whole
-/// seconds (about one in a thousand: the scrape offset is a hash of the
-/// target) would hit every edge.
-async fn edge_shift_ms(prometheus: &Prometheus, end: u64) -> u64 {
-    let data = prometheus.query_at("up[30s]", end as f64).await;
-    let offsets: BTreeSet<u64> = data["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p[0].as_f64())
-        .map(|t| ((t * 1000.0).round() as u64) % 1000)
-        .collect();
-    (0..1000)
-        .step_by(50)
-        .find(|ms| !offsets.contains(ms))
-        .expect("a free offset")
-}
-
 /// Sends some API requests to Comet during the run, so the overview's
 /// query panels have data to show (what Grafana itself would send).
 async fn exercise_api(servers: &Servers, now: u64) {
@@ -1104,7 +1081,6 @@ async fn dashboards_agree_with_prometheus() {
     // The compared range: whole seconds inside the run.
     let start = run_start.ceil() as u64 + RANGE_START_OFFSET;
     let end = run_end.floor() as u64 - 1;
-    let shift = edge_shift_ms(&prometheus, end).await;
     let range_ms = (end - start) * 1000;
     let mut failures = Vec::new();
     let mut counts = Counts::default();
@@ -1166,15 +1142,12 @@ async fn dashboards_agree_with_prometheus() {
                     let step_s = time.interval_ms as f64 / 1000.0;
                     let align = |t: u64| {
                         let aligned = ((t as f64 / step_s).floor() * step_s) as u64;
-                        format!("{aligned}.{shift:03}")
+                        aligned.to_string()
                     };
                     let (path, form) = if target.instant {
                         (
                             "/api/v1/query",
-                            vec![
-                                ("query", expr.clone()),
-                                ("time", format!("{end}.{shift:03}")),
-                            ],
+                            vec![("query", expr.clone()), ("time", end.to_string())],
                         )
                     } else {
                         (
@@ -1213,8 +1186,7 @@ async fn dashboards_agree_with_prometheus() {
     }
 
     eprintln!(
-        "dashboards: {} dashboards, {} panels ({} runs of repeated ones), range {}s \
-         (+{shift} ms); \
+        "dashboards: {} dashboards, {} panels ({} runs of repeated ones), range {}s; \
          {} variable queries ({} with values); {} panel queries, {} returned data, \
          {} agreed; {} failures; {:.0}s in all",
         dashboards.len(),

@@ -1,4 +1,4 @@
-//! A real Prometheus (Debian's 2.42) against Comet's remote storage.
+//! A real Prometheus (3.5 LTS) against Comet's remote storage.
 //!
 //! Prometheus scrapes a real node_exporter every second and remote-writes
 //! to Comet. After the run the scrape target is removed by a config reload
@@ -60,7 +60,7 @@ fn writer_config(target: Option<&str>, remote_write: &str) -> String {
     )
 }
 
-/// The remote-write counters of a Prometheus 2.42, summed over queues.
+/// The remote-write counters of the Prometheus, summed over queues.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Counters {
     sent: f64,

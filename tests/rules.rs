@@ -1,7 +1,7 @@
 //! Rules and alerts end to end: a real Alertmanager receiving Comet's
 //! alerts (pending, firing after `for`, a restart that keeps the `for`
 //! clock, resolution), reloads that keep alert state, `/api/v1/rules` and
-//! `/api/v1/alerts` next to a real Prometheus 2.42 running the same rule
+//! `/api/v1/alerts` next to a real Prometheus 3.5 running the same rule
 //! file, and `comet rules check|test` next to `promtool`.
 
 mod common;
@@ -589,36 +589,46 @@ async fn rules_and_alerts_api_match_prometheus() {
     };
     assert_eq!(states(&comet_alerts), states(&prom_alerts));
 
-    // Filters (Comet answers like Prometheus 2.53, which has them).
-    let filtered = get_json(&format!(
-        "{}?type=alert&rule_name[]=Pending",
-        comet.url("/api/v1/rules")
-    ))
-    .await;
-    let groups = filtered["data"]["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1);
-    let names: Vec<&str> = groups[0]["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["Pending"]);
-    let by_group = get_json(&format!(
-        "{}?rule_group[]=other&file[]={rules_path}",
-        comet.url("/api/v1/rules")
-    ))
-    .await;
-    assert_eq!(by_group["data"]["groups"].as_array().unwrap().len(), 1);
-    assert_eq!(by_group["data"]["groups"][0]["name"], "other");
-    let response = client()
-        .get(format!("{}?type=nonsense", comet.url("/api/v1/rules")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorType"], "bad_data");
+    // Filters, on both servers (Prometheus 3.5 has them all).
+    let rule_names = |data: &Value| -> Vec<(String, Vec<String>)> {
+        data["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let names = g["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["name"].as_str().unwrap().to_string())
+                    .collect();
+                (g["name"].as_str().unwrap().to_string(), names)
+            })
+            .collect()
+    };
+    for query in [
+        "type=alert&rule_name[]=Pending".to_string(),
+        format!("rule_group[]=other&file[]={rules_path}"),
+        "type=record".to_string(),
+    ] {
+        let ours = get_json(&format!("{}?{query}", comet.url("/api/v1/rules"))).await;
+        let theirs = get_json(&format!("{}/api/v1/rules?{query}", prometheus.url())).await;
+        assert_eq!(rule_names(&ours), rule_names(&theirs), "?{query}");
+        assert!(!rule_names(&ours).is_empty(), "?{query} selects something");
+    }
+    for server in [
+        comet.url("/api/v1/rules"),
+        format!("{}/api/v1/rules", prometheus.url()),
+    ] {
+        let response = client()
+            .get(format!("{server}?type=nonsense"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{server}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errorType"], "bad_data", "{server}");
+    }
 }
 
 fn run(program: &str, args: &[&str], dir: &Path) -> (bool, String) {

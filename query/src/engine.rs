@@ -156,6 +156,40 @@ struct ResultRow {
     v: f64,
 }
 
+/// One series of a series-major answer ([`PlanKind::Series`]).
+#[derive(Debug, Row, Deserialize)]
+struct SeriesRow {
+    labels: Vec<(String, String)>,
+    vals: Vec<Option<f64>>,
+}
+
+/// The rows of an answer, as the plan's kind reads them.
+enum Rows {
+    Points(Vec<ResultRow>),
+    Series(Vec<SeriesRow>),
+}
+
+/// Fetches every row of `query` as `T`, with what the statement read.
+async fn fetch_all<T>(
+    query: clickhouse::query::Query,
+) -> Result<(Vec<T>, QueryStats), clickhouse::error::Error>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    let mut cursor = query.fetch::<T>()?;
+    let mut rows = Vec::new();
+    while let Some(row) = cursor.next().await? {
+        rows.push(row);
+    }
+    let summary = cursor.summary();
+    let stats = QueryStats {
+        rows_read: summary.and_then(|s| s.read_rows()).unwrap_or_default(),
+        bytes_read: summary.and_then(|s| s.read_bytes()).unwrap_or_default(),
+        result_rows: rows.len() as u64,
+    };
+    Ok((rows, stats))
+}
+
 /// Plans and runs PromQL queries against one ClickHouse database.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -239,8 +273,12 @@ impl Engine {
                 .with_setting("read_overflow_mode", "throw");
         }
         if let Some(max) = limits.max_series {
-            // A series is at most one row per step.
-            let rows = max.saturating_mul(range.grid().n().max(1) as u64);
+            // A series is one row, or at most one row per step.
+            let rows = if matches!(plan.kind, PlanKind::Series { .. }) {
+                max
+            } else {
+                max.saturating_mul(range.grid().n().max(1) as u64)
+            };
             q = q
                 .with_setting("max_result_rows", rows.to_string())
                 .with_setting("result_overflow_mode", "throw");
@@ -248,19 +286,15 @@ impl Engine {
         for (name, value) in &plan.params {
             q = q.param(name, value);
         }
+        let series_major = matches!(plan.kind, PlanKind::Series { .. });
         let fetch = async {
-            let mut cursor = q.fetch::<ResultRow>()?;
-            let mut rows = Vec::new();
-            while let Some(row) = cursor.next().await? {
-                rows.push(row);
+            if series_major {
+                let (rows, stats) = fetch_all::<SeriesRow>(q).await?;
+                Ok::<_, clickhouse::error::Error>((Rows::Series(rows), stats))
+            } else {
+                let (rows, stats) = fetch_all::<ResultRow>(q).await?;
+                Ok((Rows::Points(rows), stats))
             }
-            let summary = cursor.summary();
-            let stats = QueryStats {
-                rows_read: summary.and_then(|s| s.read_rows()).unwrap_or_default(),
-                bytes_read: summary.and_then(|s| s.read_bytes()).unwrap_or_default(),
-                result_rows: rows.len() as u64,
-            };
-            Ok::<_, clickhouse::error::Error>((rows, stats))
         };
         // ClickHouse stops at max_execution_time; this bounds a server
         // that does not answer at all, and the guard kills the query.
@@ -331,12 +365,65 @@ fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError
     }
 }
 
+fn duplicate(labels: &[(String, String)]) -> QueryError {
+    debug!(labels = %format_labels(labels), "duplicate label set in result");
+    QueryError::Execution("vector cannot contain metrics with the same labelset".into())
+}
+
 /// Rows into a Prometheus value.
-fn shape(rows: Vec<ResultRow>, kind: &PlanKind, instant: bool) -> Result<QueryValue, QueryError> {
-    let duplicate = |labels: &[(String, String)]| {
-        debug!(labels = %format_labels(labels), "duplicate label set in result");
-        QueryError::Execution("vector cannot contain metrics with the same labelset".into())
-    };
+fn shape(rows: Rows, kind: &PlanKind, instant: bool) -> Result<QueryValue, QueryError> {
+    match rows {
+        Rows::Points(rows) => shape_points(rows, kind, instant),
+        Rows::Series(rows) => match kind {
+            PlanKind::Series { start, step } => shape_series(rows, *start, *step),
+            _ => Err(QueryError::Execution(
+                "series rows for a plan that is not series-major".into(),
+            )),
+        },
+    }
+}
+
+/// Series-major rows (sorted by labels) into a matrix. Rows whose labels
+/// became equal (the metric name dropped) are one series, as long as they
+/// never have a value at the same step.
+fn shape_series(rows: Vec<SeriesRow>, start: i64, step: i64) -> Result<QueryValue, QueryError> {
+    let mut out: Vec<Series> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let points = row.vals.iter().enumerate().filter_map(|(k, v)| {
+            v.map(|v| Point {
+                t: start + k as i64 * step,
+                v,
+            })
+        });
+        match out.last_mut() {
+            Some(s) if s.labels == row.labels => {
+                let mut merged: Vec<Point> = s.points.drain(..).chain(points).collect();
+                merged.sort_by_key(|p| p.t);
+                if merged.windows(2).any(|w| w[0].t == w[1].t) {
+                    return Err(duplicate(&row.labels));
+                }
+                s.points = merged;
+            }
+            _ => {
+                let points: Vec<Point> = points.collect();
+                if !points.is_empty() {
+                    out.push(Series {
+                        labels: row.labels,
+                        points,
+                    });
+                }
+            }
+        }
+    }
+    Ok(QueryValue::Matrix(out))
+}
+
+/// Point rows into a Prometheus value.
+fn shape_points(
+    rows: Vec<ResultRow>,
+    kind: &PlanKind,
+    instant: bool,
+) -> Result<QueryValue, QueryError> {
     match kind {
         PlanKind::Scalar if instant => {
             let row = rows.into_iter().next();

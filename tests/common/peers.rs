@@ -1,6 +1,8 @@
 //! Real peer programs as child processes for integration tests:
-//! Prometheus, node_exporter, Alertmanager and VictoriaMetrics, as Debian
-//! packages them (`scripts/install-peers.sh` installs them).
+//! Prometheus 3.5 LTS (Debian sid's package, unpacked into `.tools` by
+//! `scripts/install-prometheus3.sh`), and node_exporter, Alertmanager and
+//! VictoriaMetrics as Debian bookworm packages them
+//! (`scripts/install-peers.sh` installs them).
 //!
 //! Each peer listens on a free port of 127.0.0.1 only, keeps its data in a
 //! temporary directory of its own, writes stdout and stderr to a log file
@@ -240,6 +242,23 @@ impl NodeExporter {
     }
 }
 
+/// The reference Prometheus: `$COMET_TEST_PROMETHEUS`, else the 3.5 LTS
+/// binary `scripts/install-prometheus3.sh` unpacks into `.tools`. Comet
+/// follows Prometheus 3's semantics, so that is what every comparison runs
+/// against (not bookworm's 2.42 in /usr/bin, kept only for `promtool`).
+pub fn prometheus_binary() -> String {
+    if let Some(path) = std::env::var_os("COMET_TEST_PROMETHEUS") {
+        return path.to_string_lossy().into_owned();
+    }
+    let path = super::workspace_dir().join(".tools/prometheus-3/usr/bin/prometheus");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-prometheus3.sh (or set COMET_TEST_PROMETHEUS)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
 /// A Prometheus server (with `--web.enable-lifecycle`, so it reloads on
 /// `POST /-/reload`).
 pub struct Prometheus {
@@ -257,7 +276,8 @@ impl Prometheus {
     pub fn start_with_args(config_yaml: &str, extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut config = PathBuf::new();
-        let process = PeerProcess::spawn("prometheus", "prometheus", |dir, port| {
+        let program = prometheus_binary();
+        let process = PeerProcess::spawn("prometheus", &program, |dir, port| {
             config = dir.join("prometheus.yml");
             std::fs::write(&config, config_yaml).expect("write prometheus.yml");
             let mut args = vec![

@@ -51,6 +51,32 @@ impl Planner {
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let lhs = self.node(&b.lhs, grid)?;
         let rhs = self.node(&b.rhs, grid)?;
+        // A series-major vector with a constant scalar stays series-major.
+        let comparison = is_comparison(&op);
+        let op_of = |l: &str, r: &str| op_sql(&op, l, r);
+        match (&lhs, &rhs) {
+            (Node::Series(v), Node::Scalar(s)) => {
+                if let Some(rel) =
+                    self.series_scalar_op(v, &op_of, comparison, s, false, return_bool)?
+                {
+                    return Ok(Node::Series(rel));
+                }
+            }
+            (Node::Scalar(s), Node::Series(v)) => {
+                if let Some(rel) =
+                    self.series_scalar_op(v, &op_of, comparison, s, true, return_bool)?
+                {
+                    return Ok(Node::Series(rel));
+                }
+            }
+            _ => {}
+        }
+        let as_rows = |planner: &Planner, node: Node| match node {
+            Node::Series(rel) => Node::Vector(planner.series_rows(&rel, grid)),
+            other => other,
+        };
+        let lhs = as_rows(self, lhs);
+        let rhs = as_rows(self, rhs);
         match (lhs, rhs) {
             (Node::Scalar(l), Node::Scalar(r)) => self.scalar_scalar(&op, l, r, grid),
             (Node::Vector(v), Node::Scalar(s)) => {

@@ -215,32 +215,32 @@ fn range_fn(name: &str) -> Option<RangeFn> {
     })
 }
 
-/// Functions of one sample value: (SQL over `v`, keeps the name).
+/// Functions of one sample value: SQL over the value `x`.
 fn math_fn(name: &str) -> Option<&'static str> {
     Some(match name {
-        "abs" => "abs(v)",
-        "ceil" => "ceil(v)",
-        "floor" => "floor(v)",
-        "exp" => "exp(v)",
-        "sqrt" => "sqrt(v)",
-        "ln" => "log(v)",
-        "log2" => "log2(v)",
-        "log10" => "log10(v)",
-        "sgn" => "if(isNaN(v), v, toFloat64(sign(v)))",
-        "sin" => "sin(v)",
-        "cos" => "cos(v)",
-        "tan" => "tan(v)",
-        "asin" => "asin(v)",
-        "acos" => "acos(v)",
-        "atan" => "atan(v)",
-        "sinh" => "sinh(v)",
-        "cosh" => "cosh(v)",
-        "tanh" => "tanh(v)",
-        "asinh" => "asinh(v)",
-        "acosh" => "acosh(v)",
-        "atanh" => "atanh(v)",
-        "deg" => "v * 180 / pi()",
-        "rad" => "v * pi() / 180",
+        "abs" => "abs(x)",
+        "ceil" => "ceil(x)",
+        "floor" => "floor(x)",
+        "exp" => "exp(x)",
+        "sqrt" => "sqrt(x)",
+        "ln" => "log(x)",
+        "log2" => "log2(x)",
+        "log10" => "log10(x)",
+        "sgn" => "if(isNaN(x), x, toFloat64(sign(x)))",
+        "sin" => "sin(x)",
+        "cos" => "cos(x)",
+        "tan" => "tan(x)",
+        "asin" => "asin(x)",
+        "acos" => "acos(x)",
+        "atan" => "atan(x)",
+        "sinh" => "sinh(x)",
+        "cosh" => "cosh(x)",
+        "tanh" => "tanh(x)",
+        "asinh" => "asinh(x)",
+        "acosh" => "acosh(x)",
+        "atanh" => "atanh(x)",
+        "deg" => "x * 180 / pi()",
+        "rad" => "x * pi() / 180",
         _ => return None,
     })
 }
@@ -364,9 +364,13 @@ impl Planner {
             return self.range_call(name, f, call, grid);
         }
         if let Some(expr) = math_fn(name) {
-            let rel = self.vector(&args[0], grid)?;
+            let input = self.node(&args[0], grid)?;
+            if let Node::Series(rel) = &input {
+                return Ok(Node::Series(self.series_map(rel, expr, "toUInt8(1)")));
+            }
+            let rel = self.rows_of(input, &args[0], grid)?;
             return Ok(Node::Vector(format!(
-                "SELECT labels, t, {expr} AS v, toUInt8(1) AS dn FROM ({rel})"
+                "SELECT labels, t, {expr} AS v, toUInt8(1) AS dn FROM (SELECT labels, t, v AS x FROM ({rel}))"
             )));
         }
         if let Some(expr) = time_fn(name) {
@@ -511,30 +515,10 @@ impl Planner {
             }
             scalars.push(s);
         }
-        let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
-        // ClickHouse's grid aggregates compute these in one pass per series,
-        // exactly as Prometheus does, several times faster than windows.
-        let fast = match name {
-            "rate" => Some(("timeSeriesRateToGrid", String::new())),
-            "increase" => Some((
-                "timeSeriesRateToGrid",
-                format!(" * {}", m.range as f64 / 1000.0),
-            )),
-            "delta" => Some(("timeSeriesDeltaToGrid", String::new())),
-            "irate" => Some(("timeSeriesInstantRateToGrid", String::new())),
-            "idelta" => Some(("timeSeriesInstantDeltaToGrid", String::new())),
-            // Its slope is per unit of the DateTime64(3) timestamps: ms.
-            "deriv" => Some(("timeSeriesDerivToGrid", " * 1000".to_string())),
-            _ => None,
-        };
-        if let (Some((function, scale)), Source::Selector(_), None) = (fast, &m.source, m.at)
-            && grid.n() > 0
-        {
-            let src = self.matrix_source(&m, grid)?;
-            return Ok(Node::Vector(
-                self.grid_aggregate(function, src, grid, m.range, &scale, dn),
-            ));
+        if let Some(rel) = self.series_grid_function(name, &m, grid, f.keeps_name)? {
+            return Ok(Node::Series(rel));
         }
+        let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
         let rel = self.over_windows(&m, grid, &f.value, f.min_samples, scalars, dn)?;
         Ok(Node::Vector(rel))
     }

@@ -20,6 +20,7 @@ mod functions;
 mod histogram;
 mod literals;
 mod selector;
+mod series;
 
 use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -124,6 +125,9 @@ pub enum PlanKind {
     String(String),
     /// Rows `(labels, t, v)` of raw samples (a range vector at an instant).
     Matrix,
+    /// Rows `(labels, vals)`, one per series, sorted by labels: `vals[k]` is
+    /// the value at `start + k * step` (NULL: none).
+    Series { start: i64, step: i64 },
 }
 
 /// A planned query: the SQL, its parameters and how to read the rows.
@@ -181,7 +185,22 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         query_end: grid.end,
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
-    let (sql, kind) = match planner.node(expr, &grid)? {
+    let node = match planner.node(expr, &grid)? {
+        // An instant query's answer is rows either way.
+        Node::Series(rel) if instant => Node::Vector(planner.series_rows(&rel, &grid)),
+        other => other,
+    };
+    let (sql, kind) = match node {
+        Node::Series(rel) => (
+            format!(
+                "SELECT if(dn = 1, {DROP_NAME}, labels) AS labels, vals \
+                 FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals) ORDER BY labels"
+            ),
+            PlanKind::Series {
+                start: grid.start,
+                step: grid.step,
+            },
+        ),
         Node::Str(s) if instant => (String::new(), PlanKind::String(s)),
         Node::Str(_) => {
             return Err(bad(
@@ -267,7 +286,10 @@ fn label_order(expr: &Expr) -> Option<(Vec<String>, bool)> {
 /// A compiled node.
 pub(crate) enum Node {
     Scalar(Scalar),
+    /// A row relation `(labels, t, v, dn)`.
     Vector(String),
+    /// A series-major relation `(labels, vals, dn)` (see [`series`]).
+    Series(String),
     Matrix(Matrix),
     Str(String),
 }
@@ -399,6 +421,9 @@ impl Planner {
             Expr::StringLiteral(s) => Ok(Node::Str(s.val.clone())),
             Expr::VectorSelector(vs) => {
                 let at = self.at_ms(&vs.at);
+                if at.is_none() && grid.n() > 0 {
+                    return Ok(Node::Series(self.series_selector(vs, grid)?));
+                }
                 Ok(Node::Vector(self.vector_selector(vs, at, grid, false)?))
             }
             Expr::MatrixSelector(ms) => Ok(Node::Matrix(Matrix {
@@ -418,6 +443,7 @@ impl Planner {
             })),
             Expr::Unary(u) => match self.node(&u.expr, grid)? {
                 Node::Scalar(s) => Ok(Node::Scalar(self.scalar_map(s, |x| format!("-({x})")))),
+                Node::Series(rel) => Ok(Node::Series(self.series_map(&rel, "-x", "toUInt8(1)"))),
                 Node::Vector(rel) => Ok(Node::Vector(format!(
                     "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({rel})"
                 ))),
@@ -436,8 +462,20 @@ impl Planner {
 
     /// Compiles `expr`, which must be an instant vector.
     pub fn vector(&mut self, expr: &Expr, grid: &Grid) -> Result<String, PlanError> {
-        match self.node(expr, grid)? {
+        let node = self.node(expr, grid)?;
+        self.rows_of(node, expr, grid)
+    }
+
+    /// A compiled `expr` that must be an instant vector, as a row relation.
+    pub(crate) fn rows_of(
+        &self,
+        node: Node,
+        expr: &Expr,
+        grid: &Grid,
+    ) -> Result<String, PlanError> {
+        match node {
             Node::Vector(rel) => Ok(rel),
+            Node::Series(rel) => Ok(self.series_rows(&rel, grid)),
             _ => Err(bad(format!(
                 "expected type instant vector, got {}",
                 type_name(expr)

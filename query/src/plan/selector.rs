@@ -27,7 +27,7 @@ pub(crate) fn not_stale(column: &str) -> String {
 impl Planner {
     /// The series a selector matches, with their labels as a sorted array:
     /// `(fp, mn, labels)`. `lo`/`hi` bound the days searched (ms).
-    fn matched_series(
+    pub(crate) fn matched_series(
         &mut self,
         vs: &VectorSelector,
         lo: i64,
@@ -120,39 +120,6 @@ impl Planner {
             Some(_) => self.replicate(&rel, grid),
             None => rel,
         })
-    }
-
-    /// ClickHouse's `timeSeries*ToGrid` aggregate `function` over the
-    /// samples of a selector: one value per step of `grid` per series (steps
-    /// without a value left out), window `window` ms. Rows `(labels, t, v,
-    /// dn)`; `scale` multiplies the value.
-    pub fn grid_aggregate(
-        &mut self,
-        function: &str,
-        src: SampleSource,
-        grid: &Grid,
-        window: i64,
-        scale: &str,
-        dn: &str,
-    ) -> String {
-        let seconds = |ms: i64| format!("toDecimal64('{}.{:03}', 3)", ms / 1000, ms % 1000);
-        format!(
-            "SELECT l.labels AS labels, g.t AS t, g.v AS v, {dn} AS dn FROM (\
-               SELECT fp, toInt64({start} + (idx - 1) * {step}) AS t, assumeNotNull(r[idx]){scale} AS v FROM (\
-                 SELECT fp, {function}(fromUnixTimestamp64Milli(toInt64({start}), 'UTC'), \
-                   fromUnixTimestamp64Milli(toInt64({end}), 'UTC'), {step_s}, {window_s})\
-                   (fromUnixTimestamp64Milli(ts, 'UTC'), sv) AS r \
-                 FROM ({samples}) GROUP BY fp\
-               ) ARRAY JOIN arrayEnumerate(r) AS idx WHERE r[idx] IS NOT NULL\
-             ) AS g INNER JOIN ({labels}) AS l ON g.fp = l.fp",
-            start = grid.start,
-            end = grid.start + (grid.n() - 1).max(0) * grid.step,
-            step = grid.step,
-            step_s = seconds(grid.step),
-            window_s = seconds(window),
-            samples = src.samples,
-            labels = src.labels,
-        )
     }
 
     /// The samples of a range vector for evaluation on `eval` (already

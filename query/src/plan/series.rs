@@ -1,0 +1,348 @@
+//! Series-major relations: one row per series with its values on the step
+//! grid as one array (engine v2).
+//!
+//! A series-major relation has the columns `labels Array(Tuple(String,
+//! String))`, `vals Array(Nullable(Float64))` (one element per step of the
+//! node's grid, NULL where the series has no value) and `dn` (as in row
+//! relations). Work is proportional to series and samples, not to series x
+//! steps x labels: samples are read once per series into sorted arrays,
+//! labels are attached once per series, aggregations transpose the arrays
+//! with `groupArrayForEach` (one array of the group's values per step) and
+//! results leave ClickHouse one row per series.
+//!
+//! The nodes that have a series-major form produce it (selectors, the range
+//! functions ClickHouse's `timeSeries*ToGrid` aggregates compute exactly,
+//! per-value functions, arithmetic and comparisons with a scalar, and the
+//! aggregations without a parameter); every other node reads its inputs as
+//! row relations, and [`Planner::series_rows`] turns a series-major
+//! relation into one (`ARRAY JOIN` over the step grid).
+//!
+//! The array SQL never captures a per-series array inside a lambda
+//! (ClickHouse copies captured columns once per element): lookups on the
+//! grid are a merge of samples and steps (one sort, then `arrayFill`).
+
+use promql_parser::parser::{AggregateExpr, VectorSelector};
+
+use super::functions::{finish_sum, mean_array, sum_array};
+use super::selector::not_stale;
+use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Scalar, Source, lit};
+
+/// The `timeSeries*ToGrid` aggregate that computes a range function
+/// exactly as Prometheus does, and the factor applied to its result.
+pub(crate) fn grid_function(name: &str, range_ms: i64) -> Option<(&'static str, Option<f64>)> {
+    Some(match name {
+        "rate" => ("timeSeriesRateToGrid", None),
+        "increase" => ("timeSeriesRateToGrid", Some(range_ms as f64 / 1000.0)),
+        "delta" => ("timeSeriesDeltaToGrid", None),
+        "irate" => ("timeSeriesInstantRateToGrid", None),
+        "idelta" => ("timeSeriesInstantDeltaToGrid", None),
+        // Its slope is per unit of the DateTime64(3) timestamps: ms.
+        "deriv" => ("timeSeriesDerivToGrid", Some(1000.0)),
+        _ => return None,
+    })
+}
+
+/// Seconds with millisecond precision, as the grid aggregates take them.
+fn seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.abs();
+    format!("toDecimal64('{sign}{}.{:03}', 3)", ms / 1000, ms % 1000)
+}
+
+/// The parameters `(start, end, step, window)` of a grid aggregate on `grid`.
+fn grid_parameters(grid: &Grid, window: i64) -> String {
+    let end = grid.start + (grid.n() - 1).max(0) * grid.step;
+    format!(
+        "fromUnixTimestamp64Milli(toInt64({}), 'UTC'), fromUnixTimestamp64Milli(toInt64({end}), 'UTC'), {}, {}",
+        grid.start,
+        seconds(grid.step),
+        seconds(window)
+    )
+}
+
+/// Applies the per-value SQL `f` (of a non-NULL Float64 `x`) to every value
+/// of the array column `vals`, keeping NULLs.
+pub(crate) fn map_values(vals: &str, f: &str) -> String {
+    format!("arrayMap(x -> if(x IS NULL, NULL, toFloat64({f})), {vals})")
+}
+
+/// A comparison used as a filter: the value stays where `cond` (over `x`)
+/// holds, NULL elsewhere.
+fn filter_values(vals: &str, keep: &str, cond: &str) -> String {
+    format!("arrayMap(x -> if(x IS NULL OR NOT ({cond}), NULL, toFloat64({keep})), {vals})")
+}
+
+impl Planner {
+    /// The samples of `vs` with raw timestamps in `(lo, hi]`, shifted by
+    /// `shift` ms, as one row per series `(fp, ts Array(Int64), sv
+    /// Array(Float64))` sorted by time, one sample per timestamp; without
+    /// staleness markers when `drop_stale`. Also returns the series' labels
+    /// `(fp, labels)`.
+    fn series_samples(
+        &mut self,
+        vs: &VectorSelector,
+        lo: i64,
+        hi: i64,
+        shift: i64,
+        drop_stale: bool,
+    ) -> Result<(String, String), PlanError> {
+        let matched = self.matched_series(vs, lo, hi)?;
+        let stale = if drop_stale {
+            format!(" AND {}", not_stale("x.2"))
+        } else {
+            String::new()
+        };
+        // Sorted by time; a timestamp written twice (a retried write) counts
+        // once, as in Prometheus's TSDB.
+        let samples = format!(
+            "SELECT fp, arrayMap(x -> x.1, _d) AS ts, arrayMap(x -> x.2, _d) AS sv FROM (\
+               SELECT fingerprint AS fp, \
+                 arraySort(x -> x.1, groupArray((timestamp_ms + {shift}, value))) AS _s, \
+                 arrayFilter((x, d, i) -> (i = 1 OR d != 0){stale}, _s, \
+                   arrayDifference(arrayMap(x -> x.1, _s)), arrayEnumerate(_s)) AS _d \
+               FROM samples \
+               WHERE (metric_name, fingerprint) IN (SELECT mn, fp FROM ({matched})) \
+               AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
+               GROUP BY fingerprint\
+             ) WHERE length(_d) > 0"
+        );
+        let labels = format!("SELECT fp, series_labels AS labels FROM ({matched})");
+        Ok((samples, labels))
+    }
+
+    /// An instant-vector selector (no `@`) on `grid`: each step takes the
+    /// latest sample within the lookback, none when that sample is a
+    /// staleness marker. Samples and steps are merged in one sort, and
+    /// `arrayFill` carries each sample forward onto the steps after it.
+    pub(crate) fn series_selector(
+        &mut self,
+        vs: &VectorSelector,
+        grid: &Grid,
+    ) -> Result<String, PlanError> {
+        let offset = super::offset_ms(&vs.offset);
+        let lo = grid.start - offset - self.lookback;
+        let hi = grid.end - offset;
+        let (samples, labels) = self.series_samples(vs, lo, hi, offset, false)?;
+        let steps = grid.steps();
+        // (time, value, is a sample); a step sorts after a sample at its
+        // own time, so that sample counts for it.
+        let merged = format!(
+            "arraySort(x -> x.1 * 2 + 1 - x.3, arrayConcat(\
+               arrayMap((t, v) -> (t, v, toUInt8(1)), ts, sv), \
+               arrayMap(t -> (t, nan, toUInt8(0)), {steps})))"
+        );
+        let vals = format!(
+            "arrayMap((f, te) -> if(f.3 = 1 AND f.1 > te - {lookback} AND reinterpretAsUInt64(f.2) != {STALE_NAN_BITS}, f.2, NULL), \
+               arrayFilter((f, m) -> m.3 = 0, arrayFill(x -> x.3 = 1, _m), _m), {steps})",
+            lookback = self.lookback,
+        );
+        Ok(format!(
+            "SELECT l.labels AS labels, s.vals AS vals, toUInt8(0) AS dn FROM (\
+               SELECT fp, {vals} AS vals FROM (SELECT fp, {merged} AS _m FROM ({samples}))\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp"
+        ))
+    }
+
+    /// A range function ClickHouse's grid aggregates compute exactly, over a
+    /// selector without `@`; `None` when `m` is another kind of range.
+    pub(crate) fn series_grid_function(
+        &mut self,
+        name: &str,
+        m: &Matrix,
+        grid: &Grid,
+        keeps_name: bool,
+    ) -> Result<Option<String>, PlanError> {
+        let (Some((function, factor)), Source::Selector(vs), None) =
+            (grid_function(name, m.range), &m.source, m.at)
+        else {
+            return Ok(None);
+        };
+        if grid.n() == 0 {
+            return Ok(None);
+        }
+        let lo = grid.start - m.offset - m.range;
+        let hi = grid.end - m.offset;
+        let (samples, labels) = self.series_samples(vs, lo, hi, m.offset, true)?;
+        // One row per series already: the aggregate reads its arrays whole.
+        let aggregate = format!(
+            "{function}({})(arrayMap(t -> fromUnixTimestamp64Milli(t, 'UTC'), ts), sv)",
+            grid_parameters(grid, m.range)
+        );
+        let vals = match factor {
+            None => aggregate,
+            Some(f) => map_values(&aggregate, &format!("x * {}", lit(f))),
+        };
+        let dn = if keeps_name {
+            "toUInt8(0)"
+        } else {
+            "toUInt8(1)"
+        };
+        Ok(Some(format!(
+            "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn FROM (\
+               SELECT fp, {vals} AS vals FROM ({samples}) GROUP BY fp\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp"
+        )))
+    }
+
+    /// A series-major relation as a row relation `(labels, t, v, dn)`.
+    pub(crate) fn series_rows(&self, rel: &str, grid: &Grid) -> String {
+        format!(
+            "SELECT labels, t, assumeNotNull(_v) AS v, dn FROM ({rel}) \
+             ARRAY JOIN vals AS _v, {} AS t WHERE _v IS NOT NULL",
+            grid.steps()
+        )
+    }
+
+    /// A per-value function (SQL over a Float64 `x`) on every value.
+    pub(crate) fn series_map(&self, rel: &str, f: &str, dn: &str) -> String {
+        format!(
+            "SELECT labels, {} AS vals, {dn} AS dn FROM ({rel})",
+            map_values("vals", f)
+        )
+    }
+
+    /// `vector op scalar` (or `scalar op vector` when `scalar_left`) for a
+    /// scalar that is the same on every step; `None` for a scalar that
+    /// varies by step (read as rows).
+    pub(crate) fn series_scalar_op(
+        &self,
+        rel: &str,
+        op_sql: &dyn Fn(&str, &str) -> Result<String, PlanError>,
+        comparison: bool,
+        s: &Scalar,
+        scalar_left: bool,
+        return_bool: bool,
+    ) -> Result<Option<String>, PlanError> {
+        let sv = match s {
+            Scalar::Lit(v) => lit(*v),
+            _ => return Ok(None),
+        };
+        let (l, r) = if scalar_left {
+            (sv.as_str(), "x")
+        } else {
+            ("x", sv.as_str())
+        };
+        let expr = op_sql(l, r)?;
+        Ok(Some(if comparison && !return_bool {
+            // The vector's own value survives a filter, whichever side.
+            format!(
+                "SELECT labels, {} AS vals, dn FROM ({rel})",
+                filter_values("vals", "x", &expr)
+            )
+        } else {
+            self.series_map(rel, &expr, "toUInt8(1)")
+        }))
+    }
+
+    /// An aggregation without a parameter over a series-major relation;
+    /// `None` for the aggregations that need rows. Each group's values are
+    /// transposed to one array per step (`groupArrayForEach`, which skips
+    /// NULLs) and reduced with the same SQL as the row engine uses, so the
+    /// answers are the same to the last bit. `key` and `dn` are over the
+    /// member columns `_l` and `_dn`.
+    pub(crate) fn series_aggregate(
+        &mut self,
+        a: &AggregateExpr,
+        rel: &str,
+        op: &str,
+        key: &str,
+        dn: &str,
+    ) -> Option<String> {
+        if a.param.is_some() {
+            return None;
+        }
+        let value = match op {
+            "sum" => finish_sum(&sum_array("c")),
+            "avg" => mean_array("c"),
+            "min" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), c)))"
+                .to_string(),
+            "max" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMax(arrayFilter(x -> NOT isNaN(x), c)))"
+                .to_string(),
+            "count" => "toFloat64(length(c))".to_string(),
+            "group" => "toFloat64(1)".to_string(),
+            "stddev" => "if(arrayExists(x -> isNaN(x) OR isInfinite(x), c), nan, arrayReduce('stddevPopStable', c))"
+                .to_string(),
+            "stdvar" => "if(arrayExists(x -> isNaN(x) OR isInfinite(x), c), nan, arrayReduce('varPopStable', c))"
+                .to_string(),
+            _ => return None,
+        };
+        Some(format!(
+            "SELECT labels, arrayMap(c -> if(empty(c), NULL, toFloat64({value})), _g) AS vals, dn FROM (\
+               SELECT {key} AS labels, groupArrayForEach(_v) AS _g, {dn} AS dn \
+               FROM (SELECT labels AS _l, vals AS _v, dn AS _dn FROM ({rel})) GROUP BY labels\
+             )"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Grid, PlanKind, PlanSettings, plan};
+
+    /// A two-hour range at a 30 s step.
+    fn range() -> Grid {
+        Grid::range(1_700_000_000_000, 1_700_007_200_000, 30_000)
+    }
+
+    #[test]
+    fn dashboard_shapes_plan_series_major() {
+        for query in [
+            "up",
+            "count by (job) (up)",
+            "sum by (job) (rate(http_requests_total[5m]))",
+            "sum without (mode) (irate(node_cpu_seconds_total{mode!=\"idle\"}[1m])) * 100",
+            "abs(-delta(temperature[10m]))",
+            "node_filesystem_avail_bytes / 1024 > 10",
+        ] {
+            let plan = plan(query, range(), &PlanSettings::default()).unwrap();
+            assert!(
+                matches!(
+                    plan.kind,
+                    PlanKind::Series {
+                        start: 1_700_000_000_000,
+                        step: 30_000
+                    }
+                ),
+                "{query}: {:?}",
+                plan.kind
+            );
+            // No sample is copied onto steps, no point row leaves ClickHouse.
+            assert!(!plan.sql.contains("ARRAY JOIN"), "{query}: {}", plan.sql);
+            assert!(
+                !plan.sql.contains("GROUP BY fingerprint, timestamp_ms"),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn grid_functions_read_samples_once_per_series() {
+        let plan = plan(
+            "sum by (job) (rate(http_requests_total[5m]))",
+            range(),
+            &PlanSettings::default(),
+        )
+        .unwrap();
+        assert!(plan.sql.contains("timeSeriesRateToGrid"), "{}", plan.sql);
+        assert!(plan.sql.contains("groupArrayForEach(_v)"), "{}", plan.sql);
+        assert_eq!(plan.sql.matches("FROM samples").count(), 1, "{}", plan.sql);
+        // Label values only as parameters.
+        assert!(!plan.sql.contains("'http_requests_total'"), "{}", plan.sql);
+        assert!(plan.params.iter().any(|(_, v)| v == "http_requests_total"));
+    }
+
+    #[test]
+    fn instant_queries_and_row_only_shapes_read_as_rows() {
+        let instant = plan(
+            "sum(up)",
+            Grid::instant(1_700_000_000_000),
+            &PlanSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(instant.kind, PlanKind::Vector);
+        // A per-step shape takes the series-major input as rows.
+        let topk = plan("topk(3, up)", range(), &PlanSettings::default()).unwrap();
+        assert_eq!(topk.kind, PlanKind::Vector);
+        assert!(topk.sql.contains("ARRAY JOIN vals AS _v"), "{}", topk.sql);
+    }
+}
