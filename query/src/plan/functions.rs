@@ -519,6 +519,13 @@ impl Planner {
             return Ok(Node::Series(rel));
         }
         let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
+        if m.at.is_none() && grid.n() > 0 {
+            let (values, labels) =
+                self.window_values(&m, grid, &f.value, f.min_samples, scalars)?;
+            return Ok(Node::Series(
+                self.series_of_points(&values, &labels, grid, dn),
+            ));
+        }
         let rel = self.over_windows(&m, grid, &f.value, f.min_samples, scalars, dn)?;
         Ok(Node::Vector(rel))
     }
@@ -534,6 +541,24 @@ impl Planner {
         scalars: Vec<Scalar>,
         dn: &str,
     ) -> Result<String, PlanError> {
+        let (body, labels) = self.window_values(m, grid, value, min_samples, scalars)?;
+        Ok(format!(
+            "SELECT l.labels AS labels, b.t AS t, b.v AS v, {dn} AS dn \
+             FROM ({body}) AS b INNER JOIN ({labels}) AS l ON b.fp = l.fp"
+        ))
+    }
+
+    /// The value of `value` over each window of `m` on `grid`: rows `(fp,
+    /// t, v)`, one per series and step with enough samples; and the labels
+    /// `(fp, labels, dn)` of the series.
+    pub(crate) fn window_values(
+        &mut self,
+        m: &Matrix,
+        grid: &Grid,
+        value: &str,
+        min_samples: usize,
+        scalars: Vec<Scalar>,
+    ) -> Result<(String, String), PlanError> {
         let eval = match m.at {
             Some(t) => Grid::instant(t),
             None => *grid,
@@ -573,11 +598,7 @@ impl Planner {
              toFloat64({value}) AS v \
              FROM {from} WHERE _n >= {min_samples}"
         );
-        let rel = format!(
-            "SELECT l.labels AS labels, b.t AS t, b.v AS v, {dn} AS dn \
-             FROM ({body}) AS b INNER JOIN ({labels}) AS l ON b.fp = l.fp"
-        );
-        Ok(rel)
+        Ok((body, labels))
     }
 
     fn clamp(&mut self, name: &str, args: &[Box<Expr>], grid: &Grid) -> Result<Node, PlanError> {

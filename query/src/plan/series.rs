@@ -184,6 +184,29 @@ impl Planner {
         )))
     }
 
+    /// Point rows `(fp, t, v)` on `grid` gathered into one row per series
+    /// (each value put at its step, NULL where none), with the labels
+    /// `(fp, labels, dn)` joined once per series; `dn` is over `l.dn`.
+    pub(crate) fn series_of_points(
+        &self,
+        points: &str,
+        labels: &str,
+        grid: &Grid,
+        dn: &str,
+    ) -> String {
+        format!(
+            "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn FROM (\
+               SELECT fp, arrayMap(x -> if(x.1 = 1, x.2, NULL), \
+                 groupArrayInsertAt((toUInt8(0), toFloat64(0)), {n})((toUInt8(1), v), \
+                   toUInt32(intDiv(t - {start}, {step})))) AS vals \
+               FROM ({points}) GROUP BY fp\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
+            n = grid.n(),
+            start = grid.start,
+            step = grid.step,
+        )
+    }
+
     /// A series-major relation as a row relation `(labels, t, v, dn)`.
     pub(crate) fn series_rows(&self, rel: &str, grid: &Grid) -> String {
         format!(
