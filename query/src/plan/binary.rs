@@ -69,6 +69,21 @@ impl Planner {
                     return Ok(Node::Series(rel));
                 }
             }
+            (Node::Series(l), Node::Series(r))
+                if !matches!(op.as_str(), "and" | "or" | "unless") =>
+            {
+                // group_left/group_right and fill() read rows.
+                let one_to_one = b.modifier.as_ref().is_none_or(|m| {
+                    matches!(m.card, VectorMatchCardinality::OneToOne)
+                        && m.fill_values.lhs.is_none()
+                        && m.fill_values.rhs.is_none()
+                });
+                if one_to_one {
+                    let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+                    let rel = self.series_one_to_one(&op, l, r, matching, return_bool)?;
+                    return Ok(Node::Series(rel));
+                }
+            }
             _ => {}
         }
         let as_rows = |planner: &Planner, node: Node| match node {
@@ -204,6 +219,74 @@ impl Planner {
                  SELECT labels, t, v, dn FROM ({r}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({l}))"
             ),
         }))
+    }
+
+    /// One-to-one matching of two series-major vectors: each left series
+    /// joins the right series of its signature once (not once per step);
+    /// the right side's series of one signature are merged step by step.
+    /// Prometheus's errors hold per step: two right series of a signature
+    /// present at a step where a left one is (many-to-many), or two left
+    /// series of a signature present at a step with a match (one-to-one).
+    fn series_one_to_one(
+        &mut self,
+        op: &str,
+        l: &str,
+        r: &str,
+        matching: Option<&LabelModifier>,
+        return_bool: bool,
+    ) -> Result<String, PlanError> {
+        let sig = self.signature(matching, "labels");
+        let labels = match matching {
+            Some(LabelModifier::Include(ls)) => self.keep_labels(&ls.labels, "m._l"),
+            Some(LabelModifier::Exclude(ls)) => self.drop_labels(&ls.labels, "m._l"),
+            None => "m._l".to_string(),
+        };
+        let expr = op_sql(op, "assumeNotNull(a)", "assumeNotNull(b)")?;
+        let (value, dn) = if is_comparison(op) {
+            if return_bool {
+                (format!("toFloat64({expr})"), "toUInt8(1)")
+            } else {
+                (format!("if({expr}, a, NULL)"), "m._dn")
+            }
+        } else {
+            (format!("toFloat64({expr})"), "toUInt8(1)")
+        };
+        // The first step where a left value meets two right ones, and the
+        // first two right series present there, for the message.
+        let bad_step = "arrayFirstIndex((a, c) -> a IS NOT NULL AND c > 1, m._v, o._n)";
+        let many_to_many = format!(
+            "concat('found duplicate series for the match group ', {}, ' on the right hand-side of the operation: [', \
+             {}, ', ', {}, '];many-to-many matching not allowed: matching labels must be unique on one side')",
+            labels_text("o._sig"),
+            labels_text(&format!(
+                "arrayFilter(x -> x.2[{bad_step}] IS NOT NULL, o._members)[1].1"
+            )),
+            labels_text(&format!(
+                "arrayFilter(x -> x.2[{bad_step}] IS NOT NULL, o._members)[2].1"
+            )),
+        );
+        let checks = fail_if(&[
+            (&format!("{bad_step} > 0"), &many_to_many),
+            (
+                "arrayExists((a, c, k) -> a IS NOT NULL AND c = 1 AND k > 1, m._v, o._n, m._k)",
+                ONE_TO_ONE,
+            ),
+        ]);
+        Ok(format!(
+            "SELECT {labels} AS labels, \
+               arrayMap((a, b) -> if(a IS NULL OR b IS NULL, NULL, toFloat64({value})), m._v, o._one) AS vals, \
+               {dn} AS dn \
+             FROM (SELECT labels AS _l, vals AS _v, dn AS _dn, {sig} AS _sig, \
+                     sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY _sig) AS _k \
+                   FROM ({l})) AS m \
+             INNER JOIN (SELECT _sig, arrayMap(c -> if(length(c) = 1, c[1], NULL), _g) AS _one, \
+                     arrayMap(c -> length(c), _g) AS _n, _members FROM (\
+                       SELECT {sig} AS _sig, groupArrayForEach(vals) AS _g, \
+                         arraySort(groupArray((labels, vals))) AS _members \
+                       FROM ({r}) GROUP BY _sig)) AS o \
+             ON m._sig = o._sig \
+             WHERE {checks}"
+        ))
     }
 
     fn vector_vector(

@@ -657,8 +657,22 @@ impl Planner {
         Ok((self.string(dst), dn))
     }
 
+    /// A vector argument for a function that only rewrites labels: its
+    /// relation, the value columns to carry, and how to wrap the result
+    /// (series-major inputs stay series-major).
+    fn labels_input(
+        &mut self,
+        arg: &Expr,
+        grid: &Grid,
+    ) -> Result<(String, &'static str, fn(String) -> Node), PlanError> {
+        Ok(match self.node(arg, grid)? {
+            Node::Series(rel) => (rel, "vals", Node::Series),
+            other => (self.rows_of(other, arg, grid)?, "t, v", Node::Vector),
+        })
+    }
+
     fn label_replace(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
-        let rel = self.vector(&call.args.args[0], grid)?;
+        let (rel, cols, wrap) = self.labels_input(&call.args.args[0], grid)?;
         let dst = string_arg(call, 1)?;
         let replacement = string_arg(call, 2)?;
         let src = string_arg(call, 3)?;
@@ -676,15 +690,15 @@ impl Planner {
         let rewrite_p = self.string(&rewrite);
         let set = Self::set_label(&dst_p, "_new");
         let src = label_value(&src_p, "labels");
-        Ok(Node::Vector(format!(
-            "SELECT if(match(_src, {re_p}), {set}, labels) AS labels, t, v, {dn} AS dn \
-             FROM (SELECT labels, t, v, dn, {src} AS _src, \
+        Ok(wrap(format!(
+            "SELECT if(match(_src, {re_p}), {set}, labels) AS labels, {cols}, {dn} AS dn \
+             FROM (SELECT labels, {cols}, dn, {src} AS _src, \
                    replaceRegexpOne(_src, {re_p}, {rewrite_p}) AS _new FROM ({rel}))"
         )))
     }
 
     fn label_join(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
-        let rel = self.vector(&call.args.args[0], grid)?;
+        let (rel, cols, wrap) = self.labels_input(&call.args.args[0], grid)?;
         let dst = string_arg(call, 1)?;
         let sep = string_arg(call, 2)?;
         let mut sources = Vec::new();
@@ -706,9 +720,9 @@ impl Planner {
             format!("arrayStringConcat([{}], {sep_p})", values.join(", "))
         };
         let set = Self::set_label(&dst_p, "_new");
-        Ok(Node::Vector(format!(
-            "SELECT {set} AS labels, t, v, {dn} AS dn \
-             FROM (SELECT labels, t, v, dn, {joined} AS _new FROM ({rel}))"
+        Ok(wrap(format!(
+            "SELECT {set} AS labels, {cols}, {dn} AS dn \
+             FROM (SELECT labels, {cols}, dn, {joined} AS _new FROM ({rel}))"
         )))
     }
 
