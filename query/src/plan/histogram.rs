@@ -31,7 +31,11 @@ impl Planner {
         grid: &Grid,
     ) -> Result<Node, PlanError> {
         let phi = self.scalar(&call.args.args[0], grid)?;
-        let rel = self.vector(&call.args.args[1], grid)?;
+        let input = self.node(&call.args.args[1], grid)?;
+        if let (Scalar::Lit(phi), Node::Series(rel)) = (&phi, &input) {
+            return Ok(Node::Series(self.series_histogram_quantile(*phi, rel)));
+        }
+        let rel = self.rows_of(input, &call.args.args[1], grid)?;
         Ok(Node::Vector(self.bucket_quantile(phi, &rel)))
     }
 
@@ -68,24 +72,60 @@ impl Planner {
     fn bucket_quantile(&mut self, phi: Scalar, rel: &str) -> String {
         let groups = self.bucket_groups(rel);
         let (from, q) = self.with_scalar(&groups, phi, "p1");
-        // 1-based: bucket b is the first whose count reaches the rank.
-        let value = String::from(
-            "multiIf(isNaN(a._q), nan, a._q < 0, -inf, a._q > 1, inf, \
-               NOT isInfinite(a.ub[length(a.ub)]) OR a.ub[length(a.ub)] < 0, nan, \
-               length(a.ub) < 2, nan, a.cnt[length(a.cnt)] = 0 OR isNaN(a.cnt[length(a.cnt)]), nan, \
-               a._b = length(a.ub), a.ub[length(a.ub) - 1], \
-               a._b = 1 AND a.ub[1] <= 0, a.ub[1], \
-               a._b = 1, a.ub[1] * (a._rank / a.cnt[1]), \
-               a.ub[a._b - 1] + (a.ub[a._b] - a.ub[a._b - 1]) * ((a._rank - a.cnt[a._b - 1]) / (a.cnt[a._b] - a.cnt[a._b - 1])))",
-        );
+        let value = quantile_value("a.ub", "a.cnt", "a._q", "a._rank", "a._b");
+        let bucket = rank_bucket("cnt", "_rank");
         without_name(&format!(
             "SELECT a.labels AS labels, a.t AS t, {value} AS v FROM (\
-               SELECT labels, t, ub, cnt, _q, _rank, \
-                 if(arrayFirstIndex(x -> x >= _rank, arrayPopBack(cnt)) = 0, length(cnt), \
-                    arrayFirstIndex(x -> x >= _rank, arrayPopBack(cnt))) AS _b \
+               SELECT labels, t, ub, cnt, _q, _rank, {bucket} AS _b \
                FROM (SELECT labels, t, ub, cnt, {q} AS _q, _q * cnt[length(cnt)] AS _rank FROM {from})\
              ) AS a"
         ))
+    }
+
+    /// `histogram_quantile(φ, v)` for a constant φ over a series-major `v`:
+    /// the buckets of each histogram (labels without `le`) are transposed
+    /// to one array of bounds and one of counts per step
+    /// (`groupArrayForEach`), and each step's quantile is computed from
+    /// them as [`Self::bucket_quantile`] does.
+    pub(crate) fn series_histogram_quantile(&mut self, phi: f64, rel: &str) -> String {
+        let le = label_value("'le'", "labels");
+        let q = super::lit(phi);
+        // Per step: (bounds, counts) -> (sorted distinct bounds, counts
+        // summed per bound) -> counts made monotonic -> rank -> bucket.
+        let bounds = "arrayMap((u, c) -> (arraySort(arrayDistinct(u)), u, c), _us, _cs)";
+        let summed = format!(
+            "arrayMap(x -> (x.1, arrayMap(b -> arraySum(arrayFilter((y, z) -> z = b, x.3, x.2)), x.1)), {bounds})"
+        );
+        let monotonic = format!(
+            "arrayMap(x -> (x.1, arrayMap(i -> arrayMax(arraySlice(x.2, 1, i)), arrayEnumerate(x.2))), {summed})"
+        );
+        let ranked = format!("arrayMap(x -> (x.1, x.2, {q} * x.2[length(x.2)]), {monotonic})");
+        let bucketed = format!(
+            "arrayMap(x -> (x.1, x.2, x.3, {}), {ranked})",
+            rank_bucket("x.2", "x.3")
+        );
+        let value = quantile_value("x.1", "x.2", &q, "x.3", "x.4");
+        let duplicate = fail_if(&[(
+            "arrayExists(c -> c > 1, _present)",
+            "'vector cannot contain metrics with the same labelset'",
+        )]);
+        format!(
+            "SELECT labels, vals, toUInt8(0) AS dn FROM (\
+               SELECT labels, vals, \
+                 sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY labels) AS _present \
+               FROM (\
+                 SELECT arrayFilter(x -> x.1 != '__name__', _k) AS labels, \
+                   arrayMap(x -> if(length(x.1) = 0, NULL, toFloat64({value})), {bucketed}) AS vals \
+                 FROM (\
+                   SELECT arrayFilter(x -> x.1 != 'le', labels) AS _k, \
+                     groupArrayForEach(arrayMap(x -> if(x IS NULL, NULL, _le), vals)) AS _us, \
+                     groupArrayForEach(vals) AS _cs \
+                   FROM (SELECT labels, vals, \
+                           multiIf(lower({le}) IN ('+inf', 'inf'), inf, toFloat64OrNull({le})) AS _le \
+                         FROM ({rel}) WHERE has(arrayMap(x -> x.1, labels), 'le') AND _le IS NOT NULL) \
+                   GROUP BY _k))\
+             ) WHERE {duplicate}"
+        )
     }
 
     /// The fraction of observations between two bounds, interpolating
@@ -125,6 +165,29 @@ impl Planner {
                FROM {from})"
         ))))
     }
+}
+
+/// The 1-based bucket whose (monotonic) count `cnt` first reaches `rank`,
+/// the last one when none of the others does.
+fn rank_bucket(cnt: &str, rank: &str) -> String {
+    format!(
+        "if(arrayFirstIndex(y -> y >= {rank}, arrayPopBack({cnt})) = 0, length({cnt}), \
+            arrayFirstIndex(y -> y >= {rank}, arrayPopBack({cnt})))"
+    )
+}
+
+/// Prometheus's `bucketQuantile` from sorted upper bounds `ub`, monotonic
+/// counts `cnt`, the quantile `q`, its rank and the bucket `b` holding it.
+fn quantile_value(ub: &str, cnt: &str, q: &str, rank: &str, b: &str) -> String {
+    format!(
+        "multiIf(isNaN({q}), nan, {q} < 0, -inf, {q} > 1, inf, \
+           NOT isInfinite({ub}[length({ub})]) OR {ub}[length({ub})] < 0, nan, \
+           length({ub}) < 2, nan, {cnt}[length({cnt})] = 0 OR isNaN({cnt}[length({cnt})]), nan, \
+           {b} = length({ub}), {ub}[length({ub}) - 1], \
+           {b} = 1 AND {ub}[1] <= 0, {ub}[1], \
+           {b} = 1, {ub}[1] * ({rank} / {cnt}[1]), \
+           {ub}[{b} - 1] + ({ub}[{b}] - {ub}[{b} - 1]) * (({rank} - {cnt}[{b} - 1]) / ({cnt}[{b}] - {cnt}[{b} - 1])))"
+    )
 }
 
 /// Drops the metric name from a histogram function's result `(labels, t,
