@@ -147,7 +147,24 @@ impl Planner {
                     start += step;
                 }
                 let inner = Grid::range(start, hi, *step);
-                let rel = self.vector(expr, &inner)?;
+                let node = self.node(expr, &inner)?;
+                if let super::Node::Series(rel) = node {
+                    // Hash each series' labels once, not once per step.
+                    let hashed =
+                        format!("SELECT sipHash64(labels) AS fp, labels, vals, dn FROM ({rel})");
+                    return Ok(SampleSource {
+                        samples: format!(
+                            "SELECT fp, t + {offset} AS ts, assumeNotNull(_v) AS sv FROM ({hashed}) \
+                             ARRAY JOIN vals AS _v, {steps} AS t WHERE _v IS NOT NULL",
+                            offset = m.offset,
+                            steps = inner.steps(),
+                        ),
+                        labels: format!(
+                            "SELECT fp, any(labels) AS labels, max(dn) AS dn FROM ({hashed}) GROUP BY fp"
+                        ),
+                    });
+                }
+                let rel = self.rows_of(node, expr, &inner)?;
                 Ok(SampleSource {
                     samples: format!(
                         "SELECT sipHash64(labels) AS fp, t + {} AS ts, v AS sv FROM ({rel})",
