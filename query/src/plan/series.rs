@@ -21,9 +21,9 @@
 //! (ClickHouse copies captured columns once per element): lookups on the
 //! grid are a merge of samples and steps (one sort, then `arrayFill`).
 
-use promql_parser::parser::{AggregateExpr, VectorSelector};
+use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
-use super::functions::{finish_sum, mean_array, sum_array};
+use super::functions::{finish_sum, mean_array, quantile_sql, sort_nan_first, sum_array};
 use super::selector::not_stale;
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Scalar, Source, lit};
 
@@ -257,8 +257,9 @@ impl Planner {
         }))
     }
 
-    /// An aggregation without a parameter over a series-major relation;
-    /// `None` for the aggregations that need rows. Each group's values are
+    /// An aggregation without a parameter (or `quantile` with a constant
+    /// one) over a series-major relation; `None` for the aggregations that
+    /// need rows. Each group's values are
     /// transposed to one array per step (`groupArrayForEach`, which skips
     /// NULLs) and reduced with the same SQL as the row engine uses, so the
     /// answers are the same to the last bit. `key` and `dn` are over the
@@ -271,10 +272,15 @@ impl Planner {
         key: &str,
         dn: &str,
     ) -> Option<String> {
-        if a.param.is_some() {
-            return None;
-        }
+        // Of the aggregations with a parameter, only `quantile` with a
+        // constant φ reduces each step's values on their own.
+        let phi = match (op, a.param.as_deref().map(super::functions::unparen)) {
+            (_, None) => None,
+            ("quantile", Some(Expr::NumberLiteral(n))) => Some(n.val),
+            _ => return None,
+        };
         let value = match op {
+            "quantile" => quantile_sql(&lit(phi?), &sort_nan_first("c")),
             "sum" => finish_sum(&sum_array("c")),
             "avg" => mean_array("c"),
             "min" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), c)))"
