@@ -487,6 +487,9 @@ struct Servers {
     client: reqwest::Client,
     comet: String,
     prometheus: String,
+    /// Time spent waiting for each server's answers to the compared
+    /// queries (Comet, Prometheus): reported, never asserted.
+    spent: std::sync::Mutex<(Duration, Duration)>,
 }
 
 impl Servers {
@@ -516,12 +519,19 @@ impl Servers {
         Ok(value["data"].clone())
     }
 
-    /// The same POST to both: (Comet, Prometheus).
+    /// The same POST to both, one after the other: (Comet, Prometheus).
     async fn both(&self, path: &str, form: &[(&str, String)]) -> (Answer, Answer) {
-        (
-            self.post(&self.comet, path, form).await,
-            self.post(&self.prometheus, path, form).await,
-        )
+        let started = Instant::now();
+        let comet = self.post(&self.comet, path, form).await;
+        let comet_took = started.elapsed();
+        let started = Instant::now();
+        let prometheus = self.post(&self.prometheus, path, form).await;
+        let prometheus_took = started.elapsed();
+        if let Ok(mut spent) = self.spent.lock() {
+            spent.0 += comet_took;
+            spent.1 += prometheus_took;
+        }
+        (comet, prometheus)
     }
 
     /// The same GET to both: (Comet, Prometheus).
@@ -985,6 +995,7 @@ async fn dashboards_agree_with_prometheus() {
             .unwrap(),
         comet: comet.url(""),
         prometheus: prometheus.url(),
+        spent: Default::default(),
     };
 
     // Wait until all targets are up.
@@ -1203,6 +1214,15 @@ async fn dashboards_agree_with_prometheus() {
     );
     for q in &no_data {
         eprintln!("dashboards: no data on either side: {q}");
+    }
+    if let Ok(spent) = servers.spent.lock() {
+        eprintln!(
+            "dashboards: the {} panel queries took {:.2}s on Comet and {:.2}s on Prometheus \
+             (sequential, debug build of Comet; a report, not a benchmark)",
+            counts.queries,
+            spent.0.as_secs_f64(),
+            spent.1.as_secs_f64()
+        );
     }
     assert!(
         failures.is_empty(),

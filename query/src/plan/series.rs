@@ -322,6 +322,10 @@ mod tests {
             "sum without (mode) (irate(node_cpu_seconds_total{mode!=\"idle\"}[1m])) * 100",
             "abs(-delta(temperature[10m]))",
             "node_filesystem_avail_bytes / 1024 > 10",
+            "node_memory_MemAvailable_bytes / on (instance) node_memory_MemTotal_bytes",
+            "histogram_quantile(0.9, sum by (le) (rate(request_seconds_bucket[5m])))",
+            "quantile by (job) (0.5, up)",
+            "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
         ] {
             let plan = plan(query, range(), &PlanSettings::default()).unwrap();
             assert!(
@@ -358,6 +362,22 @@ mod tests {
         // Label values only as parameters.
         assert!(!plan.sql.contains("'http_requests_total'"), "{}", plan.sql);
         assert!(plan.params.iter().any(|(_, v)| v == "http_requests_total"));
+    }
+
+    #[test]
+    fn window_functions_and_subqueries_answer_one_row_per_series() {
+        for query in [
+            "avg_over_time(node_load1[10m])",
+            "max_over_time(rate(http_requests_total[5m])[30m:1m])",
+        ] {
+            let plan = plan(query, range(), &PlanSettings::default()).unwrap();
+            assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
+            assert!(
+                plan.sql.contains("groupArrayInsertAt"),
+                "{query}: {}",
+                plan.sql
+            );
+        }
     }
 
     #[test]
