@@ -556,6 +556,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_QUERY_LOOKBACK_DELTA", value_name = "DURATION", value_parser = duration)]
     pub query_lookback_delta: Option<Duration>,
 
+    /// Step of a subquery written without one (`x[1h:]`); Prometheus uses
+    /// its global evaluation_interval
+    /// [config: query.default_subquery_step; default 1m]
+    #[arg(long, env = "COMET_QUERY_DEFAULT_SUBQUERY_STEP", value_name = "DURATION", value_parser = duration)]
+    pub query_default_subquery_step: Option<Duration>,
+
     /// Longest a PromQL query may run; ClickHouse stops it there too. A
     /// request's `timeout` parameter can only shorten it
     /// [config: query.timeout; default 2m]

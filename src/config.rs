@@ -371,6 +371,10 @@ pub struct QueryConfig {
     /// How far back an instant vector selector looks for a sample.
     #[serde(with = "humantime_serde")]
     pub lookback_delta: Duration,
+    /// Step of a subquery written without one (`x[1h:]`); Prometheus takes
+    /// it from the global `evaluation_interval` (1m by default).
+    #[serde(with = "humantime_serde")]
+    pub default_subquery_step: Duration,
     /// Longest a PromQL query may run; ClickHouse stops it there.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -399,6 +403,7 @@ impl Default for QueryConfig {
         let cache = CacheSettings::default();
         Self {
             lookback_delta: PlanSettings::default().lookback_delta,
+            default_subquery_step: PlanSettings::default().default_subquery_step,
             timeout: limits.query_timeout,
             max_samples: limits.max_samples,
             max_series: limits.max_series,
@@ -700,6 +705,7 @@ impl Config {
         overlay!(self.remote_read.max_samples, a.remote_read_max_samples);
         let q = &mut self.query;
         overlay!(q.lookback_delta, a.query_lookback_delta);
+        overlay!(q.default_subquery_step, a.query_default_subquery_step);
         overlay!(q.timeout, a.query_timeout);
         overlay!(q.max_samples, a.query_max_samples);
         overlay!(q.max_series, a.query_max_series);
@@ -1007,7 +1013,7 @@ impl Config {
     pub fn plan_settings(&self) -> PlanSettings {
         PlanSettings {
             lookback_delta: self.query.lookback_delta,
-            ..PlanSettings::default()
+            default_subquery_step: self.query.default_subquery_step,
         }
     }
 
@@ -1297,6 +1303,7 @@ mod tests {
             ("kafka-commit-interval", "9s"),
             ("kafka-revoke-timeout", "9s"),
             ("query-lookback-delta", "9s"),
+            ("query-default-subquery-step", "9s"),
             ("query-timeout", "9s"),
             ("query-max-samples", "9"),
             ("query-max-series", "9"),
