@@ -113,7 +113,9 @@ impl ManagedClickHouse {
         metrics: ManagedMetrics,
     ) -> Result<Self, ManagedError> {
         // Absolute paths: the server runs in its own directory.
-        let venv = std::fs::canonicalize(&settings.venv).unwrap_or_else(|_| settings.venv.clone());
+        let exe = std::env::current_exe().ok();
+        let venv = locate_venv(&settings.venv, exe.as_deref());
+        let venv = std::fs::canonicalize(&venv).unwrap_or(venv);
         let python = venv.join("bin").join("python");
         if !python.exists() {
             return Err(ManagedError::MissingVenv {
@@ -249,6 +251,23 @@ impl Launch {
             .spawn()
             .map_err(ManagedError::Spawn)
     }
+}
+
+/// Where the venv is: the path as given when it exists (absolute, or
+/// relative to the working directory); else a relative path is looked for
+/// beside the executable and in the directories above it, so a Comet
+/// started elsewhere (`/srv/comet/target/release/comet serve` from `/`)
+/// still finds its checkout's `.chdb-venv`.
+pub fn locate_venv(venv: &Path, exe: Option<&Path>) -> PathBuf {
+    if venv.is_absolute() || venv.exists() {
+        return venv.to_path_buf();
+    }
+    exe.and_then(Path::parent)
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .map(|dir| dir.join(venv))
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| venv.to_path_buf())
 }
 
 /// Looks for `lib/python3.*/site-packages/chdb/_chdb.abi3.so` in the venv.
@@ -452,6 +471,29 @@ fn server_config(root: &Path, settings: &ManagedSettings) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_venv_is_found_from_the_executable_wherever_comet_starts() {
+        let root = tempfile::tempdir().unwrap();
+        let checkout = root.path().join("checkout");
+        std::fs::create_dir_all(checkout.join(".venv-test/bin")).unwrap();
+        std::fs::create_dir_all(checkout.join("target/release")).unwrap();
+        let exe = checkout.join("target/release/comet");
+        // A relative path that is not under the working directory.
+        let relative = Path::new(".venv-test");
+        assert!(!relative.exists());
+        assert_eq!(
+            locate_venv(relative, Some(&exe)),
+            checkout.join(".venv-test")
+        );
+        // An absolute path, or nothing found, stays as given.
+        let absolute = root.path().join("elsewhere");
+        assert_eq!(locate_venv(&absolute, Some(&exe)), absolute);
+        assert_eq!(
+            locate_venv(Path::new(".missing-venv"), Some(&exe)),
+            Path::new(".missing-venv")
+        );
+    }
 
     fn settings(venv: &Path) -> ManagedSettings {
         ManagedSettings {
