@@ -215,6 +215,10 @@ fn range_fn(name: &str) -> Option<RangeFn> {
     })
 }
 
+/// A vector whose labels a function rewrites: its relation, the value
+/// columns to carry, and the node kind to wrap the result in.
+type LabelsInput = (String, &'static str, fn(String) -> Node);
+
 /// Functions of one sample value: SQL over the value `x`.
 fn math_fn(name: &str) -> Option<&'static str> {
     Some(match name {
@@ -518,6 +522,11 @@ impl Planner {
         if let Some(rel) = self.series_grid_function(name, &m, grid, f.keeps_name)? {
             return Ok(Node::Series(rel));
         }
+        if let Some(rel) =
+            self.series_window_function(&m, grid, &f.value, f.min_samples, &scalars, f.keeps_name)?
+        {
+            return Ok(Node::Series(rel));
+        }
         let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
         if m.at.is_none() && grid.n() > 0 {
             let (values, labels) =
@@ -660,11 +669,7 @@ impl Planner {
     /// A vector argument for a function that only rewrites labels: its
     /// relation, the value columns to carry, and how to wrap the result
     /// (series-major inputs stay series-major).
-    fn labels_input(
-        &mut self,
-        arg: &Expr,
-        grid: &Grid,
-    ) -> Result<(String, &'static str, fn(String) -> Node), PlanError> {
+    fn labels_input(&mut self, arg: &Expr, grid: &Grid) -> Result<LabelsInput, PlanError> {
         Ok(match self.node(arg, grid)? {
             Node::Series(rel) => (rel, "vals", Node::Series),
             other => (self.rows_of(other, arg, grid)?, "t, v", Node::Vector),

@@ -184,6 +184,92 @@ impl Planner {
         )))
     }
 
+    /// A range function over the windows of a selector without `@`,
+    /// computed on each series' sorted sample arrays: the window of step
+    /// `te` is the slice of samples in `(te - range, te]`, its bounds found
+    /// by merging the sample times with the step times in one sort (no
+    /// sample is copied once per window into rows). `value` is the range
+    /// function's SQL over `_vals`, `_ts`, `_n`, `te`, `t`, `R` and the
+    /// constant arguments `p1`, `p2`; `None` when `m` is not such a range
+    /// or an argument varies by step.
+    pub(crate) fn series_window_function(
+        &mut self,
+        m: &Matrix,
+        grid: &Grid,
+        value: &str,
+        min_samples: usize,
+        scalars: &[Scalar],
+        keeps_name: bool,
+    ) -> Result<Option<String>, PlanError> {
+        let (Source::Selector(vs), None) = (&m.source, m.at) else {
+            return Ok(None);
+        };
+        if grid.n() == 0 {
+            return Ok(None);
+        }
+        let mut constants = Vec::new();
+        for s in scalars {
+            match s {
+                Scalar::Lit(x) => constants.push(lit(*x)),
+                _ => return Ok(None),
+            }
+        }
+        let lo = grid.start - m.offset - m.range;
+        let hi = grid.end - m.offset;
+        let (samples, labels) = self.series_samples(vs, lo, hi, m.offset, true)?;
+        let steps = grid.steps();
+        // How many samples lie at or before each step time: samples (even
+        // keys) sort before a step (odd key) at their own time, so a step's
+        // position in the merged keys less its own rank is that count.
+        let merged = |back: i64| {
+            format!(
+                "arraySort(arrayConcat(arrayMap(t -> t * 2, ts), arrayMap(t -> (t - {back}) * 2 + 1, {steps})))"
+            )
+        };
+        let counts = |keys: &str| {
+            format!(
+                "arrayMap((p, k) -> p - k, arrayFilter((i, x) -> bitAnd(x, 1) = 1, arrayEnumerate({keys}), {keys}), \
+                   arrayEnumerate({steps}))"
+            )
+        };
+        // The window's samples and the constants are bound as the
+        // parameters of an inner lambda over one-element arrays.
+        let mut names = vec!["_vals".to_string(), "_ts".into(), "_n".into(), "R".into()];
+        let mut bound = vec![
+            "[arraySlice(sv, lo + 1, hi - lo)]".to_string(),
+            "[arraySlice(ts, lo + 1, hi - lo)]".to_string(),
+            "[toUInt64(hi - lo)]".to_string(),
+            format!("[toInt64({})]", m.range),
+        ];
+        for (i, c) in constants.iter().enumerate() {
+            names.push(format!("p{}", i + 1));
+            bound.push(format!("[{c}]"));
+        }
+        let vals = format!(
+            "arrayMap((lo, hi, te, t) -> if(hi - lo < {min_samples}, NULL, \
+               arrayMap(({}) -> toFloat64({value}), {})[1]), _lo, _hi, {steps}, {steps})",
+            names.join(", "),
+            bound.join(", ")
+        );
+        let dn = if keeps_name {
+            "toUInt8(0)"
+        } else {
+            "toUInt8(1)"
+        };
+        Ok(Some(format!(
+            "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn FROM (\
+               SELECT fp, {vals} AS vals FROM (\
+                 SELECT fp, ts, sv, {hi_counts} AS _hi, {lo_counts} AS _lo FROM (\
+                   SELECT fp, ts, sv, {hi_keys} AS _mhi, {lo_keys} AS _mlo FROM ({samples}))\
+               )\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
+            hi_counts = counts("_mhi"),
+            lo_counts = counts("_mlo"),
+            hi_keys = merged(0),
+            lo_keys = merged(m.range),
+        )))
+    }
+
     /// Point rows `(fp, t, v)` on `grid` gathered into one row per series
     /// (each value put at its step, NULL where none), with the labels
     /// `(fp, labels, dn)` joined once per series; `dn` is over `l.dn`.
