@@ -31,7 +31,7 @@ pub struct BenchApiArgs {
     /// never name one holding data you want to keep
     #[arg(long, default_value = "comet_bench_api", value_name = "NAME")]
     pub database: String,
-    /// Series in the data set, rounded up to whole targets of 20 series
+    /// Series in the data set, rounded up to whole targets of 21 series
     #[arg(long, default_value_t = 100_000)]
     pub series: usize,
     /// Minutes of data at a 15 s scrape interval, ending at the current minute
@@ -106,10 +106,7 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
 
     // The API in-process, over real HTTP on loopback.
     let registry = Registry::new();
-    let api = router(store.clone(), ApiSettings::default(), &registry)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, api).await });
+    let (base, server) = serve_api(store.clone(), ApiSettings::default(), &registry).await?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
@@ -183,6 +180,20 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the Prometheus API in process over real HTTP on a free loopback
+/// port: its base URL and the server task (abort it to stop).
+pub(crate) async fn serve_api(
+    store: Store,
+    settings: ApiSettings,
+    registry: &Registry,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let api = router(store, settings, registry)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, api).await });
+    Ok((base, server))
+}
+
 /// One catalog request: its latency and the number of results.
 async fn catalog(
     client: &reqwest::Client,
@@ -247,7 +258,7 @@ fn seconds(ms: i64) -> String {
 }
 
 /// (hits, partial, misses) of the results cache.
-fn cache_counts(registry: &Registry) -> (u64, u64, u64) {
+pub(crate) fn cache_counts(registry: &Registry) -> (u64, u64, u64) {
     let mut counts = (0, 0, 0);
     for family in registry.gather() {
         if family.name() != "comet_query_cache_requests_total" {

@@ -1,12 +1,26 @@
-//! `comet bench query`: end-to-end PromQL latency on a dashboard-shaped data
-//! set. It generates the data set deterministically (request counters with
-//! a few resets, a classic latency histogram, a memory gauge), loads it into
-//! a database of its own through the ingest writer, and times range queries
-//! through the PromQL engine (plan, one ClickHouse statement, shaping).
-//! With `--prometheus` it also builds Prometheus blocks of the same data
-//! with `promtool`, starts that Prometheus on a free loopback port, and times
-//! the same queries over its HTTP API, so both stand side by side, with the
-//! number of series each returned and whether the results agree.
+//! `comet bench query`: PromQL range-query latency of Comet side by side
+//! with Prometheus and VictoriaMetrics, every system timed over HTTP.
+//!
+//! It generates a dashboard-shaped data set deterministically (request
+//! counters with a few resets, a classic latency histogram, a memory gauge,
+//! `up`) and loads the same samples into each system: through Comet's
+//! ingest writer into a ClickHouse database of its own; with
+//! `--prometheus`, into TSDB blocks that `promtool` builds from OpenMetrics
+//! text; with `--victoria-metrics`, through VictoriaMetrics's Prometheus
+//! text import. Comet's Prometheus API is served in process on a loopback
+//! port with its results cache off; Prometheus and VictoriaMetrics run as
+//! child processes on loopback ports over temporary data directories
+//! (VictoriaMetrics with its response cache off).
+//!
+//! Each query is timed the same way on every system: `POST
+//! /api/v1/query_range` until the last byte of the body, so JSON encoding
+//! is included and parsing is not. Runs are interleaved (each run times
+//! every query on Comet, Prometheus and VictoriaMetrics in turn), so load
+//! on the machine affects all alike. The report gives p50/p95 per query
+//! and system, the p50 ratios to Prometheus with their geometric mean,
+//! whether the results agree (Comet with Prometheus, VictoriaMetrics with
+//! Comet), each binary's version and the machine's cores, load and free
+//! memory at start and end, as a text table and as Markdown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,15 +33,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Args;
 use comet_ingest::{IngestMetrics, Series, SeriesSamples, WriteBatch, Writer, WriterSettings};
-use comet_query::engine::{Engine, QueryRange};
-use comet_query::plan::PlanSettings;
-use comet_query::value::{QueryValue, format_labels};
+use comet_query::api::{ApiSettings, CacheSettings};
+use comet_query::engine::QueryRange;
+use comet_query::value::format_labels;
 use comet_schema::ddl::quote_identifier;
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::{
     Labels, NameValidation, RetryPolicy, Sample, SchemaOptions, Store, StoreSettings, Topology,
 };
+use prometheus::Registry;
 use serde::Deserialize;
+
+use crate::bench_api::{cache_counts, serve_api};
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -73,8 +90,8 @@ pub struct BenchQueryArgs {
     /// never name one holding data you want to keep
     #[arg(long, default_value = "comet_bench_query", value_name = "NAME")]
     pub database: String,
-    /// Series in the data set, rounded up to whole targets of 20 series
-    /// (6 request counters, 13 histogram series, 1 gauge)
+    /// Series in the data set, rounded up to whole targets of 21 series
+    /// (6 request counters, 13 histogram series, a memory gauge and `up`)
     #[arg(long, default_value_t = 1000)]
     pub series: usize,
     /// Hours of data, ending at the current minute
@@ -89,31 +106,39 @@ pub struct BenchQueryArgs {
     /// Step of the range queries
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
     pub step: Duration,
-    /// Timed runs of each query; p50 and p95 are taken over these
+    /// Timed runs of each query on each system; p50 and p95 are taken over
+    /// these
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
-    /// Untimed runs of each query before the timed ones
+    /// Untimed runs of each query on each system before the timed ones
     #[arg(long, default_value_t = 2)]
     pub warmups: usize,
     /// A PromQL query to time instead of the built-in dashboard set;
     /// repeat for several
     #[arg(long = "query", value_name = "PROMQL")]
     pub queries: Vec<String>,
-    /// Prometheus binary (e.g. Debian's /usr/bin/prometheus): also load the
-    /// data set into a Prometheus of its own and time the same queries there
+    /// Prometheus binary (e.g. Prometheus 3.5 LTS): also load the data set
+    /// into a Prometheus of its own and time the same queries there
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
     /// promtool binary that turns the data set into Prometheus blocks
-    /// [default: the promtool beside --prometheus]
+    /// (2.x builds blocks 3.x reads) [default: the promtool beside
+    /// --prometheus if there is one, else promtool on PATH]
     #[arg(long, value_name = "FILE")]
     pub promtool: Option<PathBuf>,
-    /// Directory for the OpenMetrics file and Prometheus's data, kept
+    /// VictoriaMetrics single-node binary (e.g. Debian's
+    /// /usr/bin/victoria-metrics): also load the data set into a
+    /// VictoriaMetrics of its own and time the same queries there
+    #[arg(long, value_name = "FILE")]
+    pub victoria_metrics: Option<PathBuf>,
+    /// Directory for the OpenMetrics file and the other systems' data, kept
     /// afterwards [default: a temporary directory, removed at the end]
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
 }
 
-/// Eight queries shaped like the panels of a service dashboard.
+/// Eight queries shaped like the panels of a service dashboard (also the
+/// dashboard of `comet bench api`).
 pub const DASHBOARD_QUERIES: [&str; 8] = [
     "rate(http_requests_total[5m])",
     "sum by (job) (rate(http_requests_total[5m]))",
@@ -125,11 +150,20 @@ pub const DASHBOARD_QUERIES: [&str; 8] = [
     "max_over_time(rate(http_requests_total[5m])[30m:1m])",
 ];
 
+/// More panels, timed by `comet bench query` after the dashboard's.
+const MORE_QUERIES: [&str; 4] = [
+    "count by (job) (up)",
+    "sum by (instance) (rate(http_requests_total{status!=\"200\"}[5m]))",
+    "max by (job) (node_memory_free_bytes) / 1024 / 1024",
+    "predict_linear(node_memory_free_bytes[1h], 4*3600) < 0",
+];
+
 // ---------------------------------------------------------------------------
 // The data set
 
-/// Series per target (one job/instance pair).
-pub(crate) const SERIES_PER_TARGET: usize = 20;
+/// Series per target (one job/instance pair): 6 request counters, 13
+/// histogram series, a memory gauge and `up`.
+pub(crate) const SERIES_PER_TARGET: usize = 21;
 const METHODS: [&str; 2] = ["GET", "POST"];
 const STATUSES: [&str; 3] = ["200", "404", "500"];
 /// Upper bounds of the latency histogram's buckets, before +Inf.
@@ -337,6 +371,13 @@ impl Dataset {
                 ]),
                 values,
             });
+
+            // The target was up at every scrape.
+            series.push(GenSeries {
+                timestamps: Arc::clone(&timestamps),
+                labels: labels(&[("__name__", "up"), ("instance", &instance), ("job", job)]),
+                values: vec![1.0; scrapes],
+            });
         }
         debug_assert_eq!(series.len(), targets * SERIES_PER_TARGET);
         Self {
@@ -353,40 +394,81 @@ impl Dataset {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        let families = [
-            ("http_requests", "counter", "http_requests_total"),
-            (
-                "http_request_duration_seconds",
-                "histogram",
-                "http_request_duration_seconds_",
-            ),
-            ("node_memory_free_bytes", "gauge", "node_memory_free_bytes"),
-        ];
-        let mut line = String::new();
-        for (family, kind, prefix) in families {
-            writeln!(out, "# TYPE {family} {kind}")?;
-            for s in self.series.iter().filter(|s| s.name().starts_with(prefix)) {
-                let mut head = s.name().to_string();
-                head.push('{');
-                let mut first = true;
-                for (n, v) in s.labels.iter().filter(|(n, _)| n != "__name__") {
-                    if !first {
-                        head.push(',');
-                    }
-                    first = false;
-                    let _ = write!(head, "{n}=\"{}\"", escape_label_value(v));
-                }
-                head.push('}');
-                for (k, v) in s.values.iter().enumerate() {
-                    let t = s.timestamps[k];
-                    line.clear();
-                    let _ = writeln!(line, "{head} {v} {}.{:03}", t / 1000, t % 1000);
-                    out.write_all(line.as_bytes())?;
-                }
+        for family in FAMILIES {
+            writeln!(out, "# TYPE {} {}", family.name, family.kind)?;
+            for s in self.series.iter().filter(|s| (family.member)(s.name())) {
+                s.write_text(TextFormat::OpenMetrics, &mut out)?;
             }
         }
         writeln!(out, "# EOF")?;
         out.flush()?;
+        Ok(())
+    }
+}
+
+/// A metric family of the data set: its name, type, and which series
+/// belong to it.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    member: fn(&str) -> bool,
+}
+
+const FAMILIES: [Family; 4] = [
+    Family {
+        name: "http_requests",
+        kind: "counter",
+        member: |n| n == "http_requests_total",
+    },
+    Family {
+        name: "http_request_duration_seconds",
+        kind: "histogram",
+        member: |n| n.starts_with("http_request_duration_seconds_"),
+    },
+    Family {
+        name: "node_memory_free_bytes",
+        kind: "gauge",
+        member: |n| n == "node_memory_free_bytes",
+    },
+    Family {
+        name: "up",
+        kind: "gauge",
+        member: |n| n == "up",
+    },
+];
+
+/// How sample lines carry their timestamps.
+#[derive(Clone, Copy)]
+enum TextFormat {
+    /// Seconds with a fraction (OpenMetrics, for promtool).
+    OpenMetrics,
+    /// Integer milliseconds (the Prometheus text format, for
+    /// VictoriaMetrics's import).
+    Prometheus,
+}
+
+impl GenSeries {
+    /// One line per sample: `name{labels} value timestamp`.
+    fn write_text(&self, format: TextFormat, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut head = self.name().to_string();
+        head.push('{');
+        let mut first = true;
+        for (n, v) in self.labels.iter().filter(|(n, _)| n != "__name__") {
+            if !first {
+                head.push(',');
+            }
+            first = false;
+            let _ = write!(head, "{n}=\"{}\"", escape_label_value(v));
+        }
+        head.push('}');
+        for (v, t) in self.values.iter().zip(self.timestamps.iter()) {
+            match format {
+                TextFormat::OpenMetrics => {
+                    writeln!(out, "{head} {v} {}.{:03}", t / 1000, t % 1000)?
+                }
+                TextFormat::Prometheus => writeln!(out, "{head} {v} {t}")?,
+            }
+        }
         Ok(())
     }
 }
@@ -398,7 +480,7 @@ fn escape_label_value(v: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Comet: load and query
+// Comet: load
 
 /// Settings for the bench's own database on the given ClickHouse.
 pub(crate) fn store_settings(args: &BenchClickHouseArgs, database: &str) -> StoreSettings {
@@ -500,32 +582,14 @@ pub(crate) async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Resu
     Ok(())
 }
 
-/// A query's result, comparable across engines: series by label set, each
+// ---------------------------------------------------------------------------
+// Timing over HTTP
+
+/// A query's result, comparable across systems: series by label set, each
 /// with its points (ms, value).
 type SeriesSet = BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
 
-fn comet_result(value: QueryValue) -> SeriesSet {
-    let mut out = SeriesSet::new();
-    match value {
-        QueryValue::Matrix(series) => {
-            for s in series {
-                out.insert(s.labels, s.points.iter().map(|p| (p.t, p.v)).collect());
-            }
-        }
-        QueryValue::Vector(samples) => {
-            for s in samples {
-                out.insert(s.labels, vec![(s.point.t, s.point.v)]);
-            }
-        }
-        QueryValue::Scalar(p) => {
-            out.insert(Vec::new(), vec![(p.t, p.v)]);
-        }
-        QueryValue::String { .. } => {}
-    }
-    out
-}
-
-/// Timings of one query on one engine, and its result or why it failed.
+/// Timings of one query on one system, and its result or why it failed.
 struct Measured {
     latencies: Vec<Duration>,
     result: Result<SeriesSet, String>,
@@ -545,155 +609,57 @@ pub(crate) fn percentile(latencies: &[Duration], p: f64) -> Option<Duration> {
     sorted.get(rank - 1).copied()
 }
 
-/// Runs `run` `warmups` times untimed, then `runs` times timed; returns the
-/// timings and the last answer. A failure ends the runs (a failing query
-/// fails every time).
-pub(crate) async fn measure<T, F, Fut>(
-    warmups: usize,
-    runs: usize,
-    mut run: F,
-) -> (Vec<Duration>, Result<T, String>)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let mut latencies = Vec::with_capacity(runs);
-    let mut last = Err("no run".to_string());
-    for i in 0..warmups + runs {
-        let started = Instant::now();
-        let result = run().await;
-        let took = started.elapsed();
-        if result.is_err() {
-            return (Vec::new(), result);
-        }
-        if i >= warmups {
-            latencies.push(took);
-        }
-        last = result;
-    }
-    (latencies, last)
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
 
-// ---------------------------------------------------------------------------
-// Prometheus
-
-/// A Prometheus child process, killed when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn version_of(program: &Path) -> String {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "unknown version".into())
-}
-
-/// Builds blocks of the data set with promtool in `dir/data` and starts
-/// Prometheus on them.
-async fn start_prometheus(
-    dataset: &Dataset,
-    prometheus: &Path,
-    promtool: &Path,
-    dir: &Path,
+/// One range query as Grafana sends it (POST, form-encoded), answered once
+/// the body's last byte is in: the raw body, parsed outside the timing.
+async fn range_query(
     client: &reqwest::Client,
-) -> anyhow::Result<Prometheus> {
-    let started = Instant::now();
-    let openmetrics = dir.join("dataset.om");
-    dataset.write_openmetrics(&openmetrics)?;
-    let data = dir.join("data");
-    let output = Command::new(promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&openmetrics)
-        .arg(&data)
-        .output()
-        .with_context(|| format!("cannot run {}", promtool.display()))?;
-    if !output.status.success() {
-        bail!(
-            "promtool could not build blocks: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    base: &str,
+    query: &str,
+    range: QueryRange,
+) -> Result<bytes::Bytes, String> {
+    let params = [
+        ("query", query.to_string()),
+        ("start", seconds(range.start_ms)),
+        ("end", seconds(range.end_ms)),
+        ("step", seconds(range.step_ms)),
+    ];
+    let response = client
+        .post(format!("{base}/api/v1/query_range"))
+        .form(&params)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(match parse_result(&body) {
+            Err(e) => format!("{status}: {e}"),
+            Ok(_) => status.to_string(),
+        });
     }
-    eprintln!(
-        "bench: promtool built Prometheus blocks in {:.1?}",
-        started.elapsed()
-    );
-    let _ = std::fs::remove_file(&openmetrics);
+    Ok(body)
+}
 
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-    )?;
-    let port = free_port()?;
-    let log = dir.join("prometheus.log");
-    let out = std::fs::File::create(&log)?;
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("cannot run {}", prometheus.display()))?;
-    let mut server = Prometheus {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "Prometheus exited ({status}) before it was ready:\n{}",
-                tail(&server.log, 20)
-            );
-        }
-        if let Ok(r) = client.get(format!("{}/-/ready", server.url)).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "Prometheus not ready after 120s:\n{}",
-                tail(&server.log, 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(server)
+/// An instant query, for checks outside the timing.
+async fn instant_query(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    time_ms: i64,
+) -> anyhow::Result<SeriesSet> {
+    let params = [("query", query.to_string()), ("time", seconds(time_ms))];
+    let body = client
+        .post(format!("{base}/api/v1/query"))
+        .form(&params)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    parse_result(&body).map_err(|e| anyhow::anyhow!("{query}: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -730,38 +696,8 @@ fn prom_point((t, v): &(f64, String)) -> (i64, f64) {
     ((t * 1000.0).round() as i64, v.parse().unwrap_or(f64::NAN))
 }
 
-async fn prometheus_query(
-    client: &reqwest::Client,
-    url: &str,
-    query: &str,
-    range: QueryRange,
-) -> Result<bytes::Bytes, String> {
-    let seconds = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
-    let mut endpoint =
-        reqwest::Url::parse(&format!("{url}/api/v1/query_range")).map_err(|e| e.to_string())?;
-    endpoint
-        .query_pairs_mut()
-        .append_pair("query", query)
-        .append_pair("start", &seconds(range.start_ms))
-        .append_pair("end", &seconds(range.end_ms))
-        .append_pair("step", &seconds(range.step_ms));
-    let response = client
-        .get(endpoint)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(match prometheus_result(&body) {
-            Err(e) => format!("{status}: {e}"),
-            Ok(_) => status.to_string(),
-        });
-    }
-    Ok(body)
-}
-
-fn prometheus_result(body: &[u8]) -> Result<SeriesSet, String> {
+/// A Prometheus API answer (all three systems speak it) as a series set.
+fn parse_result(body: &[u8]) -> Result<SeriesSet, String> {
     let response: PromResponse =
         serde_json::from_slice(body).map_err(|e| format!("unreadable answer: {e}"))?;
     if response.status != "success" {
@@ -790,6 +726,284 @@ fn prometheus_result(body: &[u8]) -> Result<SeriesSet, String> {
     Ok(out)
 }
 
+// ---------------------------------------------------------------------------
+// Prometheus and VictoriaMetrics
+
+/// A system under test running as a child process, killed when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `program` listening on `port`, its output going to
+    /// `dir/<name>.log`.
+    fn spawn(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        port: u16,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = dir.join(format!("{}.log", name.to_lowercase()));
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot run {}", program.display()))?;
+        Ok(Self {
+            name,
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        })
+    }
+
+    /// Waits until `path` answers 2xx; fails early if the process exits.
+    async fn wait_ready(&mut self, client: &reqwest::Client, path: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before it was ready:\n{}",
+                    self.name,
+                    tail(&self.log, 20)
+                );
+            }
+            if let Ok(r) = client.get(format!("{}{path}", self.url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} not ready after 120s:\n{}",
+                    self.name,
+                    tail(&self.log, 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("no free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The first line `program --version` prints (on stdout or stderr); for a
+/// build that prints none (Debian's VictoriaMetrics), its Debian package's
+/// version.
+fn version_of(program: &Path) -> String {
+    let first_line = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    };
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| first_line(&o.stdout).or_else(|| first_line(&o.stderr)))
+        .or_else(|| {
+            debian_package_version(program).map(|v| format!("{v} (--version printed nothing)"))
+        })
+        .unwrap_or_else(|| "unknown version".into())
+}
+
+fn debian_package_version(program: &Path) -> Option<String> {
+    let path = std::fs::canonicalize(program).ok()?;
+    let owner = Command::new("dpkg-query")
+        .arg("-S")
+        .arg(&path)
+        .output()
+        .ok()?;
+    let owner = String::from_utf8_lossy(&owner.stdout);
+    let package = owner.split(':').next()?.trim();
+    if package.is_empty() {
+        return None;
+    }
+    let version = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    (!version.is_empty()).then(|| format!("Debian package {package} {version}"))
+}
+
+/// The promtool beside `prometheus` if there is one, else `promtool` on
+/// PATH (the Prometheus 3 package has none; a 2.x promtool builds blocks
+/// 3.x reads).
+fn default_promtool(prometheus: &Path) -> PathBuf {
+    let beside = prometheus.with_file_name("promtool");
+    if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from("promtool")
+    }
+}
+
+/// Builds blocks of the data set with promtool in `dir/data` and starts
+/// Prometheus on them.
+async fn start_prometheus(
+    dataset: &Dataset,
+    prometheus: &Path,
+    promtool: &Path,
+    dir: &Path,
+    client: &reqwest::Client,
+) -> anyhow::Result<Server> {
+    let started = Instant::now();
+    let openmetrics = dir.join("dataset.om");
+    dataset.write_openmetrics(&openmetrics)?;
+    let data = dir.join("data");
+    let output = Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&openmetrics)
+        .arg(&data)
+        .output()
+        .with_context(|| format!("cannot run {}", promtool.display()))?;
+    if !output.status.success() {
+        bail!(
+            "promtool could not build blocks: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    eprintln!(
+        "bench: promtool built Prometheus blocks in {:.1?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_file(&openmetrics);
+
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )
+    .with_context(|| format!("cannot write {}", config.display()))?;
+    let port = free_port()?;
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        "--storage.tsdb.retention.time=100y".to_string(),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    let mut server = Server::spawn("Prometheus", prometheus, &args, port, dir)?;
+    server.wait_ready(client, "/-/ready").await?;
+    Ok(server)
+}
+
+/// Starts VictoriaMetrics over `dir/data`, imports the data set and waits
+/// until every sample is searchable.
+async fn start_victoria_metrics(
+    dataset: &Dataset,
+    binary: &Path,
+    dir: &Path,
+    client: &reqwest::Client,
+) -> anyhow::Result<Server> {
+    let started = Instant::now();
+    let port = free_port()?;
+    let args = [
+        format!("-storageDataPath={}", dir.join("data").display()),
+        format!("-httpListenAddr=127.0.0.1:{port}"),
+        "-retentionPeriod=100y".to_string(),
+        // No response cache, no hiding of the newest 30 s, no dedup: it
+        // computes every answer from all samples, as the others do.
+        "-search.disableCache".to_string(),
+        "-search.latencyOffset=0s".to_string(),
+        "-dedup.minScrapeInterval=0".to_string(),
+    ];
+    let mut server = Server::spawn("VictoriaMetrics", binary, &args, port, dir)?;
+    server.wait_ready(client, "/health").await?;
+
+    // The Prometheus text format with ms timestamps, ~8 MiB per request.
+    const CHUNK: usize = 8 << 20;
+    let import = format!("{}/api/v1/import/prometheus", server.url);
+    let mut chunk = Vec::with_capacity(CHUNK + (1 << 20));
+    for (i, s) in dataset.series.iter().enumerate() {
+        s.write_text(TextFormat::Prometheus, &mut chunk)?;
+        if chunk.len() >= CHUNK || i + 1 == dataset.series.len() {
+            let response = client
+                .post(&import)
+                .body(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                .send()
+                .await
+                .context("VictoriaMetrics import")?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                bail!("VictoriaMetrics import: {status}: {}", one_line(&text));
+            }
+        }
+    }
+
+    // Imported rows become searchable asynchronously: flush, then count
+    // the samples until all are there.
+    let earliest = dataset
+        .series
+        .iter()
+        .filter_map(|s| s.timestamps.first())
+        .min()
+        .copied()
+        .unwrap_or(dataset.end_ms);
+    let window_s = (dataset.end_ms - earliest) / 1000 + 60;
+    let count = format!("sum(count_over_time({{__name__=~\".+\"}}[{window_s}s]))");
+    let expected = dataset.samples() as f64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0.0;
+    loop {
+        client
+            .get(format!("{}/internal/force_flush", server.url))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("VictoriaMetrics force_flush")?;
+        let result = instant_query(client, &server.url, &count, dataset.end_ms)
+            .await
+            .context("VictoriaMetrics sample count")?;
+        if let Some((_, v)) = result.values().next().and_then(|points| points.first()) {
+            seen = *v;
+        }
+        if seen == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "VictoriaMetrics shows {seen} of {expected} samples after 120s:\n{}",
+                tail(&server.log, 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "bench: loaded into VictoriaMetrics in {:.1?}",
+        started.elapsed()
+    );
+    Ok(server)
+}
 /// Whether two results agree: a short verdict for the table and, when they
 /// differ, where first or most.
 struct Agreement {
@@ -797,44 +1011,71 @@ struct Agreement {
     detail: Option<String>,
 }
 
-/// Compares two results: same series, same timestamps, values equal to a
-/// relative 1e-6 (ClickHouse and Go may add in different orders). Times in
-/// the detail are relative to `end_ms`, the end of the query range.
-fn agreement(comet: &SeriesSet, prometheus: &SeriesSet, end_ms: i64) -> Agreement {
+/// The result with `__name__` removed from every label set.
+fn without_name(set: &SeriesSet) -> SeriesSet {
+    set.iter()
+        .map(|(labels, points)| {
+            let labels = labels.iter().filter(|(n, _)| n != "__name__").cloned();
+            (labels.collect(), points.clone())
+        })
+        .collect()
+}
+
+/// Compares two systems' results (`names` says whose): same series, same
+/// timestamps, values equal to a relative 1e-6 (ClickHouse and Go may add
+/// in different orders). Times in the detail are relative to `end_ms`, the
+/// end of the query range.
+fn agreement(a: &SeriesSet, b: &SeriesSet, names: [&str; 2], end_ms: i64) -> Agreement {
+    let [name_a, name_b] = names;
     let at = |t: i64| {
         let before = Duration::from_millis((end_ms - t).max(0) as u64);
         format!("end-{}", humantime::format_duration(before))
     };
-    let only_comet: Vec<_> = comet
-        .keys()
-        .filter(|k| !prometheus.contains_key(*k))
-        .collect();
-    let only_prom: Vec<_> = prometheus
-        .keys()
-        .filter(|k| !comet.contains_key(*k))
-        .collect();
-    if !only_comet.is_empty() || !only_prom.is_empty() {
-        let mut detail = Vec::new();
-        if let Some(l) = only_comet.first() {
-            detail.push(format!("only in Comet: {}", format_labels(l)));
+    let only_a: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let only_b: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    if !only_a.is_empty() || !only_b.is_empty() {
+        // VictoriaMetrics keeps the metric name where PromQL drops it:
+        // compare the values all the same when that is the only difference.
+        let (unnamed_a, unnamed_b) = (without_name(a), without_name(b));
+        if unnamed_a.len() == a.len()
+            && unnamed_b.len() == b.len()
+            && unnamed_a.keys().eq(unnamed_b.keys())
+        {
+            let values = agreement(&unnamed_a, &unnamed_b, names, end_ms);
+            let named = if only_a
+                .iter()
+                .any(|l| l.iter().any(|(n, _)| n == "__name__"))
+            {
+                name_a
+            } else {
+                name_b
+            };
+            return Agreement {
+                verdict: format!("{}; __name__ only in {named}", values.verdict),
+                detail: values.detail,
+            };
         }
-        if let Some(l) = only_prom.first() {
-            detail.push(format!("only in Prometheus: {}", format_labels(l)));
+        let mut detail = Vec::new();
+        if let Some(l) = only_a.first() {
+            detail.push(format!("only in {name_a}: {}", format_labels(l)));
+        }
+        if let Some(l) = only_b.first() {
+            detail.push(format!("only in {name_b}: {}", format_labels(l)));
         }
         return Agreement {
             verdict: format!(
-                "DIFF: series ({} only in Comet, {} only in Prometheus)",
-                only_comet.len(),
-                only_prom.len()
+                "DIFF: series ({} only in {name_a}, {} only in {name_b})",
+                only_a.len(),
+                only_b.len()
             ),
             detail: Some(detail.join("; ")),
         };
     }
     let mut points = 0;
     let mut worst: Option<(f64, String)> = None;
-    for (labels, a) in comet {
-        let b = &prometheus[labels];
-        if a.iter().map(|p| p.0).ne(b.iter().map(|p| p.0)) {
+    for (labels, xs) in a {
+        let Some(ys) = b.get(labels) else { continue };
+        if xs.iter().map(|p| p.0).ne(ys.iter().map(|p| p.0)) {
             let span = |s: &[(i64, f64)]| match (s.first(), s.last()) {
                 (Some(f), Some(l)) => format!("{} points {} .. {}", s.len(), at(f.0), at(l.0)),
                 _ => "no points".to_string(),
@@ -842,14 +1083,14 @@ fn agreement(comet: &SeriesSet, prometheus: &SeriesSet, end_ms: i64) -> Agreemen
             return Agreement {
                 verdict: "DIFF: timestamps".into(),
                 detail: Some(format!(
-                    "{}: Comet {}, Prometheus {}",
+                    "{}: {name_a} {}, {name_b} {}",
                     format_labels(labels),
-                    span(a),
-                    span(b)
+                    span(xs),
+                    span(ys)
                 )),
             };
         }
-        for ((t, x), (_, y)) in a.iter().zip(b) {
+        for ((t, x), (_, y)) in xs.iter().zip(ys) {
             points += 1;
             if x.is_nan() && y.is_nan() || x == y {
                 continue;
@@ -858,7 +1099,7 @@ fn agreement(comet: &SeriesSet, prometheus: &SeriesSet, end_ms: i64) -> Agreemen
             let rel = if rel.is_nan() { f64::INFINITY } else { rel };
             if worst.as_ref().is_none_or(|(w, _)| rel > *w) {
                 let where_ = format!(
-                    "{} at {}: Comet {x}, Prometheus {y}",
+                    "{} at {}: {name_a} {x}, {name_b} {y}",
                     format_labels(labels),
                     at(*t)
                 );
@@ -881,6 +1122,13 @@ fn agreement(comet: &SeriesSet, prometheus: &SeriesSet, end_ms: i64) -> Agreemen
 // ---------------------------------------------------------------------------
 // The run
 
+/// A system whose queries are timed.
+struct System {
+    name: &'static str,
+    url: String,
+    version: String,
+}
+
 pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
     if args.series == 0 || args.hours == 0 || args.runs == 0 {
         bail!("--series, --hours and --runs must be at least 1");
@@ -891,15 +1139,18 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         bail!("--scrape-interval, --step and --range must be longer than 0");
     }
     let queries: Vec<String> = if args.queries.is_empty() {
-        DASHBOARD_QUERIES.iter().map(|q| q.to_string()).collect()
+        DASHBOARD_QUERIES
+            .iter()
+            .chain(&MORE_QUERIES)
+            .map(|q| q.to_string())
+            .collect()
     } else {
         args.queries.clone()
     };
-    let promtool = args.prometheus.as_ref().map(|p| {
-        args.promtool
-            .clone()
-            .unwrap_or_else(|| p.with_file_name("promtool"))
-    });
+    let promtool = args
+        .prometheus
+        .as_ref()
+        .map(|p| args.promtool.clone().unwrap_or_else(|| default_promtool(p)));
 
     // The data set, ending at the current minute.
     let now_ms = SystemTime::now()
@@ -940,104 +1191,414 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()?;
-    // Dropped in this order: Prometheus stops before its directory goes.
-    let prometheus = match (&args.prometheus, &promtool) {
-        (Some(binary), Some(promtool)) => {
-            let work_dir = WorkDir::new(args.work_dir.as_deref(), now_ms)?;
-            let dir = work_dir.path.join("prometheus");
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let server = start_prometheus(&dataset, binary, promtool, &dir, &client).await?;
-            Some((server, version_of(binary), work_dir))
-        }
-        _ => None,
+    // Comet's API in process, over loopback HTTP like the others. Its
+    // results cache would answer repeated runs from memory: off, so every
+    // run plans and queries ClickHouse.
+    let registry = Registry::new();
+    let settings = ApiSettings {
+        cache: CacheSettings {
+            results_max_bytes: 0,
+            // No step is ever old enough to be cached.
+            results_freshness: Duration::from_secs(100 * 365 * 86_400),
+            ..CacheSettings::default()
+        },
+        ..ApiSettings::default()
     };
+    let (comet_url, comet_server) = serve_api(store, settings, &registry).await?;
+    let build = if cfg!(debug_assertions) {
+        "debug build, timings not representative"
+    } else {
+        "release build"
+    };
+    let mut systems = vec![System {
+        name: "Comet",
+        url: comet_url,
+        version: format!(
+            "comet {} ({build}) on ClickHouse {clickhouse_version}",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }];
 
-    // Comet first, then Prometheus, one query at a time.
-    let engine = Engine::new(store, PlanSettings::default());
-    let mut rows = Vec::new();
-    for query in &queries {
-        eprintln!("bench: {query}");
-        let (latencies, result) = measure(args.warmups, args.runs, || async {
-            engine.query(query, range).await.map_err(|e| e.to_string())
-        })
-        .await;
-        let comet = Measured {
-            latencies,
-            result: result.map(comet_result),
-        };
-        let prom = match &prometheus {
-            Some((server, ..)) => {
-                let (latencies, result) = measure(args.warmups, args.runs, || {
-                    prometheus_query(&client, &server.url, query, range)
-                })
-                .await;
-                // Parsed outside the timing.
-                Some(Measured {
-                    latencies,
-                    result: result.and_then(|body| prometheus_result(&body)),
-                })
-            }
-            None => None,
-        };
-        rows.push((query.clone(), comet, prom));
+    // Declared before the servers, so dropped after them: each server
+    // stops before its directory goes.
+    let work_dir = if args.prometheus.is_some() || args.victoria_metrics.is_some() {
+        Some(WorkDir::new(args.work_dir.as_deref(), now_ms)?)
+    } else {
+        None
+    };
+    let mut servers = Vec::new();
+    let mut prometheus = None;
+    if let (Some(binary), Some(promtool), Some(work_dir)) = (&args.prometheus, &promtool, &work_dir)
+    {
+        let dir = work_dir.fresh("prometheus")?;
+        let server = start_prometheus(&dataset, binary, promtool, &dir, &client).await?;
+        prometheus = Some(systems.len());
+        systems.push(System {
+            name: "Prometheus",
+            url: server.url.clone(),
+            version: format!(
+                "{}; blocks built by {}",
+                version_of(binary),
+                version_of(promtool)
+            ),
+        });
+        servers.push(server);
+    }
+    let mut victoria = None;
+    if let (Some(binary), Some(work_dir)) = (&args.victoria_metrics, &work_dir) {
+        let dir = work_dir.fresh("victoria-metrics")?;
+        let server = start_victoria_metrics(&dataset, binary, &dir, &client).await?;
+        victoria = Some(systems.len());
+        systems.push(System {
+            name: "VictoriaMetrics",
+            url: server.url.clone(),
+            version: version_of(binary),
+        });
+        servers.push(server);
     }
 
+    // Interleaved: each run times every query on every system in turn, so
+    // a busy moment of the machine costs all of them alike.
+    let machine_start = machine_state();
+    let cells = queries.len() * systems.len();
+    let mut latencies: Vec<Vec<Duration>> = vec![Vec::with_capacity(args.runs); cells];
+    let mut last: Vec<Result<bytes::Bytes, String>> = vec![Err("no run".to_string()); cells];
+    for run in 0..args.warmups + args.runs {
+        if run < args.warmups {
+            eprintln!("bench: warm-up {}/{}", run + 1, args.warmups);
+        } else {
+            eprintln!("bench: run {}/{}", run - args.warmups + 1, args.runs);
+        }
+        for (q, query) in queries.iter().enumerate() {
+            for (s, system) in systems.iter().enumerate() {
+                let cell = q * systems.len() + s;
+                // A query that failed fails every time: asked once.
+                if run > 0 && last[cell].is_err() {
+                    continue;
+                }
+                let started = Instant::now();
+                let result = range_query(&client, &system.url, query, range).await;
+                let took = started.elapsed();
+                if run >= args.warmups && result.is_ok() {
+                    latencies[cell].push(took);
+                }
+                last[cell] = result;
+            }
+        }
+    }
+    let machine_end = machine_state();
+    comet_server.abort();
+    drop(servers);
+    let (cache_hits, cache_partial, cache_misses) = cache_counts(&registry);
+
+    // Parsed outside the timing; results[query][system].
+    let mut measured = latencies
+        .into_iter()
+        .zip(last)
+        .map(|(latencies, body)| Measured {
+            latencies,
+            result: body.and_then(|b| parse_result(&b)),
+        });
+    let results: Vec<Vec<Measured>> = queries
+        .iter()
+        .map(|_| measured.by_ref().take(systems.len()).collect())
+        .collect();
+
     // The report.
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!();
-    println!(
-        "comet bench query: {} series ({} targets), {} h at {} scrape interval = {} samples",
+    let points = (range.end_ms - range.start_ms) / step_ms + 1;
+    let summary = format!(
+        "{} series ({targets} targets) x {} h at a {} scrape interval = {} samples; range queries over the last {} at a {} step ({points} points per series); p50/p95 of {} interleaved runs after {} warm-up runs, each a POST /api/v1/query_range over loopback HTTP timed to the last byte of the body",
         dataset.series.len(),
-        targets,
         args.hours,
         humantime::format_duration(args.scrape_interval),
-        dataset.samples()
-    );
-    println!(
-        "range queries over the last {} at {} step ({} points per series); {} runs after {} warm-ups",
+        dataset.samples(),
         humantime::format_duration(args.range),
         humantime::format_duration(args.step),
-        (range.end_ms - range.start_ms) / step_ms + 1,
         args.runs,
         args.warmups
     );
-    println!("machine: {cores} cores; ClickHouse {clickhouse_version}");
-    if let Some((_, version, _)) = &prometheus {
-        println!("Prometheus: {version}");
+    let mut context = vec![
+        format!("machine at start: {machine_start}"),
+        format!("machine at end:   {machine_end}"),
+    ];
+    for system in &systems {
+        context.push(format!("{}: {}", system.name, system.version));
     }
-    println!(
-        "Comet time: plan + ClickHouse statement + shaping, in process; Prometheus time: HTTP query_range to the last byte"
+    context.push(format!(
+        "Comet's results cache (off): {cache_hits} hits, {cache_partial} partial hits, {cache_misses} misses"
+    ));
+    let table = report_table(
+        &queries,
+        &systems,
+        &results,
+        prometheus,
+        victoria,
+        range.end_ms,
     );
+
     println!();
-    print!("{}", table(&rows, prometheus.is_some(), range.end_ms));
-    let notes: Vec<String> = rows
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, comet, prom))| {
-            let mut lines = Vec::new();
-            if let Err(e) = &comet.result {
-                lines.push(format!("#{} Comet error: {}", i + 1, one_line(e)));
-            }
-            if let Some(Measured { result: Err(e), .. }) = prom {
-                lines.push(format!("#{} Prometheus error: {}", i + 1, one_line(e)));
-            }
-            if let (Ok(a), Some(Measured { result: Ok(b), .. })) = (&comet.result, prom)
-                && let Some(detail) = agreement(a, b, range.end_ms).detail
-            {
-                lines.push(format!("#{} {}", i + 1, one_line(&detail)));
-            }
-            lines
-        })
-        .collect();
+    println!("comet bench query: {summary}");
+    for line in &context {
+        println!("{line}");
+    }
+    println!();
+    print!("{}", table.text());
+    let notes = notes(&results, &systems, prometheus, victoria, range.end_ms);
     if !notes.is_empty() {
         println!();
-        for line in notes {
+        for line in &notes {
             println!("{line}");
         }
     }
+    println!();
+    println!("Markdown:");
+    println!();
+    println!("{summary}.");
+    println!();
+    for line in &context {
+        println!("- {line}");
+    }
+    println!();
+    print!("{}", table.markdown());
+    if !notes.is_empty() {
+        println!();
+        for line in &notes {
+            println!("- {line}");
+        }
+    }
     Ok(())
+}
+
+/// Cores, load average and available memory, from /proc where there is
+/// one.
+fn machine_state() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into());
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or("unknown".into(), |kib| {
+            format!("{:.1} GiB", kib as f64 / f64::from(1 << 20))
+        });
+    format!("{cores} cores, load average {load}, MemAvailable {available}")
+}
+
+/// The geometric mean of `ratios`, or None without any.
+fn geometric_mean(ratios: &[f64]) -> Option<f64> {
+    (!ratios.is_empty())
+        .then(|| (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp())
+}
+
+/// p50 of `a` over p50 of `b`, when both answered.
+fn p50_ratio(a: &Measured, b: &Measured) -> Option<f64> {
+    if a.result.is_err() || b.result.is_err() {
+        return None;
+    }
+    let (a, b) = (a.percentile(0.5)?, b.percentile(0.5)?);
+    (!b.is_zero()).then(|| a.as_secs_f64() / b.as_secs_f64())
+}
+
+/// Errors and where results differ, one line each, by query number.
+fn notes(
+    results: &[Vec<Measured>],
+    systems: &[System],
+    prometheus: Option<usize>,
+    victoria: Option<usize>,
+    end_ms: i64,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, row) in results.iter().enumerate() {
+        for (system, m) in systems.iter().zip(row) {
+            if let Err(e) = &m.result {
+                lines.push(format!("#{} {} error: {}", i + 1, system.name, one_line(e)));
+            }
+        }
+        for (a, b) in [(Some(0), prometheus), (victoria, Some(0))] {
+            if let (Some(a), Some(b)) = (a, b)
+                && let (Ok(x), Ok(y)) = (&row[a].result, &row[b].result)
+                && let Some(detail) =
+                    agreement(x, y, [systems[a].name, systems[b].name], end_ms).detail
+            {
+                lines.push(format!("#{} {}", i + 1, one_line(&detail)));
+            }
+        }
+    }
+    lines
+}
+
+/// The results table: per system p50, p95 and series; the p50 ratios to
+/// Prometheus with their geometric mean; whether results agree; the query.
+fn report_table(
+    queries: &[String],
+    systems: &[System],
+    results: &[Vec<Measured>],
+    prometheus: Option<usize>,
+    victoria: Option<usize>,
+    end_ms: i64,
+) -> Table {
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+    };
+    let short = |name: &'static str| {
+        if name == "VictoriaMetrics" {
+            "VM"
+        } else {
+            name
+        }
+    };
+    let mut table = Table::default();
+    table.column("#", true);
+    for system in systems {
+        table.column(&format!("{} p50 ms", short(system.name)), false);
+        table.column("p95 ms", false);
+        table.column("series", false);
+    }
+    // Ratios to Prometheus: (numerator, column); agreement: (a, b, column).
+    let mut ratios = Vec::new();
+    let mut comparisons = Vec::new();
+    if let Some(p) = prometheus {
+        ratios.push((0, "Comet/Prom p50".to_string()));
+        comparisons.push((0, p, "Comet vs Prometheus".to_string()));
+        if let Some(v) = victoria {
+            ratios.push((v, "VM/Prom p50".to_string()));
+        }
+    }
+    if let Some(v) = victoria {
+        comparisons.push((v, 0, format!("{} vs Comet", short(systems[v].name))));
+    }
+    for (_, column) in &ratios {
+        table.column(column, false);
+    }
+    for (_, _, column) in &comparisons {
+        table.column(column, true);
+    }
+    table.column("query", true);
+
+    let mut all_ratios = vec![Vec::new(); ratios.len()];
+    for (i, (query, row)) in queries.iter().zip(results).enumerate() {
+        let mut line = vec![(i + 1).to_string()];
+        for m in row {
+            match &m.result {
+                Ok(r) => line.extend([
+                    ms(m.percentile(0.5)),
+                    ms(m.percentile(0.95)),
+                    r.len().to_string(),
+                ]),
+                Err(_) => line.extend(["error".into(), "-".into(), "-".into()]),
+            }
+        }
+        for (k, (numerator, _)) in ratios.iter().enumerate() {
+            let ratio = prometheus.and_then(|p| p50_ratio(&row[*numerator], &row[p]));
+            if let Some(r) = ratio {
+                all_ratios[k].push(r);
+            }
+            line.push(ratio.map_or("-".into(), |r| format!("{r:.2}")));
+        }
+        for (a, b, _) in &comparisons {
+            line.push(match (&row[*a].result, &row[*b].result) {
+                (Ok(x), Ok(y)) => {
+                    agreement(x, y, [systems[*a].name, systems[*b].name], end_ms).verdict
+                }
+                _ => "-".into(),
+            });
+        }
+        line.push(query.clone());
+        table.rows.push(line);
+    }
+    if !ratios.is_empty() {
+        let mut line = vec!["geo. mean".to_string()];
+        line.extend(std::iter::repeat_n(String::new(), systems.len() * 3));
+        for ratios in &all_ratios {
+            line.push(match geometric_mean(ratios) {
+                Some(g) if ratios.len() == queries.len() => format!("{g:.2}"),
+                Some(g) => format!("{g:.2} ({} of {})", ratios.len(), queries.len()),
+                None => "-".into(),
+            });
+        }
+        line.extend(std::iter::repeat_n(String::new(), comparisons.len() + 1));
+        table.rows.push(line);
+    }
+    table
+}
+
+/// A table printed aligned for the terminal and as Markdown.
+#[derive(Default)]
+struct Table {
+    header: Vec<String>,
+    /// Per column: left-aligned (text) rather than right (numbers).
+    left: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn column(&mut self, name: &str, left: bool) {
+        self.header.push(name.to_string());
+        self.left.push(left);
+    }
+
+    fn text(&self) -> String {
+        let lines: Vec<&Vec<String>> = std::iter::once(&self.header).chain(&self.rows).collect();
+        let widths: Vec<usize> = (0..self.header.len())
+            .map(|c| {
+                lines
+                    .iter()
+                    .map(|l| l.get(c).map_or(0, |cell| cell.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for line in lines {
+            let mut text = String::new();
+            for (c, cell) in line.iter().enumerate() {
+                let w = widths[c];
+                if c + 1 == line.len() {
+                    text.push_str(cell);
+                } else if self.left[c] {
+                    let _ = write!(text, "{cell:<w$}  ");
+                } else {
+                    let _ = write!(text, "{cell:>w$}  ");
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// GitHub-flavoured Markdown; the last column (the query) as code.
+    fn markdown(&self) -> String {
+        let row = |cells: &[String], code_last: bool| {
+            let mut text = String::from("|");
+            for (c, cell) in cells.iter().enumerate() {
+                let cell = cell.replace('|', "\\|");
+                if code_last && c + 1 == cells.len() && !cell.is_empty() {
+                    let _ = write!(text, " `{cell}` |");
+                } else {
+                    let _ = write!(text, " {cell} |");
+                }
+            }
+            text.push('\n');
+            text
+        };
+        let mut out = row(&self.header, false);
+        out.push('|');
+        for left in &self.left {
+            out.push_str(if *left { "---|" } else { "---:|" });
+        }
+        out.push('\n');
+        for line in &self.rows {
+            out.push_str(&row(line, true));
+        }
+        out
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -1070,6 +1631,15 @@ impl WorkDir {
             .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self { path, remove })
     }
+
+    /// An empty subdirectory: a previous run's data there is removed.
+    fn fresh(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.path.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    }
 }
 
 impl Drop for WorkDir {
@@ -1080,71 +1650,6 @@ impl Drop for WorkDir {
     }
 }
 
-type TableRow = (String, Measured, Option<Measured>);
-
-/// The results as an aligned text table, the query last.
-fn table(rows: &[TableRow], with_prometheus: bool, end_ms: i64) -> String {
-    let ms = |d: Option<Duration>| {
-        d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
-    };
-    let cells = |m: &Measured| -> [String; 3] {
-        match &m.result {
-            Ok(r) => [
-                ms(m.percentile(0.5)),
-                ms(m.percentile(0.95)),
-                r.len().to_string(),
-            ],
-            Err(_) => ["error".into(), "-".into(), "-".into()],
-        }
-    };
-    let mut header = vec!["#", "Comet p50 ms", "p95 ms", "series"];
-    if with_prometheus {
-        header.extend(["Prometheus p50 ms", "p95 ms", "series", "results"]);
-    }
-    header.push("query");
-    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for (i, (query, comet, prom)) in rows.iter().enumerate() {
-        let mut line = vec![(i + 1).to_string()];
-        line.extend(cells(comet));
-        if with_prometheus && let Some(prom) = prom {
-            line.extend(cells(prom));
-            line.push(match (&comet.result, &prom.result) {
-                (Ok(a), Ok(b)) => agreement(a, b, end_ms).verdict,
-                _ => "-".into(),
-            });
-        }
-        line.push(query.clone());
-        lines.push(line);
-    }
-    let columns = lines[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for line in &lines {
-        let mut text = String::new();
-        for (c, cell) in line.iter().enumerate() {
-            if c + 1 == columns {
-                text.push_str(cell);
-            } else if c == 0 || c + 2 == columns && with_prometheus {
-                // Left-aligned: the number and the agreement note.
-                let _ = write!(text, "{cell:<w$}  ", w = widths[c]);
-            } else {
-                let _ = write!(text, "{cell:>w$}  ", w = widths[c]);
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1153,7 +1658,7 @@ mod tests {
     fn the_data_set_is_deterministic_and_well_formed() {
         let a = Dataset::generate(3, 240, 15_000, 1_700_000_000_000);
         let b = Dataset::generate(3, 240, 15_000, 1_700_000_000_000);
-        assert_eq!(a.series.len(), 60);
+        assert_eq!(a.series.len(), 63);
         for (x, y) in a.series.iter().zip(&b.series) {
             assert_eq!(x.labels, y.labels);
             assert_eq!(x.values, y.values);
@@ -1191,6 +1696,10 @@ mod tests {
             .filter(|s| s.values.windows(2).any(|w| w[1] < w[0]))
             .count();
         assert_eq!(resets, 6);
+        // One `up` per target.
+        let up: Vec<&GenSeries> = a.series.iter().filter(|s| s.name() == "up").collect();
+        assert_eq!(up.len(), 3);
+        assert!(up.iter().all(|s| s.values.iter().all(|v| *v == 1.0)));
     }
 
     #[test]
@@ -1203,7 +1712,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(text.ends_with("# EOF\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 3);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 4);
         assert_eq!(
             text.lines().filter(|l| !l.starts_with('#')).count(),
             dataset.samples()
@@ -1213,6 +1722,15 @@ mod tests {
         ));
         let t = dataset.series[0].timestamps[0];
         assert!(text.contains(&format!(" {}.{:03}\n", t / 1000, t % 1000)));
+
+        // The Prometheus text format: the same lines, timestamps in ms.
+        let mut prom = Vec::new();
+        dataset.series[0]
+            .write_text(TextFormat::Prometheus, &mut prom)
+            .unwrap();
+        let prom = String::from_utf8(prom).unwrap();
+        assert_eq!(prom.lines().count(), dataset.scrapes);
+        assert!(prom.ends_with(&format!(" {}\n", dataset.series[0].timestamps[3])));
     }
 
     #[test]
@@ -1222,18 +1740,65 @@ mod tests {
                 .into_iter()
                 .collect()
         };
-        let verdict = |a: &SeriesSet, b: &SeriesSet| agreement(a, b, 1).verdict;
+        let verdict =
+            |a: &SeriesSet, b: &SeriesSet| agreement(a, b, ["Comet", "Prometheus"], 1).verdict;
         assert!(verdict(&one(1.0), &one(1.0 + 1e-12)).starts_with("same"));
         assert!(verdict(&one(1.0), &one(f64::NAN)).starts_with("DIFF: values"));
         assert!(verdict(&one(1.0), &SeriesSet::new()).starts_with("DIFF: series"));
-        let detail = agreement(&one(1.0), &one(2.0), 60_001).detail.unwrap();
+        let named: SeriesSet = [(
+            vec![
+                ("__name__".to_string(), "m".to_string()),
+                ("a".to_string(), "b".to_string()),
+            ],
+            vec![(1, 1.0)],
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            agreement(&named, &one(1.0), ["VictoriaMetrics", "Comet"], 1).verdict,
+            "same (1 points); __name__ only in VictoriaMetrics"
+        );
+        let detail = agreement(&one(1.0), &one(2.0), ["Comet", "Prometheus"], 60_001)
+            .detail
+            .unwrap();
         assert_eq!(
             detail,
             "largest difference: {a=\"b\"} at end-1m: Comet 1, Prometheus 2"
         );
         let prom = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[0.001,"1"]]}]}}"#;
-        assert!(verdict(&one(1.0), &prometheus_result(prom).unwrap()).starts_with("same"));
+        assert!(verdict(&one(1.0), &parse_result(prom).unwrap()).starts_with("same"));
         let err = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
-        assert_eq!(prometheus_result(err).unwrap_err(), "parse error");
+        assert_eq!(parse_result(err).unwrap_err(), "parse error");
+    }
+
+    #[test]
+    fn ratios_are_summarized_by_their_geometric_mean() {
+        assert_eq!(geometric_mean(&[]), None);
+        let g = geometric_mean(&[0.5, 2.0, 1.0]).unwrap();
+        assert!((g - 1.0).abs() < 1e-12);
+        let g = geometric_mean(&[2.0, 8.0]).unwrap();
+        assert!((g - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tables_print_aligned_and_as_markdown() {
+        let mut table = Table::default();
+        table.column("#", true);
+        table.column("p50 ms", false);
+        table.column("query", true);
+        table
+            .rows
+            .push(vec!["1".into(), "12.5".into(), "a or b".into()]);
+        table
+            .rows
+            .push(vec!["2".into(), "3.0".into(), "x{y=~\"a|b\"}".into()]);
+        assert_eq!(
+            table.text(),
+            "#  p50 ms  query\n1    12.5  a or b\n2     3.0  x{y=~\"a|b\"}\n"
+        );
+        assert_eq!(
+            table.markdown(),
+            "| # | p50 ms | query |\n|---|---:|---|\n| 1 | 12.5 | `a or b` |\n| 2 | 3.0 | `x{y=~\"a\\|b\"}` |\n"
+        );
     }
 }

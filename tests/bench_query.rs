@@ -1,11 +1,12 @@
 //! Smoke test for `comet bench query`: a tiny data set loaded into the test
-//! ClickHouse, every dashboard query run once, the table printed. Behaviour,
-//! not speed; a query the engine cannot answer yet is an error row, not a
-//! failed run.
+//! ClickHouse (and into Prometheus 3.5 and VictoriaMetrics), every query
+//! run once on each, the table printed, and Comet's answers equal to
+//! Prometheus's. Behaviour, not speed.
 
 mod common;
 
-const QUERIES: [&str; 8] = [
+/// The built-in queries, in the bench's order.
+const QUERIES: [&str; 12] = [
     "rate(http_requests_total[5m])",
     "sum by (job) (rate(http_requests_total[5m]))",
     "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
@@ -14,6 +15,10 @@ const QUERIES: [&str; 8] = [
     "sum(rate(http_requests_total{status=\"500\"}[5m])) / on() sum(rate(http_requests_total[5m]))",
     "count by (status) (http_requests_total)",
     "max_over_time(rate(http_requests_total[5m])[30m:1m])",
+    "count by (job) (up)",
+    "sum by (instance) (rate(http_requests_total{status!=\"200\"}[5m]))",
+    "max by (job) (node_memory_free_bytes) / 1024 / 1024",
+    "predict_linear(node_memory_free_bytes[1h], 4*3600) < 0",
 ];
 
 async fn bench_query(extra: &[&str]) -> (String, String, String) {
@@ -42,67 +47,88 @@ async fn bench_query(extra: &[&str]) -> (String, String, String) {
     (database, stdout, stderr)
 }
 
-/// One table row per query, each with a timing or an error.
-fn assert_table(stdout: &str, with_prometheus: bool) {
+/// One table row per query, each with a timing (or an error) for every
+/// system timed; the row's cells as text.
+fn table_rows(stdout: &str, systems: &[&str]) -> Vec<Vec<String>> {
     assert!(
-        stdout.contains("60 series (3 targets), 1 h at 15s scrape interval = 14400 samples"),
+        stdout.contains("63 series (3 targets) x 1 h at a 15s scrape interval = 15120 samples"),
         "{stdout}"
     );
-    assert!(stdout.contains("machine: "), "{stdout}");
+    assert!(stdout.contains("machine at start: "), "{stdout}");
+    assert!(stdout.contains("machine at end: "), "{stdout}");
     let header = stdout
         .lines()
-        .find(|l| l.starts_with("#  Comet p50 ms"))
+        .find(|l| l.starts_with('#') && l.contains("Comet p50 ms"))
         .unwrap_or_else(|| panic!("no table header:\n{stdout}"));
-    assert_eq!(header.contains("Prometheus p50 ms"), with_prometheus);
-    for (i, query) in QUERIES.iter().enumerate() {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("{} ", i + 1)) && l.ends_with(query))
-            .unwrap_or_else(|| panic!("no row for {query}:\n{stdout}"));
-        let cells: Vec<&str> = row.split_whitespace().collect();
-        let comet = cells[1];
-        assert!(comet == "error" || comet.parse::<f64>().is_ok(), "{row}");
-        if comet == "error" {
-            assert!(
-                stdout.contains(&format!("#{} Comet error: ", i + 1)),
-                "{stdout}"
-            );
-        }
-        if with_prometheus {
-            // Prometheus answers every one of these.
-            assert!(cells[4].parse::<f64>().is_ok(), "{row}");
-        }
+    for system in ["Prometheus", "VM"] {
+        assert_eq!(
+            header.contains(&format!("{system} p50 ms")),
+            systems.contains(&system),
+            "{header}"
+        );
     }
+    QUERIES
+        .iter()
+        .enumerate()
+        .map(|(i, query)| {
+            let row = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{} ", i + 1)) && l.ends_with(query))
+                .unwrap_or_else(|| panic!("no row for {query}:\n{stdout}"));
+            let cells: Vec<String> = row.split_whitespace().map(str::to_string).collect();
+            // Comet, then each other system: p50, p95, series.
+            for k in 0..=systems.len() {
+                let p50 = &cells[1 + 3 * k];
+                assert!(p50.parse::<f64>().is_ok(), "{row}");
+            }
+            cells
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn bench_query_loads_the_data_set_and_prints_the_table() {
     let (database, stdout, _) = bench_query(&[]).await;
-    assert_table(&stdout, false);
+    table_rows(&stdout, &[]);
     // Everything went through the writer into the bench's own database.
     let count = common::http_query(&format!("SELECT count() FROM {database}.samples")).await;
-    assert_eq!(count.trim(), "14400");
+    assert_eq!(count.trim(), "15120");
     let series = common::http_query(&format!(
         "SELECT uniqExact(fingerprint) FROM {database}.series"
     ))
     .await;
-    assert_eq!(series.trim(), "60");
+    assert_eq!(series.trim(), "63");
     common::http_query(&format!("DROP DATABASE {database}")).await;
 }
 
+/// Comet, Prometheus 3.5 and VictoriaMetrics on the same data: every
+/// system answers every query, and Comet's answers are Prometheus's.
 #[tokio::test]
-async fn bench_query_compares_with_prometheus() {
-    let Some(prometheus) = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
-        panic!("no prometheus binary; install the peers with scripts/install-peers.sh");
-    };
-    let (database, stdout, _) = bench_query(&["--prometheus", prometheus]).await;
-    assert_table(&stdout, true);
+async fn bench_query_compares_with_prometheus_and_victoria_metrics() {
+    let prometheus = common::peers::prometheus_binary();
+    let (database, stdout, _) = bench_query(&[
+        "--prometheus",
+        &prometheus,
+        "--promtool",
+        "promtool",
+        "--victoria-metrics",
+        "victoria-metrics",
+    ])
+    .await;
+    for row in table_rows(&stdout, &["Prometheus", "VM"]) {
+        // The first verdict is Comet's against Prometheus (then VM's).
+        let line = row.join(" ");
+        let same = line.find("same (");
+        let diff = line.find("DIFF");
+        assert!(
+            same.is_some_and(|s| diff.is_none_or(|d| d > s)),
+            "Comet and Prometheus disagree: {line}\n{stdout}"
+        );
+    }
     assert!(
-        stdout.contains("Prometheus: prometheus, version"),
+        stdout.contains("Prometheus: prometheus, version 3."),
         "{stdout}"
     );
+    assert!(stdout.contains("VictoriaMetrics: "), "{stdout}");
     common::http_query(&format!("DROP DATABASE {database}")).await;
 }
