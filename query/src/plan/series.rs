@@ -72,6 +72,20 @@ fn filter_values(vals: &str, keep: &str, cond: &str) -> String {
     format!("arrayMap(x -> if(x IS NULL OR NOT ({cond}), NULL, toFloat64({keep})), {vals})")
 }
 
+/// Per-series values `(fp, vals)` with the labels `(fp, labels)` joined
+/// once per series; a range function that keeps the metric name keeps it.
+fn with_labels(values: &str, labels: &str, keeps_name: bool) -> String {
+    let dn = if keeps_name {
+        "toUInt8(0)"
+    } else {
+        "toUInt8(1)"
+    };
+    format!(
+        "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn \
+         FROM ({values}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp"
+    )
+}
+
 impl Planner {
     /// The samples of `vs` with raw timestamps in `(lo, hi]`, shifted by
     /// `shift` ms, as one row per series `(fp, ts Array(Int64), sv
@@ -136,11 +150,9 @@ impl Planner {
                arrayFilter((f, m) -> m.3 = 0, arrayFill(x -> x.3 = 1, _m), _m), {steps})",
             lookback = self.lookback,
         );
-        Ok(format!(
-            "SELECT l.labels AS labels, s.vals AS vals, toUInt8(0) AS dn FROM (\
-               SELECT fp, {vals} AS vals FROM (SELECT fp, {merged} AS _m FROM ({samples}))\
-             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp"
-        ))
+        let values =
+            format!("SELECT fp, {vals} AS vals FROM (SELECT fp, {merged} AS _m FROM ({samples}))");
+        Ok(with_labels(&values, &labels, true))
     }
 
     /// A range function ClickHouse's grid aggregates compute exactly, over a
@@ -172,16 +184,8 @@ impl Planner {
             None => aggregate,
             Some(f) => map_values(&aggregate, &format!("x * {}", lit(f))),
         };
-        let dn = if keeps_name {
-            "toUInt8(0)"
-        } else {
-            "toUInt8(1)"
-        };
-        Ok(Some(format!(
-            "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn FROM (\
-               SELECT fp, {vals} AS vals FROM ({samples}) GROUP BY fp\
-             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp"
-        )))
+        let values = format!("SELECT fp, {vals} AS vals FROM ({samples}) GROUP BY fp");
+        Ok(Some(with_labels(&values, &labels, keeps_name)))
     }
 
     /// A range function over the windows of a selector without `@`,
@@ -251,23 +255,16 @@ impl Planner {
             names.join(", "),
             bound.join(", ")
         );
-        let dn = if keeps_name {
-            "toUInt8(0)"
-        } else {
-            "toUInt8(1)"
-        };
-        Ok(Some(format!(
-            "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn FROM (\
-               SELECT fp, {vals} AS vals FROM (\
-                 SELECT fp, ts, sv, {hi_counts} AS _hi, {lo_counts} AS _lo FROM (\
-                   SELECT fp, ts, sv, {hi_keys} AS _mhi, {lo_keys} AS _mlo FROM ({samples}))\
-               )\
-             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
+        let values = format!(
+            "SELECT fp, {vals} AS vals FROM (\
+               SELECT fp, ts, sv, {hi_counts} AS _hi, {lo_counts} AS _lo FROM (\
+                 SELECT fp, ts, sv, {hi_keys} AS _mhi, {lo_keys} AS _mlo FROM ({samples})))",
             hi_counts = counts("_mhi"),
             lo_counts = counts("_mlo"),
             hi_keys = merged(0),
             lo_keys = merged(m.range),
-        )))
+        );
+        Ok(Some(with_labels(&values, &labels, keeps_name)))
     }
 
     /// Point rows `(fp, t, v)` on `grid` gathered into one row per series
@@ -452,18 +449,25 @@ mod tests {
 
     #[test]
     fn window_functions_and_subqueries_answer_one_row_per_series() {
+        // Over a selector: windows are slices of each series' arrays.
         for query in [
             "avg_over_time(node_load1[10m])",
-            "max_over_time(rate(http_requests_total[5m])[30m:1m])",
+            "predict_linear(node_filesystem_avail_bytes[1h], 4 * 3600) < 0",
+            "quantile_over_time(0.9, node_load1[10m] offset 1h)",
         ] {
             let plan = plan(query, range(), &PlanSettings::default()).unwrap();
             assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
             assert!(
-                plan.sql.contains("groupArrayInsertAt"),
-                "{query}: {}",
-                plan.sql
+                plan.sql.contains("arraySlice(sv, lo + 1, hi - lo)"),
+                "{query}"
             );
+            assert!(!plan.sql.contains("ARRAY JOIN"), "{query}: {}", plan.sql);
         }
+        // Over a subquery: windows of rows, gathered back per series.
+        let query = "max_over_time(rate(http_requests_total[5m])[30m:1m])";
+        let plan = plan(query, range(), &PlanSettings::default()).unwrap();
+        assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
+        assert!(plan.sql.contains("groupArrayInsertAt"), "{query}");
     }
 
     #[test]
