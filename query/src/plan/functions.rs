@@ -37,9 +37,11 @@ pub(crate) fn sum_array(values: &str) -> String {
     )
 }
 
-/// Sum of a Kahan-Neumaier fold result.
+/// Sum of a Kahan-Neumaier fold result. The fold is bound once (as the
+/// parameter of a lambda over a one-element array): ClickHouse would
+/// evaluate each textual copy of it.
 pub(crate) fn finish_sum(folded: &str) -> String {
-    format!("(({folded}).1 + ({folded}).2)")
+    format!("arrayMap(_kahan -> _kahan.1 + _kahan.2, [{folded}])[1]")
 }
 
 /// The compensation term after adding `inc` to `sum` (Neumaier's step, as
@@ -55,7 +57,11 @@ fn kahan_c(inc: &str, sum: &str, c: &str) -> String {
 /// count; once the sum would overflow, a compensated incremental mean from
 /// that value on (so the order of `values` matters there, as in Prometheus).
 pub(crate) fn mean_array(values: &str) -> String {
+    // The sum and the values are bound once as lambda parameters (each
+    // textual copy would be evaluated); the incremental fold runs over the
+    // values only where the sum overflowed, over an empty array elsewhere.
     let sum = finish_sum(&sum_array(values));
+    let overflowed = "isInfinite(_mean_sum) AND NOT arrayExists(x -> isInfinite(x), _mean_vals)";
     // State: (count, sum, compensation, incremental?, mean).
     let n1 = "(acc.1 + 1)";
     let mean = "if(acc.4 = 0, acc.2 / acc.1, acc.5)";
@@ -67,14 +73,15 @@ pub(crate) fn mean_array(values: &str) -> String {
         "arrayFold((acc, x) -> if(acc.4 = 0 AND NOT isInfinite(acc.2 + x), \
            ({n1}, acc.2 + x, {}, toUInt8(0), toFloat64(0)), \
            ({n1}, acc.2, {}, toUInt8(1), {scaled_mean} + {inc})), \
-         {values}, (toFloat64(0), toFloat64(0), toFloat64(0), toUInt8(0), toFloat64(0)))",
+         if({overflowed}, _mean_vals, CAST([], 'Array(Float64)')), \
+         (toFloat64(0), toFloat64(0), toFloat64(0), toUInt8(0), toFloat64(0)))",
         kahan_c("x", "acc.2", "acc.3"),
         kahan_c(&inc, &scaled_mean, &scaled_comp),
     );
     format!(
-        "if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), {values}), \
-           ({incremental}).5 + ({incremental}).3, \
-           {sum} / length({values}))"
+        "arrayMap((_mean_sum, _mean_vals) -> if({overflowed}, \
+           arrayMap(_inc -> _inc.5 + _inc.3, [{incremental}])[1], \
+           _mean_sum / length(_mean_vals)), [{sum}], [{values}])[1]"
     )
 }
 
