@@ -43,7 +43,12 @@ trap 'rm -rf "$state"' EXIT
 mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/download"
 echo "deb [signed-by=$keyring] $mirror sid main" >"$state/sources.list"
 apt_private=(-o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache" -o APT::Sandbox::User=root)
+  -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache")
+# As root, apt would hand the downloads to its `_apt` user, which cannot
+# write into our private directories.
+if [ "$(id -u)" -eq 0 ]; then
+  apt_private+=(-o APT::Sandbox::User=root)
+fi
 
 echo "install-prometheus3: fetching Debian sid's prometheus package from $mirror (private apt state)"
 apt-get "${apt_private[@]}" -q update >"$state/update.log" 2>&1 || {
