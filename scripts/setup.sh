@@ -20,7 +20,10 @@ command -v "$PYTHON" >/dev/null 2>&1 ||
   die "$("$PYTHON" --version 2>&1) is too old; chdb needs Python 3.8 or newer"
 
 lib=$(ls "$VENV"/lib/python3*/site-packages/chdb/_chdb.abi3.so 2>/dev/null | head -n1 || true)
-if [ -n "$lib" ] && "$VENV/bin/python" -m pip show chdb 2>/dev/null | grep -qx "Version: $CHDB_VERSION"; then
+# (sed reads pip's whole output: `grep -q` would stop early, and pipefail
+# would count pip's broken pipe as a missing chdb.)
+installed=$("$VENV/bin/python" -m pip show chdb 2>/dev/null | sed -n 's/^Version: //p' || true)
+if [ -n "$lib" ] && [ "$installed" = "$CHDB_VERSION" ]; then
   echo "setup: chdb $CHDB_VERSION already in $VENV"
 else
   echo "setup: creating $VENV with chdb $CHDB_VERSION (downloads about 250 MB)"
