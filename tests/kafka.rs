@@ -28,9 +28,19 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The broker binary: `$COMET_TEST_TANSU`, else where
+/// `scripts/install-kafka-broker.sh` puts it (`$COMET_TEST_TANSU_ROOT`, by
+/// default `.tools/tansu-0.6.0`).
 fn tansu() -> PathBuf {
     let path = std::env::var_os("COMET_TEST_TANSU").map_or_else(
-        || common::workspace_dir().join(".tools/tansu-0.6.0/bin/tansu"),
+        || {
+            std::env::var_os("COMET_TEST_TANSU_ROOT")
+                .map_or_else(
+                    || common::workspace_dir().join(".tools/tansu-0.6.0"),
+                    PathBuf::from,
+                )
+                .join("bin/tansu")
+        },
         PathBuf::from,
     );
     assert!(
