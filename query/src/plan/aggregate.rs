@@ -39,14 +39,14 @@ impl Planner {
     pub(crate) fn aggregate(&mut self, a: &AggregateExpr, grid: &Grid) -> Result<Node, PlanError> {
         let op = a.op.to_string().to_lowercase();
         let input = self.node(&a.expr, grid)?;
-        if let Node::Series(series) = &input {
-            let (key, dn) = self.group_key(&a.modifier, "_l");
-            if let Some(rel) = self.series_aggregate(a, series, &op, &key, &dn) {
-                return Ok(Node::Series(rel));
-            }
+        // One grouping key (and its parameters) for either form.
+        let (key, dn) = self.group_key(&a.modifier, "_l");
+        if let Node::Series(series) = &input
+            && let Some(rel) = self.series_aggregate(a, series, &op, &key, &dn)
+        {
+            return Ok(Node::Series(rel));
         }
         let rel = self.rows_of(input, &a.expr, grid)?;
-        let (key, dn) = self.group_key(&a.modifier, "_l");
         let simple = |agg: &str| -> String { agg.to_string() };
         let value = match op.as_str() {
             "sum" => Some(finish_sum(&sum_array("groupArray(_v)"))),
