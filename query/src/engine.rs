@@ -161,6 +161,8 @@ struct ResultRow {
 struct SeriesRow {
     labels: Vec<(String, String)>,
     vals: Vec<Option<f64>>,
+    /// 1 when the metric name is to be dropped.
+    dn: u8,
 }
 
 /// The rows of an answer, as the plan's kind reads them.
@@ -383,10 +385,14 @@ fn shape(rows: Rows, kind: &PlanKind, instant: bool) -> Result<QueryValue, Query
     }
 }
 
-/// Series-major rows (sorted by labels) into a matrix. Rows whose labels
-/// became equal (the metric name dropped) are one series, as long as they
-/// never have a value at the same step.
-fn shape_series(rows: Vec<SeriesRow>, start: i64, step: i64) -> Result<QueryValue, QueryError> {
+/// Series-major rows into a matrix sorted by labels, the metric name
+/// dropped where the row says so. Rows whose labels became equal are one
+/// series, as long as they never have a value at the same step.
+fn shape_series(mut rows: Vec<SeriesRow>, start: i64, step: i64) -> Result<QueryValue, QueryError> {
+    for row in rows.iter_mut().filter(|r| r.dn == 1) {
+        row.labels.retain(|(name, _)| name != "__name__");
+    }
+    rows.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut out: Vec<Series> = Vec::with_capacity(rows.len());
     for row in rows {
         let points = row.vals.iter().enumerate().filter_map(|(k, v)| {

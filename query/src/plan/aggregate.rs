@@ -3,7 +3,7 @@
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::functions::{finish_sum, mean_array, quantile_sql, sort_nan_first, sum_array, unparen};
+use super::functions::{kahan_sum, mean_array, quantile_sql, sort_nan_first, unparen};
 use super::{Grid, Node, PlanError, Planner, Scalar, bad};
 
 impl Planner {
@@ -49,7 +49,7 @@ impl Planner {
         let rel = self.rows_of(input, &a.expr, grid)?;
         let simple = |agg: &str| -> String { agg.to_string() };
         let value = match op.as_str() {
-            "sum" => Some(finish_sum(&sum_array("groupArray(_v)"))),
+            "sum" => Some(kahan_sum("groupArray(_v)")),
             "avg" => Some(mean_array("groupArray(_v)")),
             "min" => Some(simple(
                 "if(countIf(NOT isNaN(_v)) = 0, nan, minIf(_v, NOT isNaN(_v)))",

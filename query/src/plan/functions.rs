@@ -27,21 +27,30 @@ pub(crate) fn quantile_sql(phi: &str, sorted: &str) -> String {
     )
 }
 
-/// Kahan-Neumaier summation as Prometheus's `kahanSumInc` does it
-/// (compensation dropped once the sum is infinite).
-pub(crate) fn sum_array(values: &str) -> String {
+/// The rounding errors Neumaier's step (Prometheus's `kahanSumInc`) adds
+/// to the compensation, one per value of `values` given their running sums
+/// `sums` (`arrayCumSum` adds in order, so these are the sums Prometheus's
+/// loop sees).
+fn kahan_errors(values: &str, sums: &str) -> String {
     format!(
-        "arrayFold((acc, x) -> (acc.1 + x, if(isInfinite(acc.1 + x), 0, \
-           if(abs(acc.1) >= abs(x), acc.2 + ((acc.1 - (acc.1 + x)) + x), acc.2 + ((x - (acc.1 + x)) + acc.1)))), \
-         {values}, (toFloat64(0), toFloat64(0)))"
+        "arrayMap((x, p, t) -> if(abs(p) >= abs(x), (p - t) + x, (x - t) + p), \
+           {values}, arrayPopBack(arrayPushFront({sums}, 0)), {sums})"
     )
 }
 
-/// Sum of a Kahan-Neumaier fold result. The fold is bound once (as the
-/// parameter of a lambda over a one-element array): ClickHouse would
+/// Kahan-Neumaier summation as Prometheus's `kahanSumInc` does it, without
+/// a fold: the running sum is the prefix sum, the compensation the prefix
+/// sum of each step's rounding error. A sum that became infinite never
+/// becomes finite again, and Prometheus drops the compensation then, so
+/// it only counts while the total is finite. `values` is bound once (as
+/// the parameter of a lambda over a one-element array): ClickHouse would
 /// evaluate each textual copy of it.
-pub(crate) fn finish_sum(folded: &str) -> String {
-    format!("arrayMap(_kahan -> _kahan.1 + _kahan.2, [{folded}])[1]")
+pub(crate) fn kahan_sum(values: &str) -> String {
+    format!(
+        "arrayMap(_ks_v -> arrayMap(_ks_s -> if(isFinite(_ks_s[-1]), \
+           _ks_s[-1] + arrayCumSum({})[-1], _ks_s[-1]), [arrayCumSum(_ks_v)])[1], [{values}])[1]",
+        kahan_errors("_ks_v", "_ks_s")
+    )
 }
 
 /// The compensation term after adding `inc` to `sum` (Neumaier's step, as
@@ -54,34 +63,30 @@ fn kahan_c(inc: &str, sum: &str, c: &str) -> String {
 }
 
 /// The mean as Prometheus computes it: the compensated sum divided by the
-/// count; once the sum would overflow, a compensated incremental mean from
-/// that value on (so the order of `values` matters there, as in Prometheus).
+/// count; once the running sum would overflow, a compensated incremental
+/// mean from that value on (so the order of `values` matters there, as in
+/// Prometheus).
 pub(crate) fn mean_array(values: &str) -> String {
-    // The sum and the values are bound once as lambda parameters (each
-    // textual copy would be evaluated); the incremental fold runs over the
-    // values only where the sum overflowed, over an empty array elsewhere.
-    let sum = finish_sum(&sum_array(values));
-    let overflowed = "isInfinite(_mean_sum) AND NOT arrayExists(x -> isInfinite(x), _mean_vals)";
-    // State: (count, sum, compensation, incremental?, mean).
-    let n1 = "(acc.1 + 1)";
-    let mean = "if(acc.4 = 0, acc.2 / acc.1, acc.5)";
-    let comp = "if(acc.4 = 0, acc.3 / acc.1, acc.3)";
-    let inc = format!("(x / {n1})");
-    let scaled_mean = format!("((acc.1 / {n1}) * {mean})");
-    let scaled_comp = format!("((acc.1 / {n1}) * {comp})");
+    // Bound once as lambda parameters: the values, their running sums and
+    // the running compensation.
+    let sum = "if(isFinite(_ms_s[-1]), _ms_s[-1] + _ms_c[-1], _ms_s[-1])";
+    // The first value whose running sum is infinite switches to the
+    // incremental mean, starting from the mean of the values before it.
+    let at = "arrayFirstIndex(x -> isInfinite(x), _ms_s)";
+    let step = format!(
+        "arrayMap((i, m, c) -> (m + i, {}), [x / k], [((k - 1) / k) * acc.1], [((k - 1) / k) * acc.2])[1]",
+        kahan_c("i", "m", "c")
+    );
     let incremental = format!(
-        "arrayFold((acc, x) -> if(acc.4 = 0 AND NOT isInfinite(acc.2 + x), \
-           ({n1}, acc.2 + x, {}, toUInt8(0), toFloat64(0)), \
-           ({n1}, acc.2, {}, toUInt8(1), {scaled_mean} + {inc})), \
-         if({overflowed}, _mean_vals, CAST([], 'Array(Float64)')), \
-         (toFloat64(0), toFloat64(0), toFloat64(0), toUInt8(0), toFloat64(0)))",
-        kahan_c("x", "acc.2", "acc.3"),
-        kahan_c(&inc, &scaled_mean, &scaled_comp),
+        "arrayMap(p -> if(p < 2, {sum} / length(_ms_v), arrayMap(r -> r.1 + r.2, [arrayFold((acc, x, k) -> {step}, \
+           arraySlice(_ms_v, p), arraySlice(arrayEnumerate(_ms_v), p), \
+           (_ms_s[p - 1] / (p - 1), _ms_c[p - 1] / (p - 1)))])[1]), [{at}])[1]"
     );
     format!(
-        "arrayMap((_mean_sum, _mean_vals) -> if({overflowed}, \
-           arrayMap(_inc -> _inc.5 + _inc.3, [{incremental}])[1], \
-           _mean_sum / length(_mean_vals)), [{sum}], [{values}])[1]"
+        "arrayMap((_ms_v, _ms_s) -> arrayMap(_ms_c -> \
+           if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v), {incremental}, {sum} / length(_ms_v)), \
+           [arrayCumSum({})])[1], [{values}], [arrayCumSum({values})])[1]",
+        kahan_errors("_ms_v", "_ms_s")
     )
 }
 
@@ -143,7 +148,7 @@ fn range_fn(name: &str) -> Option<RangeFn> {
     };
     Some(match name {
         "count_over_time" => f("toFloat64(_n)", 1),
-        "sum_over_time" => f(&finish_sum(&sum_array("_vals")), 1),
+        "sum_over_time" => f(&kahan_sum("_vals"), 1),
         "avg_over_time" => f(&mean_array("_vals"), 1),
         "min_over_time" => f(
             "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), _vals)))",

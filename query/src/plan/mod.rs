@@ -101,10 +101,10 @@ impl Grid {
     /// SQL array of the step timestamps.
     pub(crate) fn steps(&self) -> String {
         format!(
-            "arrayMap(k -> toInt64({} + k * {}), range({}))",
+            "range(toInt64({}), toInt64({}), toInt64({}))",
             self.start,
-            self.step,
-            self.n()
+            self.start + self.n() * self.step,
+            self.step
         )
     }
 
@@ -193,8 +193,9 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
     let (sql, kind) = match node {
         Node::Series(rel) => (
             format!(
-                "SELECT if(dn = 1, {DROP_NAME}, labels) AS labels, vals \
-                 FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals) ORDER BY labels"
+                // The metric name is dropped (where `dn`) and the series
+                // sorted in Comet: no further stage for ClickHouse to plan.
+                "SELECT labels, vals, dn FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals)"
             ),
             PlanKind::Series {
                 start: grid.start,

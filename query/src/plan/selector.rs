@@ -13,6 +13,15 @@ use promql_parser::parser::VectorSelector;
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad, sorted_labels};
 use crate::matchers::{MatcherError, condition, from_selector};
 
+/// The series a selector matches, as two relations over the series table.
+pub(crate) struct MatchedSeries {
+    /// `(fp, series_labels)`, one row per series, labels sorted (not
+    /// named `labels`: that alias would shadow the column in `WHERE`).
+    pub labelled: String,
+    /// `(metric_name, fingerprint)`, for `IN` filters.
+    pub keys: String,
+}
+
 /// Samples `(fp, ts, sv)` and the labels `(fp, labels, dn)` of a source.
 pub(crate) struct SampleSource {
     pub samples: String,
@@ -25,14 +34,16 @@ pub(crate) fn not_stale(column: &str) -> String {
 }
 
 impl Planner {
-    /// The series a selector matches, with their labels as a sorted array:
-    /// `(fp, mn, labels)`. `lo`/`hi` bound the days searched (ms).
+    /// The series `vs` selects among those stored for a day in `[lo, hi]`:
+    /// `(fp, series_labels)` one row per series, and the lighter
+    /// `(metric_name, fingerprint)` keys for an `IN` filter on samples
+    /// (the set drops repeats itself).
     pub(crate) fn matched_series(
         &mut self,
         vs: &VectorSelector,
         lo: i64,
         hi: i64,
-    ) -> Result<String, PlanError> {
+    ) -> Result<MatchedSeries, PlanError> {
         let cond = from_selector(vs)
             .and_then(|matchers| condition(&matchers, &mut self.params))
             .map_err(|e| match e {
@@ -42,16 +53,20 @@ impl Planner {
                 }
                 other => bad(other.to_string()),
             })?;
-        Ok(format!(
-            "SELECT fingerprint AS fp, any(metric_name) AS mn, any({}) AS series_labels \
-             FROM series \
+        let filter = format!(
+            "FROM series \
              WHERE date >= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) \
-             AND date <= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) AND {cond} \
-             GROUP BY fingerprint",
-            sorted_labels("labels"),
+             AND date <= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) AND {cond}",
             lo.max(0),
             hi.max(0)
-        ))
+        );
+        Ok(MatchedSeries {
+            labelled: format!(
+                "SELECT fingerprint AS fp, any({}) AS series_labels {filter} GROUP BY fingerprint",
+                sorted_labels("labels"),
+            ),
+            keys: format!("SELECT metric_name, fingerprint {filter}"),
+        })
     }
 
     /// Samples of a selector with raw timestamp in `(lo, hi]`, shifted by
@@ -66,12 +81,15 @@ impl Planner {
         let matched = self.matched_series(vs, lo, hi)?;
         let samples = format!(
             "SELECT fingerprint AS fp, timestamp_ms + {shift} AS ts, any(value) AS sv FROM samples \
-             WHERE (metric_name, fingerprint) IN (SELECT mn, fp FROM ({matched})) \
+             WHERE (metric_name, fingerprint) IN ({}) \
              AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
-             GROUP BY fingerprint, timestamp_ms"
+             GROUP BY fingerprint, timestamp_ms",
+            matched.keys
         );
-        let labels =
-            format!("SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({matched})");
+        let labels = format!(
+            "SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({})",
+            matched.labelled
+        );
         Ok(SampleSource { samples, labels })
     }
 

@@ -23,7 +23,7 @@
 
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
-use super::functions::{finish_sum, mean_array, quantile_sql, sort_nan_first, sum_array};
+use super::functions::{kahan_sum, mean_array, quantile_sql, sort_nan_first};
 use super::selector::not_stale;
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Scalar, Source, lit};
 
@@ -60,6 +60,16 @@ fn grid_parameters(grid: &Grid, window: i64) -> String {
     )
 }
 
+/// How far sample times are moved for `timeSeriesResampleToGridWithStaleness`
+/// (2^40 ms, about 35 years): samples from 1935 on are after the epoch
+/// then, and today's still well inside `DateTime64(3)`.
+const RESAMPLE_SHIFT_MS: i64 = 1 << 40;
+
+/// A sample's time shifted by `shift` ms, as the grid aggregates take it.
+fn sample_time(shift: i64) -> String {
+    format!("fromUnixTimestamp64Milli(timestamp_ms + {shift}, 'UTC')")
+}
+
 /// Applies the per-value SQL `f` (of a non-NULL Float64 `x`) to every value
 /// of the array column `vals`, keeping NULLs.
 pub(crate) fn map_values(vals: &str, f: &str) -> String {
@@ -87,6 +97,28 @@ fn with_labels(values: &str, labels: &str, keeps_name: bool) -> String {
 }
 
 impl Planner {
+    /// The rows of the samples table holding `vs`'s samples with raw
+    /// timestamps in `(lo, hi]` (a `FROM ... WHERE ...`), and the series'
+    /// labels `(fp, labels)`.
+    fn samples_of(
+        &mut self,
+        vs: &VectorSelector,
+        lo: i64,
+        hi: i64,
+    ) -> Result<(String, String), PlanError> {
+        let matched = self.matched_series(vs, lo, hi)?;
+        let rows = format!(
+            "FROM samples WHERE (metric_name, fingerprint) IN ({}) \
+             AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
+            matched.keys
+        );
+        let labels = format!(
+            "SELECT fp, series_labels AS labels FROM ({})",
+            matched.labelled
+        );
+        Ok((rows, labels))
+    }
+
     /// The samples of `vs` with raw timestamps in `(lo, hi]`, shifted by
     /// `shift` ms, as one row per series `(fp, ts Array(Int64), sv
     /// Array(Float64))` sorted by time, one sample per timestamp; without
@@ -100,34 +132,28 @@ impl Planner {
         shift: i64,
         drop_stale: bool,
     ) -> Result<(String, String), PlanError> {
-        let matched = self.matched_series(vs, lo, hi)?;
+        let (rows, labels) = self.samples_of(vs, lo, hi)?;
         let stale = if drop_stale {
-            format!(" AND {}", not_stale("x.2"))
+            format!(" AND {}", not_stale("value"))
         } else {
             String::new()
         };
-        // Sorted by time; a timestamp written twice (a retried write) counts
-        // once, as in Prometheus's TSDB.
+        // `timeSeriesGroupArray` sorts by time and keeps one sample per
+        // timestamp (a retried write counts once, as in Prometheus's TSDB).
         let samples = format!(
-            "SELECT fp, arrayMap(x -> x.1, _d) AS ts, arrayMap(x -> x.2, _d) AS sv FROM (\
-               SELECT fingerprint AS fp, \
-                 arraySort(x -> x.1, groupArray((timestamp_ms + {shift}, value))) AS _s, \
-                 arrayFilter((x, d, i) -> (i = 1 OR d != 0){stale}, _s, \
-                   arrayDifference(arrayMap(x -> x.1, _s)), arrayEnumerate(_s)) AS _d \
-               FROM samples \
-               WHERE (metric_name, fingerprint) IN (SELECT mn, fp FROM ({matched})) \
-               AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
-               GROUP BY fingerprint\
-             ) WHERE length(_d) > 0"
+            "SELECT fp, arrayMap(x -> toUnixTimestamp64Milli(x.1), _s) AS ts, arrayMap(x -> x.2, _s) AS sv FROM (\
+               SELECT fingerprint AS fp, timeSeriesGroupArray({}, value) AS _s \
+               {rows}{stale} GROUP BY fingerprint)",
+            sample_time(shift)
         );
-        let labels = format!("SELECT fp, series_labels AS labels FROM ({matched})");
         Ok((samples, labels))
     }
 
     /// An instant-vector selector (no `@`) on `grid`: each step takes the
-    /// latest sample within the lookback, none when that sample is a
-    /// staleness marker. Samples and steps are merged in one sort, and
-    /// `arrayFill` carries each sample forward onto the steps after it.
+    /// latest sample within the lookback `(te - lookback, te]`, none when
+    /// that sample is a staleness marker. ClickHouse's resampling
+    /// aggregate reads the table's rows directly (it keeps one sample per
+    /// timestamp), so no per-series arrays are built.
     pub(crate) fn series_selector(
         &mut self,
         vs: &VectorSelector,
@@ -136,27 +162,32 @@ impl Planner {
         let offset = super::offset_ms(&vs.offset);
         let lo = grid.start - offset - self.lookback;
         let hi = grid.end - offset;
-        let (samples, labels) = self.series_samples(vs, lo, hi, offset, false)?;
-        let steps = grid.steps();
-        // (time, value, is a sample); a step sorts after a sample at its
-        // own time, so that sample counts for it.
-        let merged = format!(
-            "arraySort(x -> x.1 * 2 + 1 - x.3, arrayConcat(\
-               arrayMap((t, v) -> (t, v, toUInt8(1)), ts, sv), \
-               arrayMap(t -> (t, nan, toUInt8(0)), {steps})))"
-        );
+        let (rows, labels) = self.samples_of(vs, lo, hi)?;
+        // The aggregate's empty state is a sample (0, 0) at the epoch, which
+        // hides samples at or before it: times are shifted past it (the
+        // answer depends on time differences only).
+        let shifted = Grid {
+            start: grid.start + RESAMPLE_SHIFT_MS,
+            end: grid.end + RESAMPLE_SHIFT_MS,
+            step: grid.step,
+        };
         let vals = format!(
-            "arrayMap((f, te) -> if(f.3 = 1 AND f.1 > te - {lookback} AND reinterpretAsUInt64(f.2) != {STALE_NAN_BITS}, f.2, NULL), \
-               arrayFilter((f, m) -> m.3 = 0, arrayFill(x -> x.3 = 1, _m), _m), {steps})",
-            lookback = self.lookback,
+            "arrayMap(x -> if(x IS NULL OR reinterpretAsUInt64(assumeNotNull(x)) = {STALE_NAN_BITS}, NULL, x), \
+               timeSeriesResampleToGridWithStaleness({})({}, value))",
+            // Its window is closed, `[te - window, te]`; the lookback is
+            // left-open and times are whole milliseconds.
+            grid_parameters(&shifted, (self.lookback - 1).max(0)),
+            sample_time(offset + RESAMPLE_SHIFT_MS)
         );
         let values =
-            format!("SELECT fp, {vals} AS vals FROM (SELECT fp, {merged} AS _m FROM ({samples}))");
+            format!("SELECT fingerprint AS fp, {vals} AS vals {rows} GROUP BY fingerprint");
         Ok(with_labels(&values, &labels, true))
     }
 
     /// A range function ClickHouse's grid aggregates compute exactly, over a
-    /// selector without `@`; `None` when `m` is another kind of range.
+    /// selector without `@`; `None` when `m` is another kind of range. The
+    /// aggregate reads the table's rows directly: it orders the samples
+    /// and keeps one per timestamp itself.
     pub(crate) fn series_grid_function(
         &mut self,
         name: &str,
@@ -174,17 +205,20 @@ impl Planner {
         }
         let lo = grid.start - m.offset - m.range;
         let hi = grid.end - m.offset;
-        let (samples, labels) = self.series_samples(vs, lo, hi, m.offset, true)?;
-        // One row per series already: the aggregate reads its arrays whole.
+        let (rows, labels) = self.samples_of(vs, lo, hi)?;
         let aggregate = format!(
-            "{function}({})(arrayMap(t -> fromUnixTimestamp64Milli(t, 'UTC'), ts), sv)",
-            grid_parameters(grid, m.range)
+            "{function}({})({}, value)",
+            grid_parameters(grid, m.range),
+            sample_time(m.offset)
         );
         let vals = match factor {
             None => aggregate,
             Some(f) => map_values(&aggregate, &format!("x * {}", lit(f))),
         };
-        let values = format!("SELECT fp, {vals} AS vals FROM ({samples}) GROUP BY fp");
+        let values = format!(
+            "SELECT fingerprint AS fp, {vals} AS vals {rows} AND {} GROUP BY fingerprint",
+            not_stale("value")
+        );
         Ok(Some(with_labels(&values, &labels, keeps_name)))
     }
 
@@ -364,7 +398,7 @@ impl Planner {
         };
         let value = match op {
             "quantile" => quantile_sql(&lit(phi?), &sort_nan_first("c")),
-            "sum" => finish_sum(&sum_array("c")),
+            "sum" => kahan_sum("c"),
             "avg" => mean_array("c"),
             "min" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), c)))"
                 .to_string(),
