@@ -28,6 +28,17 @@ pub(crate) struct SampleSource {
     pub labels: String,
 }
 
+/// The evaluation times of a subquery with step `step` whose window is
+/// `(lo, hi]`: Prometheus starts at the first step-aligned time after `lo`
+/// (Go's integer division truncates toward zero).
+pub(crate) fn subquery_grid(lo: i64, hi: i64, step: i64) -> Grid {
+    let mut start = step * (lo / step);
+    if start <= lo {
+        start += step;
+    }
+    Grid::range(start, hi, step)
+}
+
 /// Keeps rows that are not staleness markers.
 pub(crate) fn not_stale(column: &str) -> String {
     format!("reinterpretAsUInt64({column}) != {STALE_NAN_BITS}")
@@ -157,14 +168,7 @@ impl Planner {
                 Ok(src)
             }
             Source::Subquery { expr, step } => {
-                // Prometheus: the first step-aligned time after the window
-                // start (Go integer division truncates toward zero).
-                let from = lo;
-                let mut start = step * (from / step);
-                if start <= from {
-                    start += step;
-                }
-                let inner = Grid::range(start, hi, *step);
+                let inner = subquery_grid(lo, hi, *step);
                 let node = self.node(expr, &inner)?;
                 if let super::Node::Series(rel) = node {
                     // Hash each series' labels once, not once per step.

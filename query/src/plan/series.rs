@@ -24,8 +24,8 @@
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
 use super::functions::{kahan_sum, mean_array, quantile_sql, sort_nan_first};
-use super::selector::not_stale;
-use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Scalar, Source, lit};
+use super::selector::{not_stale, subquery_grid};
+use super::{Grid, Matrix, Node, PlanError, Planner, STALE_NAN_BITS, Scalar, Source, lit};
 
 /// The `timeSeries*ToGrid` aggregate that computes a range function
 /// exactly as Prometheus does, and the factor applied to its result.
@@ -239,10 +239,7 @@ impl Planner {
         scalars: &[Scalar],
         keeps_name: bool,
     ) -> Result<Option<String>, PlanError> {
-        let (Source::Selector(vs), None) = (&m.source, m.at) else {
-            return Ok(None);
-        };
-        if grid.n() == 0 {
+        if m.at.is_some() || grid.n() == 0 {
             return Ok(None);
         }
         let mut constants = Vec::new();
@@ -254,7 +251,20 @@ impl Planner {
         }
         let lo = grid.start - m.offset - m.range;
         let hi = grid.end - m.offset;
-        let (samples, labels) = self.series_samples(vs, lo, hi, m.offset, true)?;
+        // Labels are joined by fingerprint for a selector; a subquery's
+        // series carry theirs (as `fp`).
+        let (samples, labels) = match &m.source {
+            Source::Selector(vs) => {
+                let (samples, labels) = self.series_samples(vs, lo, hi, m.offset, true)?;
+                (samples, Some(labels))
+            }
+            Source::Subquery { expr, step } => {
+                match self.subquery_samples(expr, subquery_grid(lo, hi, *step), m.offset)? {
+                    Some(samples) => (samples, None),
+                    None => return Ok(None),
+                }
+            }
+        };
         let steps = grid.steps();
         // How many samples lie at or before each step time: samples (even
         // keys) sort before a step (odd key) at their own time, so a step's
@@ -271,14 +281,19 @@ impl Planner {
             )
         };
         // The window's samples and the constants are bound as the
-        // parameters of an inner lambda over one-element arrays.
-        let mut names = vec!["_vals".to_string(), "_ts".into(), "_n".into(), "R".into()];
+        // parameters of an inner lambda over one-element arrays. ClickHouse
+        // copies a per-series array captured by the step lambda once per
+        // step, so a function that reads no times gets no times.
+        let mut names = vec!["_vals".to_string(), "_n".into(), "R".into()];
         let mut bound = vec![
             "[arraySlice(sv, lo + 1, hi - lo)]".to_string(),
-            "[arraySlice(ts, lo + 1, hi - lo)]".to_string(),
             "[toUInt64(hi - lo)]".to_string(),
             format!("[toInt64({})]", m.range),
         ];
+        if value.contains("_ts") {
+            names.push("_ts".into());
+            bound.push("[arraySlice(ts, lo + 1, hi - lo)]".into());
+        }
         for (i, c) in constants.iter().enumerate() {
             names.push(format!("p{}", i + 1));
             bound.push(format!("[{c}]"));
@@ -298,7 +313,39 @@ impl Planner {
             hi_keys = merged(0),
             lo_keys = merged(m.range),
         );
-        Ok(Some(with_labels(&values, &labels, keeps_name)))
+        Ok(Some(match labels {
+            Some(labels) => with_labels(&values, &labels, keeps_name),
+            None => {
+                let dn = if keeps_name { "fp.2" } else { "toUInt8(1)" };
+                format!("SELECT fp.1 AS labels, vals, {dn} AS dn FROM ({values})")
+            }
+        }))
+    }
+
+    /// The points of a subquery evaluated on `inner` as per-series sample
+    /// arrays `(fp, ts, sv)`, times shifted by `offset`, where `fp` is the
+    /// series' `(labels, dn)`; `None` when the subquery's expression has no
+    /// series-major form.
+    fn subquery_samples(
+        &mut self,
+        expr: &Expr,
+        inner: Grid,
+        offset: i64,
+    ) -> Result<Option<String>, PlanError> {
+        let Node::Series(rel) = self.node(expr, &inner)? else {
+            return Ok(None);
+        };
+        let times = Grid {
+            start: inner.start + offset,
+            end: inner.end + offset,
+            step: inner.step,
+        }
+        .steps();
+        Ok(Some(format!(
+            "SELECT (labels, dn) AS fp, arrayFilter((t, v) -> v IS NOT NULL, {times}, vals) AS ts, \
+               arrayMap(v -> assumeNotNull(v), arrayFilter(v -> v IS NOT NULL, vals)) AS sv \
+             FROM ({rel})"
+        )))
     }
 
     /// Point rows `(fp, t, v)` on `grid` gathered into one row per series
@@ -389,8 +436,15 @@ impl Planner {
         key: &str,
         dn: &str,
     ) -> Option<String> {
-        // Of the aggregations with a parameter, only `quantile` with a
-        // constant φ reduces each step's values on their own.
+        if let ("topk" | "bottomk", Some(Expr::NumberLiteral(k))) =
+            (op, a.param.as_deref().map(super::functions::unparen))
+        {
+            // Other k (NaN, below 1, huge) keep the row form's handling.
+            return (k.val >= 1.0 && k.val <= 1e9)
+                .then(|| series_top(rel, key, op == "topk", k.val.trunc() as u64));
+        }
+        // Of the other aggregations with a parameter, only `quantile` with
+        // a constant φ reduces each step's values on their own.
         let phi = match (op, a.param.as_deref().map(super::functions::unparen)) {
             (_, None) => None,
             ("quantile", Some(Expr::NumberLiteral(n))) => Some(n.val),
@@ -419,6 +473,26 @@ impl Planner {
              )"
         ))
     }
+}
+
+/// `topk`/`bottomk` with a constant `k` over a series-major relation, in
+/// one pass: each group's members are gathered into one row with, per
+/// step, the ids of its `k` largest (smallest) values (NaN last, as in
+/// Prometheus); the members are then unfolded again, each keeping its
+/// values at the steps where it was chosen. `key` is over `_l`.
+fn series_top(rel: &str, key: &str, largest: bool, k: u64) -> String {
+    let sign = if largest { "-" } else { "" };
+    format!(
+        "SELECT m.2 AS labels, arrayMap((v, ids) -> if(v IS NOT NULL AND has(ids, m.1), v, NULL), m.3, _top) AS vals, \
+           m.4 AS dn FROM (\
+           SELECT groupArray((_sid, _l, _v, _dn)) AS _members, \
+             arrayMap(c -> arrayMap(x -> x.2, arraySlice(arraySort(x -> (isNaN(x.1), {sign}x.1), \
+               arrayFilter(x -> x.1 IS NOT NULL, c)), 1, {k})), \
+               groupArrayForEach(arrayMap(v -> (v, _sid), _v))) AS _top \
+           FROM (SELECT labels AS _l, vals AS _v, dn AS _dn, rowNumberInAllBlocks() AS _sid FROM ({rel})) \
+           GROUP BY {key}\
+         ) ARRAY JOIN _members AS m"
+    )
 }
 
 #[cfg(test)]
@@ -514,8 +588,19 @@ mod tests {
         .unwrap();
         assert_eq!(instant.kind, PlanKind::Vector);
         // A per-step shape takes the series-major input as rows.
+        let limitk = plan("limitk(3, up)", range(), &PlanSettings::default()).unwrap();
+        assert_eq!(limitk.kind, PlanKind::Vector);
+        assert!(
+            limitk.sql.contains("ARRAY JOIN vals AS _v"),
+            "{}",
+            limitk.sql
+        );
+        // topk with a constant k picks per step inside one row per group.
         let topk = plan("topk(3, up)", range(), &PlanSettings::default()).unwrap();
-        assert_eq!(topk.kind, PlanKind::Vector);
-        assert!(topk.sql.contains("ARRAY JOIN vals AS _v"), "{}", topk.sql);
+        assert!(matches!(topk.kind, PlanKind::Series { .. }), "{}", topk.sql);
+        assert!(topk.sql.contains("ARRAY JOIN _members"), "{}", topk.sql);
+        // A k that is not a plain number in range keeps the row form.
+        let nan_k = plan("topk(NaN, up)", range(), &PlanSettings::default());
+        assert!(nan_k.is_err());
     }
 }
