@@ -571,11 +571,26 @@ mod tests {
             );
             assert!(!plan.sql.contains("ARRAY JOIN"), "{query}: {}", plan.sql);
         }
-        // Over a subquery: windows of rows, gathered back per series.
+        // Over a subquery of a series-major expression: the inner series'
+        // arrays are windowed the same way, the inner expression read once.
         let query = "max_over_time(rate(http_requests_total[5m])[30m:1m])";
         let plan = plan(query, range(), &PlanSettings::default()).unwrap();
         assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
-        assert!(plan.sql.contains("groupArrayInsertAt"), "{query}");
+        assert!(
+            plan.sql.contains("arraySlice(sv, lo + 1, hi - lo)"),
+            "{query}"
+        );
+        assert_eq!(
+            plan.sql.matches("timeSeriesRateToGrid").count(),
+            1,
+            "{query}"
+        );
+        // Over a subquery of a row-only expression: windows of rows,
+        // gathered back per series.
+        let query = "max_over_time(limitk(2, rate(http_requests_total[5m]))[30m:1m])";
+        let rows = super::super::plan(query, range(), &PlanSettings::default()).unwrap();
+        assert!(matches!(rows.kind, PlanKind::Series { .. }), "{query}");
+        assert!(rows.sql.contains("groupArrayInsertAt"), "{query}");
     }
 
     #[test]
