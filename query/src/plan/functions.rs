@@ -120,24 +120,27 @@ fn extrapolated(counter: bool, rate: bool) -> String {
     format!("{res} * (({si} + {dstart} + {dend}) / {si}){per_second}")
 }
 
-/// Slope and intercept of the least-squares line through the window, with
-/// `x` in seconds relative to `intercept_time` (Prometheus's
-/// `linearRegression`). Returns `(slope, intercept)` SQL.
-fn linear_regression(intercept_time: &str) -> (String, String) {
-    let x = format!("arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)");
-    let const_y = "arrayAll(y1 -> y1 = _vals[1], _vals)";
-    let sum_x = format!("arrayReduce('sumKahan', {x})");
-    let sum_y = "arraySum(_vals)".to_string();
-    let sum_xy = format!("arraySum(arrayMap((x1, y1) -> x1 * y1, {x}, _vals))");
-    let sum_x2 = format!("arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, {x}))");
-    let slope = format!(
-        "if({const_y}, if(isInfinite(_vals[1]), nan, 0), \
-         ({sum_xy} - {sum_x} * {sum_y} / _n) / ({sum_x2} - {sum_x} * {sum_x} / _n))"
-    );
-    let intercept = format!(
-        "if({const_y}, if(isInfinite(_vals[1]), nan, _vals[1]), {sum_y} / _n - ({slope}) * {sum_x} / _n)"
-    );
-    (slope, intercept)
+/// `result`, over `_slope` and `_intercept` of the least-squares line
+/// through the window with `x` in seconds relative to `intercept_time`
+/// (Prometheus's `linearRegression`). The offsets and the sums are bound
+/// once as lambda parameters: every textual copy would be evaluated, and
+/// planned, again.
+fn with_linear_regression(intercept_time: &str, result: &str) -> String {
+    let sums = "arrayMap(_lr_x -> (arrayReduce('sumKahan', _lr_x), \
+         arraySum(arrayMap((x1, y1) -> x1 * y1, _lr_x, _vals)), \
+         arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, _lr_x))), \
+       [arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)])[1]"
+        .replace("{intercept_time}", intercept_time);
+    // `_lr_s` = (sum x, sum xy, sum x²); `_lr_c`: all values equal.
+    let slope = "if(_lr_c, if(isInfinite(_vals[1]), nan, 0), \
+         (_lr_s.2 - _lr_s.1 * _lr_y / _n) / (_lr_s.3 - _lr_s.1 * _lr_s.1 / _n))";
+    let intercept =
+        "if(_lr_c, if(isInfinite(_vals[1]), nan, _vals[1]), _lr_y / _n - (_slope) * _lr_s.1 / _n)";
+    format!(
+        "arrayMap((_lr_s, _lr_c, _lr_y) -> arrayMap(_slope -> arrayMap(_intercept -> {result}, \
+           [{intercept}])[1], [{slope}])[1], \
+         [{sums}], [arrayAll(y1 -> y1 = _vals[1], _vals)], [arraySum(_vals)])[1]"
+    )
 }
 
 fn range_fn(name: &str) -> Option<RangeFn> {
@@ -211,11 +214,11 @@ fn range_fn(name: &str) -> Option<RangeFn> {
             2,
         ),
         "idelta" => f("_vals[_n] - _vals[_n - 1]", 2),
-        "deriv" => f(&linear_regression("_ts[1]").0, 2),
-        "predict_linear" => {
-            let (slope, intercept) = linear_regression("t");
-            f(&format!("({slope}) * p1 + ({intercept})"), 2)
-        }
+        "deriv" => f(&with_linear_regression("_ts[1]", "_slope"), 2),
+        "predict_linear" => f(
+            &with_linear_regression("t", "(_slope) * p1 + (_intercept)"),
+            2,
+        ),
         "double_exponential_smoothing" | "holt_winters" => f(
             "arrayFold((acc, x) -> (acc.1 + 1, acc.3, \
                p1 * x + (1 - p1) * (acc.3 + if(acc.1 = 1, acc.4, p2 * (acc.3 - acc.2) + (1 - p2) * acc.4)), \
