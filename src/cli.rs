@@ -577,6 +577,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_QUERY_MAX_SERIES", value_name = "N")]
     pub query_max_series: Option<u64>,
 
+    /// Most memory ClickHouse may use for one query, e.g. 1GiB (its
+    /// max_memory_usage); a query beyond it fails with a 422
+    /// [config: query.max_memory; default 1 GiB]
+    #[arg(long, env = "COMET_QUERY_MAX_MEMORY", value_name = "SIZE")]
+    pub query_max_memory: Option<ByteSize>,
+
     /// Most points per series of a range query
     /// [config: query.max_points_per_series; default 11000]
     #[arg(long, env = "COMET_QUERY_MAX_POINTS_PER_SERIES", value_name = "N")]

@@ -382,6 +382,9 @@ pub struct QueryConfig {
     pub max_samples: u64,
     /// Most series in one query result.
     pub max_series: u64,
+    /// Most memory ClickHouse may use for one query (its
+    /// `max_memory_usage`); beyond it the query fails with a 422.
+    pub max_memory: ByteSize,
     /// Most points per series of a range query.
     pub max_points_per_series: i64,
     /// Queries slower than this are logged with their PromQL and SQL.
@@ -407,6 +410,7 @@ impl Default for QueryConfig {
             timeout: limits.query_timeout,
             max_samples: limits.max_samples,
             max_series: limits.max_series,
+            max_memory: ByteSize::b(limits.max_memory_bytes),
             max_points_per_series: limits.max_points_per_series,
             slow_query_threshold: ApiSettings::default().slow_query_threshold,
             catalog_cache_ttl: cache.catalog_ttl,
@@ -709,6 +713,7 @@ impl Config {
         overlay!(q.timeout, a.query_timeout);
         overlay!(q.max_samples, a.query_max_samples);
         overlay!(q.max_series, a.query_max_series);
+        overlay!(q.max_memory, a.query_max_memory);
         overlay!(q.max_points_per_series, a.query_max_points_per_series);
         overlay!(q.slow_query_threshold, a.query_slow_query_threshold);
         overlay!(q.catalog_cache_ttl, a.query_catalog_cache_ttl);
@@ -991,6 +996,7 @@ impl Config {
                 query_timeout: q.timeout,
                 max_samples: q.max_samples,
                 max_series: q.max_series,
+                max_memory_bytes: q.max_memory.as_u64(),
                 max_points_per_series: q.max_points_per_series,
                 ..ApiLimits::default()
             },
@@ -1307,6 +1313,7 @@ mod tests {
             ("query-timeout", "9s"),
             ("query-max-samples", "9"),
             ("query-max-series", "9"),
+            ("query-max-memory", "9MiB"),
             ("query-max-points-per-series", "9"),
             ("query-slow-query-threshold", "9s"),
             ("query-catalog-cache-ttl", "9s"),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::api::{ApiComet, POINTS, SCRAPE_MS, fixture, now_ms};
+use common::api::{ApiComet, POINTS, SCRAPE_MS, fixture, now_ms, series, write_to};
 use common::{http_query, metric_value as metric};
 use serde_json::Value;
 
@@ -411,6 +411,76 @@ async fn sample_and_series_limits_are_enforced_in_clickhouse() {
         )
         .await;
     assert_eq!(ok["result"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn memory_limit_stops_a_query_in_clickhouse_while_ingest_goes_on() {
+    let comet = ApiComet::start(&["--query-max-memory", "16MiB"]).await;
+    let end = now_ms() - 5_000;
+    comet.write(&fixture(end)).await;
+    let t = secs(end);
+    // 20 writes of 50 new series x 10 samples each, alongside the queries.
+    let (client, url) = (comet.client.clone(), comet.url("/api/v1/write"));
+    let writes = async move {
+        for request in 0..20 {
+            let timeseries = (0..50)
+                .map(|s| {
+                    let id = (request * 50 + s).to_string();
+                    let samples = (0..10).map(|i| (end - (9 - i) * 1_000, i as f64)).collect();
+                    series(&[("__name__", "load_test"), ("id", &id)], samples)
+                })
+                .collect();
+            let request = comet_schema::prompb::v1::WriteRequest {
+                timeseries,
+                ..Default::default()
+            };
+            write_to(&client, &url, &request).await;
+        }
+    };
+    // A per-millisecond subquery: millions of points per series.
+    let heavy = "count(max_over_time(http_requests_total[30m:1ms]))";
+    let queries = async {
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(
+                comet
+                    .get("/api/v1/query", &[("query", heavy), ("time", &t)])
+                    .await,
+            );
+        }
+        answers
+    };
+    let ((), answers) = tokio::join!(writes, queries);
+    for (status, body) in answers {
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["errorType"], "execution", "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("query.max_memory"),
+            "{body}"
+        );
+    }
+    // Every write was acknowledged (write_to checks) and is all there.
+    let stored = comet
+        .data(
+            "/api/v1/query",
+            &[
+                ("query", "sum(count_over_time(load_test[1m]))"),
+                ("time", &t),
+            ],
+        )
+        .await;
+    assert_eq!(stored["result"][0]["value"][1], "10000", "{stored}");
+    // A light query still runs under the limit.
+    let ok = comet
+        .data(
+            "/api/v1/query",
+            &[("query", "sum(http_requests_total)"), ("time", &t)],
+        )
+        .await;
+    assert_eq!(ok["result"].as_array().map(Vec::len), Some(1), "{ok}");
 }
 
 #[tokio::test]

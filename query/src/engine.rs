@@ -42,6 +42,9 @@ pub enum QueryError {
     /// `execution`: the result would have more series than allowed.
     #[error("query returned more than {0} series (limit query.max_series)")]
     TooManySeries(u64),
+    /// `execution`: ClickHouse would need more memory than allowed.
+    #[error("query processing would use more than {0} bytes of memory (limit query.max_memory)")]
+    TooMuchMemory(u64),
 }
 
 impl From<PlanError> for QueryError {
@@ -96,6 +99,8 @@ pub struct QueryLimits {
     pub max_samples: Option<u64>,
     /// Series in the result.
     pub max_series: Option<u64>,
+    /// Bytes of memory ClickHouse may use for the statement.
+    pub max_memory_bytes: Option<u64>,
 }
 
 /// What one query cost, from ClickHouse's summary.
@@ -274,6 +279,9 @@ impl Engine {
                 .with_setting("max_rows_to_read", max.to_string())
                 .with_setting("read_overflow_mode", "throw");
         }
+        if let Some(max) = limits.max_memory_bytes {
+            q = q.with_setting("max_memory_usage", max.to_string());
+        }
         if let Some(max) = limits.max_series {
             // A series is one row, or at most one row per step.
             let rows = if matches!(plan.kind, PlanKind::Series { .. }) {
@@ -353,6 +361,10 @@ fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError
     let text = error.to_string();
     if let Some(message) = built_message(&text) {
         return QueryError::Execution(message);
+    }
+    // MEMORY_LIMIT_EXCEEDED, from max_memory_usage
+    if let (Some(241), Some(max)) = (server_error_code(&text), limits.max_memory_bytes) {
+        return QueryError::TooMuchMemory(max);
     }
     match (server_error_code(&text), limits.max_series) {
         (Some(159), _) => QueryError::Timeout, // TIMEOUT_EXCEEDED

@@ -125,7 +125,8 @@ pub async fn write_to(client: &reqwest::Client, url: &str, request: &v1::WriteRe
     );
 }
 
-fn series(labels: &[(&str, &str)], samples: Vec<(i64, f64)>) -> v1::TimeSeries {
+/// One series of a remote-write request, labels sorted by name.
+pub fn series(labels: &[(&str, &str)], samples: Vec<(i64, f64)>) -> v1::TimeSeries {
     let mut labels: Vec<v1::Label> = labels
         .iter()
         .map(|(n, v)| v1::Label {

@@ -44,6 +44,8 @@ pub struct ApiLimits {
     pub max_samples: u64,
     /// Most series in one query result.
     pub max_series: u64,
+    /// Most memory ClickHouse may use for one query, in bytes.
+    pub max_memory_bytes: u64,
     /// Most points per series of a range query (Prometheus: 11,000).
     pub max_points_per_series: i64,
     /// Most series the series endpoint returns, and most values the label
@@ -57,6 +59,7 @@ impl Default for ApiLimits {
             query_timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
             max_series: 500_000,
+            max_memory_bytes: 1 << 30,
             max_points_per_series: 11_000,
             max_catalog_results: 1_000_000,
         }

@@ -71,6 +71,7 @@ fn request_options(api: &Api, params: &Params) -> Result<(PlanSettings, QueryLim
             timeout: Some(timeout),
             max_samples: Some(limits.max_samples),
             max_series: Some(limits.max_series),
+            max_memory_bytes: Some(limits.max_memory_bytes),
         },
     ))
 }

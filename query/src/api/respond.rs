@@ -103,7 +103,8 @@ impl From<QueryError> for ApiError {
             QueryError::Execution(_)
             | QueryError::Unsupported(_)
             | QueryError::TooManySamples
-            | QueryError::TooManySeries(_) => ErrorType::Execution,
+            | QueryError::TooManySeries(_)
+            | QueryError::TooMuchMemory(_) => ErrorType::Execution,
             QueryError::Timeout => ErrorType::Timeout,
             QueryError::Canceled => ErrorType::Canceled,
             QueryError::Store(store) => return ApiError::from_store(store),
