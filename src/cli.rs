@@ -302,6 +302,22 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_INGEST_SERIES_CACHE_BYTES", value_name = "SIZE")]
     pub ingest_series_cache_bytes: Option<ByteSize>,
 
+    /// Most labels of one series, __name__ included; a series over it is
+    /// refused with a 400 (the rest of the request is kept), 0 for no limit
+    /// [config: ingest.max_labels_per_series; default 100]
+    #[arg(long, env = "COMET_INGEST_MAX_LABELS_PER_SERIES", value_name = "N")]
+    pub ingest_max_labels_per_series: Option<usize>,
+
+    /// Longest label name in bytes, 0 for no limit
+    /// [config: ingest.max_label_name_bytes; default 1024]
+    #[arg(long, env = "COMET_INGEST_MAX_LABEL_NAME_BYTES", value_name = "N")]
+    pub ingest_max_label_name_bytes: Option<usize>,
+
+    /// Longest label value (and metric name) in bytes, 0 for no limit
+    /// [config: ingest.max_label_value_bytes; default 4096]
+    #[arg(long, env = "COMET_INGEST_MAX_LABEL_VALUE_BYTES", value_name = "N")]
+    pub ingest_max_label_value_bytes: Option<usize>,
+
     /// Largest compressed remote-write body; larger ones get 413
     /// [config: remote_write.max_request_bytes; default 32MiB]
     #[arg(

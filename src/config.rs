@@ -21,6 +21,7 @@ use comet_query::api::{ApiLimits, ApiSettings, CacheSettings};
 use comet_query::plan::PlanSettings;
 use comet_query::remote_read::RemoteReadSettings;
 use comet_query::rules::{NotifierSettings, RestorePolicy, RulerSettings};
+use comet_schema::labels::LabelLimits;
 use comet_schema::managed::ManagedSettings;
 use comet_schema::{NameValidation, RetryPolicy, SchemaOptions, StoreSettings, Topology};
 use serde::{Deserialize, Serialize};
@@ -129,6 +130,13 @@ pub struct IngestConfig {
     /// Memory for the series registry: validated series, so known series
     /// skip validation, and the day each one's series row was last written.
     pub series_cache_bytes: ByteSize,
+    /// Most labels of one series, `__name__` included (0: no limit); a
+    /// series over it is refused with a 400, the rest of the request kept.
+    pub max_labels_per_series: usize,
+    /// Longest label name in bytes (0: no limit).
+    pub max_label_name_bytes: usize,
+    /// Longest label value (and metric name) in bytes (0: no limit).
+    pub max_label_value_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -141,6 +149,9 @@ impl Default for IngestConfig {
             max_buffered_bytes: ByteSize::b(w.max_buffered_bytes as u64),
             max_concurrent_inserts: w.max_concurrent_inserts,
             series_cache_bytes: ByteSize::b(w.series_cache_bytes),
+            max_labels_per_series: w.label_limits.max_labels,
+            max_label_name_bytes: w.label_limits.max_name_bytes,
+            max_label_value_bytes: w.label_limits.max_value_bytes,
         }
     }
 }
@@ -643,6 +654,9 @@ impl Config {
             a.ingest_max_concurrent_inserts
         );
         overlay!(ingest.series_cache_bytes, a.ingest_series_cache_bytes);
+        overlay!(ingest.max_labels_per_series, a.ingest_max_labels_per_series);
+        overlay!(ingest.max_label_name_bytes, a.ingest_max_label_name_bytes);
+        overlay!(ingest.max_label_value_bytes, a.ingest_max_label_value_bytes);
         let rw = &mut self.remote_write;
         overlay!(rw.max_request_bytes, a.remote_write_max_request_bytes);
         overlay!(
@@ -920,6 +934,11 @@ impl Config {
             max_buffered_bytes: i.max_buffered_bytes.as_u64() as usize,
             max_concurrent_inserts: i.max_concurrent_inserts,
             series_cache_bytes: i.series_cache_bytes.as_u64(),
+            label_limits: LabelLimits {
+                max_labels: i.max_labels_per_series,
+                max_name_bytes: i.max_label_name_bytes,
+                max_value_bytes: i.max_label_value_bytes,
+            },
         }
     }
 
@@ -1272,6 +1291,9 @@ mod tests {
             ("ingest-max-buffered-bytes", "9KiB"),
             ("ingest-max-concurrent-inserts", "9"),
             ("ingest-series-cache-bytes", "9KiB"),
+            ("ingest-max-labels-per-series", "9"),
+            ("ingest-max-label-name-bytes", "9"),
+            ("ingest-max-label-value-bytes", "9"),
             ("remote-write-max-request-bytes", "9KiB"),
             ("remote-write-max-decompressed-bytes", "9KiB"),
             ("remote-write-name-validation", "utf8"),

@@ -398,7 +398,54 @@ async fn v2_write_reports_written_counts_and_415_for_other_types() {
 async fn bad_input_gets_the_right_status_and_is_counted() {
     let comet = Comet::start(&["--remote-write-max-request-bytes", "64KiB"]).await;
     let t = now_ms();
+    // Over the default label limits: 101 labels, a 1,025-byte name, a
+    // 4,097-byte value.
+    let many: Vec<(String, String)> = std::iter::once(("__name__".to_string(), "up".to_string()))
+        .chain((0..100).map(|i| (format!("l{i:03}"), "v".to_string())))
+        .collect();
+    let long_name = vec![
+        ("__name__".to_string(), "up".to_string()),
+        ("a".repeat(1025), "v".to_string()),
+    ];
+    let long_value = vec![
+        ("__name__".to_string(), "up".to_string()),
+        ("v".to_string(), "x".repeat(4097)),
+    ];
+    let limited = |labels: &[(String, String)]| {
+        let labels: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        snappy(
+            &v1::WriteRequest {
+                timeseries: vec![series(&labels, &[(t, 1.0)])],
+                metadata: vec![],
+            }
+            .encode_to_vec(),
+        )
+    };
     let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        (
+            "too many labels",
+            limited(&many),
+            400,
+            "ingest.max_labels_per_series",
+            "too_many_labels",
+        ),
+        (
+            "long label name",
+            limited(&long_name),
+            400,
+            "ingest.max_label_name_bytes",
+            "label_name_too_long",
+        ),
+        (
+            "long label value",
+            limited(&long_value),
+            400,
+            "ingest.max_label_value_bytes",
+            "label_value_too_long",
+        ),
         (
             "corrupt snappy",
             b"\xff\xfe\xfd not snappy".to_vec(),

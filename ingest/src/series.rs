@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use comet_schema::Labels;
-use comet_schema::labels::METRIC_NAME_LABEL;
+use comet_schema::labels::{LabelError, LabelLimits, METRIC_NAME_LABEL};
 use moka::sync::Cache;
 
 /// A validated series.
@@ -84,6 +84,7 @@ impl Series {
 #[derive(Clone)]
 pub struct SeriesRegistry {
     cache: Cache<u128, Arc<Series>>,
+    limits: LabelLimits,
 }
 
 impl SeriesRegistry {
@@ -97,12 +98,26 @@ impl SeriesRegistry {
                 .initial_capacity((max_bytes / 1024).min(1 << 22) as usize)
                 .weigher(|_, series: &Arc<Series>| series.memory)
                 .build(),
+            limits: LabelLimits::default(),
         }
+    }
+
+    /// The same registry admitting only series within `limits`.
+    pub fn with_label_limits(mut self, limits: LabelLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The series stored under `key`, if known.
     pub fn get(&self, key: u128) -> Option<Arc<Series>> {
         self.cache.get(&key)
+    }
+
+    /// Registers a new series arriving as `key` if its labels are within
+    /// the label limits; every source admits its new series here.
+    pub fn admit(&self, key: u128, labels: Labels) -> Result<Arc<Series>, LabelError> {
+        labels.check_limits(&self.limits)?;
+        Ok(self.insert(key, labels))
     }
 
     /// Registers `labels` under `key` and returns the shared entry.

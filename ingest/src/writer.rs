@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use comet_schema::labels::LabelLimits;
 use comet_schema::rows::{ExemplarRow, MetadataRow, SampleRowRef, SeriesRow, day_of_timestamp_ms};
 use comet_schema::{Metadata, Store, StoreError};
 use moka::sync::Cache;
@@ -44,6 +45,8 @@ pub struct WriterSettings {
     /// Memory for the series registry (validated series, and the day each
     /// one's `series` row was last written).
     pub series_cache_bytes: u64,
+    /// Bounds on a new series' labels, for every source.
+    pub label_limits: LabelLimits,
 }
 
 impl Default for WriterSettings {
@@ -55,6 +58,7 @@ impl Default for WriterSettings {
             max_buffered_bytes: 512 << 20,
             max_concurrent_inserts: 2,
             series_cache_bytes: 256 << 20,
+            label_limits: LabelLimits::default(),
         }
     }
 }
@@ -138,7 +142,8 @@ impl Writer {
                 .build(),
         });
         let shared = Arc::new(Shared {
-            registry: SeriesRegistry::new(settings.series_cache_bytes),
+            registry: SeriesRegistry::new(settings.series_cache_bytes)
+                .with_label_limits(settings.label_limits),
             tx,
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,

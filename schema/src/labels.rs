@@ -22,6 +22,37 @@ pub enum NameValidation {
     Utf8,
 }
 
+/// Bounds on one series' labels, so that no input can make a series of
+/// unbounded size (0 is no bound). Checked where a source admits a new
+/// series; Mimir's and VictoriaMetrics's ingest limits are of this kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelLimits {
+    /// Labels per series, `__name__` included.
+    pub max_labels: usize,
+    /// Bytes of one label name.
+    pub max_name_bytes: usize,
+    /// Bytes of one label value (the metric name included).
+    pub max_value_bytes: usize,
+}
+
+impl Default for LabelLimits {
+    fn default() -> Self {
+        Self {
+            max_labels: 100,
+            max_name_bytes: 1024,
+            max_value_bytes: 4096,
+        }
+    }
+}
+
+/// At most the first 64 characters of `text`, for messages.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// Why a label set was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LabelError {
@@ -39,6 +70,26 @@ pub enum LabelError {
     UnsortedLabels { previous: String, next: String },
     #[error("label {name:?} has a value that is not valid UTF-8")]
     InvalidUtf8Value { name: String },
+    #[error(
+        "series has {count} labels, more than the limit of {max} (ingest.max_labels_per_series)"
+    )]
+    TooManyLabels { count: usize, max: usize },
+    #[error(
+        "label name {name:?} is {bytes} bytes long, more than the limit of {max} (ingest.max_label_name_bytes)"
+    )]
+    LabelNameTooLong {
+        name: String,
+        bytes: usize,
+        max: usize,
+    },
+    #[error(
+        "label {name:?} has a value {bytes} bytes long, more than the limit of {max} (ingest.max_label_value_bytes)"
+    )]
+    LabelValueTooLong {
+        name: String,
+        bytes: usize,
+        max: usize,
+    },
 }
 
 impl LabelError {
@@ -51,6 +102,9 @@ impl LabelError {
             LabelError::DuplicateLabelName(_) => "duplicate_label_name",
             LabelError::UnsortedLabels { .. } => "unsorted_labels",
             LabelError::InvalidUtf8Value { .. } => "invalid_utf8",
+            LabelError::TooManyLabels { .. } => "too_many_labels",
+            LabelError::LabelNameTooLong { .. } => "label_name_too_long",
+            LabelError::LabelValueTooLong { .. } => "label_value_too_long",
         }
     }
 }
@@ -121,6 +175,34 @@ impl Labels {
         let labels: Vec<Label> = labels.into_iter().filter(|l| !l.value.is_empty()).collect();
         validate_names(&labels, scheme)?;
         Ok(Self(labels))
+    }
+
+    /// Checks the label set against `limits`.
+    pub fn check_limits(&self, limits: &LabelLimits) -> Result<(), LabelError> {
+        let over = |n: usize, max: usize| max > 0 && n > max;
+        if over(self.0.len(), limits.max_labels) {
+            return Err(LabelError::TooManyLabels {
+                count: self.0.len(),
+                max: limits.max_labels,
+            });
+        }
+        for l in &self.0 {
+            if over(l.name.len(), limits.max_name_bytes) {
+                return Err(LabelError::LabelNameTooLong {
+                    name: shortened(&l.name),
+                    bytes: l.name.len(),
+                    max: limits.max_name_bytes,
+                });
+            }
+            if over(l.value.len(), limits.max_value_bytes) {
+                return Err(LabelError::LabelValueTooLong {
+                    name: shortened(&l.name),
+                    bytes: l.value.len(),
+                    max: limits.max_value_bytes,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The value of `__name__`.
@@ -313,6 +395,37 @@ mod tests {
             Labels::from_sorted(dup, NameValidation::Legacy),
             Err(LabelError::DuplicateLabelName("a".into()))
         );
+    }
+
+    #[test]
+    fn limits_bound_labels_names_and_values() {
+        let labels = Labels::new(
+            [("__name__", "up"), ("job", "api"), ("instance", "a:80")],
+            NameValidation::Legacy,
+        )
+        .unwrap();
+        let limits = |max_labels, max_name_bytes, max_value_bytes| LabelLimits {
+            max_labels,
+            max_name_bytes,
+            max_value_bytes,
+        };
+        assert_eq!(labels.check_limits(&limits(3, 8, 4)), Ok(()));
+        assert_eq!(labels.check_limits(&limits(0, 0, 0)), Ok(()));
+        let too_many = labels.check_limits(&limits(2, 0, 0)).unwrap_err();
+        assert_eq!(too_many.reason(), "too_many_labels");
+        let name = labels.check_limits(&limits(0, 7, 0)).unwrap_err();
+        assert_eq!(
+            name,
+            LabelError::LabelNameTooLong {
+                name: "__name__".into(),
+                bytes: 8,
+                max: 7
+            }
+        );
+        let value = labels.check_limits(&limits(0, 0, 3)).unwrap_err();
+        assert_eq!(value.reason(), "label_value_too_long");
+        assert!(value.to_string().contains("\"instance\""), "{value}");
+        assert_eq!(shortened(&"x".repeat(100)).len(), 67);
     }
 
     #[test]

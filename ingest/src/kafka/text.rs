@@ -61,8 +61,10 @@ pub fn parse(
             None => {
                 let series = match registry.get(key) {
                     Some(series) => series,
-                    None => match Labels::new(sample.labels, validation) {
-                        Ok(labels) => registry.insert(key, labels),
+                    None => match Labels::new(sample.labels, validation)
+                        .and_then(|labels| registry.admit(key, labels))
+                    {
+                        Ok(series) => series,
                         Err(err) => {
                             out.rejections.push(Rejection {
                                 reason: err.reason(),

@@ -870,8 +870,10 @@ impl Translator<'_> {
         if let Some((name, value)) = output.extra {
             pairs.push((name.to_string(), value.to_string()));
         }
-        match Labels::new(pairs, self.settings.strategy.name_validation()) {
-            Ok(labels) => Some(self.registry.insert(key, labels)),
+        match Labels::new(pairs, self.settings.strategy.name_validation())
+            .and_then(|labels| self.registry.admit(key, labels))
+        {
+            Ok(series) => Some(series),
             Err(err) => {
                 self.reject(err.reason(), || format!("metric {:?}: {err}", output.name));
                 None

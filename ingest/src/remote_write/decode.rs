@@ -222,7 +222,7 @@ fn decode_v1_series<'a>(
                 labels.push(Label::new(l.name, l.value));
             }
             Labels::from_sorted(labels, options.name_validation)
-                .map(|labels| registry.insert(key, labels))
+                .and_then(|labels| registry.admit(key, labels))
         }
     };
     if let Ok(series) = &series {
@@ -306,7 +306,7 @@ pub fn decode_v2(
                 symbol_pairs(symbols, &ts.labels_refs),
                 options.name_validation,
             )
-            .map(|labels| registry.insert(key, labels)),
+            .and_then(|labels| registry.admit(key, labels)),
         };
         if let Ok(series) = &series {
             for e in &ts.exemplars {
