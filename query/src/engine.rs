@@ -293,6 +293,9 @@ impl Engine {
                 .with_setting("max_result_rows", rows.to_string())
                 .with_setting("result_overflow_mode", "throw");
         }
+        for (name, value) in &plan.settings {
+            q = q.with_setting(*name, value.clone());
+        }
         for (name, value) in &plan.params {
             q = q.param(name, value);
         }

@@ -249,6 +249,7 @@ impl Planner {
                 _ => return Ok(None),
             }
         }
+        self.windows = true;
         let lo = grid.start - m.offset - m.range;
         let hi = grid.end - m.offset;
         // Labels are joined by fingerprint for a selector; a subquery's
@@ -479,17 +480,21 @@ impl Planner {
 /// one pass: each group's members are gathered into one row with, per
 /// step, the ids of its `k` largest (smallest) values (NaN last, as in
 /// Prometheus); the members are then unfolded again, each keeping its
-/// values at the steps where it was chosen. `key` is over `_l`.
+/// values at the steps where it was chosen. Ids follow the members' label
+/// order, so equal values are picked the same way every time (the series
+/// first in label order, as Prometheus's heap mostly does; its exact
+/// order among ties is issue 19's). `key` is over `_l`.
 fn series_top(rel: &str, key: &str, largest: bool, k: u64) -> String {
     let sign = if largest { "-" } else { "" };
     format!(
         "SELECT m.2 AS labels, arrayMap((v, ids) -> if(v IS NOT NULL AND has(ids, m.1), v, NULL), m.3, _top) AS vals, \
            m.4 AS dn FROM (\
            SELECT groupArray((_sid, _l, _v, _dn)) AS _members, \
-             arrayMap(c -> arrayMap(x -> x.2, arraySlice(arraySort(x -> (isNaN(x.1), {sign}x.1), \
+             arrayMap(c -> arrayMap(x -> x.2, arraySlice(arraySort(x -> (isNaN(x.1), {sign}x.1, x.2), \
                arrayFilter(x -> x.1 IS NOT NULL, c)), 1, {k})), \
                groupArrayForEach(arrayMap(v -> (v, _sid), _v))) AS _top \
-           FROM (SELECT labels AS _l, vals AS _v, dn AS _dn, rowNumberInAllBlocks() AS _sid FROM ({rel})) \
+           FROM (SELECT _l, _v, _dn, row_number() OVER (ORDER BY _l) AS _sid \
+             FROM (SELECT labels AS _l, vals AS _v, dn AS _dn FROM ({rel}))) \
            GROUP BY {key}\
          ) ARRAY JOIN _members AS m"
     )
