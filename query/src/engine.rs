@@ -365,11 +365,12 @@ fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError
     if let Some(message) = built_message(&text) {
         return QueryError::Execution(message);
     }
+    let code = server_error_code(&text);
     // MEMORY_LIMIT_EXCEEDED, from max_memory_usage
-    if let (Some(241), Some(max)) = (server_error_code(&text), limits.max_memory_bytes) {
+    if let (Some(241), Some(max)) = (code, limits.max_memory_bytes) {
         return QueryError::TooMuchMemory(max);
     }
-    match (server_error_code(&text), limits.max_series) {
+    match (code, limits.max_series) {
         (Some(159), _) => QueryError::Timeout, // TIMEOUT_EXCEEDED
         (Some(158), _) => QueryError::TooManySamples, // TOO_MANY_ROWS
         (Some(394), _) => QueryError::Canceled, // QUERY_WAS_CANCELLED

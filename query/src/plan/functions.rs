@@ -38,19 +38,31 @@ fn kahan_errors(values: &str, sums: &str) -> String {
     )
 }
 
-/// Kahan-Neumaier summation as Prometheus's `kahanSumInc` does it, without
-/// a fold: the running sum is the prefix sum, the compensation the prefix
-/// sum of each step's rounding error. A sum that became infinite never
-/// becomes finite again, and Prometheus drops the compensation then, so
-/// it only counts while the total is finite. `values` is bound once (as
-/// the parameter of a lambda over a one-element array): ClickHouse would
-/// evaluate each textual copy of it.
-pub(crate) fn kahan_sum(values: &str) -> String {
+/// `body` over `values` bound once as `{p}_v`, their running sums as
+/// `{p}_s` and the running Kahan-Neumaier compensations as `{p}_c`
+/// (Prometheus's `kahanSumInc` without a fold: the running sum is the
+/// prefix sum, the compensation the prefix sum of each step's rounding
+/// error). Each is the parameter of a lambda over a one-element array:
+/// ClickHouse would evaluate every textual copy again.
+fn with_kahan_prefixes(values: &str, p: &str, body: &str) -> String {
     format!(
-        "arrayMap(_ks_v -> arrayMap(_ks_s -> if(isFinite(_ks_s[-1]), \
-           _ks_s[-1] + arrayCumSum({})[-1], _ks_s[-1]), [arrayCumSum(_ks_v)])[1], [{values}])[1]",
-        kahan_errors("_ks_v", "_ks_s")
+        "arrayMap({p}_v -> arrayMap({p}_s -> arrayMap({p}_c -> {body}, [arrayCumSum({})])[1], \
+           [arrayCumSum({p}_v)])[1], [{values}])[1]",
+        kahan_errors(&format!("{p}_v"), &format!("{p}_s"))
     )
+}
+
+/// The compensated total from the prefixes of [`with_kahan_prefixes`]. A
+/// sum that became infinite never becomes finite again, and Prometheus
+/// drops the compensation then, so it only counts while the total is
+/// finite.
+fn kahan_total(p: &str) -> String {
+    format!("if(isFinite({p}_s[-1]), {p}_s[-1] + {p}_c[-1], {p}_s[-1])")
+}
+
+/// Kahan-Neumaier summation as Prometheus's `kahanSumInc` does it.
+pub(crate) fn kahan_sum(values: &str) -> String {
+    with_kahan_prefixes(values, "_ks", &kahan_total("_ks"))
 }
 
 /// The compensation term after adding `inc` to `sum` (Neumaier's step, as
@@ -67,9 +79,7 @@ fn kahan_c(inc: &str, sum: &str, c: &str) -> String {
 /// mean from that value on (so the order of `values` matters there, as in
 /// Prometheus).
 pub(crate) fn mean_array(values: &str) -> String {
-    // Bound once as lambda parameters: the values, their running sums and
-    // the running compensation.
-    let sum = "if(isFinite(_ms_s[-1]), _ms_s[-1] + _ms_c[-1], _ms_s[-1])";
+    let sum = kahan_total("_ms");
     // The first value whose running sum is infinite switches to the
     // incremental mean, starting from the mean of the values before it.
     let at = "arrayFirstIndex(x -> isInfinite(x), _ms_s)";
@@ -82,11 +92,12 @@ pub(crate) fn mean_array(values: &str) -> String {
            arraySlice(_ms_v, p), arraySlice(arrayEnumerate(_ms_v), p), \
            (_ms_s[p - 1] / (p - 1), _ms_c[p - 1] / (p - 1)))])[1]), [{at}])[1]"
     );
-    format!(
-        "arrayMap((_ms_v, _ms_s) -> arrayMap(_ms_c -> \
-           if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v), {incremental}, {sum} / length(_ms_v)), \
-           [arrayCumSum({})])[1], [{values}], [arrayCumSum({values})])[1]",
-        kahan_errors("_ms_v", "_ms_s")
+    with_kahan_prefixes(
+        values,
+        "_ms",
+        &format!(
+            "if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v), {incremental}, {sum} / length(_ms_v))"
+        ),
     )
 }
 
@@ -126,11 +137,12 @@ fn extrapolated(counter: bool, rate: bool) -> String {
 /// once as lambda parameters: every textual copy would be evaluated, and
 /// planned, again.
 fn with_linear_regression(intercept_time: &str, result: &str) -> String {
-    let sums = "arrayMap(_lr_x -> (arrayReduce('sumKahan', _lr_x), \
-         arraySum(arrayMap((x1, y1) -> x1 * y1, _lr_x, _vals)), \
-         arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, _lr_x))), \
-       [arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)])[1]"
-        .replace("{intercept_time}", intercept_time);
+    let sums = format!(
+        "arrayMap(_lr_x -> (arrayReduce('sumKahan', _lr_x), \
+           arraySum(arrayMap((x1, y1) -> x1 * y1, _lr_x, _vals)), \
+           arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, _lr_x))), \
+         [arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)])[1]"
+    );
     // `_lr_s` = (sum x, sum xy, sum x²); `_lr_c`: all values equal.
     let slope = "if(_lr_c, if(isInfinite(_vals[1]), nan, 0), \
          (_lr_s.2 - _lr_s.1 * _lr_y / _n) / (_lr_s.3 - _lr_s.1 * _lr_s.1 / _n))";

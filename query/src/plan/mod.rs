@@ -98,6 +98,15 @@ impl Grid {
         }
     }
 
+    /// The same steps `by` ms later.
+    pub(crate) fn shifted(&self, by: i64) -> Grid {
+        Grid {
+            start: self.start + by,
+            end: self.end + by,
+            step: self.step,
+        }
+    }
+
     /// SQL array of the step timestamps.
     pub(crate) fn steps(&self) -> String {
         format!(

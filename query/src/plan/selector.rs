@@ -80,6 +80,28 @@ impl Planner {
         })
     }
 
+    /// The rows of the samples table holding `vs`'s samples with raw
+    /// timestamps in `(lo, hi]` (a `FROM ... WHERE ...`), and the series'
+    /// labels `(fp, labels)`.
+    pub(crate) fn samples_of(
+        &mut self,
+        vs: &VectorSelector,
+        lo: i64,
+        hi: i64,
+    ) -> Result<(String, String), PlanError> {
+        let matched = self.matched_series(vs, lo, hi)?;
+        let rows = format!(
+            "FROM samples WHERE (metric_name, fingerprint) IN ({}) \
+             AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
+            matched.keys
+        );
+        let labels = format!(
+            "SELECT fp, series_labels AS labels FROM ({})",
+            matched.labelled
+        );
+        Ok((rows, labels))
+    }
+
     /// Samples of a selector with raw timestamp in `(lo, hi]`, shifted by
     /// `shift` ms onto the evaluation grid, one per timestamp.
     fn selector_source(
@@ -89,18 +111,12 @@ impl Planner {
         hi: i64,
         shift: i64,
     ) -> Result<SampleSource, PlanError> {
-        let matched = self.matched_series(vs, lo, hi)?;
+        let (rows, labels) = self.samples_of(vs, lo, hi)?;
         let samples = format!(
-            "SELECT fingerprint AS fp, timestamp_ms + {shift} AS ts, any(value) AS sv FROM samples \
-             WHERE (metric_name, fingerprint) IN ({}) \
-             AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
-             GROUP BY fingerprint, timestamp_ms",
-            matched.keys
+            "SELECT fingerprint AS fp, timestamp_ms + {shift} AS ts, any(value) AS sv \
+             {rows} GROUP BY fingerprint, timestamp_ms"
         );
-        let labels = format!(
-            "SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({})",
-            matched.labelled
-        );
+        let labels = format!("SELECT fp, labels, toUInt8(0) AS dn FROM ({labels})");
         Ok(SampleSource { samples, labels })
     }
 

@@ -25,7 +25,7 @@ use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
 use super::functions::{kahan_sum, mean_array, quantile_sql, sort_nan_first};
 use super::selector::{not_stale, subquery_grid};
-use super::{Grid, Matrix, Node, PlanError, Planner, STALE_NAN_BITS, Scalar, Source, lit};
+use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, lit};
 
 /// The `timeSeries*ToGrid` aggregate that computes a range function
 /// exactly as Prometheus does, and the factor applied to its result.
@@ -97,28 +97,6 @@ fn with_labels(values: &str, labels: &str, keeps_name: bool) -> String {
 }
 
 impl Planner {
-    /// The rows of the samples table holding `vs`'s samples with raw
-    /// timestamps in `(lo, hi]` (a `FROM ... WHERE ...`), and the series'
-    /// labels `(fp, labels)`.
-    fn samples_of(
-        &mut self,
-        vs: &VectorSelector,
-        lo: i64,
-        hi: i64,
-    ) -> Result<(String, String), PlanError> {
-        let matched = self.matched_series(vs, lo, hi)?;
-        let rows = format!(
-            "FROM samples WHERE (metric_name, fingerprint) IN ({}) \
-             AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
-            matched.keys
-        );
-        let labels = format!(
-            "SELECT fp, series_labels AS labels FROM ({})",
-            matched.labelled
-        );
-        Ok((rows, labels))
-    }
-
     /// The samples of `vs` with raw timestamps in `(lo, hi]`, shifted by
     /// `shift` ms, as one row per series `(fp, ts Array(Int64), sv
     /// Array(Float64))` sorted by time, one sample per timestamp; without
@@ -166,17 +144,13 @@ impl Planner {
         // The aggregate's empty state is a sample (0, 0) at the epoch, which
         // hides samples at or before it: times are shifted past it (the
         // answer depends on time differences only).
-        let shifted = Grid {
-            start: grid.start + RESAMPLE_SHIFT_MS,
-            end: grid.end + RESAMPLE_SHIFT_MS,
-            step: grid.step,
-        };
         let vals = format!(
-            "arrayMap(x -> if(x IS NULL OR reinterpretAsUInt64(assumeNotNull(x)) = {STALE_NAN_BITS}, NULL, x), \
+            "arrayMap(x -> if(x IS NULL OR NOT {}, NULL, x), \
                timeSeriesResampleToGridWithStaleness({})({}, value))",
+            not_stale("assumeNotNull(x)"),
             // Its window is closed, `[te - window, te]`; the lookback is
             // left-open and times are whole milliseconds.
-            grid_parameters(&shifted, (self.lookback - 1).max(0)),
+            grid_parameters(&grid.shifted(RESAMPLE_SHIFT_MS), (self.lookback - 1).max(0)),
             sample_time(offset + RESAMPLE_SHIFT_MS)
         );
         let values =
@@ -336,12 +310,7 @@ impl Planner {
         let Node::Series(rel) = self.node(expr, &inner)? else {
             return Ok(None);
         };
-        let times = Grid {
-            start: inner.start + offset,
-            end: inner.end + offset,
-            step: inner.step,
-        }
-        .steps();
+        let times = inner.shifted(offset).steps();
         Ok(Some(format!(
             "SELECT (labels, dn) AS fp, arrayFilter((t, v) -> v IS NOT NULL, {times}, vals) AS ts, \
                arrayMap(v -> assumeNotNull(v), arrayFilter(v -> v IS NOT NULL, vals)) AS sv \
