@@ -11,7 +11,7 @@
 use promql_parser::parser::VectorSelector;
 
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad, sorted_labels};
-use crate::matchers::{MatcherError, condition, from_selector};
+use crate::matchers::{MatchOp, MatcherError, condition, from_selector};
 
 /// The series a selector matches, as two relations over the series table.
 pub(crate) struct MatchedSeries {
@@ -37,6 +37,16 @@ pub(crate) fn subquery_grid(lo: i64, hi: i64, step: i64) -> Grid {
         start += step;
     }
     Grid::range(start, hi, step)
+}
+
+/// The metric name of a selector whose only matcher is `__name__="..."`.
+fn metric_name_only(vs: &VectorSelector) -> Option<String> {
+    match from_selector(vs).ok()?.as_slice() {
+        [m] if m.name == "__name__" && m.op == MatchOp::Equal && !m.value.is_empty() => {
+            Some(m.value.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Keeps rows that are not staleness markers.
@@ -90,11 +100,15 @@ impl Planner {
         hi: i64,
     ) -> Result<(String, String), PlanError> {
         let matched = self.matched_series(vs, lo, hi)?;
-        let rows = format!(
-            "FROM samples WHERE (metric_name, fingerprint) IN ({}) \
-             AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
-            matched.keys
-        );
+        // A selector of a metric name alone reads its samples by the sort
+        // key's prefix: the set of matched series would cost a subquery
+        // (about 5 ms) and select the same rows.
+        let series = match metric_name_only(vs) {
+            Some(name) => format!("metric_name = {}", self.string(&name)),
+            None => format!("(metric_name, fingerprint) IN ({})", matched.keys),
+        };
+        let rows =
+            format!("FROM samples WHERE {series} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}");
         let labels = format!(
             "SELECT fp, series_labels AS labels FROM ({})",
             matched.labelled

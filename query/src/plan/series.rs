@@ -255,34 +255,44 @@ impl Planner {
                    arrayEnumerate({steps}))"
             )
         };
-        // The window's samples and the constants are bound as the
-        // parameters of an inner lambda over one-element arrays. ClickHouse
-        // copies a per-series array captured by the step lambda once per
-        // step, so a function that reads no times gets no times.
+        // Each step's window is a slice of the series' arrays, cut by
+        // `arrayReduceInRanges` (a lambda capturing the per-series array
+        // would copy it once per step). The windows, their sizes and the
+        // constants are parallel arrays over the steps, the parameters of
+        // one lambda.
+        let n = grid.n();
         let mut names = vec!["_vals".to_string(), "_n".into(), "R".into()];
-        let mut bound = vec![
-            "[arraySlice(sv, lo + 1, hi - lo)]".to_string(),
-            "[toUInt64(hi - lo)]".to_string(),
-            format!("[toInt64({})]", m.range),
+        let mut args = vec![
+            "_wv".to_string(),
+            "_wn".to_string(),
+            format!("arrayWithConstant({n}, toInt64({}))", m.range),
+        ];
+        let mut windows = vec![
+            "arrayReduceInRanges('groupArray', _rg, sv) AS _wv".to_string(),
+            "arrayMap(r -> r.2, _rg) AS _wn".to_string(),
         ];
         if value.contains("_ts") {
             names.push("_ts".into());
-            bound.push("[arraySlice(ts, lo + 1, hi - lo)]".into());
+            args.push("_wt".into());
+            windows.push("arrayReduceInRanges('groupArray', _rg, ts) AS _wt".into());
         }
         for (i, c) in constants.iter().enumerate() {
             names.push(format!("p{}", i + 1));
-            bound.push(format!("[{c}]"));
+            args.push(format!("arrayWithConstant({n}, {c})"));
         }
+        names.extend(["te".to_string(), "t".into()]);
+        args.extend([steps.clone(), steps.clone()]);
         let vals = format!(
-            "arrayMap((lo, hi, te, t) -> if(hi - lo < {min_samples}, NULL, \
-               arrayMap(({}) -> toFloat64({value}), {})[1]), _lo, _hi, {steps}, {steps})",
+            "arrayMap(({}) -> if(_n < {min_samples}, NULL, toFloat64({value})), {})",
             names.join(", "),
-            bound.join(", ")
+            args.join(", ")
         );
         let values = format!(
             "SELECT fp, {vals} AS vals FROM (\
-               SELECT fp, ts, sv, {hi_counts} AS _hi, {lo_counts} AS _lo FROM (\
-                 SELECT fp, ts, sv, {hi_keys} AS _mhi, {lo_keys} AS _mlo FROM ({samples})))",
+               SELECT fp, {windows} FROM (\
+                 SELECT fp, ts, sv, arrayMap((lo, hi) -> (toUInt64(lo + 1), toUInt64(hi - lo)), {lo_counts}, {hi_counts}) AS _rg FROM (\
+                   SELECT fp, ts, sv, {hi_keys} AS _mhi, {lo_keys} AS _mlo FROM ({samples}))))",
+            windows = windows.join(", "),
             hi_counts = counts("_mhi"),
             lo_counts = counts("_mlo"),
             hi_keys = merged(0),
@@ -540,7 +550,8 @@ mod tests {
             let plan = plan(query, range(), &PlanSettings::default()).unwrap();
             assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
             assert!(
-                plan.sql.contains("arraySlice(sv, lo + 1, hi - lo)"),
+                plan.sql
+                    .contains("arrayReduceInRanges('groupArray', _rg, sv)"),
                 "{query}"
             );
             assert!(!plan.sql.contains("ARRAY JOIN"), "{query}: {}", plan.sql);
@@ -551,7 +562,8 @@ mod tests {
         let plan = plan(query, range(), &PlanSettings::default()).unwrap();
         assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
         assert!(
-            plan.sql.contains("arraySlice(sv, lo + 1, hi - lo)"),
+            plan.sql
+                .contains("arrayReduceInRanges('groupArray', _rg, sv)"),
             "{query}"
         );
         assert_eq!(
