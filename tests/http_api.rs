@@ -745,3 +745,68 @@ async fn range_results_are_cached_by_step_except_recent_steps() {
         second["result"][0]["values"].as_array().unwrap()[..]
     );
 }
+
+#[tokio::test]
+async fn means_whose_sums_overflow_answer_as_prometheus() {
+    // Sums beyond ±1.8e308 switch Prometheus to an incremental mean; Comet's
+    // fast statement stops there and its exact fallback answers.
+    let comet = ApiComet::start(&[]).await;
+    let end = now_ms() - 5_000;
+    let end = end - end % 1000;
+    let big = 9.988465674311579e307;
+    let samples = |v: f64| {
+        (0..4)
+            .map(|i| (end - 45_000 + i * SCRAPE_MS, v))
+            .collect::<Vec<_>>()
+    };
+    comet
+        .write(&comet_schema::prompb::v1::WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "big"), ("s", "1")], samples(big)),
+                series(&[("__name__", "big"), ("s", "2")], samples(big)),
+                series(&[("__name__", "small"), ("s", "1")], samples(2.0)),
+            ],
+            ..Default::default()
+        })
+        .await;
+    let t = secs(end);
+    let value = |body: &Value| -> f64 {
+        body["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("no value: {body}"))
+            .parse()
+            .expect("a float")
+    };
+    for query in [
+        "avg_over_time(big{s=\"1\"}[1m])",
+        "avg(big)",
+        "avg(avg_over_time(big[1m]))",
+    ] {
+        let body = comet
+            .data("/api/v1/query", &[("query", query), ("time", &t)])
+            .await;
+        assert_eq!(value(&body), big, "{query}: {body}");
+    }
+    // The same as a range query (the series-major plan).
+    let body = comet
+        .data(
+            "/api/v1/query_range",
+            &[
+                ("query", "avg_over_time(big[1m])"),
+                ("start", &secs(end - 30_000)),
+                ("end", &t),
+                ("step", "15"),
+            ],
+        )
+        .await;
+    let result = body["result"].as_array().expect("matrix");
+    assert_eq!(result.len(), 2, "{body}");
+    for s in result {
+        let points = s["values"].as_array().expect("points");
+        assert_eq!(points.len(), 3, "{s}");
+        for point in points {
+            let v: f64 = point[1].as_str().expect("value").parse().expect("float");
+            assert_eq!(v, big, "{s}");
+        }
+    }
+}

@@ -239,13 +239,41 @@ impl Engine {
     }
 
     /// Runs a plan within `limits` and shapes its rows; also returns what
-    /// the statement cost.
+    /// the statement cost. A statement whose fast means overflow is run
+    /// again as its exact fallback.
     pub async fn execute_limited(
         &self,
         plan: &Plan,
         range: QueryRange,
         limits: &QueryLimits,
     ) -> Result<(QueryValue, QueryStats), QueryError> {
+        match self.execute_statement(plan, range, limits).await {
+            Err(Attempt::MeansOverflow) => match &plan.fallback {
+                Some(exact) => {
+                    debug!("a mean overflowed: running the exact statement");
+                    match self.execute_statement(exact, range, limits).await {
+                        Err(Attempt::MeansOverflow) => Err(QueryError::Execution(
+                            "the exact statement stopped for overflowing means".into(),
+                        )),
+                        Err(Attempt::Failed(e)) => Err(e),
+                        Ok(done) => Ok(done),
+                    }
+                }
+                None => Err(QueryError::Execution(
+                    "a mean overflowed and the plan has no exact statement".into(),
+                )),
+            },
+            Err(Attempt::Failed(e)) => Err(e),
+            Ok(done) => Ok(done),
+        }
+    }
+
+    async fn execute_statement(
+        &self,
+        plan: &Plan,
+        range: QueryRange,
+        limits: &QueryLimits,
+    ) -> Result<(QueryValue, QueryStats), Attempt> {
         if let PlanKind::String(s) = &plan.kind {
             let value = QueryValue::String {
                 t: range.end_ms,
@@ -315,17 +343,23 @@ impl Engine {
         let fetched = match limits.timeout {
             Some(timeout) => match tokio::time::timeout(timeout + grace, fetch).await {
                 Ok(fetched) => fetched,
-                Err(_) => return Err(QueryError::Timeout),
+                Err(_) => return Err(QueryError::Timeout.into()),
             },
             None => fetch.await,
         };
         // ClickHouse answered: the statement is over either way.
         guard.armed = false;
-        let (rows, stats) = fetched.map_err(|error| classify(error, limits))?;
+        let (rows, stats) = fetched.map_err(|error| {
+            if error.to_string().contains(plan::EXACT_MEANS_MARKER) {
+                Attempt::MeansOverflow
+            } else {
+                Attempt::Failed(classify(error, limits))
+            }
+        })?;
         let mut value = shape(rows, &plan.kind, range.is_instant())?;
         if let (Some(max), QueryValue::Matrix(series)) = (limits.max_series, &value) {
             if series.len() as u64 > max {
-                return Err(QueryError::TooManySeries(max));
+                return Err(QueryError::TooManySeries(max).into());
             }
         }
         if let (Some((names, desc)), QueryValue::Vector(samples)) = (&plan.label_order, &mut value)
@@ -360,6 +394,19 @@ impl Engine {
 }
 
 /// A failed statement in Prometheus's error classes.
+/// How one statement of a plan ended, when it did not answer.
+enum Attempt {
+    /// A fast mean overflowed (see `plan::EXACT_MEANS_MARKER`).
+    MeansOverflow,
+    Failed(QueryError),
+}
+
+impl From<QueryError> for Attempt {
+    fn from(e: QueryError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
 fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError {
     let text = error.to_string();
     if let Some(message) = built_message(&text) {

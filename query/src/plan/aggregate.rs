@@ -50,7 +50,7 @@ impl Planner {
         let simple = |agg: &str| -> String { agg.to_string() };
         let value = match op.as_str() {
             "sum" => Some(kahan_sum("groupArray(_v)")),
-            "avg" => Some(mean_array("groupArray(_v)")),
+            "avg" => Some(mean_array("groupArray(_v)", self.means)),
             "min" => Some(simple(
                 "if(countIf(NOT isNaN(_v)) = 0, nan, minIf(_v, NOT isNaN(_v)))",
             )),

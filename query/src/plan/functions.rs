@@ -74,30 +74,53 @@ fn kahan_c(inc: &str, sum: &str, c: &str) -> String {
     )
 }
 
+/// How a plan computes means (`avg`, `avg_over_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Means {
+    /// The compensated sum over the count; a mean whose running sum
+    /// overflows stops the statement with [`EXACT_MEANS_MARKER`], and the
+    /// plan's fallback (planned with [`Means::Exact`]) runs instead. The
+    /// incremental mean's fold costs ClickHouse's analyzer about 50 ms in
+    /// every statement that has a mean, and is needed only for sums beyond
+    /// ±1.8e308.
+    Fast,
+    /// Prometheus's whole algorithm, the incremental mean included.
+    Exact,
+}
+
+/// The message that stops a [`Means::Fast`] statement whose mean overflows.
+pub const EXACT_MEANS_MARKER: &str = "COMET_EXACT_MEANS_NEEDED";
+
 /// The mean as Prometheus computes it: the compensated sum divided by the
 /// count; once the running sum would overflow, a compensated incremental
 /// mean from that value on (so the order of `values` matters there, as in
 /// Prometheus).
-pub(crate) fn mean_array(values: &str) -> String {
+pub(crate) fn mean_array(values: &str, means: Means) -> String {
     let sum = kahan_total("_ms");
-    // The first value whose running sum is infinite switches to the
-    // incremental mean, starting from the mean of the values before it.
-    let at = "arrayFirstIndex(x -> isInfinite(x), _ms_s)";
-    let step = format!(
-        "arrayMap((i, m, c) -> (m + i, {}), [x / k], [((k - 1) / k) * acc.1], [((k - 1) / k) * acc.2])[1]",
-        kahan_c("i", "m", "c")
-    );
-    let incremental = format!(
-        "arrayMap(p -> if(p < 2, {sum} / length(_ms_v), arrayMap(r -> r.1 + r.2, [arrayFold((acc, x, k) -> {step}, \
-           arraySlice(_ms_v, p), arraySlice(arrayEnumerate(_ms_v), p), \
-           (_ms_s[p - 1] / (p - 1), _ms_c[p - 1] / (p - 1)))])[1]), [{at}])[1]"
-    );
+    let overflows = format!("isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v)");
+    let incremental = match means {
+        // throwIf's own condition keeps it right whether or not `if`
+        // evaluates only the branch it takes.
+        Means::Fast => format!("toFloat64(throwIf({overflows}, '{EXACT_MEANS_MARKER}'))"),
+        Means::Exact => {
+            // The first value whose running sum is infinite switches to the
+            // incremental mean, starting from the mean of the values before it.
+            let at = "arrayFirstIndex(x -> isInfinite(x), _ms_s)";
+            let step = format!(
+                "arrayMap((i, m, c) -> (m + i, {}), [x / k], [((k - 1) / k) * acc.1], [((k - 1) / k) * acc.2])[1]",
+                kahan_c("i", "m", "c")
+            );
+            format!(
+                "arrayMap(p -> if(p < 2, {sum} / length(_ms_v), arrayMap(r -> r.1 + r.2, [arrayFold((acc, x, k) -> {step}, \
+                   arraySlice(_ms_v, p), arraySlice(arrayEnumerate(_ms_v), p), \
+                   (_ms_s[p - 1] / (p - 1), _ms_c[p - 1] / (p - 1)))])[1]), [{at}])[1]"
+            )
+        }
+    };
     with_kahan_prefixes(
         values,
         "_ms",
-        &format!(
-            "if(isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v), {incremental}, {sum} / length(_ms_v))"
-        ),
+        &format!("if({overflows}, {incremental}, {sum} / length(_ms_v))"),
     )
 }
 
@@ -155,7 +178,7 @@ fn with_linear_regression(intercept_time: &str, result: &str) -> String {
     )
 }
 
-fn range_fn(name: &str) -> Option<RangeFn> {
+fn range_fn(name: &str, means: Means) -> Option<RangeFn> {
     let f = |value: &str, min_samples: usize| RangeFn {
         value: value.to_string(),
         min_samples,
@@ -164,7 +187,7 @@ fn range_fn(name: &str) -> Option<RangeFn> {
     Some(match name {
         "count_over_time" => f("toFloat64(_n)", 1),
         "sum_over_time" => f(&kahan_sum("_vals"), 1),
-        "avg_over_time" => f(&mean_array("_vals"), 1),
+        "avg_over_time" => f(&mean_array("_vals", means), 1),
         "min_over_time" => f(
             "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), _vals)))",
             1,
@@ -391,7 +414,7 @@ impl Planner {
     pub(crate) fn call(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
         let name = call.func.name;
         let args = &call.args.args;
-        if let Some(f) = range_fn(name) {
+        if let Some(f) = range_fn(name, self.means) {
             return self.range_call(name, f, call, grid);
         }
         if let Some(expr) = math_fn(name) {

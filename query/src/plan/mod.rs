@@ -27,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 use crate::matchers::SqlCondition;
+pub use functions::EXACT_MEANS_MARKER;
+use functions::Means;
 
 /// The bit pattern of Prometheus's staleness marker.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -151,6 +153,9 @@ pub struct Plan {
     pub label_order: Option<(Vec<String>, bool)>,
     /// ClickHouse settings of the statement beyond the engine's own.
     pub settings: Vec<(&'static str, String)>,
+    /// The plan to run instead when this one stops with
+    /// [`EXACT_MEANS_MARKER`] (see [`Means`]).
+    pub fallback: Option<Box<Plan>>,
 }
 
 impl Plan {
@@ -168,6 +173,10 @@ impl Plan {
         }
         out.push_str(&self.sql);
         out.push_str(";\n");
+        if let Some(exact) = &self.fallback {
+            out.push_str("-- If a mean overflows (a sum beyond ±1.8e308), instead:\n");
+            out.push_str(&exact.explain());
+        }
         out
     }
 }
@@ -184,8 +193,22 @@ pub fn plan(query: &str, grid: Grid, settings: &PlanSettings) -> Result<Plan, Pl
     plan_expr(&expr, grid, settings)
 }
 
-/// Plans a parsed expression.
+/// Plans a parsed expression. A plan with means computes them fast and
+/// carries the exact plan to run if one overflows.
 pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
+    let mut plan = plan_with(expr, grid, settings, Means::Fast)?;
+    if plan.sql.contains(EXACT_MEANS_MARKER) {
+        plan.fallback = Some(Box::new(plan_with(expr, grid, settings, Means::Exact)?));
+    }
+    Ok(plan)
+}
+
+fn plan_with(
+    expr: &Expr,
+    grid: Grid,
+    settings: &PlanSettings,
+    means: Means,
+) -> Result<Plan, PlanError> {
     let mut planner = Planner {
         params: SqlCondition::default(),
         lookback: millis(settings.lookback_delta),
@@ -198,6 +221,7 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         query_start: grid.start,
         query_end: grid.end,
         windows: false,
+        means,
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
     let node = match planner.node(expr, &grid)? {
@@ -259,6 +283,7 @@ pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Pla
         kind,
         label_order: if instant { label_order(expr) } else { None },
         settings,
+        fallback: None,
     })
 }
 
@@ -353,6 +378,8 @@ pub(crate) struct Planner {
     /// A node computes range functions over window slices of per-series
     /// arrays (see [`WINDOW_BLOCK_ROWS`]).
     pub windows: bool,
+    /// How means are computed.
+    pub means: Means,
 }
 
 /// Rows per block for a statement with window slices: each step's window

@@ -433,7 +433,7 @@ impl Planner {
         let value = match op {
             "quantile" => quantile_sql(&lit(phi?), &sort_nan_first("c")),
             "sum" => kahan_sum("c"),
-            "avg" => mean_array("c"),
+            "avg" => mean_array("c", self.means),
             "min" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), c)))"
                 .to_string(),
             "max" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMax(arrayFilter(x -> NOT isNaN(x), c)))"
@@ -521,6 +521,26 @@ mod tests {
                 "{query}"
             );
         }
+    }
+
+    #[test]
+    fn means_are_fast_with_an_exact_fallback() {
+        use super::super::EXACT_MEANS_MARKER;
+        for query in [
+            "avg_over_time(x[5m])",
+            "avg by (job) (x)",
+            "avg(x) by (job) and on() vector(1)",
+        ] {
+            let plan = plan(query, range(), &PlanSettings::default()).unwrap();
+            assert!(plan.sql.contains(EXACT_MEANS_MARKER), "{query}");
+            let exact = plan.fallback.as_ref().expect("an exact fallback");
+            assert!(!exact.sql.contains(EXACT_MEANS_MARKER), "{query}");
+            assert!(exact.sql.contains("arrayFold"), "{query}");
+            assert!(exact.fallback.is_none());
+            assert_eq!(exact.params, plan.params);
+        }
+        let plan = plan("sum_over_time(x[5m])", range(), &PlanSettings::default()).unwrap();
+        assert!(plan.fallback.is_none());
     }
 
     #[test]
