@@ -2,8 +2,9 @@
 //! operators, and vector matching (`on`, `ignoring`, `group_left`,
 //! `group_right`).
 
-use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinModifier, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality};
 
+use super::functions::unparen;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
 
 /// The SQL of `l op r` for arithmetic and comparison operators.
@@ -32,9 +33,59 @@ fn labels_text(labels: &str) -> String {
          replaceAll(replaceAll(replaceAll(x.2, '\\\\', '\\\\\\\\'), '\"', '\\\\\"'), '\\n', '\\\\n'), '\"'), {labels}), ', '), '}}')"
     )
 }
+/// Whether `e` yields at most one series per matching signature, so that
+/// vector matching cannot find two on that side: an aggregation whose
+/// output labels the signature fully keeps (`sum(x) / on() sum(y)`,
+/// `sum by (job) (a) / sum by (job) (b)`), also under arithmetic with a
+/// number. Unknown shapes are not.
+fn unique_per_signature(e: &Expr, matching: Option<&LabelModifier>) -> bool {
+    match unparen(e) {
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string().to_lowercase();
+            // These keep their input series (and labels) or add a label.
+            if matches!(
+                op.as_str(),
+                "topk" | "bottomk" | "limitk" | "limit_ratio" | "count_values"
+            ) {
+                return false;
+            }
+            match (&a.modifier, matching) {
+                // Output labels `by`: distinct outputs differ in one of
+                // them, which `on` must keep and `ignoring` must not drop.
+                (None, _) => true,
+                (Some(LabelModifier::Include(by)), Some(LabelModifier::Include(on))) => {
+                    by.labels.iter().all(|l| on.labels.contains(l))
+                }
+                (Some(LabelModifier::Include(by)), Some(LabelModifier::Exclude(ign))) => {
+                    by.labels.iter().all(|l| !ign.labels.contains(l))
+                }
+                (Some(_), None) => true,
+                (Some(LabelModifier::Exclude(_)), Some(LabelModifier::Exclude(ign))) => {
+                    ign.labels.is_empty()
+                }
+                (Some(LabelModifier::Exclude(_)), Some(LabelModifier::Include(_))) => false,
+            }
+        }
+        Expr::Binary(b) => match (unparen(&b.lhs), unparen(&b.rhs)) {
+            (Expr::NumberLiteral(_), v) | (v, Expr::NumberLiteral(_)) => {
+                unique_per_signature(v, matching)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Prometheus's one-to-one error, as an SQL string.
 const ONE_TO_ONE: &str =
     "'multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)'";
+
+/// Which sides of a vector matching hold one series per signature.
+#[derive(Debug, Clone, Copy)]
+struct Unique {
+    left: bool,
+    right: bool,
+}
 
 impl Planner {
     /// The matching signature of the label column `col`: all labels but
@@ -80,7 +131,11 @@ impl Planner {
                 });
                 if one_to_one {
                     let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
-                    let rel = self.series_one_to_one(&op, l, r, matching, return_bool)?;
+                    let unique = Unique {
+                        left: unique_per_signature(&b.lhs, matching),
+                        right: unique_per_signature(&b.rhs, matching),
+                    };
+                    let rel = self.series_one_to_one(&op, l, r, matching, return_bool, unique)?;
                     return Ok(Node::Series(rel));
                 }
             }
@@ -234,6 +289,7 @@ impl Planner {
         r: &str,
         matching: Option<&LabelModifier>,
         return_bool: bool,
+        unique: Unique,
     ) -> Result<String, PlanError> {
         let sig = self.signature(matching, "labels");
         let labels = match matching {
@@ -265,27 +321,52 @@ impl Planner {
                 "arrayFilter(x -> x.2[{bad_step}] IS NOT NULL, o._members)[2].1"
             )),
         );
-        let checks = fail_if(&[
-            (&format!("{bad_step} > 0"), &many_to_many),
-            (
-                "arrayExists((a, c, k) -> a IS NOT NULL AND c = 1 AND k > 1, m._v, o._n, m._k)",
-                ONE_TO_ONE,
-            ),
-        ]);
+        let many_to_many_check = format!("{bad_step} > 0");
+        // Two left series meet the right one at a step.
+        let one_to_one_check = if unique.right {
+            "arrayExists((a, b, k) -> a IS NOT NULL AND b IS NOT NULL AND k > 1, m._v, o._one, m._k)"
+        } else {
+            "arrayExists((a, c, k) -> a IS NOT NULL AND c = 1 AND k > 1, m._v, o._n, m._k)"
+        };
+        // A side known to hold one series per signature needs neither its
+        // count per step nor its check (nor, on the right, its members).
+        let mut checks: Vec<(&str, &str)> = Vec::new();
+        if !unique.right {
+            checks.push((&many_to_many_check, &many_to_many));
+        }
+        if !unique.left {
+            checks.push((one_to_one_check, ONE_TO_ONE));
+        }
+        let left = if unique.left {
+            format!("SELECT labels AS _l, vals AS _v, dn AS _dn, {sig} AS _sig FROM ({l})")
+        } else {
+            format!(
+                "SELECT labels AS _l, vals AS _v, dn AS _dn, {sig} AS _sig, \
+                   sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY _sig) AS _k \
+                 FROM ({l})"
+            )
+        };
+        let right = if unique.right {
+            format!("SELECT {sig} AS _sig, vals AS _one FROM ({r})")
+        } else {
+            format!(
+                "SELECT _sig, arrayMap(c -> if(length(c) = 1, c[1], NULL), _g) AS _one, \
+                   arrayMap(c -> length(c), _g) AS _n, _members FROM (\
+                     SELECT {sig} AS _sig, groupArrayForEach(vals) AS _g, \
+                       arraySort(groupArray((labels, vals))) AS _members \
+                     FROM ({r}) GROUP BY _sig)"
+            )
+        };
+        let filter = if checks.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", fail_if(&checks))
+        };
         Ok(format!(
             "SELECT {labels} AS labels, \
                arrayMap((a, b) -> if(a IS NULL OR b IS NULL, NULL, toFloat64({value})), m._v, o._one) AS vals, \
                {dn} AS dn \
-             FROM (SELECT labels AS _l, vals AS _v, dn AS _dn, {sig} AS _sig, \
-                     sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY _sig) AS _k \
-                   FROM ({l})) AS m \
-             INNER JOIN (SELECT _sig, arrayMap(c -> if(length(c) = 1, c[1], NULL), _g) AS _one, \
-                     arrayMap(c -> length(c), _g) AS _n, _members FROM (\
-                       SELECT {sig} AS _sig, groupArrayForEach(vals) AS _g, \
-                         arraySort(groupArray((labels, vals))) AS _members \
-                       FROM ({r}) GROUP BY _sig)) AS o \
-             ON m._sig = o._sig \
-             WHERE {checks}"
+             FROM ({left}) AS m INNER JOIN ({right}) AS o ON m._sig = o._sig{filter}"
         ))
     }
 
@@ -355,5 +436,52 @@ impl Planner {
              ON m._sig = o._sig AND m._t = o._t \
              WHERE {checks} AND {cond}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_per_signature;
+    use crate::plan::parse;
+    use promql_parser::parser::Expr;
+
+    /// Whether each side of `query` (a binary expression) is known unique.
+    fn sides(query: &str) -> (bool, bool) {
+        let Expr::Binary(b) = parse(query).unwrap() else {
+            panic!("{query} is not binary")
+        };
+        let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+        (
+            unique_per_signature(&b.lhs, matching),
+            unique_per_signature(&b.rhs, matching),
+        )
+    }
+
+    #[test]
+    fn aggregations_that_keep_the_signature_are_unique_per_signature() {
+        for (query, want) in [
+            ("sum(a) / on() sum(b)", (true, true)),
+            ("sum by (job) (a) / sum by (job) (b)", (true, true)),
+            (
+                "sum by (job) (a) / on (job) (sum by (job) (b) * 2)",
+                (true, true),
+            ),
+            (
+                "sum by (job, i) (a) / on (job) sum by (job) (b)",
+                (false, true),
+            ),
+            (
+                "sum by (job) (a) / ignoring (job) sum by (job) (b)",
+                (false, false),
+            ),
+            ("sum without (i) (a) / sum without (i) (b)", (true, true)),
+            ("sum without (i) (a) / on (job) max(b)", (false, true)),
+            ("a / on () sum(b)", (false, true)),
+            ("topk(1, a) / on () b", (false, false)),
+            ("count_values(\"v\", a) / on () b", (false, false)),
+            ("(a + b) / on () sum(b)", (false, true)),
+        ] {
+            assert_eq!(sides(query), want, "{query}");
+        }
     }
 }
