@@ -57,3 +57,8 @@ if compgen -G "$promqltest_dir/*.test" >/dev/null; then
 else
   echo "test: no PromQL test scripts in $promqltest_dir; comet promqltest skipped"
 fi
+
+# Every decoder of outside input under coverage-guided fuzzing, 30 s per
+# target; a crash, a slow input or a memory blow-up fails the run.
+echo "test: scripts/fuzz.sh 30"
+scripts/fuzz.sh 30

@@ -932,7 +932,10 @@ impl Translator<'_> {
             });
         }
         let step = (self.settings.lookback_delta.as_millis() as i64 / 2).max(1);
-        let mut ts = first;
+        // Points far apart in one request (a bad clock, or a hostile
+        // client) would ask for billions of samples: only the newest
+        // TARGET_INFO_MAX_SAMPLES intervals get one.
+        let mut ts = first.max(last.saturating_sub(step.saturating_mul(TARGET_INFO_MAX_SAMPLES)));
         while ts < last {
             self.push(Arc::clone(&series), ts, 1.0);
             ts += step;
@@ -940,6 +943,11 @@ impl Translator<'_> {
         self.push(series, last, 1.0);
     }
 }
+
+/// Most `target_info` samples one resource of one request gets (every
+/// half lookback: 41 hours at the default 5m), before the one at its
+/// newest point.
+const TARGET_INFO_MAX_SAMPLES: i64 = 1000;
 
 struct MetricContext<'a> {
     name: &'a str,
@@ -1215,6 +1223,35 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn target_info_is_bounded_for_points_far_apart() {
+        // Found by the otlp fuzz target: a point in the year 126,000 beside
+        // one today asked for billions of target_info samples.
+        let far = 3_933_785_414_269_796_352;
+        let req = request(
+            vec![kv("service.name", "api"), kv("host.name", "h")],
+            vec![metric(
+                "g",
+                "",
+                Data::Gauge(Gauge {
+                    data_points: vec![number(vec![], T, 1.0), number(vec![], far, 2.0)],
+                }),
+            )],
+        );
+        let t = run(&req, &TranslateSettings::default());
+        let info = t
+            .batch
+            .series
+            .iter()
+            .find(|s| s.labels().to_string().contains("target_info"))
+            .expect("target_info");
+        let step = 150_000;
+        assert_eq!(info.samples.len(), 1001);
+        let last = (far / 1_000_000) as i64;
+        assert_eq!(info.samples[0].timestamp_ms, last - 1000 * step);
+        assert_eq!(info.samples[1000].timestamp_ms, last);
     }
 
     #[test]

@@ -38,7 +38,64 @@ const FUNCS: &[(&str, Func)] = &[
     ("parseDuration", parse_duration as Func),
 ];
 
+/// What gtmpl 0.7 cannot be trusted with, found before it reads `text`:
+/// a text that ends inside a `{{ ... }}` action (Go fails it with
+/// "unclosed action"; gtmpl's lexer loops forever on some, such as a `.`
+/// or `$x.` right at the end), or a non-ASCII character in an action
+/// outside its strings (its lexer steps back one byte, not one character,
+/// and panics; Go would accept a Unicode identifier there).
+fn gtmpl_hazard(text: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        rest = &rest[open + 2..];
+        let body = rest.trim_start_matches('-').trim_start();
+        if let Some(comment) = body.strip_prefix("/*") {
+            // An unterminated comment is gtmpl's own error to report.
+            let end = comment.find("*/")?;
+            rest = &comment[end + 2..];
+            continue;
+        }
+        let mut chars = rest.char_indices();
+        let mut closed = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '}' if rest[i..].starts_with("}}") => {
+                    closed = Some(i + 2);
+                    break;
+                }
+                // Quoted strings and characters: an unterminated one is
+                // gtmpl's own (clean) error.
+                '"' | '\'' | '`' => {
+                    let mut escaped = false;
+                    loop {
+                        match chars.next() {
+                            None => return None,
+                            Some((_, '\\')) if c != '`' && !escaped => escaped = true,
+                            Some((_, q)) if q == c && !escaped => break,
+                            Some(_) => escaped = false,
+                        }
+                    }
+                }
+                c if !c.is_ascii() => {
+                    return Some(format!(
+                        "non-ASCII character {c:?} in an action (outside a string)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        match closed {
+            Some(end) => rest = &rest[end..],
+            None => return Some("unclosed action".into()),
+        }
+    }
+    None
+}
+
 fn template(name: &str, text: &str) -> Result<Template, String> {
+    if let Some(problem) = gtmpl_hazard(text) {
+        return Err(format!("template: __alert_{name}: {problem}"));
+    }
     let mut t = Template::with_name(format!("__alert_{name}"));
     t.add_funcs(FUNCS);
     t.parse(format!("{DEFS}{text}"))
@@ -369,6 +426,53 @@ fn trim_zeros(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `check` on another thread: a template that makes the parser
+    /// loop fails the test instead of hanging the suite.
+    fn check_bounded(text: &str) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = text.to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send(check("r", &owned));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("parsing {text:?} did not end"))
+    }
+
+    #[test]
+    fn templates_gtmpl_cannot_read_are_refused() {
+        // Found by the rule_file fuzz target: gtmpl's lexer loops on these.
+        for text in [
+            "{{ $labels.job }} error rate is {{ $value |es.",
+            "{{ .",
+            "{{ $x.",
+            "{{ 1.",
+            "{{ a.b.",
+            "{{ \"}}\" .",
+            "a {{ .Labels }} b {{",
+        ] {
+            let e = check_bounded(text).expect_err(text);
+            assert!(e.ends_with("unclosed action"), "{text}: {e}");
+        }
+        for text in [
+            "{{ \"}}\" }}",
+            "{{ `{{` }} {{/* {{ */}}",
+            "{{- $labels.job -}}",
+            "{{ '}' }}",
+            "{{ \"é ֓\" }} ֓ outside actions",
+            "no actions at all",
+        ] {
+            assert_eq!(gtmpl_hazard(text), None, "{text}");
+        }
+        // gtmpl's lexer panicked on these (found by the fuzz target too).
+        for text in ["{{ ֓abels.job }}", "{{ $labels.a֓ }}", "{{ 1€ }}"] {
+            let e = check_bounded(text).expect_err(text);
+            assert!(e.contains("non-ASCII character"), "{text}: {e}");
+        }
+        // Unterminated strings stay gtmpl's own error.
+        let e = check_bounded("{{ \"abc").expect_err("unterminated");
+        assert!(e.contains("unterminated quoted string"), "{e}");
+    }
 
     fn render(text: &str, value: f64) -> String {
         let labels = vec![
