@@ -4,18 +4,17 @@
 //! snappy body.
 #![no_main]
 
-use comet_ingest::SeriesRegistry;
-use comet_ingest::remote_write::decode::{DecodeOptions, decode_v1, decode_v2};
+use comet_ingest::kafka::format::MessageDecoder;
+use comet_ingest::remote_write::decode::{decode_v1, decode_v2};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
-static REGISTRY: LazyLock<SeriesRegistry> = LazyLock::new(|| SeriesRegistry::new(16 << 20));
+static DECODER: LazyLock<MessageDecoder> = LazyLock::new(comet_fuzz::decoder);
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, message)) = data.split_first() else {
         return;
     };
-    let options = DecodeOptions::default();
     let compressed;
     let body = if mode & 2 == 0 {
         compressed = match snap::raw::Encoder::new().compress_vec(message) {
@@ -26,9 +25,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         message
     };
+    let (options, registry) = (&DECODER.remote_write, &DECODER.registry);
     let _ = if mode & 1 == 0 {
-        decode_v1(body, &options, &REGISTRY)
+        decode_v1(body, options, registry)
     } else {
-        decode_v2(body, &options, &REGISTRY)
+        decode_v2(body, options, registry)
     };
 });

@@ -120,8 +120,9 @@ impl SeriesRegistry {
         Ok(self.insert(key, labels))
     }
 
-    /// Registers `labels` under `key` and returns the shared entry.
-    pub fn insert(&self, key: u128, labels: Labels) -> Arc<Series> {
+    /// Registers `labels` under `key` and returns the shared entry (every
+    /// source goes through [`Self::admit`], which checks the limits).
+    fn insert(&self, key: u128, labels: Labels) -> Arc<Series> {
         let series = Arc::new(Series::new(labels));
         self.cache.insert(key, Arc::clone(&series));
         series

@@ -247,24 +247,15 @@ impl Engine {
         range: QueryRange,
         limits: &QueryLimits,
     ) -> Result<(QueryValue, QueryStats), QueryError> {
-        match self.execute_statement(plan, range, limits).await {
-            Err(Attempt::MeansOverflow) => match &plan.fallback {
-                Some(exact) => {
-                    debug!("a mean overflowed: running the exact statement");
-                    match self.execute_statement(exact, range, limits).await {
-                        Err(Attempt::MeansOverflow) => Err(QueryError::Execution(
-                            "the exact statement stopped for overflowing means".into(),
-                        )),
-                        Err(Attempt::Failed(e)) => Err(e),
-                        Ok(done) => Ok(done),
-                    }
-                }
-                None => Err(QueryError::Execution(
-                    "a mean overflowed and the plan has no exact statement".into(),
-                )),
-            },
-            Err(Attempt::Failed(e)) => Err(e),
-            Ok(done) => Ok(done),
+        match (
+            self.execute_statement(plan, range, limits).await,
+            &plan.fallback,
+        ) {
+            (Err(Attempt::MeansOverflow), Some(exact)) => {
+                debug!("a mean overflowed: running the exact statement");
+                Ok(self.execute_statement(exact, range, limits).await?)
+            }
+            (done, _) => Ok(done?),
         }
     }
 
@@ -393,7 +384,6 @@ impl Engine {
     }
 }
 
-/// A failed statement in Prometheus's error classes.
 /// How one statement of a plan ended, when it did not answer.
 enum Attempt {
     /// A fast mean overflowed (see `plan::EXACT_MEANS_MARKER`).
@@ -407,6 +397,20 @@ impl From<QueryError> for Attempt {
     }
 }
 
+impl From<Attempt> for QueryError {
+    fn from(a: Attempt) -> Self {
+        match a {
+            // Only an exact statement, which has no fast means, is run
+            // without a fallback.
+            Attempt::MeansOverflow => QueryError::Execution(
+                "a mean overflowed in a statement without its exact form".into(),
+            ),
+            Attempt::Failed(e) => e,
+        }
+    }
+}
+
+/// A failed statement in Prometheus's error classes.
 fn classify(error: clickhouse::error::Error, limits: &QueryLimits) -> QueryError {
     let text = error.to_string();
     if let Some(message) = built_message(&text) {

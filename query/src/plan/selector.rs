@@ -11,15 +11,15 @@
 use promql_parser::parser::VectorSelector;
 
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad, sorted_labels};
-use crate::matchers::{MatchOp, MatcherError, condition, from_selector};
+use crate::matchers::{MatchOp, Matcher, MatcherError, condition, from_selector};
 
 /// The series a selector matches, as two relations over the series table.
 pub(crate) struct MatchedSeries {
     /// `(fp, series_labels)`, one row per series, labels sorted (not
     /// named `labels`: that alias would shadow the column in `WHERE`).
     pub labelled: String,
-    /// `(metric_name, fingerprint)`, for `IN` filters.
-    pub keys: String,
+    /// The condition on the samples table that keeps these series' rows.
+    pub samples_filter: String,
 }
 
 /// Samples `(fp, ts, sv)` and the labels `(fp, labels, dn)` of a source.
@@ -40,12 +40,23 @@ pub(crate) fn subquery_grid(lo: i64, hi: i64, step: i64) -> Grid {
 }
 
 /// The metric name of a selector whose only matcher is `__name__="..."`.
-fn metric_name_only(vs: &VectorSelector) -> Option<String> {
-    match from_selector(vs).ok()?.as_slice() {
+fn metric_name_only(matchers: &[Matcher]) -> Option<&str> {
+    match matchers {
         [m] if m.name == "__name__" && m.op == MatchOp::Equal && !m.value.is_empty() => {
-            Some(m.value.clone())
+            Some(&m.value)
         }
         _ => None,
+    }
+}
+
+/// A selector's matchers that cannot become a condition, as a plan error.
+fn matcher_error(e: MatcherError) -> PlanError {
+    match e {
+        MatcherError::OrNotSupported => PlanError::Unsupported(e.to_string()),
+        MatcherError::MatchesEverything(_) | MatcherError::Empty => {
+            bad("vector selector must contain at least one non-empty matcher")
+        }
+        other => bad(other.to_string()),
     }
 }
 
@@ -56,24 +67,16 @@ pub(crate) fn not_stale(column: &str) -> String {
 
 impl Planner {
     /// The series `vs` selects among those stored for a day in `[lo, hi]`:
-    /// `(fp, series_labels)` one row per series, and the lighter
-    /// `(metric_name, fingerprint)` keys for an `IN` filter on samples
-    /// (the set drops repeats itself).
+    /// `(fp, series_labels)` one row per series, and the condition that
+    /// keeps their samples.
     pub(crate) fn matched_series(
         &mut self,
         vs: &VectorSelector,
         lo: i64,
         hi: i64,
     ) -> Result<MatchedSeries, PlanError> {
-        let cond = from_selector(vs)
-            .and_then(|matchers| condition(&matchers, &mut self.params))
-            .map_err(|e| match e {
-                MatcherError::OrNotSupported => PlanError::Unsupported(e.to_string()),
-                MatcherError::MatchesEverything(_) | MatcherError::Empty => {
-                    bad("vector selector must contain at least one non-empty matcher")
-                }
-                other => bad(other.to_string()),
-            })?;
+        let matchers = from_selector(vs).map_err(matcher_error)?;
+        let cond = condition(&matchers, &mut self.params).map_err(matcher_error)?;
         let filter = format!(
             "FROM series \
              WHERE date >= toDate(fromUnixTimestamp64Milli(toInt64({}), 'UTC')) \
@@ -81,12 +84,22 @@ impl Planner {
             lo.max(0),
             hi.max(0)
         );
+        // A selector of a metric name alone reads its samples by the sort
+        // key's prefix: the set of matched series would cost a subquery
+        // (about 5 ms) and select the same rows. Otherwise the light
+        // `(metric_name, fingerprint)` keys (the set drops repeats itself).
+        let samples_filter = match metric_name_only(&matchers) {
+            Some(name) => format!("metric_name = {}", self.string(name)),
+            None => {
+                format!("(metric_name, fingerprint) IN (SELECT metric_name, fingerprint {filter})")
+            }
+        };
         Ok(MatchedSeries {
             labelled: format!(
                 "SELECT fingerprint AS fp, any({}) AS series_labels {filter} GROUP BY fingerprint",
                 sorted_labels("labels"),
             ),
-            keys: format!("SELECT metric_name, fingerprint {filter}"),
+            samples_filter,
         })
     }
 
@@ -100,15 +113,10 @@ impl Planner {
         hi: i64,
     ) -> Result<(String, String), PlanError> {
         let matched = self.matched_series(vs, lo, hi)?;
-        // A selector of a metric name alone reads its samples by the sort
-        // key's prefix: the set of matched series would cost a subquery
-        // (about 5 ms) and select the same rows.
-        let series = match metric_name_only(vs) {
-            Some(name) => format!("metric_name = {}", self.string(&name)),
-            None => format!("(metric_name, fingerprint) IN ({})", matched.keys),
-        };
-        let rows =
-            format!("FROM samples WHERE {series} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}");
+        let rows = format!(
+            "FROM samples WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
+            matched.samples_filter
+        );
         let labels = format!(
             "SELECT fp, series_labels AS labels FROM ({})",
             matched.labelled
