@@ -11,6 +11,8 @@
 
 pub mod api;
 pub mod peers;
+pub mod sender;
+pub mod throttle;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -200,8 +202,13 @@ impl TestDb {
 /// Runs `sql` over ClickHouse's HTTP interface and returns the body,
 /// panicking on an error status.
 pub async fn http_query(sql: &str) -> String {
+    http_query_on(&clickhouse_url(), sql).await
+}
+
+/// [`http_query`] on the ClickHouse server at `url`.
+pub async fn http_query_on(url: &str, sql: &str) -> String {
     let response = reqwest::Client::new()
-        .post(clickhouse_url())
+        .post(url)
         .body(sql.to_string())
         .send()
         .await
@@ -274,8 +281,13 @@ impl CometProcess {
     /// Runs `comet <args>` with stderr captured to a file; the HTTP port is
     /// chosen here and passed as --listen-address.
     pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_on(args, free_port())
+    }
+
+    /// [`CometProcess::spawn`] listening on `port`, so a restarted Comet
+    /// comes back at the same address.
+    pub fn spawn_on(args: &[&str], port: u16) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let log = dir.path().join("comet.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(COMET);
