@@ -13,7 +13,9 @@ use tracing::{debug, warn};
 use super::Api;
 use super::cache::{Extent, merge, up_to};
 use super::params::Params;
-use super::respond::{ApiError, success, success_body, success_start, write_query_data};
+use super::respond::{
+    ApiError, json_size_hint, success, success_body, success_start, write_query_data,
+};
 use crate::engine::{QueryLimits, QueryRange, QueryStats};
 use crate::plan::{self, Plan, PlanSettings};
 use crate::value::QueryValue;
@@ -217,7 +219,7 @@ fn group_thousands(n: i64) -> String {
 
 /// The success answer, with `stats` when the request asked for them.
 fn respond(value: &QueryValue, params: &Params, stats: &QueryStats, elapsed: Duration) -> Response {
-    let mut data = success_start(256);
+    let mut data = success_start(json_size_hint(value));
     write_query_data(&mut data, value);
     if params.get("stats").is_some() {
         data.pop();

@@ -176,15 +176,17 @@ pub fn success<T: Serialize>(data: &T, warnings: &[String]) -> Response {
 /// a three-digit fraction only when not zero (`1435781451.781`, `12.05`
 /// is written `12.050`).
 pub fn write_time(out: &mut String, ms: i64) {
-    let (sign, abs) = if ms < 0 {
-        ("-", -(ms as i128))
-    } else {
-        ("", ms as i128)
-    };
-    let _ = write!(out, "{sign}{}", abs / 1000);
-    let fraction = abs % 1000;
+    if ms < 0 {
+        out.push('-');
+    }
+    let abs = ms.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(abs / 1000));
+    let fraction = (abs % 1000) as u32;
     if fraction != 0 {
-        let _ = write!(out, ".{fraction:03}");
+        out.push('.');
+        for digit in [fraction / 100, fraction / 10 % 10, fraction % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
     }
 }
 
@@ -245,6 +247,23 @@ pub fn write_list<T>(out: &mut String, items: &[T], mut write: impl FnMut(&mut S
     out.push(']');
 }
 
+/// About the size of a value's JSON, so its buffer is allocated once
+/// (a point is `[1700000000.123,"0.123456789"]`).
+pub fn json_size_hint(value: &QueryValue) -> usize {
+    const POINT: usize = 32;
+    let labels =
+        |l: &[(String, String)]| 16 + l.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>();
+    64 + match value {
+        QueryValue::Scalar(_) => POINT,
+        QueryValue::String { value, .. } => value.len() + POINT,
+        QueryValue::Vector(samples) => samples.iter().map(|s| labels(&s.labels) + POINT).sum(),
+        QueryValue::Matrix(series) => series
+            .iter()
+            .map(|s| labels(&s.labels) + s.points.len() * POINT)
+            .sum(),
+    }
+}
+
 /// `{"resultType":...,"result":...}` of a query value.
 pub fn write_query_data(out: &mut String, value: &QueryValue) {
     match value {
@@ -303,6 +322,8 @@ mod tests {
         assert_eq!(time(12_050), "12.050");
         assert_eq!(time(12_000), "12");
         assert_eq!(time(-1_500), "-1.500");
+        assert_eq!(time(-1), "-0.001");
+        assert_eq!(time(i64::MIN), "-9223372036854775.808");
         assert_eq!(value(1.0), "\"1\"");
         assert_eq!(value(0.1), "\"0.1\"");
         assert_eq!(value(1e21), "\"1000000000000000000000\"");
