@@ -7,13 +7,28 @@ use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, label_v
 
 /// How a range function's value is computed from a window (`_vals`,
 /// `_ts`, `_n`, the step `t` and the range `R` in ms are in scope).
-struct RangeFn {
+pub(crate) struct RangeFn {
     /// The value; may use the extra arguments as `p1`, `p2`.
-    value: String,
+    pub value: String,
     /// Least samples needed for a result.
-    min_samples: usize,
+    pub min_samples: usize,
     /// Whether the result keeps the metric name.
-    keeps_name: bool,
+    pub keeps_name: bool,
+    /// The same value from one ClickHouse aggregate over each window,
+    /// where that is exactly Prometheus's: series-major plans then copy
+    /// no window out of the series' arrays.
+    pub aggregate: Option<WindowAggregate>,
+}
+
+/// An aggregate `arrayReduceInRanges` computes over every window of a
+/// series' sample arrays `ts` and `sv`.
+pub(crate) struct WindowAggregate {
+    /// The aggregate function, with its combinators.
+    pub function: &'static str,
+    /// Its argument arrays, over `ts` and `sv`.
+    pub arguments: &'static str,
+    /// The value from the aggregate's result `_agg` (and `_n`).
+    pub value: &'static str,
 }
 
 /// `quantile` as Prometheus computes it over an ascending array `sorted`.
@@ -183,29 +198,64 @@ fn range_fn(name: &str, means: Means) -> Option<RangeFn> {
         value: value.to_string(),
         min_samples,
         keeps_name: false,
+        aggregate: None,
+    };
+    // The extreme of the values that are not NaN; NaN when all are (Go's
+    // loop takes any value over a NaN, and a NaN over nothing).
+    let extreme = |function: &'static str, value: &str| RangeFn {
+        aggregate: Some(WindowAggregate {
+            function,
+            arguments: "sv, arrayMap(x -> NOT isNaN(x), sv)",
+            value: "ifNull(_agg, nan)",
+        }),
+        ..f(value, 1)
     };
     Some(match name {
         "count_over_time" => f("toFloat64(_n)", 1),
         "sum_over_time" => f(&kahan_sum("_vals"), 1),
         "avg_over_time" => f(&mean_array("_vals", means), 1),
-        "min_over_time" => f(
+        "min_over_time" => extreme(
+            "minOrNullIf",
             "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), _vals)))",
-            1,
         ),
-        "max_over_time" => f(
+        "max_over_time" => extreme(
+            "maxOrNullIf",
             "if(arrayAll(x -> isNaN(x), _vals), nan, arrayMax(arrayFilter(x -> NOT isNaN(x), _vals)))",
-            1,
         ),
         "last_over_time" => RangeFn {
             keeps_name: true,
+            aggregate: Some(WindowAggregate {
+                function: "anyLast",
+                arguments: "sv",
+                value: "_agg",
+            }),
             ..f("_vals[_n]", 1)
         },
         "first_over_time" => RangeFn {
             keeps_name: true,
+            aggregate: Some(WindowAggregate {
+                function: "any",
+                arguments: "sv",
+                value: "_agg",
+            }),
             ..f("_vals[1]", 1)
         },
-        "ts_of_last_over_time" => f("_ts[_n] / 1000", 1),
-        "ts_of_first_over_time" => f("_ts[1] / 1000", 1),
+        "ts_of_last_over_time" => RangeFn {
+            aggregate: Some(WindowAggregate {
+                function: "anyLast",
+                arguments: "ts",
+                value: "_agg / 1000",
+            }),
+            ..f("_ts[_n] / 1000", 1)
+        },
+        "ts_of_first_over_time" => RangeFn {
+            aggregate: Some(WindowAggregate {
+                function: "any",
+                arguments: "ts",
+                value: "_agg / 1000",
+            }),
+            ..f("_ts[1] / 1000", 1)
+        },
         "ts_of_max_over_time" => f(
             "if(arrayAll(x -> isNaN(x), _vals), _ts[_n] / 1000, \
              _ts[arrayLastIndex(x -> x = arrayMax(arrayFilter(y -> NOT isNaN(y), _vals)), _vals)] / 1000)",
@@ -572,9 +622,7 @@ impl Planner {
         if let Some(rel) = self.series_grid_function(name, &m, grid, f.keeps_name)? {
             return Ok(Node::Series(rel));
         }
-        if let Some(rel) =
-            self.series_window_function(&m, grid, &f.value, f.min_samples, &scalars, f.keeps_name)?
-        {
+        if let Some(rel) = self.series_window_function(&m, grid, &f, &scalars)? {
             return Ok(Node::Series(rel));
         }
         let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };

@@ -23,7 +23,7 @@
 
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
-use super::functions::{kahan_sum, mean_array, quantile_sql, sort_nan_first};
+use super::functions::{RangeFn, kahan_sum, mean_array, quantile_sql, sort_nan_first};
 use super::selector::{not_stale, subquery_grid};
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, lit};
 
@@ -200,19 +200,18 @@ impl Planner {
     /// computed on each series' sorted sample arrays: the window of step
     /// `te` is the slice of samples in `(te - range, te]`, its bounds found
     /// by merging the sample times with the step times in one sort (no
-    /// sample is copied once per window into rows). `value` is the range
-    /// function's SQL over `_vals`, `_ts`, `_n`, `te`, `t`, `R` and the
-    /// constant arguments `p1`, `p2`; `None` when `m` is not such a range
-    /// or an argument varies by step.
+    /// sample is copied once per window into rows). `f`'s value is SQL
+    /// over `_vals`, `_ts`, `_n`, `te`, `t`, `R` and the constant arguments
+    /// `p1`, `p2`, or over `_agg`, its window aggregate; `None` when `m` is
+    /// not such a range or an argument varies by step.
     pub(crate) fn series_window_function(
         &mut self,
         m: &Matrix,
         grid: &Grid,
-        value: &str,
-        min_samples: usize,
+        f: &RangeFn,
         scalars: &[Scalar],
-        keeps_name: bool,
     ) -> Result<Option<String>, PlanError> {
+        let keeps_name = f.keeps_name;
         if m.at.is_some() || grid.n() == 0 {
             return Ok(None);
         }
@@ -260,21 +259,36 @@ impl Planner {
         // would copy it once per step). The windows, their sizes and the
         // constants are parallel arrays over the steps, the parameters of
         // one lambda.
+        // Only what the value reads is cut out: a window aggregate needs
+        // no copy of the window at all.
         let n = grid.n();
-        let mut names = vec!["_vals".to_string(), "_n".into(), "R".into()];
+        let (value, aggregate) = match &f.aggregate {
+            Some(a) => (a.value, Some(a)),
+            None => (f.value.as_str(), None),
+        };
+        let mut names = vec!["_n".to_string(), "R".into()];
         let mut args = vec![
-            "_wv".to_string(),
             "_wn".to_string(),
             format!("arrayWithConstant({n}, toInt64({}))", m.range),
         ];
-        let mut windows = vec![
-            "arrayReduceInRanges('groupArray', _rg, sv) AS _wv".to_string(),
-            "arrayMap(r -> r.2, _rg) AS _wn".to_string(),
-        ];
+        let mut windows = vec!["arrayMap(r -> r.2, _rg) AS _wn".to_string()];
+        if value.contains("_vals") {
+            names.push("_vals".into());
+            args.push("_wv".into());
+            windows.push("arrayReduceInRanges('groupArray', _rg, sv) AS _wv".into());
+        }
         if value.contains("_ts") {
             names.push("_ts".into());
             args.push("_wt".into());
             windows.push("arrayReduceInRanges('groupArray', _rg, ts) AS _wt".into());
+        }
+        if let Some(a) = aggregate {
+            names.push("_agg".into());
+            args.push("_wa".into());
+            windows.push(format!(
+                "arrayReduceInRanges('{}', _rg, {}) AS _wa",
+                a.function, a.arguments
+            ));
         }
         for (i, c) in constants.iter().enumerate() {
             names.push(format!("p{}", i + 1));
@@ -283,8 +297,9 @@ impl Planner {
         names.extend(["te".to_string(), "t".into()]);
         args.extend([steps.clone(), steps.clone()]);
         let vals = format!(
-            "arrayMap(({}) -> if(_n < {min_samples}, NULL, toFloat64({value})), {})",
+            "arrayMap(({}) -> if(_n < {}, NULL, toFloat64({value})), {})",
             names.join(", "),
+            f.min_samples,
             args.join(", ")
         );
         let values = format!(
@@ -566,6 +581,7 @@ mod tests {
             "avg_over_time(node_load1[10m])",
             "predict_linear(node_filesystem_avail_bytes[1h], 4 * 3600) < 0",
             "quantile_over_time(0.9, node_load1[10m] offset 1h)",
+            "sum_over_time(node_load1[10m])",
         ] {
             let plan = plan(query, range(), &PlanSettings::default()).unwrap();
             assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
@@ -577,15 +593,17 @@ mod tests {
             assert!(!plan.sql.contains("ARRAY JOIN"), "{query}: {}", plan.sql);
         }
         // Over a subquery of a series-major expression: the inner series'
-        // arrays are windowed the same way, the inner expression read once.
+        // arrays are windowed the same way, the inner expression read once;
+        // an extreme is an aggregate over each window, no window copied.
         let query = "max_over_time(rate(http_requests_total[5m])[30m:1m])";
         let plan = plan(query, range(), &PlanSettings::default()).unwrap();
         assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
         assert!(
             plan.sql
-                .contains("arrayReduceInRanges('groupArray', _rg, sv)"),
+                .contains("arrayReduceInRanges('maxOrNullIf', _rg, sv"),
             "{query}"
         );
+        assert!(!plan.sql.contains("'groupArray'"), "{query}");
         assert_eq!(
             plan.sql.matches("timeSeriesRateToGrid").count(),
             1,
