@@ -477,14 +477,15 @@ impl Planner {
 /// values at the steps where it was chosen. Ids follow the members' label
 /// order, so equal values are picked the same way every time (the series
 /// first in label order, as Prometheus's heap mostly does; its exact
-/// order among ties is issue 19's). `key` is over `_l`.
+/// order among ties is issue 19's). Only the first `k` of each step are
+/// sorted (`arrayPartialSort`). `key` is over `_l`.
 fn series_top(rel: &str, key: &str, largest: bool, k: u64) -> String {
     let sign = if largest { "-" } else { "" };
     format!(
         "SELECT m.2 AS labels, arrayMap((v, ids) -> if(v IS NOT NULL AND has(ids, m.1), v, NULL), m.3, _top) AS vals, \
            m.4 AS dn FROM (\
            SELECT groupArray((_sid, _l, _v, _dn)) AS _members, \
-             arrayMap(c -> arrayMap(x -> x.2, arraySlice(arraySort(x -> (isNaN(x.1), {sign}x.1, x.2), \
+             arrayMap(c -> arrayMap(x -> x.2, arraySlice(arrayPartialSort(x -> (isNaN(x.1), {sign}x.1, x.2), {k}, \
                arrayFilter(x -> x.1 IS NOT NULL, c)), 1, {k})), \
                groupArrayForEach(arrayMap(v -> (v, _sid), _v))) AS _top \
            FROM (SELECT _l, _v, _dn, row_number() OVER (ORDER BY _l) AS _sid \
