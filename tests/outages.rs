@@ -71,25 +71,6 @@ async fn comet_metrics(comet: &CometProcess) -> String {
         .expect("metrics text")
 }
 
-/// Waits until Comet answers `/-/ready` with 200 again.
-async fn wait_ready_again(comet: &mut CometProcess, what: &str) {
-    let started = Instant::now();
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(comet.url("/-/ready")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < START,
-            "comet not ready {what} within {START:?}\n{}",
-            comet.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Stops scraping, waits for the queue to settle, and checks that
 /// ClickHouse holds exactly what Prometheus delivered; returns what was
 /// stored and the counters.
@@ -165,7 +146,8 @@ async fn clickhouse_killed_for_30s_loses_nothing() {
     // Restarted from this thread, which outlives the test: the server's
     // parent-death signal follows the spawning thread.
     let (_server, _) = common::spawn_clickhouse_on(dir.path(), http_port, tcp_port);
-    wait_ready_again(&mut comet, "after ClickHouse came back").await;
+    // Ready again once it reaches ClickHouse.
+    comet.wait_ready(START).await;
     sender.run_for(AFTER, &|| log(&comet)).await;
 
     let (stored, counters) = settle_and_count(&mut sender, &url, &database, &|| log(&comet)).await;
@@ -274,7 +256,8 @@ async fn slow_clickhouse_gets_backpressure_not_memory() {
     comet.wait_ready(START).await;
     let pid = comet.child.id();
     // Four shards from the start: four requests in flight, more than the
-    // budget holds (one request is about 40 KB in Comet's accounting).
+    // budget holds (a request of 500 samples is 32 KB in Comet's
+    // accounting, metadata about 50 KB: each fits alone).
     let mut sender =
         Sender::start_with_queue(&comet.url("/api/v1/write"), &["min_shards: 4"]).await;
     let log = |comet: &CometProcess| format!("--- comet log:\n{}", comet.log_text());
