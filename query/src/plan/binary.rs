@@ -291,6 +291,8 @@ impl Planner {
         return_bool: bool,
         unique: Unique,
     ) -> Result<String, PlanError> {
+        // A left series without a match, or filtered, has no value left.
+        self.drops_series = true;
         let sig = self.signature(matching, "labels");
         let labels = match matching {
             Some(LabelModifier::Include(ls)) => self.keep_labels(&ls.labels, "m._l"),

@@ -221,6 +221,7 @@ fn plan_with(
         query_start: grid.start,
         query_end: grid.end,
         windows: false,
+        drops_series: false,
         means,
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
@@ -230,12 +231,22 @@ fn plan_with(
         other => other,
     };
     let (sql, kind) = match node {
-        Node::Series(rel) => (
+        // Every series-major relation's columns are `labels, vals, dn`.
+        // The metric name is dropped (where `dn`) and the series sorted in
+        // Comet, and so are the few series without a value that other
+        // nodes leave: no further stage for ClickHouse to plan (each costs
+        // its analyzer 1-2 ms) unless a node may empty many series.
+        Node::Series(rel) if planner.drops_series => (
             format!(
-                // The metric name is dropped (where `dn`) and the series
-                // sorted in Comet: no further stage for ClickHouse to plan.
                 "SELECT labels, vals, dn FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals)"
             ),
+            PlanKind::Series {
+                start: grid.start,
+                step: grid.step,
+            },
+        ),
+        Node::Series(rel) => (
+            rel,
             PlanKind::Series {
                 start: grid.start,
                 step: grid.step,
@@ -378,6 +389,10 @@ pub(crate) struct Planner {
     /// A node computes range functions over window slices of per-series
     /// arrays (see [`WINDOW_BLOCK_ROWS`]).
     pub windows: bool,
+    /// A series-major node may leave a series without any value (a filter,
+    /// `topk`, vector matching): the statement then drops such series
+    /// before they leave ClickHouse.
+    pub drops_series: bool,
     /// How means are computed.
     pub means: Means,
 }

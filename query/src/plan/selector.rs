@@ -105,7 +105,7 @@ impl Planner {
 
     /// The rows of the samples table holding `vs`'s samples with raw
     /// timestamps in `(lo, hi]` (a `FROM ... WHERE ...`), and the series'
-    /// labels `(fp, labels)`.
+    /// labels `(fp, series_labels)`.
     pub(crate) fn samples_of(
         &mut self,
         vs: &VectorSelector,
@@ -117,11 +117,7 @@ impl Planner {
             "FROM samples WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
             matched.samples_filter
         );
-        let labels = format!(
-            "SELECT fp, series_labels AS labels FROM ({})",
-            matched.labelled
-        );
-        Ok((rows, labels))
+        Ok((rows, matched.labelled))
     }
 
     /// Samples of a selector with raw timestamp in `(lo, hi]`, shifted by
@@ -138,7 +134,8 @@ impl Planner {
             "SELECT fingerprint AS fp, timestamp_ms + {shift} AS ts, any(value) AS sv \
              {rows} GROUP BY fingerprint, timestamp_ms"
         );
-        let labels = format!("SELECT fp, labels, toUInt8(0) AS dn FROM ({labels})");
+        let labels =
+            format!("SELECT fp, series_labels AS labels, toUInt8(0) AS dn FROM ({labels})");
         Ok(SampleSource { samples, labels })
     }
 

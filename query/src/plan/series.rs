@@ -82,8 +82,9 @@ fn filter_values(vals: &str, keep: &str, cond: &str) -> String {
     format!("arrayMap(x -> if(x IS NULL OR NOT ({cond}), NULL, toFloat64({keep})), {vals})")
 }
 
-/// Per-series values `(fp, vals)` with the labels `(fp, labels)` joined
-/// once per series; a range function that keeps the metric name keeps it.
+/// Per-series values `(fp, vals)` with the labels `(fp, series_labels)`
+/// joined once per series; a range function that keeps the metric name
+/// keeps it.
 fn with_labels(values: &str, labels: &str, keeps_name: bool) -> String {
     let dn = if keeps_name {
         "toUInt8(0)"
@@ -91,7 +92,7 @@ fn with_labels(values: &str, labels: &str, keeps_name: bool) -> String {
         "toUInt8(1)"
     };
     format!(
-        "SELECT l.labels AS labels, s.vals AS vals, {dn} AS dn \
+        "SELECT l.series_labels AS labels, s.vals AS vals, {dn} AS dn \
          FROM ({values}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp"
     )
 }
@@ -101,7 +102,7 @@ impl Planner {
     /// `shift` ms, as one row per series `(fp, ts Array(Int64), sv
     /// Array(Float64))` sorted by time, one sample per timestamp; without
     /// staleness markers when `drop_stale`. Also returns the series' labels
-    /// `(fp, labels)`.
+    /// `(fp, series_labels)`.
     fn series_samples(
         &mut self,
         vs: &VectorSelector,
@@ -387,7 +388,7 @@ impl Planner {
     /// scalar that is the same on every step; `None` for a scalar that
     /// varies by step (read as rows).
     pub(crate) fn series_scalar_op(
-        &self,
+        &mut self,
         rel: &str,
         op_sql: &dyn Fn(&str, &str) -> Result<String, PlanError>,
         comparison: bool,
@@ -405,6 +406,9 @@ impl Planner {
             ("x", sv.as_str())
         };
         let expr = op_sql(l, r)?;
+        if comparison && !return_bool {
+            self.drops_series = true;
+        }
         Ok(Some(if comparison && !return_bool {
             // The vector's own value survives a filter, whichever side.
             format!(
@@ -435,8 +439,9 @@ impl Planner {
             (op, a.param.as_deref().map(super::functions::unparen))
         {
             // Other k (NaN, below 1, huge) keep the row form's handling.
-            return (k.val >= 1.0 && k.val <= 1e9)
-                .then(|| series_top(rel, key, op == "topk", k.val.trunc() as u64));
+            let fits = k.val >= 1.0 && k.val <= 1e9;
+            self.drops_series |= fits;
+            return fits.then(|| series_top(rel, key, op == "topk", k.val.trunc() as u64));
         }
         // Of the other aggregations with a parameter, only `quantile` with
         // a constant φ reduces each step's values on their own.
@@ -557,6 +562,79 @@ mod tests {
         }
         let plan = plan("sum_over_time(x[5m])", range(), &PlanSettings::default()).unwrap();
         assert!(plan.fallback.is_none());
+    }
+
+    /// The names of the top-level columns of a statement: its projection
+    /// up to the `FROM` outside any parentheses, each column's alias (or
+    /// its bare name).
+    fn top_columns(sql: &str) -> Vec<String> {
+        let body = sql.strip_prefix("SELECT ").expect("a SELECT");
+        let (mut depth, mut start, mut columns) = (0i32, 0usize, Vec::new());
+        let name = |c: &str| c.rsplit(" AS ").next().unwrap_or(c).trim().to_string();
+        for (i, ch) in body.char_indices() {
+            match ch {
+                '(' | '[' => depth += 1,
+                ')' | ']' => depth -= 1,
+                ',' if depth == 0 => {
+                    columns.push(name(&body[start..i]));
+                    start = i + 1;
+                }
+                ' ' if depth == 0 && body[i..].starts_with(" FROM ") => {
+                    columns.push(name(&body[start..i]));
+                    return columns;
+                }
+                _ => {}
+            }
+        }
+        panic!("no FROM in {sql}")
+    }
+
+    /// Series-major statements are the relation itself, with no wrapper:
+    /// every node's relation must end in `labels, vals, dn`, the row the
+    /// engine decodes by position.
+    #[test]
+    fn series_relations_answer_labels_vals_dn() {
+        for query in [
+            "up",
+            "node_load1 offset 5m",
+            "rate(http_requests_total[5m])",
+            "increase(x[5m])",
+            "sum by (job) (rate(x[5m]))",
+            "avg without (instance) (x)",
+            "count by (job) (up)",
+            "max by (job) (x) / 1024 / 1024",
+            "-x",
+            "abs(x)",
+            "x > 5",
+            "x > bool 5",
+            "2 * x",
+            "avg_over_time(x[10m])",
+            "max_over_time(x[10m])",
+            "count_over_time(x[10m])",
+            "last_over_time(x[10m])",
+            "quantile_over_time(0.9, x[10m])",
+            "predict_linear(x[1h], 3600) < 0",
+            "max_over_time(rate(x[5m])[30m:1m])",
+            "max_over_time(limitk(2, rate(x[5m]))[30m:1m])",
+            "topk(5, rate(x[5m]))",
+            "bottomk by (job) (2, x)",
+            "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
+            "sum(rate(a[5m])) / on() sum(rate(b[5m]))",
+            "a / b",
+            "a * on(job) b",
+            "label_replace(x, \"a\", \"$1\", \"job\", \"(.*)\")",
+            "label_join(x, \"a\", \",\", \"job\", \"instance\")",
+            "sum by (job) (x) > 0",
+        ] {
+            let plan = plan(query, range(), &PlanSettings::default()).unwrap();
+            assert!(matches!(plan.kind, PlanKind::Series { .. }), "{query}");
+            assert_eq!(
+                top_columns(&plan.sql),
+                ["labels", "vals", "dn"],
+                "{query}: {}",
+                plan.sql
+            );
+        }
     }
 
     #[test]
