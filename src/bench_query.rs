@@ -1204,7 +1204,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         },
         ..ApiSettings::default()
     };
-    let (comet_url, comet_server) = serve_api(store, settings, &registry).await?;
+    let (comet_url, comet_server) = serve_api(store.clone(), settings, &registry).await?;
     let build = if cfg!(debug_assertions) {
         "debug build, timings not representative"
     } else {
@@ -1260,6 +1260,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
     // Interleaved: each run times every query on every system in turn, so
     // a busy moment of the machine costs all of them alike.
     let machine_start = machine_state();
+    let timing_started = SystemTime::now();
     let cells = queries.len() * systems.len();
     let mut latencies: Vec<Vec<Duration>> = vec![Vec::with_capacity(args.runs); cells];
     let mut last: Vec<Result<bytes::Bytes, String>> = vec![Err("no run".to_string()); cells];
@@ -1287,6 +1288,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         }
     }
     let machine_end = machine_state();
+    let peak_memory = peak_memory_by_query(&store, &args.database, &queries, timing_started).await;
     comet_server.abort();
     drop(servers);
     let (cache_hits, cache_partial, cache_misses) = cache_counts(&registry);
@@ -1327,10 +1329,16 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
     context.push(format!(
         "Comet's results cache (off): {cache_hits} hits, {cache_partial} partial hits, {cache_misses} misses"
     ));
+    if peak_memory.is_none() {
+        context.push(
+            "ClickHouse's peak memory per query: unknown (its system.query_log is off)".into(),
+        );
+    }
     let table = report_table(
         &queries,
         &systems,
         &results,
+        peak_memory.as_deref(),
         prometheus,
         victoria,
         range.end_ms,
@@ -1367,6 +1375,44 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The most memory ClickHouse used for any timed statement of each query
+/// (bytes, from `system.query_log`, where Comet's statements carry their
+/// PromQL as `log_comment`); None when the server keeps no query log.
+async fn peak_memory_by_query(
+    store: &Store,
+    database: &str,
+    queries: &[String],
+    since: SystemTime,
+) -> Option<Vec<Option<u64>>> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Peak {
+        promql: String,
+        bytes: u64,
+    }
+    let client = store.client();
+    client.query("SYSTEM FLUSH LOGS").execute().await.ok()?;
+    let since = since.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let peaks = client
+        .query(
+            "SELECT log_comment AS promql, max(memory_usage) AS bytes FROM system.query_log \
+             WHERE type = 'QueryFinish' AND event_time >= toDateTime(?) \
+               AND current_database = ? AND log_comment IN ? \
+             GROUP BY log_comment",
+        )
+        .bind(since)
+        .bind(database)
+        .bind(queries)
+        .fetch_all::<Peak>()
+        .await
+        .ok()?;
+    Some(
+        queries
+            .iter()
+            .map(|q| peaks.iter().find(|p| &p.promql == q).map(|p| p.bytes))
+            .collect(),
+    )
 }
 
 /// Cores, load average and available memory, from /proc where there is
@@ -1439,6 +1485,7 @@ fn report_table(
     queries: &[String],
     systems: &[System],
     results: &[Vec<Measured>],
+    peak_memory: Option<&[Option<u64>]>,
     prometheus: Option<usize>,
     victoria: Option<usize>,
     end_ms: i64,
@@ -1455,10 +1502,13 @@ fn report_table(
     };
     let mut table = Table::default();
     table.column("#", true);
-    for system in systems {
+    for (s, system) in systems.iter().enumerate() {
         table.column(&format!("{} p50 ms", short(system.name)), false);
         table.column("p95 ms", false);
         table.column("series", false);
+        if s == 0 && peak_memory.is_some() {
+            table.column("CH peak MiB", false);
+        }
     }
     // Ratios to Prometheus: (numerator, column); agreement: (a, b, column).
     let mut ratios = Vec::new();
@@ -1484,7 +1534,7 @@ fn report_table(
     let mut all_ratios = vec![Vec::new(); ratios.len()];
     for (i, (query, row)) in queries.iter().zip(results).enumerate() {
         let mut line = vec![(i + 1).to_string()];
-        for m in row {
+        for (s, m) in row.iter().enumerate() {
             match &m.result {
                 Ok(r) => line.extend([
                     ms(m.percentile(0.5)),
@@ -1492,6 +1542,11 @@ fn report_table(
                     r.len().to_string(),
                 ]),
                 Err(_) => line.extend(["error".into(), "-".into(), "-".into()]),
+            }
+            if let (0, Some(peaks)) = (s, peak_memory) {
+                line.push(peaks[i].map_or("-".into(), |b| {
+                    format!("{:.1}", b as f64 / f64::from(1 << 20))
+                }));
             }
         }
         for (k, (numerator, _)) in ratios.iter().enumerate() {
@@ -1514,7 +1569,11 @@ fn report_table(
     }
     if !ratios.is_empty() {
         let mut line = vec!["geo. mean".to_string()];
-        line.extend(std::iter::repeat_n(String::new(), systems.len() * 3));
+        let memory_column = usize::from(peak_memory.is_some());
+        line.extend(std::iter::repeat_n(
+            String::new(),
+            systems.len() * 3 + memory_column,
+        ));
         for ratios in &all_ratios {
             line.push(match geometric_mean(ratios) {
                 Some(g) if ratios.len() == queries.len() => format!("{g:.2}"),

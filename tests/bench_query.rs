@@ -76,9 +76,15 @@ fn table_rows(stdout: &str, systems: &[&str]) -> Vec<Vec<String>> {
                 .find(|l| l.starts_with(&format!("{} ", i + 1)) && l.ends_with(query))
                 .unwrap_or_else(|| panic!("no row for {query}:\n{stdout}"));
             let cells: Vec<String> = row.split_whitespace().map(str::to_string).collect();
-            // Comet, then each other system: p50, p95, series.
+            // Comet (p50, p95, series, and ClickHouse's peak memory when
+            // its query log is on), then each other system: p50, p95,
+            // series.
+            let memory = usize::from(header.contains("CH peak MiB"));
+            if memory == 1 {
+                assert!(cells[4].parse::<f64>().is_ok_and(|m| m >= 0.0), "{row}");
+            }
             for k in 0..=systems.len() {
-                let p50 = &cells[1 + 3 * k];
+                let p50 = &cells[1 + 3 * k + if k > 0 { memory } else { 0 }];
                 assert!(p50.parse::<f64>().is_ok(), "{row}");
             }
             cells
@@ -90,6 +96,15 @@ fn table_rows(stdout: &str, systems: &[&str]) -> Vec<Vec<String>> {
 async fn bench_query_loads_the_data_set_and_prints_the_table() {
     let (database, stdout, _) = bench_query(&[]).await;
     table_rows(&stdout, &[]);
+    // A server with a query log (the managed one has it) gives ClickHouse's
+    // peak memory per query.
+    let query_log = common::http_query(
+        "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'query_log'",
+    )
+    .await;
+    if query_log.trim() == "1" {
+        assert!(stdout.contains("CH peak MiB"), "{stdout}");
+    }
     // Everything went through the writer into the bench's own database.
     let count = common::http_query(&format!("SELECT count() FROM {database}.samples")).await;
     assert_eq!(count.trim(), "15120");

@@ -286,7 +286,8 @@ impl Engine {
             .with_setting("query_id", guard.query_id.clone())
             // The summary (rows and bytes read) is complete only then.
             .with_setting("wait_end_of_query", "1")
-            .with_setting("cancel_http_readonly_queries_on_client_close", "1");
+            .with_setting("cancel_http_readonly_queries_on_client_close", "1")
+            .with_setting("log_comment", log_comment(&plan.promql));
         if let Some(timeout) = limits.timeout {
             let seconds = timeout.as_secs_f64().max(0.001);
             q = q
@@ -382,6 +383,20 @@ impl Engine {
         }
         Ok((value, stats))
     }
+}
+
+/// The longest `log_comment` sent: ClickHouse refuses one longer than
+/// its `max_query_size`, and a comment is for finding a query, not for
+/// keeping it whole.
+const LOG_COMMENT_MAX_BYTES: usize = 4096;
+
+/// `promql` cut to [`LOG_COMMENT_MAX_BYTES`] on a character boundary.
+fn log_comment(promql: &str) -> &str {
+    let mut end = promql.len().min(LOG_COMMENT_MAX_BYTES);
+    while !promql.is_char_boundary(end) {
+        end -= 1;
+    }
+    &promql[..end]
 }
 
 /// How one statement of a plan ended, when it did not answer.

@@ -156,6 +156,9 @@ pub struct Plan {
     /// The plan to run instead when this one stops with
     /// [`EXACT_MEANS_MARKER`] (see [`Means`]).
     pub fallback: Option<Box<Plan>>,
+    /// The PromQL planned: the statement's `log_comment`, so ClickHouse's
+    /// `system.query_log` says which query a statement answered.
+    pub promql: String,
 }
 
 impl Plan {
@@ -190,7 +193,12 @@ pub fn parse(query: &str) -> Result<Expr, PlanError> {
 /// Plans `query` over `grid` (the query's own start, end and step).
 pub fn plan(query: &str, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
     let expr = parse(query)?;
-    plan_expr(&expr, grid, settings)
+    let mut plan = plan_expr(&expr, grid, settings)?;
+    plan.promql = query.to_string();
+    if let Some(exact) = &mut plan.fallback {
+        exact.promql = query.to_string();
+    }
+    Ok(plan)
 }
 
 /// Plans a parsed expression. A plan with means computes them fast and
@@ -295,6 +303,7 @@ fn plan_with(
         label_order: if instant { label_order(expr) } else { None },
         settings,
         fallback: None,
+        promql: expr.to_string(),
     })
 }
 

@@ -442,6 +442,14 @@ fn server_config(root: &Path, settings: &ManagedSettings) -> String {
     <format_schema_path>{root}/data/format_schemas/</format_schema_path>
     <timezone>UTC</timezone>
     <mark_cache_size>536870912</mark_cache_size>
+    <!-- Each statement with its duration, rows read and peak memory; Comet
+         puts the PromQL it answers in log_comment. Kept a week. -->
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+        <engine>ENGINE = MergeTree PARTITION BY event_date ORDER BY (event_date, event_time) TTL event_date + INTERVAL 7 DAY DELETE</engine>
+    </query_log>
     <max_server_memory_usage_to_ram_ratio>0.75</max_server_memory_usage_to_ram_ratio>
     <users>
         <default>
