@@ -162,6 +162,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan with `promql` (the query as its user wrote it, rather than
+    /// as the parsed expression prints) as its and its fallback's
+    /// `log_comment`.
+    pub fn with_promql(mut self, promql: &str) -> Self {
+        self.promql = promql.to_string();
+        if let Some(exact) = self.fallback.take() {
+            self.fallback = Some(Box::new(exact.with_promql(promql)));
+        }
+        self
+    }
+
     /// The statement as a person can paste it into `clickhouse client`.
     pub fn explain(&self) -> String {
         let mut out = String::from("SET allow_experimental_time_series_aggregate_functions = 1;\n");
@@ -193,12 +204,7 @@ pub fn parse(query: &str) -> Result<Expr, PlanError> {
 /// Plans `query` over `grid` (the query's own start, end and step).
 pub fn plan(query: &str, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
     let expr = parse(query)?;
-    let mut plan = plan_expr(&expr, grid, settings)?;
-    plan.promql = query.to_string();
-    if let Some(exact) = &mut plan.fallback {
-        exact.promql = query.to_string();
-    }
-    Ok(plan)
+    Ok(plan_expr(&expr, grid, settings)?.with_promql(query))
 }
 
 /// Plans a parsed expression. A plan with means computes them fast and
