@@ -237,11 +237,24 @@ async fn assert_exactly(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        stored(url, database, metric).await,
-        expected,
-        "samples stored"
-    );
+    let n = stored(url, database, metric).await;
+    if n != expected {
+        // What was planned, and what each process said, to find the batch.
+        let ledger = clickhouse_text(
+            url,
+            &format!(
+                "SELECT partition, first_offset, groupArray(last_offset), groupArray(planned_at) \
+                 FROM {database}.kafka_batches GROUP BY partition, first_offset \
+                 ORDER BY partition, first_offset FORMAT TSV"
+            ),
+        )
+        .await;
+        let logs: Vec<String> = comets.iter().map(|c| c.log_text()).collect();
+        panic!(
+            "samples stored: {n}, expected {expected}\n--- ledger:\n{ledger}\n--- logs:\n{}",
+            logs.join("\n----\n")
+        );
+    }
     assert_eq!(
         doubled(url, database, metric).await,
         0,
@@ -357,7 +370,7 @@ async fn kill_9_mid_stream_loses_and_doubles_nothing() {
     );
 
     let second = serve_kafka(&database, &kafka, &small);
-    assert_exactly(&url, &database, "kafka_crash", total, &[&second]).await;
+    assert_exactly(&url, &database, "kafka_crash", total, &[&first, &second]).await;
     // Offsets are committed up to the end of every partition.
     wait_metric(&second, "comet_kafka_committed_offset", |v| {
         v == MESSAGES as f64

@@ -131,6 +131,18 @@ struct OpenBatch {
     cut_before: Option<i64>,
 }
 
+impl OpenBatch {
+    /// When the linger cuts this batch. Never for a replayed one: it is
+    /// cut when its planned last offset arrives (or when the partition is
+    /// drained), since its deduplication token names the whole planned
+    /// range. Cut early, it would store only part of that range under the
+    /// token (dropped as a duplicate of the first attempt) and the rest in
+    /// a new batch, stored a second time.
+    fn linger_deadline(&self) -> Option<Instant> {
+        self.planned.is_none().then_some(self.deadline)
+    }
+}
+
 struct Worker {
     counters: Arc<MessageCounters>,
     pipeline: Arc<Pipeline>,
@@ -155,13 +167,18 @@ impl Worker {
         let mut closed = false;
         loop {
             if closed && decoding.is_empty() {
-                // Drain: what was received is stored before the worker ends.
-                if let Some(open) = self.open.take() {
+                // Drain: what was received is stored before the worker ends,
+                // except a replayed batch still short of its planned range:
+                // under its token it would stand for messages it lacks. The
+                // partition's next owner replays it whole.
+                if let Some(open) = self.open.take()
+                    && open.planned.is_none()
+                {
                     inserting.push(self.cut(open));
                 }
                 break;
             }
-            let deadline = self.open.as_ref().map(|b| b.deadline);
+            let deadline = self.open.as_ref().and_then(OpenBatch::linger_deadline);
             let room = inserting.len() < max_inflight;
             tokio::select! {
                 biased;
@@ -508,5 +525,35 @@ async fn insert(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(planned: Option<PlannedRange>) -> OpenBatch {
+        OpenBatch {
+            first: 93,
+            last: 108,
+            messages: 16,
+            samples: 320,
+            batch: WriteBatch::default(),
+            deadline: Instant::now(),
+            planned,
+            cut_before: None,
+        }
+    }
+
+    /// A replayed batch waits for its whole planned range (the linger of a
+    /// loaded machine once cut one short, and the rest was stored twice).
+    #[tokio::test]
+    async fn only_new_batches_are_cut_by_the_linger() {
+        assert!(open(None).linger_deadline().is_some());
+        let planned = PlannedRange {
+            first_offset: 93,
+            last_offset: 112,
+        };
+        assert_eq!(open(Some(planned)).linger_deadline(), None);
     }
 }
