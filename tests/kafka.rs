@@ -262,15 +262,6 @@ async fn assert_exactly(
     );
 }
 
-async fn metrics(comet: &CometProcess) -> String {
-    reqwest::get(comet.url("/metrics"))
-        .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("/metrics body")
-}
-
 /// Sum of every series of `name` on /metrics.
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
@@ -283,7 +274,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 async fn wait_metric(comet: &CometProcess, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
     let started = Instant::now();
     loop {
-        let value = metric_sum(&metrics(comet).await, name);
+        let value = metric_sum(&comet.metrics_text().await, name);
         if ok(value) {
             return value;
         }
@@ -376,7 +367,7 @@ async fn kill_9_mid_stream_loses_and_doubles_nothing() {
         v == MESSAGES as f64
     })
     .await;
-    let m = metrics(&second).await;
+    let m = second.metrics_text().await;
     assert_eq!(metric_sum(&m, "comet_kafka_dlq_messages_total"), 0.0);
 }
 
@@ -401,11 +392,11 @@ async fn a_consumer_leaving_hands_over_its_partitions() {
     let started = Instant::now();
     loop {
         let a = metric_sum(
-            &metrics(&leaving).await,
+            &leaving.metrics_text().await,
             "comet_kafka_rebalance_partitions_total",
         );
         let b = metric_sum(
-            &metrics(&staying).await,
+            &staying.metrics_text().await,
             "comet_kafka_rebalance_partitions_total",
         );
         if a > 0.0 && b > 0.0 {
@@ -533,7 +524,7 @@ async fn clickhouse_outage_pauses_and_loses_nothing() {
     wait_metric(&comet, "comet_kafka_partition_paused", |v| v >= 1.0).await;
     wait_metric(&comet, "comet_kafka_insert_retries_total", |v| v >= 1.0).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let m = metrics(&comet).await;
+    let m = comet.metrics_text().await;
     assert_eq!(metric_sum(&m, "comet_kafka_dlq_messages_total"), 0.0, "{m}");
     // Nothing is committed past what is stored.
     assert!(
@@ -553,7 +544,7 @@ async fn clickhouse_outage_pauses_and_loses_nothing() {
     .await;
     wait_metric(&comet, "comet_kafka_committed_offset", |v| v == 1000.0).await;
     wait_metric(&comet, "comet_kafka_partition_paused", |v| v == 0.0).await;
-    let m = metrics(&comet).await;
+    let m = comet.metrics_text().await;
     assert_eq!(metric_sum(&m, "comet_kafka_dlq_messages_total"), 0.0);
     assert_eq!(
         dead_letters(&broker, "outage-dlq", 0, Duration::from_secs(3))
@@ -775,7 +766,7 @@ async fn formats_and_poison_messages() {
             .iter()
             .any(|(k, v)| k == "comet-format" && v == "prometheus-text")
     );
-    let m = metrics(&comet).await;
+    let m = comet.metrics_text().await;
     assert_eq!(
         metric_value(
             &m,

@@ -173,14 +173,7 @@ impl OtlpComet {
     }
 
     async fn metrics(&self) -> String {
-        self.client
-            .get(self.process.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text")
+        self.process.metrics_text().await
     }
 }
 

@@ -62,15 +62,6 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn comet_metrics(comet: &CometProcess) -> String {
-    reqwest::get(comet.url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 /// Stops scraping, waits for the queue to settle, and checks that
 /// ClickHouse holds exactly what Prometheus delivered; returns what was
 /// stored and the counters.
@@ -141,7 +132,7 @@ async fn clickhouse_killed_for_30s_loses_nothing() {
         }
     }
     let during_outage = sender.counters().await;
-    let metrics = comet_metrics(&comet).await;
+    let metrics = comet.metrics_text().await;
 
     // Restarted from this thread, which outlives the test: the server's
     // parent-death signal follows the spawning thread.
@@ -263,7 +254,7 @@ async fn slow_clickhouse_gets_backpressure_not_memory() {
     let log = |comet: &CometProcess| format!("--- comet log:\n{}", comet.log_text());
     sender.run_for(BEFORE, &|| log(&comet)).await;
     let refused_before = sum_metric(
-        &comet_metrics(&comet).await,
+        &comet.metrics_text().await,
         "comet_ingest_backpressure_total",
     );
     let rss_before_kib = memory_kib(pid, "VmRSS");
@@ -273,12 +264,12 @@ async fn slow_clickhouse_gets_backpressure_not_memory() {
     let mut most_buffered = 0.0f64;
     while throttled.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let metrics = comet_metrics(&comet).await;
+        let metrics = comet.metrics_text().await;
         most_buffered = most_buffered.max(sum_metric(&metrics, "comet_ingest_buffered_bytes"));
         sender.assert_nothing_lost(&|| log(&comet)).await;
     }
     let during = sender.counters().await;
-    let metrics = comet_metrics(&comet).await;
+    let metrics = comet.metrics_text().await;
     let backpressure = sum_metric(&metrics, "comet_ingest_backpressure_total") - refused_before;
     proxy.throttle(0);
 

@@ -70,14 +70,7 @@ impl Comet {
     }
 
     async fn metrics(&self) -> String {
-        self.client
-            .get(self.process.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.process.metrics_text().await
     }
 }
 

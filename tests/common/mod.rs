@@ -320,6 +320,16 @@ impl CometProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Comet's own `/metrics` (text format).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics body")
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

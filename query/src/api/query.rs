@@ -143,7 +143,7 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
                 end_ms: end,
                 step_ms,
             };
-            let plan = plan::plan_expr(&expr, range.grid(), &settings)?.with_promql(query);
+            let plan = plan::plan_expr(&expr, query, range.grid(), &settings)?;
             api.execute("query_range", query, &plan, range, &limits)
                 .await?
         }

@@ -156,23 +156,13 @@ pub struct Plan {
     /// The plan to run instead when this one stops with
     /// [`EXACT_MEANS_MARKER`] (see [`Means`]).
     pub fallback: Option<Box<Plan>>,
-    /// The PromQL planned: the statement's `log_comment`, so ClickHouse's
-    /// `system.query_log` says which query a statement answered.
+    /// The PromQL planned, as its user wrote it: the statement's
+    /// `log_comment`, so ClickHouse's `system.query_log` says which query
+    /// a statement answered.
     pub promql: String,
 }
 
 impl Plan {
-    /// The plan with `promql` (the query as its user wrote it, rather than
-    /// as the parsed expression prints) as its and its fallback's
-    /// `log_comment`.
-    pub fn with_promql(mut self, promql: &str) -> Self {
-        self.promql = promql.to_string();
-        if let Some(exact) = self.fallback.take() {
-            self.fallback = Some(Box::new(exact.with_promql(promql)));
-        }
-        self
-    }
-
     /// The statement as a person can paste it into `clickhouse client`.
     pub fn explain(&self) -> String {
         let mut out = String::from("SET allow_experimental_time_series_aggregate_functions = 1;\n");
@@ -204,16 +194,26 @@ pub fn parse(query: &str) -> Result<Expr, PlanError> {
 /// Plans `query` over `grid` (the query's own start, end and step).
 pub fn plan(query: &str, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
     let expr = parse(query)?;
-    Ok(plan_expr(&expr, grid, settings)?.with_promql(query))
+    plan_expr(&expr, query, grid, settings)
 }
 
 /// Plans a parsed expression. A plan with means computes them fast and
-/// carries the exact plan to run if one overflows.
-pub fn plan_expr(expr: &Expr, grid: Grid, settings: &PlanSettings) -> Result<Plan, PlanError> {
+/// carries the exact plan to run if one overflows. `promql` is the text
+/// `expr` was parsed from (what the statements are labelled with).
+pub fn plan_expr(
+    expr: &Expr,
+    promql: &str,
+    grid: Grid,
+    settings: &PlanSettings,
+) -> Result<Plan, PlanError> {
     let mut plan = plan_with(expr, grid, settings, Means::Fast)?;
     if plan.sql.contains(EXACT_MEANS_MARKER) {
-        plan.fallback = Some(Box::new(plan_with(expr, grid, settings, Means::Exact)?));
+        plan.fallback = Some(Box::new(Plan {
+            promql: promql.to_string(),
+            ..plan_with(expr, grid, settings, Means::Exact)?
+        }));
     }
+    plan.promql = promql.to_string();
     Ok(plan)
 }
 
@@ -250,17 +250,14 @@ fn plan_with(
         // Comet, and so are the few series without a value that other
         // nodes leave: no further stage for ClickHouse to plan (each costs
         // its analyzer 1-2 ms) unless a node may empty many series.
-        Node::Series(rel) if planner.drops_series => (
-            format!(
-                "SELECT labels, vals, dn FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals)"
-            ),
-            PlanKind::Series {
-                start: grid.start,
-                step: grid.step,
-            },
-        ),
         Node::Series(rel) => (
-            rel,
+            if planner.drops_series {
+                format!(
+                    "SELECT labels, vals, dn FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals)"
+                )
+            } else {
+                rel
+            },
             PlanKind::Series {
                 start: grid.start,
                 step: grid.step,
@@ -309,7 +306,7 @@ fn plan_with(
         label_order: if instant { label_order(expr) } else { None },
         settings,
         fallback: None,
-        promql: expr.to_string(),
+        promql: String::new(),
     })
 }
 

@@ -406,10 +406,9 @@ impl Planner {
             ("x", sv.as_str())
         };
         let expr = op_sql(l, r)?;
-        if comparison && !return_bool {
-            self.drops_series = true;
-        }
-        Ok(Some(if comparison && !return_bool {
+        let filters = comparison && !return_bool;
+        self.drops_series |= filters;
+        Ok(Some(if filters {
             // The vector's own value survives a filter, whichever side.
             format!(
                 "SELECT labels, {} AS vals, dn FROM ({rel})",
