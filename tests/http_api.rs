@@ -163,6 +163,9 @@ async fn bad_requests_get_prometheus_errors() {
     let end = now_ms() - 5_000;
     comet.write(&fixture(end)).await;
     let t = secs(end);
+    // Once a stack overflow that killed the server.
+    let deep = format!("{}up", "-".repeat(20_000));
+    let deep_calls = format!("{}up{}", "abs(".repeat(200), ")".repeat(200));
 
     let cases: &[ErrorCase] = &[
         (
@@ -171,6 +174,27 @@ async fn bad_requests_get_prometheus_errors() {
             400,
             "bad_data",
             "unclosed",
+        ),
+        (
+            "/api/v1/query",
+            &[("query", &deep)],
+            400,
+            "bad_data",
+            "Comet plans at most 128 levels",
+        ),
+        (
+            "/api/v1/query",
+            &[("query", &deep_calls)],
+            400,
+            "bad_data",
+            "the query nests 201 levels deep",
+        ),
+        (
+            "/api/v1/query",
+            &[("query", "rate(up[5m] offset 1e30)")],
+            400,
+            "bad_data",
+            "duration out of range",
         ),
         (
             "/api/v1/query",

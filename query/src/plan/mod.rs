@@ -17,6 +17,7 @@
 mod aggregate;
 mod binary;
 mod functions;
+mod guard;
 mod histogram;
 mod literals;
 mod selector;
@@ -188,7 +189,33 @@ impl Plan {
 /// Parses `query` with Prometheus's grammar.
 pub fn parse(query: &str) -> Result<Expr, PlanError> {
     literals::check_utf8(query).map_err(bad)?;
-    parser::parse(query).map_err(bad)
+    match guard::check_text(query) {
+        Ok(()) => {}
+        Err(guard::TextProblem::TooDeep) => {
+            return Err(too_deep(format!(
+                "may nest more than {} levels deep",
+                guard::MAX_TEXT_DEPTH
+            )));
+        }
+        Err(guard::TextProblem::DurationOutOfRange(number)) => {
+            return Err(bad(format!("duration out of range: {number} seconds")));
+        }
+    }
+    let expr = parser::parse(query).map_err(bad)?;
+    let depth = guard::depth(&expr);
+    if depth > guard::MAX_NESTING {
+        guard::drop_iteratively(expr);
+        return Err(too_deep(format!("nests {depth} levels deep")));
+    }
+    Ok(expr)
+}
+
+fn too_deep(how: String) -> PlanError {
+    bad(format!(
+        "the query {how}; Comet plans at most {} levels \
+         (each parenthesis, call, aggregation, operand or subquery is a level)",
+        guard::MAX_NESTING
+    ))
 }
 
 /// Plans `query` over `grid` (the query's own start, end and step).

@@ -228,7 +228,7 @@ fn validate_rule(r: RawRule, problems: &mut Vec<String>) -> Option<RuleSpec> {
     }
     if expr.is_empty() {
         problems.push("field 'expr' must be set in rule".into());
-    } else if let Err(e) = promql_parser::parser::parse(&expr) {
+    } else if let Err(e) = crate::plan::parse(&expr) {
         problems.push(format!("could not parse expression: {e}"));
     }
     let mut duration_problems = Vec::new();

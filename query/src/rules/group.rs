@@ -57,7 +57,7 @@ pub struct RuleState {
 
 impl RuleState {
     pub fn new(spec: RuleSpec) -> Self {
-        let query = promql_parser::parser::parse(&spec.expr)
+        let query = crate::plan::parse(&spec.expr)
             .map(|e| e.to_string())
             .unwrap_or_else(|_| spec.expr.clone());
         Self {
