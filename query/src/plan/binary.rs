@@ -160,12 +160,11 @@ impl Planner {
                     return_bool: false,
                     fill_values: Default::default(),
                 });
-                if modifier.fill_values.lhs.is_some() || modifier.fill_values.rhs.is_some() {
-                    return Err(PlanError::Unsupported(
-                        "fill modifiers are not supported".into(),
-                    ));
-                }
+                let fills = &modifier.fill_values;
                 match op.as_str() {
+                    "and" | "or" | "unless" if fills.lhs.is_some() || fills.rhs.is_some() => Err(
+                        bad(format!("fill modifiers are not allowed with the set operator {op}")),
+                    ),
                     "and" | "or" | "unless" => self.set_operation(&op, &l, &r, &modifier),
                     _ => self.vector_vector(&op, &l, &r, &modifier),
                 }
@@ -398,10 +397,20 @@ impl Planner {
             (None, Some(LabelModifier::Exclude(ls))) => self.drop_labels(&ls.labels, "m._l"),
             (None, None) => "m._l".to_string(),
         };
+        // fill_left/fill_right stand in for a missing side's value. As in
+        // Prometheus, which swaps the sides of group_right, `fill_left`
+        // fills the many side (the left of one-to-one and group_left).
+        let fill_many = modifier.fill_values.lhs;
+        let fill_one = modifier.fill_values.rhs;
+        let filled = |side: &str, fill: Option<f64>| match fill {
+            Some(f) => format!("if({side}._p, {side}._v, {})", lit(f)),
+            None => format!("{side}._v"),
+        };
+        let (many_value, one_value) = (filled("m", fill_many), filled("o", fill_one));
         let (lv, rv) = if one_is_left {
-            ("o._v", "m._v")
+            (one_value.as_str(), many_value.as_str())
         } else {
-            ("m._v", "o._v")
+            (many_value.as_str(), one_value.as_str())
         };
         let expr = op_sql(op, lv, rv)?;
         let (value, cond, dn) = if is_comparison(op) {
@@ -428,12 +437,27 @@ impl Planner {
             checks.push(("m._mc > 1", ONE_TO_ONE));
         }
         let checks = fail_if(&checks);
+        // A filled-in many side has the match group's labels (and no name).
+        let (join, labels, t, dn) = match (fill_many, fill_one) {
+            (None, None) => ("INNER", labels, "m._t".to_string(), dn.to_string()),
+            (fill_many, fill_one) => (
+                match (fill_many.is_some(), fill_one.is_some()) {
+                    (true, true) => "FULL OUTER",
+                    (true, false) => "RIGHT",
+                    _ => "LEFT",
+                },
+                format!("if(m._p, {labels}, o._sig)"),
+                "if(m._p, m._t, o._t)".to_string(),
+                format!("if(m._p, {dn}, toUInt8(1))"),
+            ),
+        };
+        // Without `join_use_nulls`, a side's missing row reads `_p = 0`.
         Ok(Node::Vector(format!(
-            "SELECT {labels} AS labels, m._t AS t, toFloat64({value}) AS v, {dn} AS dn \
-             FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig} AS _sig, \
+            "SELECT {labels} AS labels, {t} AS t, toFloat64({value}) AS v, {dn} AS dn \
+             FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig} AS _sig, toUInt8(1) AS _p, \
                    count() OVER (PARTITION BY _sig, _t) AS _mc FROM ({many})) AS m \
-             INNER JOIN (SELECT {sig} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c, \
-                   arraySort(groupArray(3)(labels)) AS _dups \
+             {join} JOIN (SELECT {sig} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c, \
+                   arraySort(groupArray(3)(labels)) AS _dups, toUInt8(1) AS _p \
                    FROM ({one}) GROUP BY _sig, _t) AS o \
              ON m._sig = o._sig AND m._t = o._t \
              WHERE {checks} AND {cond}"
