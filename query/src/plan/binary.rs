@@ -162,9 +162,11 @@ impl Planner {
                 });
                 let fills = &modifier.fill_values;
                 match op.as_str() {
-                    "and" | "or" | "unless" if fills.lhs.is_some() || fills.rhs.is_some() => Err(
-                        bad(format!("fill modifiers are not allowed with the set operator {op}")),
-                    ),
+                    "and" | "or" | "unless" if fills.lhs.is_some() || fills.rhs.is_some() => {
+                        Err(bad(format!(
+                            "fill modifiers are not allowed with the set operator {op}"
+                        )))
+                    }
                     "and" | "or" | "unless" => self.set_operation(&op, &l, &r, &modifier),
                     _ => self.vector_vector(&op, &l, &r, &modifier),
                 }

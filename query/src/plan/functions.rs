@@ -578,6 +578,7 @@ impl Planner {
             "histogram_quantile" => self.histogram_quantile(call, grid),
             "histogram_fraction" => self.histogram_fraction(call, grid),
             "histogram_quantiles" => self.histogram_quantiles(call, grid),
+            "info" => self.info(call, grid),
             other => Err(PlanError::Unsupported(format!(
                 "function {other}() is not supported yet"
             ))),

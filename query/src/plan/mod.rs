@@ -19,6 +19,7 @@ mod binary;
 mod functions;
 mod guard;
 mod histogram;
+mod info;
 mod literals;
 mod selector;
 mod series;
