@@ -141,11 +141,12 @@ impl Planner {
                 }
                 let lp = self.string(&label);
                 let input = self.aggregation_input(&rel, None);
+                let text = go_float_text("_v");
                 Ok(Node::Vector(format!(
                     "SELECT arraySort(arrayPushBack(arrayFilter(x -> x.1 != {lp}, _g), ({lp}, _s))) AS labels, \
                        _t AS t, toFloat64(count()) AS v, toUInt8(0) AS dn \
                      FROM (SELECT {key} AS _g, _t, \
-                       multiIf(isNaN(_v), 'NaN', _v = inf, '+Inf', _v = -inf, '-Inf', toString(_v)) AS _s \
+                       {text} AS _s \
                        FROM ({input})) \
                      GROUP BY _g, _t, _s"
                 )))
@@ -155,4 +156,30 @@ impl Planner {
             ))),
         }
     }
+}
+
+/// SQL for the text of the float `value` as Go's `strconv.FormatFloat(v,
+/// 'f', -1, 64)` writes it (how `count_values` labels its values): the
+/// shortest digits that read back as `value`, never in exponent form.
+/// ClickHouse's `toString` gives the same digits but switches to an
+/// exponent for very large and very small numbers (`3.0381164756586635e300`),
+/// which is moved into the digits here.
+fn go_float_text(value: &str) -> String {
+    // Inline aliases name the pieces of `toString`'s `[-]D[.DDD]eX`.
+    let plain = "concat(if(_gf_neg, '-', ''), \
+         if(_gf_point >= length(_gf_digits), \
+            concat(_gf_digits, repeat('0', toUInt64(_gf_point - length(_gf_digits)))), \
+         if(_gf_point <= 0, \
+            concat('0.', repeat('0', toUInt64(-_gf_point)), _gf_digits), \
+            concat(substring(_gf_digits, 1, _gf_point), '.', substring(_gf_digits, _gf_point + 1)))))";
+    let pieces = "(startsWith(_gf_text, '-') AS _gf_neg), \
+         (splitByChar('e', if(_gf_neg, substring(_gf_text, 2), _gf_text)) AS _gf_parts), \
+         (splitByChar('.', _gf_parts[1]) AS _gf_mantissa), \
+         (concat(_gf_mantissa[1], if(length(_gf_mantissa) > 1, _gf_mantissa[2], '')) AS _gf_digits), \
+         (toInt64(length(_gf_mantissa[1])) + toInt64OrZero(_gf_parts[2]) AS _gf_point)";
+    format!(
+        "multiIf(isNaN({value}), 'NaN', {value} = inf, '+Inf', {value} = -inf, '-Inf', \
+           position((toString({value}) AS _gf_text), 'e') = 0, _gf_text, \
+           tuple({pieces}, {plain}).6)"
+    )
 }
