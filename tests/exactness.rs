@@ -10,6 +10,19 @@ use common::api::{ApiComet, now_ms, series, write_to};
 use common::peers::Prometheus;
 use serde_json::Value;
 
+/// Prometheus takes the samples over remote-write and evaluates Prometheus
+/// 3's experimental functions as Comet does.
+///
+/// Not compared: which of equal values `topk`, `bottomk` and `limitk`
+/// keep. Prometheus walks its series in the order its head created them
+/// (selects are unsorted), e.g. `limitk(3, x)` over series written as
+/// `a, b, c, 10, 2` keeps `a, b, c`; another storage cannot know that
+/// order, and Comet keeps the first in label order (`10, 2, a`).
+const PROMETHEUS_ARGS: [&str; 2] = [
+    "--web.enable-remote-write-receiver",
+    "--enable-feature=promql-experimental-functions",
+];
+
 /// Values whose text Go and ClickHouse write differently: beyond 1e21 and
 /// below 1e-4 ClickHouse switches to an exponent, Go's `'f'` never does.
 const VALUES: [f64; 14] = [
@@ -46,8 +59,7 @@ fn answer(data: &Value) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn count_values_labels_values_as_prometheus_writes_them() {
-    let mut prometheus =
-        Prometheus::start_with_args("global: {}\n", &["--web.enable-remote-write-receiver"]);
+    let mut prometheus = Prometheus::start_with_args("global: {}\n", &PROMETHEUS_ARGS);
     prometheus.wait_ready().await;
     let comet = ApiComet::start(&[]).await;
     let at = now_ms() - 10_000;
