@@ -14,6 +14,7 @@
 
 mod cache;
 mod catalog;
+mod features;
 mod params;
 mod query;
 mod respond;
@@ -257,6 +258,7 @@ pub fn router(
         )
         .route("/api/v1/status/tsdb", get(catalog::tsdb))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/features", get(features::handler))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
