@@ -100,3 +100,161 @@ async fn count_values_labels_values_as_prometheus_writes_them() {
         assert_eq!(answer(&ours), answer(&theirs), "{query}");
     }
 }
+
+/// The queries of the upstream PromQL test suite's `eval` lines, when the
+/// suite is present (`$COMET_PROMQLTEST_DIR` or `../shared/promqltest`).
+fn upstream_queries() -> Vec<String> {
+    let dir = std::env::var_os("COMET_PROMQLTEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::workspace_dir().join("../shared/promqltest"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let mut queries = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a test file");
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if !words.next().is_some_and(|w| w.starts_with("eval")) {
+                continue;
+            }
+            // `instant at T` or `range from A to B step S`, then the query.
+            let skip = match words.next() {
+                Some("instant") => 2,
+                Some("range") => 6,
+                _ => continue,
+            };
+            let rest: Vec<&str> = line.split_whitespace().skip(2 + skip).collect();
+            if !rest.is_empty() {
+                // Whitespace inside the query is kept as written.
+                let start = line.find(rest[0]).unwrap_or(0);
+                queries.push(line[start..].trim().to_string());
+            }
+        }
+    }
+    queries
+}
+
+/// Why Comet's `format_query` text may differ from Prometheus 3.5's.
+const UTF8: &str = "Comet refuses a string that is not UTF-8 once unescaped (README)";
+const SUBQUERY_INDENT: &str =
+    "Prometheus does not indent a split call's subquery argument; promql-parser does";
+const DURATION_NUMBER: &str = "promql-parser keeps a number written as a duration (1h) as seconds";
+const INFO_SELECTOR: &str = "promql-parser refuses a selector whose matchers all match the empty string, even as info()'s second argument";
+const UNARY_PLUS: &str = "promql-parser drops a unary + that Prometheus keeps";
+
+/// Where Comet's `format_query` knowingly differs from Prometheus 3.5's
+/// (the parser's cases wait for a parser of Prometheus 3's syntax).
+const FORMAT_DIFFERENCES: [(&str, &str); 16] = [
+    ("count_values(\"a\\xc5z\", version)", UTF8),
+    (
+        "label_replace(testmetric, \"\\xff\", \"\", \"src\", \"(.*)\")",
+        UTF8,
+    ),
+    (
+        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[100s] @ 100)[100s:25s] @ 50)[3s:1s] @ 3000)",
+        SUBQUERY_INDENT,
+    ),
+    (
+        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[10s])[100s:25s] @ 50)[3s:1s] @ 200)",
+        SUBQUERY_INDENT,
+    ),
+    (
+        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[10s])[100s:25s] @ 200)[3s:1s] @ 50)",
+        SUBQUERY_INDENT,
+    ),
+    (
+        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[20s])[20s:10s] offset 10s)[100s:25s] @ 1000)",
+        SUBQUERY_INDENT,
+    ),
+    (
+        "predict_linear(testcounter_reset_middle_total[50m], 1h)",
+        DURATION_NUMBER,
+    ),
+    (
+        "predict_linear(testcounter_reset_middle_total[55m] @ 3000, 1h)",
+        DURATION_NUMBER,
+    ),
+    (
+        "predict_linear(testcounter_reset_middle_mix[60m], 50m)",
+        DURATION_NUMBER,
+    ),
+    (
+        "predict_linear(http_requests_histogram[60m], 50m)",
+        DURATION_NUMBER,
+    ),
+    (
+        "info(metric_not_matching_target_info, {data=~\".*\"})",
+        INFO_SELECTOR,
+    ),
+    ("info(metric, {non_existent=~\".*\"})", INFO_SELECTOR),
+    (
+        "info(metric, {__name__!~\".+_info\", data=~\".*\"})",
+        INFO_SELECTOR,
+    ),
+    ("info(metric, {__name__!=\"target_info\"})", INFO_SELECTOR),
+    ("info(metric, {data=~\".*\"})", INFO_SELECTOR),
+    (
+        "+http_requests_total{job=\"api-server\",instance=\"0\",group=\"production\"}",
+        UNARY_PLUS,
+    ),
+];
+
+#[tokio::test]
+async fn format_query_prints_the_upstream_suite_as_prometheus_does() {
+    let queries = upstream_queries();
+    if queries.is_empty() {
+        eprintln!("no upstream PromQL test suite here: nothing to compare");
+        return;
+    }
+    let mut prometheus = Prometheus::start_with_args("global: {}\n", &PROMETHEUS_ARGS);
+    prometheus.wait_ready().await;
+    let comet = ApiComet::start(&[]).await;
+    let client = reqwest::Client::new();
+    let (mut same, mut differ) = (0, Vec::new());
+    for query in &queries {
+        let ask = |base: String| {
+            let request = client
+                .get(format!("{base}/api/v1/format_query"))
+                .query(&[("query", query)]);
+            async move {
+                let body: Value = request
+                    .send()
+                    .await
+                    .expect("GET")
+                    .json()
+                    .await
+                    .expect("JSON");
+                (body["status"] == "success").then(|| body["data"].clone())
+            }
+        };
+        // Prometheus's refusals (syntax it lacks flags for) are not compared.
+        let Some(theirs) = ask(prometheus.url()).await else {
+            continue;
+        };
+        let ours = ask(comet.url("")).await;
+        if ours.as_ref() == Some(&theirs) {
+            same += 1;
+        } else if !FORMAT_DIFFERENCES.iter().any(|(q, _)| q == query) {
+            differ.push(format!(
+                "{query}\n  Prometheus: {theirs}\n  Comet: {ours:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "format_query: {same} identical, {} known differences",
+        FORMAT_DIFFERENCES.len()
+    );
+    assert!(same > 1000, "only {same} compared");
+    assert!(
+        differ.is_empty(),
+        "{} differ:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+}

@@ -15,6 +15,7 @@
 mod cache;
 mod catalog;
 mod features;
+mod format;
 mod params;
 mod query;
 mod respond;

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::Api;
 use super::cache::{Extent, merge, up_to};
+use super::format::format_query;
 use super::params::Params;
 use super::respond::{
     ApiError, json_size_hint, success, success_body, success_start, write_query_data,
@@ -38,7 +39,7 @@ pub async fn range(State(api): State<Api>, params: Params) -> Response {
 /// Prometheus prints it.
 pub async fn format(State(api): State<Api>, params: Params) -> Response {
     let started = Instant::now();
-    let answer = parse_param(&params).map(|expr| success(&expr.prettify(), &[]));
+    let answer = parse_param(&params).map(|expr| success(&format_query(&expr), &[]));
     api.answer("format_query", started, answer)
 }
 
