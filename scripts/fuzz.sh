@@ -11,9 +11,10 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default 30, all)
 #
-# With FUZZ_SEED set, each target's run is the same sequence of inputs
-# every time (libFuzzer's -seed, one process, the committed corpus), cut
-# by the time budget: a slower machine runs a prefix of what a faster one
+# With FUZZ_SEED set, each target's run is nearly the same sequence of
+# inputs every time (libFuzzer's -seed, one process, the committed corpus;
+# only corpus files of equal size may load in another order), cut by the
+# time budget: a slower machine runs about a prefix of what a faster one
 # runs. `make test` (and so CI) fuzzes that way, so a gate never fails on
 # what nobody could reproduce; run `FUZZ_SEED=1 scripts/fuzz.sh 60` before
 # landing to cover CI's inputs twice over. Without FUZZ_SEED every run
