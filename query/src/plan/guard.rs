@@ -184,7 +184,9 @@ pub fn drop_iteratively(expr: Expr) {
     }
 }
 
-fn children(expr: &Expr) -> Vec<&Expr> {
+/// The operands of `expr`, in Prometheus's order (an aggregation's
+/// expression before its parameter).
+pub(crate) fn children(expr: &Expr) -> Vec<&Expr> {
     match expr {
         Expr::Aggregate(a) => std::iter::once(a.expr.as_ref())
             .chain(a.param.as_deref())

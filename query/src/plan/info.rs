@@ -154,7 +154,7 @@ impl Planner {
     }
 }
 
-/// The first vector selector of `expr` in evaluation order, with the
+/// The first vector selector of `expr` as Prometheus walks it, with the
 /// expressions enclosing it in `path`.
 fn first_selector<'a>(expr: &'a Expr, path: &mut Vec<&'a Expr>) -> Option<&'a VectorSelector> {
     match expr {
@@ -162,20 +162,7 @@ fn first_selector<'a>(expr: &'a Expr, path: &mut Vec<&'a Expr>) -> Option<&'a Ve
         Expr::MatrixSelector(ms) => Some(&ms.vs),
         _ => {
             path.push(expr);
-            let children: Vec<&Expr> = match expr {
-                Expr::Aggregate(a) => a
-                    .param
-                    .as_deref()
-                    .into_iter()
-                    .chain([a.expr.as_ref()])
-                    .collect(),
-                Expr::Unary(u) => vec![u.expr.as_ref()],
-                Expr::Binary(b) => vec![b.lhs.as_ref(), b.rhs.as_ref()],
-                Expr::Paren(p) => vec![p.expr.as_ref()],
-                Expr::Subquery(s) => vec![s.expr.as_ref()],
-                Expr::Call(c) => c.args.args.iter().map(|a| a.as_ref()).collect(),
-                _ => Vec::new(),
-            };
+            let children = super::guard::children(expr);
             for child in children {
                 if let Some(vs) = first_selector(child, path) {
                     return Some(vs);
