@@ -142,35 +142,17 @@ fn upstream_queries() -> Vec<String> {
 
 /// Why Comet's `format_query` text may differ from Prometheus 3.5's.
 const UTF8: &str = "Comet refuses a string that is not UTF-8 once unescaped (README)";
-const SUBQUERY_INDENT: &str =
-    "Prometheus does not indent a split call's subquery argument; promql-parser does";
 const DURATION_NUMBER: &str = "promql-parser keeps a number written as a duration (1h) as seconds";
 const INFO_SELECTOR: &str = "promql-parser refuses a selector whose matchers all match the empty string, even as info()'s second argument";
 const UNARY_PLUS: &str = "promql-parser drops a unary + that Prometheus keeps";
 
 /// Where Comet's `format_query` knowingly differs from Prometheus 3.5's
 /// (the parser's cases wait for a parser of Prometheus 3's syntax).
-const FORMAT_DIFFERENCES: [(&str, &str); 16] = [
+const FORMAT_DIFFERENCES: [(&str, &str); 12] = [
     ("count_values(\"a\\xc5z\", version)", UTF8),
     (
         "label_replace(testmetric, \"\\xff\", \"\", \"src\", \"(.*)\")",
         UTF8,
-    ),
-    (
-        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[100s] @ 100)[100s:25s] @ 50)[3s:1s] @ 3000)",
-        SUBQUERY_INDENT,
-    ),
-    (
-        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[10s])[100s:25s] @ 50)[3s:1s] @ 200)",
-        SUBQUERY_INDENT,
-    ),
-    (
-        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[10s])[100s:25s] @ 200)[3s:1s] @ 50)",
-        SUBQUERY_INDENT,
-    ),
-    (
-        "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[20s])[20s:10s] offset 10s)[100s:25s] @ 1000)",
-        SUBQUERY_INDENT,
     ),
     (
         "predict_linear(testcounter_reset_middle_total[50m], 1h)",

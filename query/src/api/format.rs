@@ -7,7 +7,28 @@ use promql_parser::parser::Expr;
 
 /// `expr` pretty-printed as Prometheus 3.5 prints it.
 pub fn format_query(expr: &Expr) -> String {
-    signed_infinity(&expr.prettify())
+    unindented_subqueries(&signed_infinity(&expr.prettify()))
+}
+
+/// Prometheus prints a subquery that fits on its line without the
+/// indentation of its level (its `Pretty` returns the bare `String()`);
+/// `promql-parser` indents it like any other operand.
+fn unindented_subqueries(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let body = line.trim_start();
+            let (expr, comma) = match body.strip_suffix(',') {
+                Some(expr) => (expr, ","),
+                None => (body, ""),
+            };
+            match crate::plan::parse(expr) {
+                Ok(Expr::Subquery(_)) => format!("{expr}{comma}"),
+                _ => line.to_string(),
+            }
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// Prometheus writes positive infinity as `+Inf`, `promql-parser` as
@@ -88,5 +109,15 @@ mod tests {
         );
         assert_eq!(formatted("x{le=\"+Inf\"}"), "x{le=\"+Inf\"}");
         assert_eq!(formatted("Info"), "Info");
+    }
+
+    #[test]
+    fn a_subquery_on_its_own_line_is_not_indented() {
+        let long = "sum_over_time(sum_over_time(sum_over_time(metric{job=\"1\"}[100s] @ 100)[100s:25s] @ 50)[3s:1s] @ 3000)";
+        assert_eq!(
+            formatted(long),
+            "sum_over_time(\nsum_over_time(sum_over_time(metric{job=\"1\"}[1m40s] @ 100.000)[1m40s:25s] @ 50.000)[3s:1s] @ 3000.000\n)"
+        );
+        assert_eq!(formatted("rate(x[5m])"), "rate(x[5m])");
     }
 }
