@@ -121,7 +121,7 @@ impl Planner {
                 // Prometheus keeps a series by where the hash of its label
                 // set (the fingerprint's bytes) falls in [0, 1): below the
                 // ratio, or at or above 1 + ratio for a negative one.
-                let labels = "if(_dn = 1, arrayFilter(x -> x.1 != '__name__', _l), _l)";
+                let labels = format!("if(_dn = 1, {}, _l)", super::drop_name("_l"));
                 Ok(Node::Vector(format!(
                     "SELECT _l AS labels, _t AS t, _v AS v, _dn AS dn FROM (\
                        SELECT _l, _t, _v, _dn, greatest(-1.0, least(1.0, _p)) AS _r, \

@@ -3,7 +3,7 @@
 
 use promql_parser::parser::Call;
 
-use super::{Grid, Node, PlanError, Planner, Scalar, fail_if, label_value};
+use super::{DROP_NAME, Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if, label_value};
 
 impl Planner {
     /// Buckets grouped per series (labels without `le`) and
@@ -109,12 +109,13 @@ impl Planner {
             "arrayExists(c -> c > 1, _present)",
             "'vector cannot contain metrics with the same labelset'",
         )]);
+        let dropped = drop_name("_k");
         format!(
             "SELECT labels, vals, toUInt8(0) AS dn FROM (\
                SELECT labels, vals, \
                  sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY labels) AS _present \
                FROM (\
-                 SELECT arrayFilter(x -> x.1 != '__name__', _k) AS labels, \
+                 SELECT {dropped} AS labels, \
                    arrayMap(x -> if(length(x.1) = 0, NULL, toFloat64({value})), {bucketed}) AS vals \
                  FROM (\
                    SELECT arrayFilter(x -> x.1 != 'le', labels) AS _k, \
@@ -202,7 +203,7 @@ fn without_name(rel: &str) -> String {
     )]);
     format!(
         "SELECT labels, t, v, toUInt8(0) AS dn FROM (\
-           SELECT arrayFilter(x -> x.1 != '__name__', labels) AS labels, t, v FROM ({rel})\
+           SELECT {DROP_NAME} AS labels, t, v FROM ({rel})\
          ) QUALIFY {duplicate}"
     )
 }

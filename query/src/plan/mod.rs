@@ -499,8 +499,15 @@ pub(crate) fn sorted_labels(map_column: &str) -> String {
     )
 }
 
-/// Labels without the metric name.
-pub(crate) const DROP_NAME: &str = "arrayFilter(x -> x.1 != '__name__', labels)";
+/// Labels without the metric name, and without the type and unit labels
+/// (`__type__`, `__unit__`) that Prometheus 3 drops with it.
+pub(crate) const DROP_NAME: &str =
+    "arrayFilter(x -> x.1 NOT IN ('__name__', '__type__', '__unit__'), labels)";
+
+/// [`DROP_NAME`] of another label column.
+pub(crate) fn drop_name(col: &str) -> String {
+    format!("arrayFilter(x -> x.1 NOT IN ('__name__', '__type__', '__unit__'), {col})")
+}
 
 /// The value of label `name` (SQL string) in the label column `col`; ""
 /// when the label is absent.

@@ -268,11 +268,12 @@ impl Planner {
         let src = self.matrix_source(m, &eval)?;
         let lo = eval.start - m.range;
         Ok(format!(
-            "SELECT if(l.dn = 1, arrayFilter(x -> x.1 != '__name__', l.labels), l.labels) AS labels, \
+            "SELECT if(l.dn = 1, {dropped}, l.labels) AS labels, \
              s.ts - {offset} AS t, s.sv AS v \
              FROM ({samples}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp \
              WHERE s.ts > {lo} AND s.ts <= {hi} ORDER BY labels, t",
             offset = m.offset,
+            dropped = super::drop_name("l.labels"),
             samples = src.samples,
             labels = src.labels,
             hi = eval.end,
