@@ -472,9 +472,8 @@ fn shape(rows: Rows, kind: &PlanKind, instant: bool) -> Result<QueryValue, Query
 /// series, as long as they never have a value at the same step.
 fn shape_series(mut rows: Vec<SeriesRow>, start: i64, step: i64) -> Result<QueryValue, QueryError> {
     for row in rows.iter_mut().filter(|r| r.dn == 1) {
-        // The type and unit labels go with the name, as in Prometheus 3.
         row.labels
-            .retain(|(name, _)| !matches!(name.as_str(), "__name__" | "__type__" | "__unit__"));
+            .retain(|(name, _)| !plan::DROPPED_WITH_NAME.contains(&name.as_str()));
     }
     rows.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut out: Vec<Series> = Vec::with_capacity(rows.len());

@@ -89,21 +89,45 @@ pub fn from_selector(vs: &VectorSelector) -> Result<Vec<Matcher>, MatcherError> 
         out.push(Matcher::new("__name__", MatchOp::Equal, name));
     }
     for m in &vs.matchers.matchers {
+        let m = Matcher::from(m);
+        if m.name == "__name__"
+            && m.op == MatchOp::Equal
+            && vs.name.as_deref() == Some(m.value.as_str())
+        {
+            continue;
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+impl From<&promql_parser::label::Matcher> for Matcher {
+    fn from(m: &promql_parser::label::Matcher) -> Self {
         let op = match &m.op {
             ParserOp::Equal => MatchOp::Equal,
             ParserOp::NotEqual => MatchOp::NotEqual,
             ParserOp::Re(_) => MatchOp::Regex,
             ParserOp::NotRe(_) => MatchOp::NotRegex,
         };
-        if m.name == "__name__"
-            && op == MatchOp::Equal
-            && vs.name.as_deref() == Some(m.value.as_str())
-        {
-            continue;
-        }
-        out.push(Matcher::new(&m.name, op, &m.value));
+        Matcher::new(&m.name, op, &m.value)
     }
-    Ok(out)
+}
+
+/// `m` as a condition on the SQL string `column` (which holds the value of
+/// `m`'s label), adding its parameters to `cond`.
+pub fn value_condition(m: &Matcher, column: &str, cond: &mut SqlCondition) -> String {
+    match m.op {
+        MatchOp::Equal => format!("{column} = {}", cond.param(&m.value)),
+        MatchOp::NotEqual => format!("{column} != {}", cond.param(&m.value)),
+        MatchOp::Regex => format!(
+            "match({column}, {})",
+            cond.param(&format!("^(?:{})$", m.value))
+        ),
+        MatchOp::NotRegex => format!(
+            "NOT match({column}, {})",
+            cond.param(&format!("^(?:{})$", m.value))
+        ),
+    }
 }
 
 /// ANDs `matchers` into one condition over `series` columns `metric_name`
@@ -150,19 +174,7 @@ pub fn condition(matchers: &[Matcher], cond: &mut SqlCondition) -> Result<String
         } else {
             format!("labels[{}]", cond.param(&m.name))
         };
-        let part = match m.op {
-            MatchOp::Equal => format!("{column} = {}", cond.param(&m.value)),
-            MatchOp::NotEqual => format!("{column} != {}", cond.param(&m.value)),
-            MatchOp::Regex => format!(
-                "match({column}, {})",
-                cond.param(&format!("^(?:{})$", m.value))
-            ),
-            MatchOp::NotRegex => format!(
-                "NOT match({column}, {})",
-                cond.param(&format!("^(?:{})$", m.value))
-            ),
-        };
-        parts.push(part);
+        parts.push(value_condition(m, &column, cond));
     }
     Ok(parts.join(" AND "))
 }

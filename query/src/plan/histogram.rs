@@ -3,7 +3,7 @@
 
 use promql_parser::parser::Call;
 
-use super::{DROP_NAME, Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if, label_value};
+use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if, label_value};
 
 impl Planner {
     /// Buckets grouped per series (labels without `le`) and
@@ -203,7 +203,8 @@ fn without_name(rel: &str) -> String {
     )]);
     format!(
         "SELECT labels, t, v, toUInt8(0) AS dn FROM (\
-           SELECT {DROP_NAME} AS labels, t, v FROM ({rel})\
-         ) QUALIFY {duplicate}"
+           SELECT {dropped} AS labels, t, v FROM ({rel})\
+         ) QUALIFY {duplicate}",
+        dropped = drop_name("labels")
     )
 }

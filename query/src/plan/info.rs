@@ -12,6 +12,7 @@ use promql_parser::parser::{Call, Expr, Offset, VectorSelector};
 
 use super::functions::unparen;
 use super::{Grid, Node, PlanError, Planner, bad, fail_if, label_value, offset_ms};
+use crate::matchers::value_condition;
 
 /// The labels that tie a series to its info series.
 const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
@@ -77,17 +78,10 @@ impl Planner {
         let info_key = self.keep_labels(&identifying, "labels");
         let base_key = self.keep_labels(&identifying, "b.labels");
         let name = label_value("'__name__'", "labels");
-        let mut is_info = Vec::new();
-        for m in &name_matchers {
-            // Regexes are anchored, as in every PromQL matcher.
-            let anchored = |planner: &mut Planner| planner.string(&format!("^(?:{})$", m.value));
-            is_info.push(match &m.op {
-                MatchOp::Equal => format!("_name = {}", self.string(&m.value)),
-                MatchOp::NotEqual => format!("_name != {}", self.string(&m.value)),
-                MatchOp::Re(_) => format!("match(_name, {})", anchored(self)),
-                MatchOp::NotRe(_) => format!("NOT match(_name, {})", anchored(self)),
-            });
-        }
+        let is_info: Vec<String> = name_matchers
+            .iter()
+            .map(|m| value_condition(&m.into(), "_name", &mut self.params))
+            .collect();
         let is_info = is_info.join(" AND ");
         let wanted = if data_names.is_empty() {
             "1".to_string()

@@ -315,8 +315,9 @@ fn plan_with(
             let order_by = order.unwrap_or_else(|| "labels, t".to_string());
             (
                 format!(
-                    "SELECT if(dn = 1, {DROP_NAME}, labels) AS labels, t, v \
-                     FROM ({rel}) ORDER BY {order_by}"
+                    "SELECT if(dn = 1, {dropped}, labels) AS labels, t, v \
+                     FROM ({rel}) ORDER BY {order_by}",
+                    dropped = drop_name("labels")
                 ),
                 PlanKind::Vector,
             )
@@ -499,14 +500,14 @@ pub(crate) fn sorted_labels(map_column: &str) -> String {
     )
 }
 
-/// Labels without the metric name, and without the type and unit labels
-/// (`__type__`, `__unit__`) that Prometheus 3 drops with it.
-pub(crate) const DROP_NAME: &str =
-    "arrayFilter(x -> x.1 NOT IN ('__name__', '__type__', '__unit__'), labels)";
+/// The labels that go when the metric name is dropped: the name, and the
+/// type and unit labels Prometheus 3 drops with it.
+pub const DROPPED_WITH_NAME: [&str; 3] = ["__name__", "__type__", "__unit__"];
 
-/// [`DROP_NAME`] of another label column.
+/// The label column `col` without [`DROPPED_WITH_NAME`].
 pub(crate) fn drop_name(col: &str) -> String {
-    format!("arrayFilter(x -> x.1 NOT IN ('__name__', '__type__', '__unit__'), {col})")
+    let names: Vec<String> = DROPPED_WITH_NAME.iter().map(|n| format!("'{n}'")).collect();
+    format!("arrayFilter(x -> x.1 NOT IN ({}), {col})", names.join(", "))
 }
 
 /// The value of label `name` (SQL string) in the label column `col`; ""
