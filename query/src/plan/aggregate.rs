@@ -8,9 +8,14 @@ use super::{Grid, Node, PlanError, Planner, Scalar, bad};
 
 impl Planner {
     /// The grouping key over the label column `col`, and the `dn` of a
-    /// group (`by (__name__)` keeps the name, dropped later if any member's
-    /// name was to be dropped).
-    fn group_key(&mut self, modifier: &Option<LabelModifier>, col: &str) -> (String, String) {
+    /// group over the members' column `dn_col` (`by (__name__)` keeps the
+    /// name, dropped later if any member's name was to be dropped).
+    pub(super) fn group_key(
+        &mut self,
+        modifier: &Option<LabelModifier>,
+        col: &str,
+        dn_col: &str,
+    ) -> (String, String) {
         let Some(modifier) = modifier else {
             return (
                 "CAST([], 'Array(Tuple(String, String))')".into(),
@@ -18,8 +23,12 @@ impl Planner {
             );
         };
         let keeps_name = matches!(modifier, LabelModifier::Include(ls) if ls.labels.iter().any(|n| n == "__name__"));
-        let dn = if keeps_name { "max(_dn)" } else { "toUInt8(0)" };
-        (self.grouping_labels(modifier, col), dn.into())
+        let dn = if keeps_name {
+            format!("max({dn_col})")
+        } else {
+            "toUInt8(0)".into()
+        };
+        (self.grouping_labels(modifier, col), dn)
     }
 
     /// The input of an aggregation with columns `_l, _t, _v, _dn` and, when
@@ -39,13 +48,12 @@ impl Planner {
     pub(crate) fn aggregate(&mut self, a: &AggregateExpr, grid: &Grid) -> Result<Node, PlanError> {
         let op = a.op.to_string().to_lowercase();
         let input = self.node(&a.expr, grid)?;
-        // One grouping key (and its parameters) for either form.
-        let (key, dn) = self.group_key(&a.modifier, "_l");
         if let Node::Series(series) = &input
-            && let Some(rel) = self.series_aggregate(a, series, &op, &key, &dn)
+            && let Some(rel) = self.series_aggregate(a, series, &op)
         {
             return Ok(Node::Series(rel));
         }
+        let (key, dn) = self.group_key(&a.modifier, "_l", "_dn");
         let rel = self.rows_of(input, &a.expr, grid)?;
         let simple = |agg: &str| -> String { agg.to_string() };
         let value = match op.as_str() {

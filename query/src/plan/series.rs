@@ -424,15 +424,12 @@ impl Planner {
     /// need rows. Each group's values are
     /// transposed to one array per step (`groupArrayForEach`, which skips
     /// NULLs) and reduced with the same SQL as the row engine uses, so the
-    /// answers are the same to the last bit. `key` and `dn` are over the
-    /// member columns `_l` and `_dn`.
+    /// answers are the same to the last bit.
     pub(crate) fn series_aggregate(
         &mut self,
         a: &AggregateExpr,
         rel: &str,
         op: &str,
-        key: &str,
-        dn: &str,
     ) -> Option<String> {
         if let ("topk" | "bottomk", Some(Expr::NumberLiteral(k))) =
             (op, a.param.as_deref().map(super::functions::unparen))
@@ -440,7 +437,11 @@ impl Planner {
             // Other k (NaN, below 1, huge) keep the row form's handling.
             let fits = k.val >= 1.0 && k.val <= 1e9;
             self.drops_series |= fits;
-            return fits.then(|| series_top(rel, key, op == "topk", k.val.trunc() as u64));
+            if !fits {
+                return None;
+            }
+            let (key, _) = self.group_key(&a.modifier, "_l", "_dn");
+            return Some(series_top(rel, &key, op == "topk", k.val.trunc() as u64));
         }
         // Of the other aggregations with a parameter, only `quantile` with
         // a constant φ reduces each step's values on their own.
@@ -465,11 +466,15 @@ impl Planner {
                 .to_string(),
             _ => return None,
         };
+        // One statement layer: the members' columns are read qualified
+        // (`i.vals`), so the result's aliases of the same names do not
+        // shadow them.
+        let (key, dn) = self.group_key(&a.modifier, "i.labels", "i.dn");
         Some(format!(
-            "SELECT labels, arrayMap(c -> if(empty(c), NULL, toFloat64({value})), _g) AS vals, dn FROM (\
-               SELECT {key} AS labels, groupArrayForEach(_v) AS _g, {dn} AS dn \
-               FROM (SELECT labels AS _l, vals AS _v, dn AS _dn FROM ({rel})) GROUP BY labels\
-             )"
+            "SELECT {key} AS labels, \
+               arrayMap(c -> if(empty(c), NULL, toFloat64({value})), groupArrayForEach(i.vals)) AS vals, \
+               {dn} AS dn \
+             FROM ({rel}) AS i GROUP BY labels"
         ))
     }
 }
@@ -492,8 +497,8 @@ fn series_top(rel: &str, key: &str, largest: bool, k: u64) -> String {
              arrayMap(c -> arrayMap(x -> x.2, arraySlice(arrayPartialSort(x -> (isNaN(x.1), {sign}x.1, x.2), {k}, \
                arrayFilter(x -> x.1 IS NOT NULL, c)), 1, {k})), \
                groupArrayForEach(arrayMap(v -> (v, _sid), _v))) AS _top \
-           FROM (SELECT _l, _v, _dn, row_number() OVER (ORDER BY _l) AS _sid \
-             FROM (SELECT labels AS _l, vals AS _v, dn AS _dn FROM ({rel}))) \
+           FROM (SELECT labels AS _l, vals AS _v, dn AS _dn, row_number() OVER (ORDER BY labels) AS _sid \
+             FROM ({rel})) \
            GROUP BY {key}\
          ) ARRAY JOIN _members AS m"
     )
@@ -645,7 +650,7 @@ mod tests {
         )
         .unwrap();
         assert!(plan.sql.contains("timeSeriesRateToGrid"), "{}", plan.sql);
-        assert!(plan.sql.contains("groupArrayForEach(_v)"), "{}", plan.sql);
+        assert!(plan.sql.contains("groupArrayForEach(i.vals)"), "{}", plan.sql);
         assert_eq!(plan.sql.matches("FROM samples").count(), 1, "{}", plan.sql);
         // Label values only as parameters.
         assert!(!plan.sql.contains("'http_requests_total'"), "{}", plan.sql);
