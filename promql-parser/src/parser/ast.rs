@@ -14,11 +14,14 @@
 
 use crate::label::{Labels, Matchers, METRIC_NAME};
 use crate::parser::token::{
-    self, token_display, T_BOTTOMK, T_COUNT_VALUES, T_END, T_QUANTILE, T_START, T_TOPK,
+    self, token_display, T_ADD, T_BOTTOMK, T_COUNT_VALUES, T_END, T_QUANTILE, T_START, T_SUB,
+    T_TOPK,
 };
 use crate::parser::token::{Token, TokenId, TokenType};
 use crate::parser::value::ValueType;
-use crate::parser::{indent, Function, FunctionArgs, Prettier, MAX_CHARACTERS_PER_LINE};
+use crate::parser::{
+    indent, DurationExpr, Function, FunctionArgs, Prettier, MAX_CHARACTERS_PER_LINE,
+};
 use crate::util::{display_duration, escape_string};
 use chrono::{DateTime, Utc};
 use std::fmt::{self, Write};
@@ -600,23 +603,50 @@ impl Prettier for AggregateExpr {
     }
 }
 
-/// UnaryExpr will negate the expr
+/// UnaryExpr is `-expr` (negation) or, as Prometheus keeps it in its AST, `+expr`
+/// (identity). A sign in front of a number literal is folded into the literal instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnaryExpr {
+    /// `T_SUB` for `-expr`, `T_ADD` for `+expr`.
+    pub op: TokenType,
     pub expr: Box<Expr>,
+}
+
+impl UnaryExpr {
+    /// `-expr`.
+    pub fn neg(expr: Expr) -> Self {
+        Self {
+            op: TokenType::new(T_SUB),
+            expr: Box::new(expr),
+        }
+    }
+
+    /// `+expr`.
+    pub fn plus(expr: Expr) -> Self {
+        Self {
+            op: TokenType::new(T_ADD),
+            expr: Box::new(expr),
+        }
+    }
+
+    /// Whether this is a negation (`-expr`) rather than a unary plus.
+    pub fn is_neg(&self) -> bool {
+        self.op.id() == T_SUB
+    }
 }
 
 impl fmt::Display for UnaryExpr {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "-{}", self.expr)
+        write!(f, "{}{}", self.op, self.expr)
     }
 }
 
 impl Prettier for UnaryExpr {
     fn pretty(&self, level: usize, max: usize) -> String {
         format!(
-            "{}-{}",
+            "{}{}{}",
             indent(level),
+            self.op,
             self.expr.pretty(level, max).trim_start()
         )
     }
@@ -630,7 +660,7 @@ impl serde::Serialize for UnaryExpr {
     {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("op", "-")?;
+        map.serialize_entry("op", &self.op.to_string())?;
         map.serialize_entry("expr", &self.expr)?;
 
         map.end()
@@ -762,15 +792,29 @@ pub struct SubqueryExpr {
         serde(serialize_with = "crate::util::duration::serialize_duration_opt")
     )]
     pub step: Option<Duration>,
+    /// The range as written when it was a duration expression (`[1h+5m:]`, `[step()*2:]`);
+    /// None when a plain number or duration literal was written.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub range_expr: Option<DurationExpr>,
+    /// The step as written when it was a duration expression; None for a literal or no step.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub step_expr: Option<DurationExpr>,
+    /// The offset as written when it was a duration expression; None for a literal or no offset.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub offset_expr: Option<DurationExpr>,
 }
 
 impl SubqueryExpr {
     fn get_time_suffix_string(&self) -> String {
-        let step = match &self.step {
-            Some(step) => display_duration(step),
-            None => String::from(""),
+        let step = match (&self.step_expr, &self.step) {
+            (Some(expr), _) => expr.to_string(),
+            (None, Some(step)) => display_duration(step),
+            (None, None) => String::from(""),
         };
-        let range = display_duration(&self.range);
+        let range = match &self.range_expr {
+            Some(expr) => expr.to_string(),
+            None => display_duration(&self.range),
+        };
 
         let mut s = format!("[{range}:{step}]");
 
@@ -778,7 +822,9 @@ impl SubqueryExpr {
             write!(s, " {at}").unwrap();
         }
 
-        if let Some(offset) = &self.offset {
+        if let Some(expr) = &self.offset_expr {
+            write!(s, " offset {expr}").unwrap();
+        } else if let Some(offset) = &self.offset {
             write!(s, " offset {offset}").unwrap();
         }
         s
@@ -804,11 +850,26 @@ impl Prettier for SubqueryExpr {
 #[derive(Debug, Clone)]
 pub struct NumberLiteral {
     pub val: f64,
+    /// The literal was written as a duration (`1h`); `val` is then its number of
+    /// seconds, and Display prints it back as a duration, as Prometheus does.
+    /// Not part of equality: `1h` and `3600` are the same number.
+    pub duration: bool,
 }
 
 impl NumberLiteral {
     pub fn new(val: f64) -> Self {
-        Self { val }
+        Self {
+            val,
+            duration: false,
+        }
+    }
+
+    /// A number of seconds written as a duration literal (printed as e.g. `1h`).
+    pub fn new_duration(val: f64) -> Self {
+        Self {
+            val,
+            duration: true,
+        }
     }
 }
 
@@ -818,26 +879,51 @@ impl PartialEq for NumberLiteral {
     }
 }
 
+/// Prints a number as this crate always has (`Inf`, `-Inf`, `NaN`, shortest decimal).
+fn fmt_number(f: &mut dyn fmt::Write, val: f64) -> fmt::Result {
+    if val == f64::INFINITY {
+        write!(f, "Inf")
+    } else if val == f64::NEG_INFINITY {
+        write!(f, "-Inf")
+    } else if f64::is_nan(val) {
+        write!(f, "NaN")
+    } else {
+        write!(f, "{val}")
+    }
+}
+
+/// Prints a number of seconds as Prometheus prints a duration literal
+/// (`model.Duration(secs * 1e9)`, truncated to milliseconds, `-` in front if negative).
+fn fmt_duration_secs(f: &mut dyn fmt::Write, secs: f64) -> fmt::Result {
+    if !secs.is_finite() {
+        return fmt_number(f, secs);
+    }
+    let (sign, abs) = if secs < 0.0 { ("-", -secs) } else { ("", secs) };
+    // `as` saturates; Go's conversion of an out-of-range float is undefined anyway.
+    let ms = (abs * 1e9) as u128 / 1_000_000;
+    let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+    write!(f, "{sign}{}", display_duration(&Duration::from_millis(ms)))
+}
+
 impl Eq for NumberLiteral {}
 
 impl Neg for NumberLiteral {
     type Output = Self;
 
     fn neg(self) -> Self::Output {
-        NumberLiteral { val: -self.val }
+        NumberLiteral {
+            val: -self.val,
+            duration: self.duration,
+        }
     }
 }
 
 impl fmt::Display for NumberLiteral {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.val == f64::INFINITY {
-            write!(f, "Inf")
-        } else if self.val == f64::NEG_INFINITY {
-            write!(f, "-Inf")
-        } else if f64::is_nan(self.val) {
-            write!(f, "NaN")
+        if self.duration {
+            fmt_duration_secs(f, self.val)
         } else {
-            write!(f, "{}", self.val)
+            fmt_number(f, self.val)
         }
     }
 }
@@ -850,7 +936,10 @@ impl serde::Serialize for NumberLiteral {
     {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("val", &self.to_string())?;
+        // The value as a number, also for a literal written as a duration.
+        let mut val = String::new();
+        fmt_number(&mut val, self.val).map_err(serde::ser::Error::custom)?;
+        map.serialize_entry("val", &val)?;
 
         map.end()
     }
@@ -891,6 +980,16 @@ pub struct VectorSelector {
     #[cfg_attr(feature = "ser", serde(flatten))]
     #[cfg_attr(feature = "ser", serde(serialize_with = "serialize_at_modifier"))]
     pub at: Option<AtModifier>,
+    /// The offset as written when it was a duration expression (`offset (1h+5m)`,
+    /// `offset step()`); None when a plain number or duration literal was written.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub offset_expr: Option<DurationExpr>,
+    /// The `anchored` modifier (`x[5m] anchored`).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub anchored: bool,
+    /// The `smoothed` modifier (`x[5m] smoothed`).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub smoothed: bool,
 }
 
 impl VectorSelector {
@@ -900,29 +999,41 @@ impl VectorSelector {
             matchers,
             offset: None,
             at: None,
+            offset_expr: None,
+            anchored: false,
+            smoothed: false,
         }
+    }
+
+    /// Writes ` anchored`/` smoothed`, then the offset, as Prometheus's printer does.
+    fn fmt_modifiers_offset(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.anchored {
+            write!(f, " anchored")?;
+        } else if self.smoothed {
+            write!(f, " smoothed")?;
+        }
+        self.fmt_offset(f)
+    }
+
+    fn fmt_offset(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(expr) = &self.offset_expr {
+            write!(f, " offset {expr}")?;
+        } else if let Some(offset) = &self.offset {
+            write!(f, " offset {offset}")?;
+        }
+        Ok(())
     }
 }
 
 impl Default for VectorSelector {
     fn default() -> Self {
-        Self {
-            name: None,
-            matchers: Matchers::empty(),
-            offset: None,
-            at: None,
-        }
+        Self::new(None, Matchers::empty())
     }
 }
 
 impl From<String> for VectorSelector {
     fn from(name: String) -> Self {
-        VectorSelector {
-            name: Some(name),
-            offset: None,
-            at: None,
-            matchers: Matchers::empty(),
-        }
+        VectorSelector::new(Some(name), Matchers::empty())
     }
 }
 
@@ -941,6 +1052,9 @@ impl From<String> for VectorSelector {
 ///     offset: None,
 ///     at: None,
 ///     matchers: Matchers::empty(),
+///     offset_expr: None,
+///     anchored: false,
+///     smoothed: false,
 /// };
 ///
 /// assert_eq!(VectorSelector::from("foo"), vs);
@@ -956,7 +1070,7 @@ impl Neg for VectorSelector {
 
     fn neg(self) -> Self::Output {
         let ex = Expr::VectorSelector(self);
-        UnaryExpr { expr: Box::new(ex) }
+        UnaryExpr::neg(ex)
     }
 }
 
@@ -972,10 +1086,7 @@ impl fmt::Display for VectorSelector {
         if let Some(at) = &self.at {
             write!(f, " {at}")?;
         }
-        if let Some(offset) = &self.offset {
-            write!(f, " offset {offset}")?;
-        }
-        Ok(())
+        self.fmt_modifiers_offset(f)
     }
 }
 
@@ -995,6 +1106,10 @@ pub struct MatrixSelector {
         serde(serialize_with = "crate::util::duration::serialize_duration")
     )]
     pub range: Duration,
+    /// The range as written when it was a duration expression (`[1h+5m]`, `[step()]`);
+    /// None when a plain number or duration literal was written.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub range_expr: Option<DurationExpr>,
 }
 
 impl fmt::Display for MatrixSelector {
@@ -1008,17 +1123,22 @@ impl fmt::Display for MatrixSelector {
             write!(f, "{{{matchers}}}")?;
         }
 
-        write!(f, "[{}]", display_duration(&self.range))?;
+        match &self.range_expr {
+            Some(expr) => write!(f, "[{expr}]")?,
+            None => write!(f, "[{}]", display_duration(&self.range))?,
+        }
+
+        if self.vs.anchored {
+            write!(f, " anchored")?;
+        } else if self.vs.smoothed {
+            write!(f, " smoothed")?;
+        }
 
         if let Some(at) = &self.vs.at {
             write!(f, " {at}")?;
         }
 
-        if let Some(offset) = &self.vs.offset {
-            write!(f, " offset {offset}")?;
-        }
-
-        Ok(())
+        self.vs.fmt_offset(f)
     }
 }
 
@@ -1183,6 +1303,19 @@ impl Expr {
         }
     }
 
+    /// `+expr`: a sign on a number literal is dropped, anything else is kept as a
+    /// [`UnaryExpr`] with op `+`, as Prometheus does.
+    pub(crate) fn new_unary_plus_expr(expr: Expr) -> Result<Self, String> {
+        match expr {
+            Expr::NumberLiteral(_) => Ok(expr),
+            Expr::StringLiteral(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: string".into()),
+            Expr::MatrixSelector(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: matrix".into()),
+            _ => Ok(Expr::Unary(UnaryExpr::plus(expr))),
+        }
+    }
+
+    // Used by the tests; the grammar builds these from duration expressions.
+    #[cfg(test)]
     pub(crate) fn new_subquery_expr(
         expr: Expr,
         range: Duration,
@@ -1194,6 +1327,9 @@ impl Expr {
             at: None,
             range,
             step,
+            range_expr: None,
+            step_expr: None,
+            offset_expr: None,
         });
         Ok(se)
     }
@@ -1206,6 +1342,7 @@ impl Expr {
     }
 
     /// NOTE: @ and offset is not set here.
+    #[cfg(test)]
     pub(crate) fn new_matrix_selector(expr: Expr, range: Duration) -> Result<Self, String> {
         match expr {
             Expr::VectorSelector(VectorSelector {
@@ -1215,7 +1352,11 @@ impl Expr {
                 Err("no @ modifiers allowed before range".into())
             }
             Expr::VectorSelector(vs) => {
-                let ms = Expr::MatrixSelector(MatrixSelector { vs, range });
+                let ms = Expr::MatrixSelector(MatrixSelector {
+                    vs,
+                    range,
+                    range_expr: None,
+                });
                 Ok(ms)
             }
             _ => Err("ranges only allowed for vector selectors".into()),
@@ -1253,6 +1394,7 @@ impl Expr {
     }
 
     /// set offset field for specified Expr, but CAN ONLY be set once.
+    #[cfg(test)]
     pub(crate) fn offset_expr(self, offset: Offset) -> Result<Self, String> {
         let already_set_err = Err("offset may not be set multiple times".into());
         match self {
@@ -1392,7 +1534,7 @@ impl From<&str> for Expr {
 
 impl From<f64> for Expr {
     fn from(val: f64) -> Self {
-        Expr::NumberLiteral(NumberLiteral { val })
+        Expr::NumberLiteral(NumberLiteral::new(val))
     }
 }
 
@@ -1423,9 +1565,7 @@ impl Neg for Expr {
     fn neg(self) -> Self::Output {
         match self {
             Expr::NumberLiteral(nl) => Expr::NumberLiteral(-nl),
-            _ => Expr::Unary(UnaryExpr {
-                expr: Box::new(self),
-            }),
+            _ => Expr::Unary(UnaryExpr::neg(self)),
         }
     }
 }
@@ -1469,6 +1609,7 @@ impl Prettier for Expr {
 /// check_ast checks the validity of the provided AST. This includes type checking.
 /// Recursively check correct typing for child nodes and raise errors in case of bad typing.
 pub(crate) fn check_ast(expr: Expr) -> Result<Expr, String> {
+    crate::parser::duration_expr::check_selector_children(&expr)?;
     match expr {
         Expr::Binary(ex) => check_ast_for_binary_expr(ex),
         Expr::Aggregate(ex) => check_ast_for_aggregate_expr(ex),
@@ -1721,12 +1862,11 @@ fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, String> {
             )),
             None => Ok(Expr::VectorSelector(ex)),
         },
-        None if ex.matchers.is_empty_matchers() => {
-            // When name is None, a vector selector must contain at least one non-empty matcher
-            // to prevent implicit selection of all metrics (e.g. by a typo).
-            Err("vector selector must contain at least one non-empty matcher".into())
-        }
-        _ => Ok(Expr::VectorSelector(ex)),
+        // When name is None, a vector selector must contain at least one non-empty matcher
+        // to prevent implicit selection of all metrics (e.g. by a typo). That is checked
+        // once the whole query is parsed (duration_expr::check_selector_children), as info()'s
+        // second argument is exempt.
+        None => Ok(Expr::VectorSelector(ex)),
     }
 }
 
@@ -1838,6 +1978,7 @@ mod tests {
         assert_eq!(
             -VectorSelector::from("foo"),
             UnaryExpr {
+                op: TokenType::new(T_SUB),
                 expr: Box::new(Expr::from(VectorSelector::from("foo")))
             }
         )
@@ -2021,7 +2162,8 @@ mod tests {
             ),
             ("some_metric OFFSET 1m [10m:5s]", "some_metric offset 1m[10m:5s]"),
             ("some_metric @123 [10m:5s]", "some_metric @ 123.000[10m:5s]"),
-            ("some_metric <= 1ms", "some_metric <= 0.001"),
+            // a number written as a duration prints as written, as in Prometheus
+            ("some_metric <= 1ms", "some_metric <= 1ms"),
         ];
 
         // the following cases are from https://github.com/prometheus/prometheus/blob/main/promql/parser/printer_test.go

@@ -327,12 +327,20 @@ impl Lexer {
                     self.pop();
                     State::Lexeme(T_LTE)
                 }
+                Some('/') => {
+                    self.pop();
+                    State::Lexeme(T_TRIM_UPPER)
+                }
                 _ => State::Lexeme(T_LSS),
             },
             '>' => match self.peek() {
                 Some('=') => {
                     self.pop();
                     State::Lexeme(T_GTE)
+                }
+                Some('/') => {
+                    self.pop();
+                    State::Lexeme(T_TRIM_LOWER)
                 }
                 _ => State::Lexeme(T_GTR),
             },
@@ -638,6 +646,10 @@ impl Lexer {
     }
 
     // left brackets has already be consumed.
+    //
+    // Inside brackets only a duration expression may appear (Prometheus 3's
+    // `duration_expr`): numbers, durations, the arithmetic operators, parentheses,
+    // a colon, and the keywords step(), range(), min_of() and max_of().
     fn inside_brackets(&mut self) -> State {
         match self.pop() {
             Some(ch) if ch.is_ascii_whitespace() => State::Space,
@@ -654,6 +666,29 @@ impl Lexer {
                 State::Lexeme(T_COLON)
             }
             Some(ch) if ch.is_ascii_digit() => self.accept_number_or_duration(),
+            Some('.') if matches!(self.peek(), Some(ch) if ch.is_ascii_digit()) => {
+                self.accept_number_or_duration()
+            }
+            Some('+') => State::Lexeme(T_ADD),
+            Some('-') => State::Lexeme(T_SUB),
+            Some('*') => State::Lexeme(T_MUL),
+            Some('/') => State::Lexeme(T_DIV),
+            Some('%') => State::Lexeme(T_MOD),
+            Some('^') => State::Lexeme(T_POW),
+            Some(',') => State::Lexeme(T_COMMA),
+            Some('(') => {
+                if self.inc_paren_depth() {
+                    return State::Lexeme(T_LEFT_PAREN);
+                }
+                State::Err("too many left parentheses".into())
+            }
+            Some(')') => {
+                if !self.is_paren_balanced() && self.dec_paren_depth() {
+                    return State::Lexeme(T_RIGHT_PAREN);
+                }
+                State::Err("unexpected right parenthesis ')'".into())
+            }
+            Some(ch) if is_alpha(ch) => self.accept_duration_keyword(),
             Some(']') => {
                 self.jump_outof_brackets();
                 self.reset_colon_scanned();
@@ -662,6 +697,23 @@ impl Lexer {
             Some('[') => State::Err("unexpected left brace '[' inside brackets".into()),
             Some(ch) => State::Err(format!("unexpected character inside brackets: '{ch}'")),
             None => State::Err("unexpected end of input inside brackets".into()),
+        }
+    }
+
+    /// scans step, range, min_of or max_of (any case) inside brackets; the
+    /// first letter has been consumed.
+    fn accept_duration_keyword(&mut self) -> State {
+        self.accept_run(is_alpha);
+        let word = self.lexeme_string();
+        match word.to_lowercase().as_str() {
+            "step" => State::Lexeme(T_STEP),
+            "range" => State::Lexeme(T_RANGE),
+            "min_of" => State::Lexeme(T_MIN_OF),
+            "max_of" => State::Lexeme(T_MAX_OF),
+            _ => State::Err(format!(
+                "unexpected character inside brackets: '{}'",
+                word.chars().next().unwrap_or_default()
+            )),
         }
     }
 

@@ -21,7 +21,9 @@ pub fn parse(input: &str) -> Result<Expr, String> {
         Ok(lexer) => {
             // NOTE: the errs is ignored so far.
             let (res, _errs) = crate::promql_y::parse(&lexer);
-            res.ok_or_else(|| String::from(INVALID_QUERY_INFO))?
+            let expr = res.ok_or_else(|| String::from(INVALID_QUERY_INFO))??;
+            crate::parser::duration_expr::check_root_selector(&expr)?;
+            Ok(expr)
         }
     }
 }
@@ -40,7 +42,7 @@ mod tests {
     use crate::parser::function::get_function;
     use crate::parser::{
         token, AtModifier as At, BinModifier, Expr, FunctionArgs, LabelModifier, Offset,
-        VectorMatchCardinality, VectorSelector, INVALID_QUERY_INFO,
+        UnaryExpr, VectorMatchCardinality, VectorSelector, INVALID_QUERY_INFO,
     };
     use crate::util::duration;
     use crate::{
@@ -761,13 +763,14 @@ mod tests {
                 "-some_metric",
                 Expr::new_unary_expr(Expr::from(VectorSelector::from("some_metric"))).unwrap(),
             ),
+            // Prometheus keeps a unary plus on anything but a number literal.
             (
                 "+some_metric",
-                Expr::from(VectorSelector::from("some_metric")),
+                Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from("some_metric")))),
             ),
             (
                 " +some_metric",
-                Expr::from(VectorSelector::from("some_metric")),
+                Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from("some_metric")))),
             ),
         ];
         assert_cases(Case::new_expr_cases(cases));

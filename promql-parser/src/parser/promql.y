@@ -64,6 +64,8 @@ POW
 SUB
 AT
 ATAN2
+TRIM_UPPER
+TRIM_LOWER
 %token OPERATORS_END
 
 // Aggregators.
@@ -106,6 +108,9 @@ WITHOUT
 START
 END
 STEP
+RANGE
+MIN_OF
+MAX_OF
 %token PREPROCESSOR_END
 
 // Start symbols for the generated parser.
@@ -119,24 +124,29 @@ START_METRIC_SELECTOR
 %expect-unused 'BLANK' 'COMMENT' 'ERROR' 'SEMICOLON' 'SPACE' 'TIMES' 'OPEN_HIST' 'CLOSE_HIST'
 %expect-unused 'OPERATORS_START' 'OPERATORS_END' 'AGGREGATORS_START' 'AGGREGATORS_END'
 %expect-unused 'KEYWORDS_START' 'KEYWORDS_END' 'PREPROCESSOR_START' 'PREPROCESSOR_END'
-%expect-unused 'STEP' 'STARTSYMBOLS_START'
+%expect-unused 'STARTSYMBOLS_START'
 %expect-unused 'START_METRIC' 'START_SERIES_DESCRIPTION' 'START_EXPRESSION' 'START_METRIC_SELECTOR' 'STARTSYMBOLS_END'
-%expect-unused 'SMOOTHED' 'ANCHORED'
 
-%expect 5
+// 5 shift/reduce conflicts from the fill modifiers, 6 from `offset (1m) + 2m` (shift: one offset);
+// the reduce/reduce ones are offset_duration_expr vs duration_expr (see offset_duration_expr).
+%expect 11
+%expect-rr 243
 
 %start start
 
 // Operators are listed with increasing precedence.
 %left LOR
 %left LAND LUNLESS
-%left EQLC GTE GTR LSS LTE NEQ
+%left EQLC GTE GTR LSS LTE NEQ TRIM_UPPER TRIM_LOWER
 %left ADD SUB
 %left MUL DIV MOD ATAN2
 %right POW
 
 // Offset and At modifiers do not have associativity.
 %nonassoc OFFSET AT GROUP_LEFT GROUP_RIGHT
+
+// anchored and smoothed bind tighter than any operator: `a + b anchored` is `a + (b anchored)`.
+%nonassoc ANCHORED SMOOTHED
 
 // This ensures that it is always attempted to parse range or subquery selectors when a left
 // bracket is encountered.
@@ -162,6 +172,7 @@ expr -> Result<Expr, String>:
         |       matrix_selector { check_ast($1?) }
         |       number_literal { check_ast($1?) }
         |       offset_expr { check_ast($1?) }
+        |       range_modifier_expr { check_ast($1?) }
         |       paren_expr { check_ast($1?) }
         |       string_literal { check_ast($1?) }
         |       subquery_expr { check_ast($1?) }
@@ -203,6 +214,8 @@ binary_expr -> Result<Expr, String>:
         |       expr EQLC    bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
         |       expr GTE     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
         |       expr GTR     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
+        |       expr TRIM_UPPER bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
+        |       expr TRIM_LOWER bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
         |       expr LAND    bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
         |       expr LOR     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
         |       expr LSS     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
@@ -318,30 +331,14 @@ grouping_label -> Result<Token, String>:
 ;
 
 fill_value -> Result<f64, String>:
-                LEFT_PAREN NUMBER RIGHT_PAREN
-                {
-                        if let Ok(tok) = $2 {
-                            parse_str_radix($lexer.span_str(tok.span()))
-                        } else {
-                            Err("Number expected for fill value".to_string())
-                        }
-                }
-        |       LEFT_PAREN ADD NUMBER RIGHT_PAREN
-                {
-                        if let Ok(tok) = $3 {
-                            parse_str_radix($lexer.span_str(tok.span()))
-                        } else {
-                            Err("Number expected for fill value".to_string())
-                        }
-                }
-        |       LEFT_PAREN SUB NUMBER RIGHT_PAREN
-                {
-                        if let Ok(tok) = $3 {
-                            parse_str_radix($lexer.span_str(tok.span())).map(|v| -v)
-                        } else {
-                            Err("Number expected for fill value".to_string())
-                        }
-                }
+                LEFT_PAREN fill_number RIGHT_PAREN { $2 }
+        |       LEFT_PAREN ADD fill_number RIGHT_PAREN { $3 }
+        |       LEFT_PAREN SUB fill_number RIGHT_PAREN { $3.map(|v| -v) }
+;
+
+fill_number -> Result<f64, String>:
+                NUMBER { parse_str_radix($lexer.span_str($span)) }
+        |       DURATION { parse_duration_secs($lexer.span_str($span)) }
 ;
 
 /*
@@ -364,6 +361,22 @@ function_call -> Result<Expr, String>:
                             Some(func) => Expr::new_call(func, $2?)
                         }
                 }
+        |       duration_keyword function_call_body
+                {
+                        let name = $1?.val;
+                        match get_function(&name) {
+                            None => Err(format!("unknown function with name '{name}'")),
+                            Some(func) => Expr::new_call(func, $2?)
+                        }
+                }
+;
+
+// step, range, max_of and min_of are keywords (for duration expressions); max_of and
+// min_of are also functions.
+duration_keyword -> Result<Token, String>:
+                STEP { lexeme_to_token($lexer, $1) }
+        |       RANGE { lexeme_to_token($lexer, $1) }
+        |       max_of_min_of { $1 }
 ;
 
 function_call_body -> Result<FunctionArgs, String>:
@@ -388,10 +401,16 @@ paren_expr -> Result<Expr, String>:
  * Offset modifiers.
  */
 offset_expr -> Result<Expr, String>:
-                expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)) }
-        |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)) }
-        |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)) }
+                expr OFFSET offset_duration_expr { $1?.offset_duration_expr($3?) }
         |       expr OFFSET EOF { Err("unexpected end of input in offset, expected duration".into()) }
+;
+
+/*
+ * anchored and smoothed range modifiers.
+ */
+range_modifier_expr -> Result<Expr, String>:
+                expr ANCHORED { $1?.range_modifier(true) }
+        |       expr SMOOTHED { $1?.range_modifier(false) }
 ;
 
 /*
@@ -427,9 +446,9 @@ at_modifier_preprocessors -> Result<Token, String>:
  * Subquery and range selectors.
  */
 matrix_selector -> Result<Expr, String>:
-                expr LEFT_BRACKET duration RIGHT_BRACKET
+                expr LEFT_BRACKET positive_duration_expr RIGHT_BRACKET
                 {
-                        Expr::new_matrix_selector($1?, $3?)
+                        Expr::new_matrix_selector_expr($1?, $3?)
                 }
         |       expr LEFT_BRACKET RIGHT_BRACKET
                 {
@@ -438,9 +457,13 @@ matrix_selector -> Result<Expr, String>:
 ;
 
 subquery_expr -> Result<Expr, String>:
-                expr LEFT_BRACKET duration COLON maybe_duration RIGHT_BRACKET
+                expr LEFT_BRACKET positive_duration_expr COLON positive_duration_expr RIGHT_BRACKET
                 {
-                        Expr::new_subquery_expr($1?, $3?, $5?)
+                        Expr::new_subquery_expr_de($1?, $3?, Some($5?))
+                }
+        |       expr LEFT_BRACKET positive_duration_expr COLON RIGHT_BRACKET
+                {
+                        Expr::new_subquery_expr_de($1?, $3?, None)
                 }
 ;
 
@@ -448,7 +471,7 @@ subquery_expr -> Result<Expr, String>:
  * Unary expressions.
  */
 unary_expr -> Result<Expr, String>:
-                ADD expr %prec MUL { $2 }
+                ADD expr %prec MUL { Expr::new_unary_plus_expr($2?) }
         |       SUB expr %prec MUL { Expr::new_unary_expr($2?) }
 ;
 
@@ -585,6 +608,12 @@ metric_identifier -> Result<Token, String>:
         |       WITHOUT { lexeme_to_token($lexer, $1) }
         |       START { lexeme_to_token($lexer, $1) }
         |       END { lexeme_to_token($lexer, $1) }
+        |       STEP { lexeme_to_token($lexer, $1) }
+        |       RANGE { lexeme_to_token($lexer, $1) }
+        |       MIN_OF { lexeme_to_token($lexer, $1) }
+        |       MAX_OF { lexeme_to_token($lexer, $1) }
+        |       ANCHORED { lexeme_to_token($lexer, $1) }
+        |       SMOOTHED { lexeme_to_token($lexer, $1) }
 ;
 
 /*
@@ -647,6 +676,12 @@ maybe_label -> Result<Token, String>:
         |       START { lexeme_to_token($lexer, $1) }
         |       END { lexeme_to_token($lexer, $1) }
         |       ATAN2 { lexeme_to_token($lexer, $1) }
+        |       STEP { lexeme_to_token($lexer, $1) }
+        |       RANGE { lexeme_to_token($lexer, $1) }
+        |       MIN_OF { lexeme_to_token($lexer, $1) }
+        |       MAX_OF { lexeme_to_token($lexer, $1) }
+        |       ANCHORED { lexeme_to_token($lexer, $1) }
+        |       SMOOTHED { lexeme_to_token($lexer, $1) }
 ;
 
 match_op -> Result<Token, String>:
@@ -667,8 +702,8 @@ number_literal -> Result<Expr, String>:
                 }
         |       DURATION
                 {
-                        let duration = parse_duration($lexer.span_str($span))?;
-                        Ok(Expr::from(duration.as_secs_f64()))
+                        let secs = parse_duration_secs($lexer.span_str($span))?;
+                        Ok(Expr::NumberLiteral(NumberLiteral::new_duration(secs)))
                 }
 ;
 
@@ -683,34 +718,85 @@ string_identifier -> Result<String, String>:
                 }
 ;
 
-duration -> Result<Duration, String>:
-                DURATION { parse_duration($lexer.span_str($span)) }
-        |       NUMBER
+/*
+ * Duration expressions (Prometheus 3): inside [...] and after offset.
+ */
+
+// offset_duration_expr lists the forms that end an offset before a following binary
+// operator, as Prometheus's grammar does (the reduce/reduce conflicts with duration_expr
+// are resolved in favour of these, the earlier rules): `foo offset 100 + 2` is
+// `(foo offset 100) + 2` and `foo offset -2 ^ 2` is `(foo offset -2) ^ 2`, while
+// `foo offset (100 + 2)` is one offset.
+offset_duration_expr -> Result<DurationExpr, String>:
+                number_duration_literal { checked_literal($1?) }
+        |       unary_op number_duration_literal { DurationExpr::unary($1?.id(), $2?) }
+        |       STEP LEFT_PAREN RIGHT_PAREN { Ok(DurationExpr::Step) }
+        |       RANGE LEFT_PAREN RIGHT_PAREN { Ok(DurationExpr::Range) }
+        |       unary_op STEP LEFT_PAREN RIGHT_PAREN { DurationExpr::unary($1?.id(), DurationExpr::Step) }
+        |       unary_op RANGE LEFT_PAREN RIGHT_PAREN { DurationExpr::unary($1?.id(), DurationExpr::Range) }
+        |       max_of_min_of LEFT_PAREN duration_expr COMMA duration_expr RIGHT_PAREN
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
-                        Ok(Duration::from_secs_f64(num))
+                        Ok(DurationExpr::min_max($1?.id(), $3?, $5?))
                 }
+        |       unary_op max_of_min_of LEFT_PAREN duration_expr COMMA duration_expr RIGHT_PAREN
+                {
+                        DurationExpr::unary($1?.id(), DurationExpr::min_max($2?.id(), $4?, $6?))
+                }
+        |       unary_op LEFT_PAREN duration_expr RIGHT_PAREN %prec MUL
+                {
+                        DurationExpr::unary($1?.id(), $3?.paren())
+                }
+        |       duration_expr { $1 }
 ;
 
-/*
- * Wrappers for optional arguments.
- */
-maybe_duration -> Result<Option<Duration>, String>:
-                { Ok(None) }
-        |       duration { $1.map(Some) }
+positive_duration_expr -> Result<DurationExpr, String>:
+                duration_expr { $1?.positive() }
+;
+
+duration_expr -> Result<DurationExpr, String>:
+                number_duration_literal { checked_literal($1?) }
+        |       unary_op duration_expr %prec MUL { DurationExpr::unary($1?.id(), $2?) }
+        |       duration_expr ADD duration_expr { DurationExpr::binary(T_ADD, $1?, $3?) }
+        |       duration_expr SUB duration_expr { DurationExpr::binary(T_SUB, $1?, $3?) }
+        |       duration_expr MUL duration_expr { DurationExpr::binary(T_MUL, $1?, $3?) }
+        |       duration_expr DIV duration_expr { DurationExpr::binary(T_DIV, $1?, $3?) }
+        |       duration_expr MOD duration_expr { DurationExpr::binary(T_MOD, $1?, $3?) }
+        |       duration_expr POW duration_expr { DurationExpr::binary(T_POW, $1?, $3?) }
+        |       STEP LEFT_PAREN RIGHT_PAREN { Ok(DurationExpr::Step) }
+        |       RANGE LEFT_PAREN RIGHT_PAREN { Ok(DurationExpr::Range) }
+        |       max_of_min_of LEFT_PAREN duration_expr COMMA duration_expr RIGHT_PAREN
+                {
+                        Ok(DurationExpr::min_max($1?.id(), $3?, $5?))
+                }
+        |       LEFT_PAREN duration_expr RIGHT_PAREN { Ok($2?.paren()) }
+;
+
+number_duration_literal -> Result<DurationExpr, String>:
+                NUMBER { Ok(DurationExpr::Number(parse_str_radix($lexer.span_str($span))?)) }
+        |       DURATION { Ok(DurationExpr::Duration(parse_duration_secs($lexer.span_str($span))?)) }
+;
+
+unary_op -> Result<Token, String>:
+                ADD { lexeme_to_token($lexer, $1) }
+        |       SUB { lexeme_to_token($lexer, $1) }
+;
+
+max_of_min_of -> Result<Token, String>:
+                MAX_OF { lexeme_to_token($lexer, $1) }
+        |       MIN_OF { lexeme_to_token($lexer, $1) }
 ;
 
 %%
 
-use std::time::Duration;
 use crate::label::{Labels, Matcher, Matchers};
-use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
+use crate::parser::{AtModifier, BinModifier, DurationExpr, Expr, FunctionArgs, LabelModifier, NumberLiteral, VectorMatchCardinality, VectorMatchFillValues};
+use crate::parser::duration_expr::checked_literal;
 use crate::parser::ast::check_ast;
 use crate::parser::function::get_function;
 use crate::parser::lex::is_label;
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
-use crate::parser::token::{Token, T_IDENTIFIER};
-use crate::util::{parse_duration, parse_str_radix, unquote_string};
+use crate::parser::token::{Token, T_ADD, T_DIV, T_IDENTIFIER, T_MOD, T_MUL, T_POW, T_SUB};
+use crate::util::{parse_duration_secs, parse_str_radix, unquote_string};
 
 fn update_optional_matching(
     modifier: Option<BinModifier>,

@@ -77,6 +77,10 @@ lazy_static! {
             // Preprocessors.
             ("start", T_START),
             ("end", T_END),
+            ("step", T_STEP),
+            ("range", T_RANGE),
+            ("min_of", T_MIN_OF),
+            ("max_of", T_MAX_OF),
 
             // Special numbers.
             ("inf", T_NUMBER),
@@ -134,6 +138,8 @@ pub(crate) fn token_display(id: TokenId) -> &'static str {
         T_SUB => "-",
         T_AT => "@",
         T_ATAN2 => "atan2",
+        T_TRIM_UPPER => "</",
+        T_TRIM_LOWER => ">/",
         T_OPERATORS_END => "operators_end",
 
         // Aggregators.
@@ -176,6 +182,9 @@ pub(crate) fn token_display(id: TokenId) -> &'static str {
         T_START => "start",
         T_END => "end",
         T_STEP => "step",
+        T_RANGE => "range",
+        T_MIN_OF => "min_of",
+        T_MAX_OF => "max_of",
         T_PREPROCESSOR_END => "preprocessors_end",
 
         T_STARTSYMBOLS_START
@@ -340,16 +349,22 @@ mod tests {
         assert_eq!(token_display(T_START), "start");
         assert_eq!(token_display(T_END), "end");
         assert_eq!(token_display(T_STEP), "step");
+        assert_eq!(token_display(T_RANGE), "range");
+        assert_eq!(token_display(T_MIN_OF), "min_of");
+        assert_eq!(token_display(T_MAX_OF), "max_of");
+        assert_eq!(token_display(T_TRIM_UPPER), "</");
+        assert_eq!(token_display(T_TRIM_LOWER), ">/");
         assert_eq!(token_display(T_PREPROCESSOR_END), "preprocessors_end");
 
         // if new token added in promql.y, this has to be updated
-        for i in 80..=85 {
+        for i in T_STARTSYMBOLS_START..=T_STARTSYMBOLS_END {
             assert_eq!(token_display(i), "not used");
         }
 
         // All tokens are now tested individually above
 
-        for i in 86..=u16::MAX {
+        // 86 tokens upstream, 5 added by the fork (RANGE, MIN_OF, MAX_OF, TRIM_UPPER, TRIM_LOWER).
+        for i in 91..=u16::MAX {
             assert_eq!(token_display(i), "unknown token");
         }
     }

@@ -67,17 +67,33 @@ const ALL_CAPS: [(&str, Duration); 7] = [
 /// assert_eq!(util::parse_duration("4d1h").unwrap(), Duration::from_secs(3600 * 97));
 /// ```
 pub fn parse_duration(ds: &str) -> Result<Duration, String> {
+    if ds == "0" {
+        return Err("duration must be greater than 0".into());
+    }
+    let dur = parse_duration_allow_zero(ds)?;
+    if dur.is_zero() {
+        Err("duration must be greater than 0".into())
+    } else {
+        Ok(dur)
+    }
+}
+
+/// The number of seconds of a duration literal (`1h30m` is 5400.0) written where a
+/// number is expected; `0s` is allowed there.
+pub fn parse_duration_secs(ds: &str) -> Result<f64, String> {
+    parse_duration_allow_zero(ds).map(|d| d.as_secs_f64())
+}
+
+fn parse_duration_allow_zero(ds: &str) -> Result<Duration, String> {
     if ds.is_empty() {
         return Err("empty duration string".into());
     }
 
-    if ds == "0" {
-        return Err("duration must be greater than 0".into());
-    }
-
     // the duration is float number of seconds
     if let Ok(float_duration) = ds.parse::<f64>() {
-        return Ok(Duration::from_secs_f64(float_duration));
+        // try_from: a negative, NaN or huge number must not panic.
+        return Duration::try_from_secs_f64(float_duration)
+            .map_err(|_| "duration out of range".to_string());
     }
 
     if !DURATION_RE.is_match(ds) {
@@ -99,11 +115,7 @@ pub fn parse_duration(ds: &str) -> Result<Duration, String> {
                 .ok_or_else(|| "duration overflowed".into())
         });
 
-    if matches!(dur, Ok(d) if d == Duration::ZERO) {
-        Err("duration must be greater than 0".into())
-    } else {
-        dur
-    }
+    dur
 }
 
 /// display Duration in Prometheus format
