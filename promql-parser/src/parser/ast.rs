@@ -389,6 +389,13 @@ pub enum Offset {
 }
 
 impl Offset {
+    /// Whether the offset is zero (`offset 0`), which Prometheus treats as no offset.
+    pub fn is_zero(&self) -> bool {
+        match self {
+            Self::Pos(d) | Self::Neg(d) => d.is_zero(),
+        }
+    }
+
     #[cfg(feature = "ser")]
     pub(crate) fn as_millis(&self) -> i128 {
         match self {
@@ -824,7 +831,7 @@ impl SubqueryExpr {
 
         if let Some(expr) = &self.offset_expr {
             write!(s, " offset {expr}").unwrap();
-        } else if let Some(offset) = &self.offset {
+        } else if let Some(offset) = self.offset.as_ref().filter(|o| !o.is_zero()) {
             write!(s, " offset {offset}").unwrap();
         }
         s
@@ -1018,7 +1025,8 @@ impl VectorSelector {
     fn fmt_offset(&self, f: &mut fmt::Formatter) -> fmt::Result {
         if let Some(expr) = &self.offset_expr {
             write!(f, " offset {expr}")?;
-        } else if let Some(offset) = &self.offset {
+        } else if let Some(offset) = self.offset.as_ref().filter(|o| !o.is_zero()) {
+            // Prometheus prints no zero offset.
             write!(f, " offset {offset}")?;
         }
         Ok(())

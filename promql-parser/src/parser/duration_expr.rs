@@ -590,3 +590,379 @@ fn check_vs_not_empty(vs: &VectorSelector) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::{parse, Expr, NumberLiteral};
+    use std::time::Duration;
+
+    const STEP: Duration = Duration::from_secs(10);
+    const RANGE: Duration = Duration::from_secs(60);
+
+    /// Parses, checks the query prints as Prometheus's printer does.
+    fn printed(input: &str, expected: &str) -> Expr {
+        let expr = parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(expr.to_string(), expected, "{input}");
+        expr
+    }
+
+    fn matrix(e: &Expr) -> &MatrixSelector {
+        match e {
+            Expr::Call(c) => matrix(&c.args.args[0]),
+            Expr::MatrixSelector(ms) => ms,
+            other => panic!("not a matrix selector: {other:?}"),
+        }
+    }
+
+    fn subquery(e: &Expr) -> &SubqueryExpr {
+        match e {
+            Expr::Call(c) => subquery(&c.args.args[0]),
+            Expr::Subquery(sq) => sq,
+            other => panic!("not a subquery: {other:?}"),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn constant_ranges_are_evaluated_at_parse_time() {
+        // From Prometheus's duration_expression.test: each is 30m.
+        let cases = [
+            ("changes(http_requests[26m+4m])", "changes(http_requests[26m + 4m])"),
+            ("changes(http_requests[30m+0s])", "changes(http_requests[30m + 0s])"),
+            ("changes(http_requests[60*30])", "changes(http_requests[60 * 30])"),
+            ("changes(http_requests[2m*15])", "changes(http_requests[2m * 15])"),
+            ("changes(http_requests[2m*(10+5)])", "changes(http_requests[2m * (10 + 5)])"),
+            ("changes(http_requests[29m+60s])", "changes(http_requests[29m + 1m])"),
+            ("changes(http_requests[-5m+35m])", "changes(http_requests[-5m + 35m])"),
+            ("changes(http_requests[1h/2])", "changes(http_requests[1h / 2])"),
+            ("changes(http_requests[(9m30s+30s)*3])", "changes(http_requests[(9m30s + 30s) * 3])"),
+        ];
+        for (input, expected) in cases {
+            let e = printed(input, expected);
+            let ms = matrix(&e);
+            assert_eq!(ms.range, secs(1800), "{input}");
+            assert!(ms.range_expr.is_some(), "{input}");
+            assert!(!has_duration_params(&e));
+        }
+        // Modulo binds tighter than minus: 30m1s - (30m1s % 1m) = 30m.
+        let e = printed(
+            "changes(http_requests[30m1s-30m1s % 1m])",
+            "changes(http_requests[30m1s - 30m1s % 1m])",
+        );
+        assert_eq!(matrix(&e).range, secs(1800));
+        let e = printed("changes(http_requests[1h30m % 1h])", "changes(http_requests[1h30m % 1h])");
+        assert_eq!(matrix(&e).range, secs(1800));
+        let e = printed(
+            "changes(http_requests[24m+((1.5*2m)+2m)])",
+            "changes(http_requests[24m + ((1.5 * 2m) + 2m)])",
+        );
+        assert_eq!(matrix(&e).range, secs(1740));
+    }
+
+    #[test]
+    fn plain_literals_keep_no_expression() {
+        // A number is seconds; a literal (even signed) is not kept as an expression.
+        let e = printed("changes(http_requests[1800])", "changes(http_requests[30m])");
+        assert_eq!(matrix(&e).range, secs(1800));
+        assert_eq!(matrix(&e).range_expr, None);
+        let e = printed("foo offset -5m", "foo offset -5m");
+        match &e {
+            Expr::VectorSelector(vs) => {
+                assert_eq!(vs.offset, Some(Offset::Neg(secs(300))));
+                assert_eq!(vs.offset_expr, None);
+            }
+            _ => panic!(),
+        }
+        // Parentheses make it an expression, printed as written.
+        let e = printed("foo[(1m)]", "foo[(1m)]");
+        assert_eq!(matrix(&e).range, secs(60));
+        assert_eq!(
+            matrix(&e).range_expr,
+            Some(DurationExpr::Paren(Box::new(DurationExpr::Duration(60.0))))
+        );
+        printed("foo offset -(5m)", "foo offset -(5m)");
+    }
+
+    #[test]
+    fn subqueries() {
+        let e = printed(
+            "sum_over_time(metric1_total[29s+1s:5s+5s])",
+            "sum_over_time(metric1_total[29s + 1s:5s + 5s])",
+        );
+        let sq = subquery(&e);
+        assert_eq!((sq.range, sq.step), (secs(30), Some(secs(10))));
+        let e = printed(
+            "sum_over_time(metric1_total[29s+1s:((((8 - 2) / 3) * 7s) % 4) + 8000ms])",
+            "sum_over_time(metric1_total[29s + 1s:((((8 - 2) / 3) * 7s) % 4) + 8s])",
+        );
+        assert_eq!(subquery(&e).step, Some(secs(10)));
+        let e = printed(
+            "sum_over_time(metric1_total[29s+1s:20*500ms] offset (20*(((((8 - 2) / 3) * 7s) % 4) + 8000ms)))",
+            "sum_over_time(metric1_total[29s + 1s:20 * 500ms] offset (20 * (((((8 - 2) / 3) * 7s) % 4) + 8s)))",
+        );
+        let sq = subquery(&e);
+        assert_eq!(sq.step, Some(secs(10)));
+        assert_eq!(sq.offset, Some(Offset::Pos(secs(200))));
+        let e = printed(
+            "sum_over_time(metric1_total[29s+1s:20*500ms] offset -(20*(((((8 - 2) / 3) * 7s) % 4) + 8000ms)))",
+            "sum_over_time(metric1_total[29s + 1s:20 * 500ms] offset -(20 * (((((8 - 2) / 3) * 7s) % 4) + 8s)))",
+        );
+        assert_eq!(subquery(&e).offset, Some(Offset::Neg(secs(200))));
+        let e = printed("foo[5m:step()]", "foo[5m:step()]");
+        let sq = subquery(&e);
+        assert_eq!((sq.range, sq.step), (secs(300), None));
+        assert_eq!(sq.step_expr, Some(DurationExpr::Step));
+    }
+
+    #[test]
+    fn offset_precedence() {
+        // `offset 100 + 2` is `(metric1_total offset 100) + 2`.
+        let e = printed("metric1_total offset 100 + 2", "metric1_total offset 1m40s + 2");
+        match &e {
+            Expr::Binary(b) => match b.lhs.as_ref() {
+                Expr::VectorSelector(vs) => assert_eq!(vs.offset, Some(Offset::Pos(secs(100)))),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        let e = printed("metric1_total offset (100 + 2)", "metric1_total offset (100 + 2)");
+        match &e {
+            Expr::VectorSelector(vs) => assert_eq!(vs.offset, Some(Offset::Pos(secs(102)))),
+            other => panic!("{other:?}"),
+        }
+        for (input, expected) in [
+            ("metric1_total offset 2 ^ 2", "metric1_total offset 2s ^ 2"),
+            ("metric1_total offset -2 ^ 2", "metric1_total offset -2s ^ 2"),
+            ("metric1_total offset -2 * 2", "metric1_total offset -2s * 2"),
+            ("metric1_total offset step()*0", "metric1_total offset step() * 0"),
+            ("metric1_total offset -step()*2", "metric1_total offset -step() * 2"),
+            ("metric1_total offset step()^0", "metric1_total offset step() ^ 0"),
+            (
+                "metric1_total offset min_of(step(), 1s)+8000",
+                "metric1_total offset min_of(step(), 1s) + 8000",
+            ),
+            (
+                "metric1_total offset -min_of(step(), 1s)+8000",
+                "metric1_total offset -min_of(step(), 1s) + 8000",
+            ),
+            (
+                "metric1_total offset -(min_of(step(), 1s))+8000",
+                "metric1_total offset -(min_of(step(), 1s)) + 8000",
+            ),
+            (
+                "metric1_total offset +min_of(step(), 1s)^0",
+                "metric1_total offset min_of(step(), 1s) ^ 0",
+            ),
+            (
+                "metric1_total offset -(min_of(step(), 2s)-5)+8000",
+                "metric1_total offset -(min_of(step(), 2s) - 5) + 8000",
+            ),
+        ] {
+            let e = printed(input, expected);
+            assert!(matches!(e, Expr::Binary(_)), "{input}: {e:?}");
+        }
+        for (input, expected, offset) in [
+            ("metric1_total offset (2 ^ 2)", "metric1_total offset (2 ^ 2)", 4),
+            ("metric1_total offset (2 * 2)", "metric1_total offset (2 * 2)", 4),
+            ("metric1_total offset (-2 * 2)", "metric1_total offset (-2 * 2)", -4),
+            ("metric1_total offset (-2 ^ 2)", "metric1_total offset (-2 ^ 2)", -4),
+            ("metric1_total offset -4", "metric1_total offset -4s", -4),
+        ] {
+            match printed(input, expected) {
+                Expr::VectorSelector(vs) => {
+                    let want = if offset < 0 {
+                        Offset::Neg(secs(4))
+                    } else {
+                        Offset::Pos(secs(4))
+                    };
+                    assert_eq!(vs.offset, Some(want), "{input}");
+                }
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn step_and_range_are_resolved_later() {
+        let cases = [
+            ("count_over_time(metric1_total[step()])", "count_over_time(metric1_total[step()])", 10_000),
+            (
+                "count_over_time(metric1_total[step()+1ms])",
+                "count_over_time(metric1_total[step() + 1ms])",
+                10_001,
+            ),
+            (
+                "count_over_time(metric1_total[(step())+1])",
+                "count_over_time(metric1_total[(step()) + 1])",
+                11_000,
+            ),
+            (
+                "count_over_time(metric1_total[1+(STep()-5)*2])",
+                "count_over_time(metric1_total[1 + (step() - 5) * 2])",
+                11_000,
+            ),
+            (
+                "count_over_time(metric1_total[min_of(step()+1,1h)])",
+                "count_over_time(metric1_total[min_of(step() + 1, 1h)])",
+                11_000,
+            ),
+            (
+                "count_over_time(metric1_total[max_of(min_of(step()+1,1h),1ms)])",
+                "count_over_time(metric1_total[max_of(min_of(step() + 1, 1h), 1ms)])",
+                11_000,
+            ),
+            (
+                "count_over_time(metric1_total[((max_of(min_of((step()+1),((1h))),1ms)))])",
+                "count_over_time(metric1_total[(max_of(min_of((step() + 1), (1h)), 1ms))])",
+                11_000,
+            ),
+            ("count_over_time(metric1_total[range()])", "count_over_time(metric1_total[range()])", 60_000),
+        ];
+        for (input, expected, ms) in cases {
+            let mut e = printed(input, expected);
+            assert!(has_duration_params(&e), "{input}");
+            assert_eq!(matrix(&e).range, Duration::ZERO, "{input}");
+            e.resolve_durations(STEP, RANGE).unwrap();
+            assert_eq!(matrix(&e).range, Duration::from_millis(ms), "{input}");
+            // Display still prints the expression.
+            assert_eq!(e.to_string(), expected);
+        }
+
+        for (input, expected, offset) in [
+            ("metric1_total offset STEP()", "metric1_total offset step()", Offset::Pos(STEP)),
+            ("metric1_total offset (step())", "metric1_total offset (step())", Offset::Pos(STEP)),
+            ("metric1_total offset (-step()*2)", "metric1_total offset (-step() * 2)", Offset::Neg(secs(20))),
+            ("metric1_total offset (STEP()/10)", "metric1_total offset (step() / 10)", Offset::Pos(secs(1))),
+            ("metric1_total offset min_of(step(), 1s)", "metric1_total offset min_of(step(), 1s)", Offset::Pos(secs(1))),
+            ("metric1_total offset range()", "metric1_total offset range()", Offset::Pos(RANGE)),
+            ("metric1_total offset min_of(range(), 8s)", "metric1_total offset min_of(range(), 8s)", Offset::Pos(secs(8))),
+        ] {
+            let mut e = printed(input, expected);
+            assert!(has_duration_params(&e));
+            e.resolve_durations(STEP, RANGE).unwrap();
+            match &e {
+                Expr::VectorSelector(vs) => assert_eq!(vs.offset, Some(offset), "{input}"),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        // Nested in a binary expression, a subquery and an aggregation.
+        let mut e = printed(
+            "sum(rate(foo[step()*2] offset range())) / max_over_time(bar[range():step()])",
+            "sum(rate(foo[step() * 2] offset range())) / max_over_time(bar[range():step()])",
+        );
+        e.resolve_durations(STEP, RANGE).unwrap();
+        let Expr::Binary(b) = &e else { panic!() };
+        let Expr::Aggregate(a) = b.lhs.as_ref() else { panic!() };
+        let ms = matrix(&a.expr);
+        assert_eq!((ms.range, ms.vs.offset.clone()), (secs(20), Some(Offset::Pos(RANGE))));
+        let sq = subquery(&b.rhs);
+        assert_eq!((sq.range, sq.step), (RANGE, Some(STEP)));
+
+        // An instant query has range() = 0: not a valid range.
+        let mut e = parse("count_over_time(metric1_total[range()])").unwrap();
+        assert_eq!(
+            e.resolve_durations(STEP, Duration::ZERO),
+            Err("duration must be greater than 0".to_string())
+        );
+        let mut e = parse("foo offset range()").unwrap();
+        e.resolve_durations(STEP, Duration::ZERO).unwrap();
+        let Expr::VectorSelector(vs) = &e else { panic!() };
+        assert_eq!(vs.offset, Some(Offset::Pos(Duration::ZERO)));
+        // step() - 10s = 0 at a 10s step; step() / (step() - 10s) divides by zero.
+        let mut e = parse("foo[step() - 10s]").unwrap();
+        assert_eq!(
+            e.resolve_durations(STEP, RANGE),
+            Err("duration must be greater than 0".to_string())
+        );
+        let mut e = parse("foo[1m / (step() - 10s)]").unwrap();
+        assert_eq!(
+            e.resolve_durations(STEP, RANGE),
+            Err("division by zero".to_string())
+        );
+        let mut e = parse("foo[1e9 ^ (step() * 100)]").unwrap();
+        assert_eq!(
+            e.resolve_durations(STEP, RANGE),
+            Err("duration is NaN or infinite".to_string())
+        );
+    }
+
+    #[test]
+    fn duration_expression_errors() {
+        let cases = [
+            ("foo[5m/0]", "division by zero"),
+            ("foo[step()%0]", "modulo by zero"),
+            ("foo offset (1m/0s)", "division by zero"),
+            ("foo[0]", "duration must be greater than 0"),
+            ("foo[-5m]", "duration must be greater than 0"),
+            ("foo[5m:-1m]", "duration must be greater than 0"),
+            ("foo[5m-5m]", "duration must be greater than 0"),
+            ("foo[1m-2m]", "duration must be greater than 0"),
+            ("foo[(1m/0.5)%(2m)]", "duration must be greater than 0"),
+            ("foo[2 ^ 1000]", "duration is out of range"),
+            ("foo[2 ^ 10000]", "duration is NaN or infinite"),
+            ("foo[1e9 * 1e9]", "duration is out of range"),
+            ("foo offset (1e9*1e9)", "duration is out of range"),
+            ("foo offset 1s offset (2s)", "offset may not be set multiple times"),
+            ("foo offset step() offset 1s", "offset may not be set multiple times"),
+            ("foo offset (1m) offset 1s", "offset may not be set multiple times"),
+            ("(foo + bar) offset (1m)", "offset modifier must be preceded by an vector selector or matrix selector or a subquery"),
+            ("foo offset 1m [5m]", "no offset modifiers allowed before range"),
+            ("foo offset (1m) [5m]", "no offset modifiers allowed before range"),
+            ("foo[5m*x]", "unexpected character inside brackets: 'x'"),
+            ("foo[5m] offset", "unexpected end of input in offset, expected duration"),
+        ];
+        for (input, err) in cases {
+            assert_eq!(parse(input), Err(err.to_string()), "{input}");
+        }
+    }
+
+    #[test]
+    fn huge_durations_do_not_panic() {
+        let cases = [
+            ("foo[1e33]", "duration out of range"),
+            ("foo[1e10]", "duration out of range"),
+            ("foo offset 1e30", "duration out of range"),
+            ("foo offset -1e30", "duration out of range"),
+            ("foo[5m:1e300]", "duration out of range"),
+            ("foo[1e33s]", "not a valid duration string: 1e33s"),
+            ("foo[5m] offset 1e33s", "not a valid duration string: 1e33s"),
+            ("foo[Inf]", "unexpected character inside brackets: 'I'"),
+            ("foo offset Inf", "duration out of range"),
+            ("foo offset NaN", "duration out of range"),
+        ];
+        for (input, err) in cases {
+            assert_eq!(parse(input), Err(err.to_string()), "{input}");
+        }
+        assert_eq!(
+            crate::util::parse_duration("1e33"),
+            Err("duration out of range".to_string())
+        );
+        assert_eq!(
+            crate::util::parse_duration("-1"),
+            Err("duration out of range".to_string())
+        );
+        // The largest number of seconds that still fits.
+        assert!(parse("foo[9223372036]").is_ok());
+    }
+
+    #[test]
+    fn duration_expr_display() {
+        use DurationExpr as D;
+        let e = D::Binary {
+            op: DurationOp::Mul,
+            lhs: Box::new(D::Neg(Box::new(D::Step))),
+            rhs: Box::new(D::MaxOf(Box::new(D::Number(1.5)), Box::new(D::Duration(90.0)))),
+        };
+        assert_eq!(e.to_string(), "-step() * max_of(1.5, 1m30s)");
+        assert_eq!(D::Paren(Box::new(D::Range)).to_string(), "(range())");
+        assert_eq!(D::Duration(-300.0).to_string(), "-5m");
+        assert_eq!(e.eval(10.0, 0.0), Ok(-900.0));
+        assert!(e.has_params());
+        assert_eq!(NumberLiteral::new_duration(0.0).to_string(), "0s");
+    }
+}
