@@ -22,6 +22,8 @@
 
 pub mod ast;
 pub mod duration_expr;
+#[cfg(test)]
+mod fork_tests;
 pub mod function;
 pub mod lex;
 pub mod parse;
