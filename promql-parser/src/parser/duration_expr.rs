@@ -32,7 +32,7 @@ use crate::parser::token::{TokenId, T_ADD, T_DIV, T_MAX_OF, T_MOD, T_MUL, T_POW,
 
 /// The largest number of seconds a duration may have: Prometheus stores durations as
 /// int64 nanoseconds.
-const MAX_DURATION_SECS: f64 = 9_223_372_036.854_775_807;
+const MAX_DURATION_SECS: f64 = (1u64 << 63) as f64 / 1e9;
 
 /// An arithmetic operator of a duration expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +265,7 @@ impl DurationExpr {
 
 /// Whether a number of seconds is outside what a duration (int64 ns) can hold.
 fn out_of_range(secs: f64) -> bool {
-    secs > MAX_DURATION_SECS || secs < -MAX_DURATION_SECS
+    !(-MAX_DURATION_SECS..=MAX_DURATION_SECS).contains(&secs)
 }
 
 /// A number or duration literal inside a duration expression: refused when it does
@@ -331,7 +331,10 @@ fn as_written(e: DurationExpr) -> Option<DurationExpr> {
 
 impl Expr {
     /// `expr[range]` with a duration expression as the range.
-    pub(crate) fn new_matrix_selector_expr(expr: Expr, range: DurationExpr) -> Result<Expr, String> {
+    pub(crate) fn new_matrix_selector_expr(
+        expr: Expr,
+        range: DurationExpr,
+    ) -> Result<Expr, String> {
         match expr {
             Expr::VectorSelector(vs) => {
                 if vs.offset.is_some() || vs.offset_expr.is_some() {
@@ -631,15 +634,42 @@ mod tests {
     fn constant_ranges_are_evaluated_at_parse_time() {
         // From Prometheus's duration_expression.test: each is 30m.
         let cases = [
-            ("changes(http_requests[26m+4m])", "changes(http_requests[26m + 4m])"),
-            ("changes(http_requests[30m+0s])", "changes(http_requests[30m + 0s])"),
-            ("changes(http_requests[60*30])", "changes(http_requests[60 * 30])"),
-            ("changes(http_requests[2m*15])", "changes(http_requests[2m * 15])"),
-            ("changes(http_requests[2m*(10+5)])", "changes(http_requests[2m * (10 + 5)])"),
-            ("changes(http_requests[29m+60s])", "changes(http_requests[29m + 1m])"),
-            ("changes(http_requests[-5m+35m])", "changes(http_requests[-5m + 35m])"),
-            ("changes(http_requests[1h/2])", "changes(http_requests[1h / 2])"),
-            ("changes(http_requests[(9m30s+30s)*3])", "changes(http_requests[(9m30s + 30s) * 3])"),
+            (
+                "changes(http_requests[26m+4m])",
+                "changes(http_requests[26m + 4m])",
+            ),
+            (
+                "changes(http_requests[30m+0s])",
+                "changes(http_requests[30m + 0s])",
+            ),
+            (
+                "changes(http_requests[60*30])",
+                "changes(http_requests[60 * 30])",
+            ),
+            (
+                "changes(http_requests[2m*15])",
+                "changes(http_requests[2m * 15])",
+            ),
+            (
+                "changes(http_requests[2m*(10+5)])",
+                "changes(http_requests[2m * (10 + 5)])",
+            ),
+            (
+                "changes(http_requests[29m+60s])",
+                "changes(http_requests[29m + 1m])",
+            ),
+            (
+                "changes(http_requests[-5m+35m])",
+                "changes(http_requests[-5m + 35m])",
+            ),
+            (
+                "changes(http_requests[1h/2])",
+                "changes(http_requests[1h / 2])",
+            ),
+            (
+                "changes(http_requests[(9m30s+30s)*3])",
+                "changes(http_requests[(9m30s + 30s) * 3])",
+            ),
         ];
         for (input, expected) in cases {
             let e = printed(input, expected);
@@ -654,7 +684,10 @@ mod tests {
             "changes(http_requests[30m1s - 30m1s % 1m])",
         );
         assert_eq!(matrix(&e).range, secs(1800));
-        let e = printed("changes(http_requests[1h30m % 1h])", "changes(http_requests[1h30m % 1h])");
+        let e = printed(
+            "changes(http_requests[1h30m % 1h])",
+            "changes(http_requests[1h30m % 1h])",
+        );
         assert_eq!(matrix(&e).range, secs(1800));
         let e = printed(
             "changes(http_requests[24m+((1.5*2m)+2m)])",
@@ -666,7 +699,10 @@ mod tests {
     #[test]
     fn plain_literals_keep_no_expression() {
         // A number is seconds; a literal (even signed) is not kept as an expression.
-        let e = printed("changes(http_requests[1800])", "changes(http_requests[30m])");
+        let e = printed(
+            "changes(http_requests[1800])",
+            "changes(http_requests[30m])",
+        );
         assert_eq!(matrix(&e).range, secs(1800));
         assert_eq!(matrix(&e).range_expr, None);
         let e = printed("foo offset -5m", "foo offset -5m");
@@ -721,7 +757,10 @@ mod tests {
     #[test]
     fn offset_precedence() {
         // `offset 100 + 2` is `(metric1_total offset 100) + 2`.
-        let e = printed("metric1_total offset 100 + 2", "metric1_total offset 1m40s + 2");
+        let e = printed(
+            "metric1_total offset 100 + 2",
+            "metric1_total offset 1m40s + 2",
+        );
         match &e {
             Expr::Binary(b) => match b.lhs.as_ref() {
                 Expr::VectorSelector(vs) => assert_eq!(vs.offset, Some(Offset::Pos(secs(100)))),
@@ -729,18 +768,36 @@ mod tests {
             },
             other => panic!("{other:?}"),
         }
-        let e = printed("metric1_total offset (100 + 2)", "metric1_total offset (100 + 2)");
+        let e = printed(
+            "metric1_total offset (100 + 2)",
+            "metric1_total offset (100 + 2)",
+        );
         match &e {
             Expr::VectorSelector(vs) => assert_eq!(vs.offset, Some(Offset::Pos(secs(102)))),
             other => panic!("{other:?}"),
         }
         for (input, expected) in [
             ("metric1_total offset 2 ^ 2", "metric1_total offset 2s ^ 2"),
-            ("metric1_total offset -2 ^ 2", "metric1_total offset -2s ^ 2"),
-            ("metric1_total offset -2 * 2", "metric1_total offset -2s * 2"),
-            ("metric1_total offset step()*0", "metric1_total offset step() * 0"),
-            ("metric1_total offset -step()*2", "metric1_total offset -step() * 2"),
-            ("metric1_total offset step()^0", "metric1_total offset step() ^ 0"),
+            (
+                "metric1_total offset -2 ^ 2",
+                "metric1_total offset -2s ^ 2",
+            ),
+            (
+                "metric1_total offset -2 * 2",
+                "metric1_total offset -2s * 2",
+            ),
+            (
+                "metric1_total offset step()*0",
+                "metric1_total offset step() * 0",
+            ),
+            (
+                "metric1_total offset -step()*2",
+                "metric1_total offset -step() * 2",
+            ),
+            (
+                "metric1_total offset step()^0",
+                "metric1_total offset step() ^ 0",
+            ),
             (
                 "metric1_total offset min_of(step(), 1s)+8000",
                 "metric1_total offset min_of(step(), 1s) + 8000",
@@ -766,10 +823,26 @@ mod tests {
             assert!(matches!(e, Expr::Binary(_)), "{input}: {e:?}");
         }
         for (input, expected, offset) in [
-            ("metric1_total offset (2 ^ 2)", "metric1_total offset (2 ^ 2)", 4),
-            ("metric1_total offset (2 * 2)", "metric1_total offset (2 * 2)", 4),
-            ("metric1_total offset (-2 * 2)", "metric1_total offset (-2 * 2)", -4),
-            ("metric1_total offset (-2 ^ 2)", "metric1_total offset (-2 ^ 2)", -4),
+            (
+                "metric1_total offset (2 ^ 2)",
+                "metric1_total offset (2 ^ 2)",
+                4,
+            ),
+            (
+                "metric1_total offset (2 * 2)",
+                "metric1_total offset (2 * 2)",
+                4,
+            ),
+            (
+                "metric1_total offset (-2 * 2)",
+                "metric1_total offset (-2 * 2)",
+                -4,
+            ),
+            (
+                "metric1_total offset (-2 ^ 2)",
+                "metric1_total offset (-2 ^ 2)",
+                -4,
+            ),
             ("metric1_total offset -4", "metric1_total offset -4s", -4),
         ] {
             match printed(input, expected) {
@@ -789,7 +862,11 @@ mod tests {
     #[test]
     fn step_and_range_are_resolved_later() {
         let cases = [
-            ("count_over_time(metric1_total[step()])", "count_over_time(metric1_total[step()])", 10_000),
+            (
+                "count_over_time(metric1_total[step()])",
+                "count_over_time(metric1_total[step()])",
+                10_000,
+            ),
             (
                 "count_over_time(metric1_total[step()+1ms])",
                 "count_over_time(metric1_total[step() + 1ms])",
@@ -820,7 +897,11 @@ mod tests {
                 "count_over_time(metric1_total[(max_of(min_of((step() + 1), (1h)), 1ms))])",
                 11_000,
             ),
-            ("count_over_time(metric1_total[range()])", "count_over_time(metric1_total[range()])", 60_000),
+            (
+                "count_over_time(metric1_total[range()])",
+                "count_over_time(metric1_total[range()])",
+                60_000,
+            ),
         ];
         for (input, expected, ms) in cases {
             let mut e = printed(input, expected);
@@ -833,13 +914,41 @@ mod tests {
         }
 
         for (input, expected, offset) in [
-            ("metric1_total offset STEP()", "metric1_total offset step()", Offset::Pos(STEP)),
-            ("metric1_total offset (step())", "metric1_total offset (step())", Offset::Pos(STEP)),
-            ("metric1_total offset (-step()*2)", "metric1_total offset (-step() * 2)", Offset::Neg(secs(20))),
-            ("metric1_total offset (STEP()/10)", "metric1_total offset (step() / 10)", Offset::Pos(secs(1))),
-            ("metric1_total offset min_of(step(), 1s)", "metric1_total offset min_of(step(), 1s)", Offset::Pos(secs(1))),
-            ("metric1_total offset range()", "metric1_total offset range()", Offset::Pos(RANGE)),
-            ("metric1_total offset min_of(range(), 8s)", "metric1_total offset min_of(range(), 8s)", Offset::Pos(secs(8))),
+            (
+                "metric1_total offset STEP()",
+                "metric1_total offset step()",
+                Offset::Pos(STEP),
+            ),
+            (
+                "metric1_total offset (step())",
+                "metric1_total offset (step())",
+                Offset::Pos(STEP),
+            ),
+            (
+                "metric1_total offset (-step()*2)",
+                "metric1_total offset (-step() * 2)",
+                Offset::Neg(secs(20)),
+            ),
+            (
+                "metric1_total offset (STEP()/10)",
+                "metric1_total offset (step() / 10)",
+                Offset::Pos(secs(1)),
+            ),
+            (
+                "metric1_total offset min_of(step(), 1s)",
+                "metric1_total offset min_of(step(), 1s)",
+                Offset::Pos(secs(1)),
+            ),
+            (
+                "metric1_total offset range()",
+                "metric1_total offset range()",
+                Offset::Pos(RANGE),
+            ),
+            (
+                "metric1_total offset min_of(range(), 8s)",
+                "metric1_total offset min_of(range(), 8s)",
+                Offset::Pos(secs(8)),
+            ),
         ] {
             let mut e = printed(input, expected);
             assert!(has_duration_params(&e));
@@ -857,9 +966,14 @@ mod tests {
         );
         e.resolve_durations(STEP, RANGE).unwrap();
         let Expr::Binary(b) = &e else { panic!() };
-        let Expr::Aggregate(a) = b.lhs.as_ref() else { panic!() };
+        let Expr::Aggregate(a) = b.lhs.as_ref() else {
+            panic!()
+        };
         let ms = matrix(&a.expr);
-        assert_eq!((ms.range, ms.vs.offset.clone()), (secs(20), Some(Offset::Pos(RANGE))));
+        assert_eq!(
+            (ms.range, ms.vs.offset.clone()),
+            (secs(20), Some(Offset::Pos(RANGE)))
+        );
         let sq = subquery(&b.rhs);
         assert_eq!((sq.range, sq.step), (RANGE, Some(STEP)));
 
@@ -871,7 +985,9 @@ mod tests {
         );
         let mut e = parse("foo offset range()").unwrap();
         e.resolve_durations(STEP, Duration::ZERO).unwrap();
-        let Expr::VectorSelector(vs) = &e else { panic!() };
+        let Expr::VectorSelector(vs) = &e else {
+            panic!()
+        };
         assert_eq!(vs.offset, Some(Offset::Pos(Duration::ZERO)));
         // step() - 10s = 0 at a 10s step; step() / (step() - 10s) divides by zero.
         let mut e = parse("foo[step() - 10s]").unwrap();
@@ -956,7 +1072,10 @@ mod tests {
         let e = D::Binary {
             op: DurationOp::Mul,
             lhs: Box::new(D::Neg(Box::new(D::Step))),
-            rhs: Box::new(D::MaxOf(Box::new(D::Number(1.5)), Box::new(D::Duration(90.0)))),
+            rhs: Box::new(D::MaxOf(
+                Box::new(D::Number(1.5)),
+                Box::new(D::Duration(90.0)),
+            )),
         };
         assert_eq!(e.to_string(), "-step() * max_of(1.5, 1m30s)");
         assert_eq!(D::Paren(Box::new(D::Range)).to_string(), "(range())");

@@ -40,7 +40,11 @@ fn fails(input: &str, err: &str) {
 #[test]
 fn numbers_written_as_durations() {
     for (input, expected, val) in [
-        ("predict_linear(x[1h], 1h)", "predict_linear(x[1h], 1h)", 3600.0),
+        (
+            "predict_linear(x[1h], 1h)",
+            "predict_linear(x[1h], 1h)",
+            3600.0,
+        ),
         ("time() - 1h", "time() - 1h", 3600.0),
         ("-1h30m", "-1h30m", -5400.0),
         ("0s", "0s", 0.0),
@@ -135,7 +139,9 @@ fn trim_operators() {
         ("h_test_2 </ 1.13", T_TRIM_UPPER),
     ] {
         let e = parse(input).unwrap();
-        let Expr::Binary(b) = &e else { panic!("{input}") };
+        let Expr::Binary(b) = &e else {
+            panic!("{input}")
+        };
         assert_eq!(b.op.id(), op, "{input}");
     }
     printed("h_test >/ -Inf", "h_test >/ -Inf");
@@ -161,12 +167,18 @@ fn trim_operators() {
 
 #[test]
 fn info_data_label_selector_may_match_empty() {
-    printed(r#"info(metric, {data=~".*"})"#, r#"info(metric, {data=~".*"})"#);
+    printed(
+        r#"info(metric, {data=~".*"})"#,
+        r#"info(metric, {data=~".*"})"#,
+    );
     printed(
         r#"info(metric_not_matching_target_info, {data=~".*"})"#,
         r#"info(metric_not_matching_target_info, {data=~".*"})"#,
     );
-    printed(r#"info(metric, {data=~".+"})"#, r#"info(metric, {data=~".+"})"#);
+    printed(
+        r#"info(metric, {data=~".+"})"#,
+        r#"info(metric, {data=~".+"})"#,
+    );
     let err = "vector selector must contain at least one non-empty matcher";
     fails(r#"info({data=~".*"})"#, err);
     fails(r#"info({data=~".*"}, {data=~".*"})"#, err);
@@ -180,7 +192,10 @@ fn info_data_label_selector_may_match_empty() {
 #[test]
 fn unary_plus() {
     let e = printed("+x", "+x");
-    assert_eq!(e, Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from("x")))));
+    assert_eq!(
+        e,
+        Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from("x"))))
+    );
     let Expr::Unary(u) = &e else { panic!() };
     assert_eq!(u.op.id(), T_ADD);
     assert!(!u.is_neg());

@@ -41,8 +41,8 @@ mod tests {
     use crate::parser;
     use crate::parser::function::get_function;
     use crate::parser::{
-        token, AtModifier as At, BinModifier, Expr, FunctionArgs, LabelModifier, Offset,
-        UnaryExpr, VectorMatchCardinality, VectorSelector, INVALID_QUERY_INFO,
+        token, AtModifier as At, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, UnaryExpr,
+        VectorMatchCardinality, VectorSelector, INVALID_QUERY_INFO,
     };
     use crate::util::duration;
     use crate::{
@@ -766,11 +766,15 @@ mod tests {
             // Prometheus keeps a unary plus on anything but a number literal.
             (
                 "+some_metric",
-                Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from("some_metric")))),
+                Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from(
+                    "some_metric",
+                )))),
             ),
             (
                 " +some_metric",
-                Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from("some_metric")))),
+                Expr::Unary(UnaryExpr::plus(Expr::from(VectorSelector::from(
+                    "some_metric",
+                )))),
             ),
         ];
         assert_cases(Case::new_expr_cases(cases));
