@@ -70,6 +70,9 @@ impl Planner {
                 }
             }),
             at: None,
+            offset_expr: None,
+            anchored: false,
+            smoothed: false,
         };
         // The value of an info row is its sample's time, to pick the newest.
         let infos = self.vector_selector(&info_selector, at, grid, true)?;
