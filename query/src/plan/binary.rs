@@ -2,7 +2,9 @@
 //! operators, and vector matching (`on`, `ignoring`, `group_left`,
 //! `group_right`).
 
-use promql_parser::parser::{BinModifier, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{
+    BinModifier, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality, token,
+};
 
 use super::functions::unparen;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
@@ -114,6 +116,12 @@ impl Planner {
     }
 
     pub(crate) fn binary(&mut self, b: &BinaryExpr, grid: &Grid) -> Result<Node, PlanError> {
+        if matches!(b.op.id(), token::T_TRIM_UPPER | token::T_TRIM_LOWER) {
+            return Err(PlanError::Unsupported(format!(
+                "the {} operator trims native histograms, which Comet does not store yet",
+                b.op
+            )));
+        }
         if let Some(node) = self.arithmetic_chain(b, grid)? {
             return Ok(node);
         }

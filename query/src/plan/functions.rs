@@ -3,6 +3,7 @@
 
 use promql_parser::parser::{Call, Expr};
 
+use super::extended::RangeModifier;
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, label_value, lit};
 
 /// How a range function's value is computed from a window (`_vals`,
@@ -12,12 +13,25 @@ pub(crate) struct RangeFn {
     pub value: String,
     /// Least samples needed for a result.
     pub min_samples: usize,
+    /// A further condition on the window for a result, if any.
+    pub present: Option<String>,
     /// Whether the result keeps the metric name.
     pub keeps_name: bool,
     /// The same value from one ClickHouse aggregate over each window,
     /// where that is exactly Prometheus's: series-major plans then copy
     /// no window out of the series' arrays.
     pub aggregate: Option<WindowAggregate>,
+}
+
+impl RangeFn {
+    /// The condition on a window for a result.
+    pub(crate) fn present(&self) -> String {
+        let least = format!("_n >= {}", self.min_samples);
+        match &self.present {
+            Some(more) => format!("{least} AND {more}"),
+            None => least,
+        }
+    }
 }
 
 /// An aggregate `arrayReduceInRanges` computes over every window of a
@@ -199,6 +213,7 @@ fn range_fn(name: &str, means: Means) -> Option<RangeFn> {
         min_samples,
         keeps_name: false,
         aggregate: None,
+        present: None,
     };
     // The extreme of the values that are not NaN; NaN when all are (Go's
     // loop takes any value over a NaN, and a NaN over nothing).
@@ -464,6 +479,11 @@ impl Planner {
     pub(crate) fn call(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
         let name = call.func.name;
         let args = &call.args.args;
+        for arg in args {
+            if let Expr::MatrixSelector(ms) = arg.as_ref() {
+                RangeModifier::of(&ms.vs).allows(name)?;
+            }
+        }
         if let Some(f) = range_fn(name, self.means) {
             return self.range_call(name, f, call, grid);
         }
@@ -602,6 +622,10 @@ impl Planner {
             _ => (0, vec![]),
         };
         let m = self.matrix(&args[matrix_at], grid)?;
+        // Anchored and smoothed windows have functions of their own and no
+        // series-major fast path.
+        let extended = m.modifier != RangeModifier::Plain;
+        let f = if extended { m.modifier.range_fn(name)? } else { f };
         let mut scalars = Vec::new();
         for i in scalar_args {
             let s = self.scalar(&args[i], grid)?;
@@ -620,21 +644,34 @@ impl Planner {
             }
             scalars.push(s);
         }
-        if let Some(rel) = self.series_grid_function(name, &m, grid, f.keeps_name)? {
-            return Ok(Node::Series(rel));
+        if !extended {
+            if let Some(rel) = self.series_grid_function(name, &m, grid, f.keeps_name)? {
+                return Ok(Node::Series(rel));
+            }
+            if let Some(rel) = self.series_window_function(&m, grid, &f, &scalars)? {
+                return Ok(Node::Series(rel));
+            }
         }
-        if let Some(rel) = self.series_window_function(&m, grid, &f, &scalars)? {
-            return Ok(Node::Series(rel));
-        }
+        self.windowed(&m, grid, &f, scalars)
+    }
+
+    /// `f` over every window of `m` on `grid`, series-major where it can be.
+    pub(crate) fn windowed(
+        &mut self,
+        m: &Matrix,
+        grid: &Grid,
+        f: &RangeFn,
+        scalars: Vec<Scalar>,
+    ) -> Result<Node, PlanError> {
         let dn = if f.keeps_name { "l.dn" } else { "toUInt8(1)" };
+        let present = f.present();
         if m.at.is_none() && grid.n() > 0 {
-            let (values, labels) =
-                self.window_values(&m, grid, &f.value, f.min_samples, scalars)?;
+            let (values, labels) = self.window_values(m, grid, &f.value, &present, scalars)?;
             return Ok(Node::Series(
                 self.series_of_points(&values, &labels, grid, dn),
             ));
         }
-        let rel = self.over_windows(&m, grid, &f.value, f.min_samples, scalars, dn)?;
+        let rel = self.over_windows(m, grid, &f.value, &present, scalars, dn)?;
         Ok(Node::Vector(rel))
     }
 
@@ -645,11 +682,11 @@ impl Planner {
         m: &Matrix,
         grid: &Grid,
         value: &str,
-        min_samples: usize,
+        present: &str,
         scalars: Vec<Scalar>,
         dn: &str,
     ) -> Result<String, PlanError> {
-        let (body, labels) = self.window_values(m, grid, value, min_samples, scalars)?;
+        let (body, labels) = self.window_values(m, grid, value, present, scalars)?;
         Ok(format!(
             "SELECT l.labels AS labels, b.t AS t, b.v AS v, {dn} AS dn \
              FROM ({body}) AS b INNER JOIN ({labels}) AS l ON b.fp = l.fp"
@@ -657,14 +694,14 @@ impl Planner {
     }
 
     /// The value of `value` over each window of `m` on `grid`: rows `(fp,
-    /// t, v)`, one per series and step with enough samples; and the labels
-    /// `(fp, labels, dn)` of the series.
+    /// t, v)`, one per series and step whose window meets `present`; and
+    /// the labels `(fp, labels, dn)` of the series.
     pub(crate) fn window_values(
         &mut self,
         m: &Matrix,
         grid: &Grid,
         value: &str,
-        min_samples: usize,
+        present: &str,
         scalars: Vec<Scalar>,
     ) -> Result<(String, String), PlanError> {
         let eval = match m.at {
@@ -704,7 +741,7 @@ impl Planner {
             "SELECT win.fp AS fp, win.tout AS t, win.te AS te, {binds}{range} AS R, \
              arrayMap(x -> x.2, win.w) AS _vals, arrayMap(x -> x.1, win.w) AS _ts, length(win.w) AS _n, \
              toFloat64({value}) AS v \
-             FROM {from} WHERE _n >= {min_samples}"
+             FROM {from} WHERE {present}"
         );
         Ok((body, labels))
     }
@@ -887,7 +924,8 @@ impl Planner {
 
     fn absent_over_time(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
         let m = self.matrix(&call.args.args[0], grid)?;
-        let present = self.over_windows(&m, grid, "toFloat64(1)", 1, vec![], "toUInt8(0)")?;
+        let present =
+            self.over_windows(&m, grid, "toFloat64(1)", "_n >= 1", vec![], "toUInt8(0)")?;
         let labels = match &m.source {
             Source::Selector(_) => self.absent_labels(&call.args.args[0]),
             Source::Subquery { .. } => "CAST([], 'Array(Tuple(String, String))')".to_string(),

@@ -16,6 +16,7 @@
 
 mod aggregate;
 mod binary;
+mod extended;
 mod functions;
 mod guard;
 mod histogram;
@@ -29,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 use crate::matchers::SqlCondition;
+use extended::RangeModifier;
 pub use functions::EXACT_MEANS_MARKER;
 use functions::Means;
 
@@ -234,6 +236,21 @@ pub fn plan_expr(
     grid: Grid,
     settings: &PlanSettings,
 ) -> Result<Plan, PlanError> {
+    // Durations written with `step()` or `range()` take this query's.
+    let resolved;
+    let expr = if parser::has_duration_params(expr) {
+        let mut copy = expr.clone();
+        let step = if grid.start == grid.end { 0 } else { grid.step };
+        copy.resolve_durations(
+            Duration::from_millis(step.max(0) as u64),
+            Duration::from_millis((grid.end - grid.start).max(0) as u64),
+        )
+        .map_err(bad)?;
+        resolved = copy;
+        &resolved
+    } else {
+        expr
+    };
     let mut plan = plan_with(expr, grid, settings, Means::Fast)?;
     if plan.sql.contains(EXACT_MEANS_MARKER) {
         plan.fallback = Some(Box::new(Plan {
@@ -410,6 +427,20 @@ pub(crate) struct Matrix {
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
+    /// `anchored` or `smoothed`: the window reads past its range.
+    pub modifier: RangeModifier,
+}
+
+impl Matrix {
+    /// How far before a window's end its samples are read (ms).
+    pub(crate) fn reach_back(&self, lookback: i64) -> i64 {
+        self.range + self.modifier.before(lookback)
+    }
+
+    /// How far after a window's end its samples are read (ms).
+    pub(crate) fn reach_forward(&self, lookback: i64) -> i64 {
+        self.modifier.after(lookback)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -542,6 +573,17 @@ impl Planner {
             Expr::Paren(p) => self.node(&p.expr, grid),
             Expr::NumberLiteral(n) => Ok(Node::Scalar(Scalar::Lit(n.val))),
             Expr::StringLiteral(s) => Ok(Node::Str(s.val.clone())),
+            Expr::VectorSelector(vs) if RangeModifier::of(vs) == RangeModifier::Smoothed => {
+                // Interpolated from the samples a lookback delta either side.
+                let m = Matrix {
+                    source: Source::Selector(vs.clone()),
+                    range: 0,
+                    offset: offset_ms(&vs.offset),
+                    at: self.at_ms(&vs.at),
+                    modifier: RangeModifier::Smoothed,
+                };
+                self.windowed(&m, grid, &extended::smoothed_instant(), Vec::new())
+            }
             Expr::VectorSelector(vs) => {
                 let at = self.at_ms(&vs.at);
                 if at.is_none() && grid.n() > 0 {
@@ -554,6 +596,7 @@ impl Planner {
                 range: millis(ms.range),
                 offset: offset_ms(&ms.vs.offset),
                 at: self.at_ms(&ms.vs.at),
+                modifier: RangeModifier::of(&ms.vs),
             })),
             Expr::Subquery(sq) => Ok(Node::Matrix(Matrix {
                 source: Source::Subquery {
@@ -563,7 +606,10 @@ impl Planner {
                 range: millis(sq.range),
                 offset: offset_ms(&sq.offset),
                 at: self.at_ms(&sq.at),
+                modifier: RangeModifier::Plain,
             })),
+            // `+x` is x, name and all.
+            Expr::Unary(u) if !u.is_neg() => self.node(&u.expr, grid),
             Expr::Unary(u) => match self.node(&u.expr, grid)? {
                 Node::Scalar(s) => Ok(Node::Scalar(self.scalar_map(s, |x| format!("-({x})")))),
                 Node::Series(rel) => Ok(Node::Series(self.series_map(&rel, "-x", "toUInt8(1)"))),

@@ -192,8 +192,8 @@ impl Planner {
     /// The samples of a range vector for evaluation on `eval` (already
     /// resolved for `@`): raw timestamps shifted by the offset.
     pub fn matrix_source(&mut self, m: &Matrix, eval: &Grid) -> Result<SampleSource, PlanError> {
-        let lo = eval.start - m.offset - m.range;
-        let hi = eval.end - m.offset;
+        let lo = eval.start - m.offset - m.reach_back(self.lookback);
+        let hi = eval.end - m.offset + m.reach_forward(self.lookback);
         match &m.source {
             Source::Selector(vs) => {
                 let mut src = self.selector_source(vs, lo, hi, m.offset)?;
@@ -240,19 +240,21 @@ impl Planner {
     }
 
     /// Windows of a range vector on `eval`: rows `(fp, t, w)` where `w` is
-    /// the window's samples `(ts, value)` sorted by time.
+    /// the window's samples `(ts, value)` sorted by time, those in
+    /// `(t - back, t + forward]`.
     pub fn windows(&mut self, m: &Matrix, eval: &Grid) -> Result<(String, String), PlanError> {
         let src = self.matrix_source(m, eval)?;
         let sql = format!(
             "SELECT fp, toInt64({start} + k * {step}) AS t, arraySort(groupArray((ts, sv))) AS w \
              FROM ({samples}) \
-             ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
-               toInt64(least({n}, floor((ts + {range} - 1 - {start}) / {step}) + 1))) AS k \
+             ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {forward} - {start}) / {step}))), \
+               toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
              GROUP BY fp, k",
             start = eval.start,
             step = eval.step,
             n = eval.n(),
-            range = m.range,
+            back = m.reach_back(self.lookback),
+            forward = m.reach_forward(self.lookback),
             samples = src.samples,
         );
         Ok((sql, src.labels))
@@ -261,6 +263,12 @@ impl Planner {
     /// A range vector returned by an instant query: the raw samples of each
     /// series in the window, as rows `(labels, t, v)`.
     pub fn raw_matrix(&mut self, m: &Matrix, grid: &Grid) -> Result<String, PlanError> {
+        if m.modifier != super::extended::RangeModifier::Plain {
+            return Err(PlanError::Unsupported(
+                "an anchored or smoothed range vector as the query's result is not supported yet"
+                    .into(),
+            ));
+        }
         let eval = match m.at {
             Some(t) => Grid::instant(t),
             None => *grid,
