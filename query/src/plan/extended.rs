@@ -80,9 +80,11 @@ impl RangeModifier {
             "increase" => boundary_difference(smoothed, true, false),
             "delta" => boundary_difference(smoothed, false, false),
             // Anchored only: the anchor sample is the first compared.
-            "changes" => "toFloat64(arrayCount((x1, x2) -> NOT (x1 = x2 OR (isNaN(x1) AND isNaN(x2))), \
+            "changes" => {
+                "toFloat64(arrayCount((x1, x2) -> NOT (x1 = x2 OR (isNaN(x1) AND isNaN(x2))), \
                  arrayPopBack(_av), arrayPopFront(_av)))"
-                .to_string(),
+                    .to_string()
+            }
             "resets" => "toFloat64(arrayCount((x1, x2) -> x2 < x1, \
                  arrayPopBack(_av), arrayPopFront(_av)))"
                 .to_string(),

@@ -625,7 +625,11 @@ impl Planner {
         // Anchored and smoothed windows have functions of their own and no
         // series-major fast path.
         let extended = m.modifier != RangeModifier::Plain;
-        let f = if extended { m.modifier.range_fn(name)? } else { f };
+        let f = if extended {
+            m.modifier.range_fn(name)?
+        } else {
+            f
+        };
         let mut scalars = Vec::new();
         for i in scalar_args {
             let s = self.scalar(&args[i], grid)?;

@@ -650,7 +650,11 @@ mod tests {
         )
         .unwrap();
         assert!(plan.sql.contains("timeSeriesRateToGrid"), "{}", plan.sql);
-        assert!(plan.sql.contains("groupArrayForEach(i.vals)"), "{}", plan.sql);
+        assert!(
+            plan.sql.contains("groupArrayForEach(i.vals)"),
+            "{}",
+            plan.sql
+        );
         assert_eq!(plan.sql.matches("FROM samples").count(), 1, "{}", plan.sql);
         // Label values only as parameters.
         assert!(!plan.sql.contains("'http_requests_total'"), "{}", plan.sql);
