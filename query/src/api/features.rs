@@ -113,43 +113,43 @@ const FUNCTIONS: [&str; 90] = [
 ];
 
 /// Prometheus 3's operators and aggregations, each with a query that uses
-/// it (`None`: Comet does not parse it).
-const OPERATORS: [(&str, Option<&str>); 35] = [
-    ("!=", Some("up != 1")),
-    ("!~", Some("{job!~\"a\", __name__=\"up\"}")),
-    ("%", Some("up % 2")),
-    ("*", Some("up * up")),
-    ("+", Some("up + up")),
-    ("-", Some("up - up")),
-    ("/", Some("up / up")),
-    ("<", Some("up < 1")),
-    ("</", None),
-    ("<=", Some("up <= 1")),
-    ("==", Some("up == 1")),
-    ("=~", Some("{__name__=~\"up\"}")),
-    (">", Some("up > 1")),
-    (">/", None),
-    (">=", Some("up >= 1")),
-    ("@", Some("up @ 100")),
-    ("^", Some("up ^ 2")),
-    ("and", Some("up and up")),
-    ("atan2", Some("up atan2 up")),
-    ("avg", Some("avg(up)")),
-    ("bottomk", Some("bottomk(1, up)")),
-    ("count", Some("count(up)")),
-    ("count_values", Some("count_values(\"v\", up)")),
-    ("group", Some("group(up)")),
-    ("limit_ratio", Some("limit_ratio(0.5, up)")),
-    ("limitk", Some("limitk(1, up)")),
-    ("max", Some("max(up)")),
-    ("min", Some("min(up)")),
-    ("or", Some("up or up")),
-    ("quantile", Some("quantile(0.5, up)")),
-    ("stddev", Some("stddev(up)")),
-    ("stdvar", Some("stdvar(up)")),
-    ("sum", Some("sum(up)")),
-    ("topk", Some("topk(1, up)")),
-    ("unless", Some("up unless up")),
+/// it.
+const OPERATORS: [(&str, &str); 35] = [
+    ("!=", "up != 1"),
+    ("!~", "{job!~\"a\", __name__=\"up\"}"),
+    ("%", "up % 2"),
+    ("*", "up * up"),
+    ("+", "up + up"),
+    ("-", "up - up"),
+    ("/", "up / up"),
+    ("<", "up < 1"),
+    ("</", "up </ 1"),
+    ("<=", "up <= 1"),
+    ("==", "up == 1"),
+    ("=~", "{__name__=~\"up\"}"),
+    (">", "up > 1"),
+    (">/", "up >/ 1"),
+    (">=", "up >= 1"),
+    ("@", "up @ 100"),
+    ("^", "up ^ 2"),
+    ("and", "up and up"),
+    ("atan2", "up atan2 up"),
+    ("avg", "avg(up)"),
+    ("bottomk", "bottomk(1, up)"),
+    ("count", "count(up)"),
+    ("count_values", "count_values(\"v\", up)"),
+    ("group", "group(up)"),
+    ("limit_ratio", "limit_ratio(0.5, up)"),
+    ("limitk", "limitk(1, up)"),
+    ("max", "max(up)"),
+    ("min", "min(up)"),
+    ("or", "up or up"),
+    ("quantile", "quantile(0.5, up)"),
+    ("stddev", "stddev(up)"),
+    ("stdvar", "stdvar(up)"),
+    ("sum", "sum(up)"),
+    ("topk", "topk(1, up)"),
+    ("unless", "up unless up"),
 ];
 
 /// Whether Comet plans `query`.
@@ -216,12 +216,15 @@ pub fn features() -> &'static Features {
         all.insert(
             "promql",
             flags(&[
-                ("anchored", false),
+                ("anchored", plans("rate(up[5m] anchored)")),
                 ("at_modifier", true),
                 ("bool", true),
                 ("by", true),
                 ("delayed_name_removal", true),
-                ("duration_expr", false),
+                (
+                    "duration_expr",
+                    plans("rate(up[step() + 1m] offset -(1h * 2))"),
+                ),
                 ("fill", plans("up + fill(0) up")),
                 ("fill_left", plans("up + fill_left(0) up")),
                 ("fill_right", plans("up + fill_right(0) up")),
@@ -233,7 +236,7 @@ pub fn features() -> &'static Features {
                 ("on", true),
                 ("per_query_lookback_delta", true),
                 ("per_step_stats", false),
-                ("smoothed", false),
+                ("smoothed", plans("rate(up[5m] smoothed) + up smoothed")),
                 ("subqueries", true),
                 ("type_and_unit_labels", false),
                 ("without", true),
@@ -250,7 +253,7 @@ pub fn features() -> &'static Features {
             "promql_operators",
             OPERATORS
                 .iter()
-                .map(|(op, q)| (op.to_string(), q.is_some_and(plans)))
+                .map(|(op, query)| (op.to_string(), plans(query)))
                 .collect(),
         );
         all.insert(
@@ -306,7 +309,10 @@ mod tests {
         for op in ["+", "atan2", "topk", "limitk", "count_values", "@", "=~"] {
             assert!(operators[op], "{op}");
         }
+        // The trim operators parse but need native histograms.
         assert!(!operators[">/"]);
-        assert!(features()["promql"]["fill"]);
+        for feature in ["fill", "anchored", "smoothed", "duration_expr"] {
+            assert!(features()["promql"][feature], "{feature}");
+        }
     }
 }

@@ -206,3 +206,61 @@ pub(crate) fn smoothed_instant() -> RangeFn {
         present: Some("_ts[1] <= te".to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Grid, PlanError, PlanSettings, plan};
+
+    fn instant() -> Grid {
+        Grid::instant(1_700_000_000_000)
+    }
+
+    #[test]
+    fn functions_outside_prometheus_lists_are_refused_with_its_message() {
+        let err = |q: &str| plan(q, instant(), &PlanSettings::default()).err();
+        assert_eq!(
+            err("deriv(x[3m] anchored)"),
+            Some(PlanError::BadData(
+                "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with deriv"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            err("resets(x[3m] smoothed)"),
+            Some(PlanError::BadData(
+                "smoothed modifier can only be used with: delta, increase, rate - not with resets"
+                    .into()
+            ))
+        );
+        assert_eq!(err("resets(x[3m] anchored)"), None);
+    }
+
+    #[test]
+    fn windows_read_a_lookback_delta_past_their_range() {
+        let sql = |q: &str| plan(q, instant(), &PlanSettings::default()).unwrap().sql;
+        // Plain: (t - 3m, t]; anchored: 5 more minutes back; smoothed:
+        // also 5 minutes forward.
+        assert!(sql("rate(x[3m])").contains("timestamp_ms > 1699999820000"));
+        let anchored = sql("rate(x[3m] anchored)");
+        assert!(
+            anchored.contains("timestamp_ms > 1699999520000"),
+            "{anchored}"
+        );
+        assert!(
+            anchored.contains("timestamp_ms <= 1700000000000"),
+            "{anchored}"
+        );
+        let smoothed = sql("rate(x[3m] smoothed)");
+        assert!(
+            smoothed.contains("timestamp_ms > 1699999520000"),
+            "{smoothed}"
+        );
+        assert!(
+            smoothed.contains("timestamp_ms <= 1700000300000"),
+            "{smoothed}"
+        );
+        let instant_selector = sql("x smoothed");
+        assert!(instant_selector.contains("timestamp_ms > 1699999700000"));
+        assert!(instant_selector.contains("timestamp_ms <= 1700000300000"));
+    }
+}
