@@ -57,13 +57,13 @@ eval instant at 5m other
   other{v="x"} 6
 "#;
 
-/// Through `comet promqltest`: the data goes in by the ingest writer, the
-/// queries through the engine and ClickHouse.
-#[test]
-fn adversarial_label_values_and_regexes_cannot_alter_the_sql() {
+/// Runs `script` through `comet promqltest -v` (the data goes in by the
+/// ingest writer, the queries through the engine and ClickHouse) and
+/// returns its report, after checking that it succeeded.
+fn promqltest(name: &str, script: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("adversarial.test");
-    std::fs::write(&script, ADVERSARIAL).expect("write script");
+    let path = dir.path().join(name);
+    std::fs::write(&path, script).expect("write script");
     let output = std::process::Command::new(COMET)
         .args([
             "promqltest",
@@ -73,16 +73,76 @@ fn adversarial_label_values_and_regexes_cannot_alter_the_sql() {
             "--clickhouse-url",
         ])
         .arg(clickhouse_url())
-        .arg(&script)
+        .arg(&path)
         .output()
         .expect("run comet promqltest");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    format!("{stdout}\n{stderr}")
+}
+
+#[test]
+fn adversarial_label_values_and_regexes_cannot_alter_the_sql() {
+    let report = promqltest("adversarial.test", ADVERSARIAL);
     // Every case passes; `-v` would list any failure with its reason.
     assert!(
-        stdout.lines().any(|l| l == "13 passed, 0 failed"),
-        "{stdout}\n{stderr}"
+        report.lines().any(|l| l == "13 passed, 0 failed"),
+        "{report}"
+    );
+}
+
+/// Anchored and smoothed range vectors returned as such (Prometheus's
+/// `extendFloats`): the cases of Prometheus's engine_test.go.
+const EXTENDED_RANGE_VECTORS: &str = r#"
+load 10s
+  metric 1+1x10
+  withreset 1+1x4 1+1x5
+  notregular 0 5 100 2 8
+
+eval instant at 15s metric[10s] smoothed
+  expect range vector from 5s to 15s step 5s
+  metric 1.5 2 2.5
+
+eval instant at 105s metric[10s] smoothed
+  expect range vector from 95s to 105s step 5s
+  metric 10.5 11 11
+
+eval instant at 45s withreset[10s] smoothed
+  expect range vector from 35s to 45s step 5s
+  withreset 4.5 5 3
+
+eval instant at 10s metric[10s] anchored
+  expect range vector from 0s to 10s step 10s
+  metric 1 2
+
+eval instant at 15s metric[10s] anchored
+  expect range vector from 5s to 15s step 5s
+  metric 1 2 2
+
+eval instant at 105s metric[10s] anchored
+  expect range vector from 95s to 105s step 5s
+  metric 10 11 11
+
+eval instant at 45s withreset[10s] anchored
+  expect range vector from 35s to 45s step 5s
+  withreset 4 5 5
+
+eval instant at 30s notregular[20s] smoothed
+  expect range vector from 10s to 30s step 10s
+  notregular 5 100 2
+
+eval instant at 30s notregular[20s] anchored
+  expect range vector from 10s to 30s step 10s
+  notregular 5 100 2
+"#;
+
+#[test]
+fn anchored_and_smoothed_range_vectors_are_their_boundaries_and_inner_samples() {
+    let report = promqltest("extended.test", EXTENDED_RANGE_VECTORS);
+    assert!(
+        report.lines().any(|l| l == "9 passed, 0 failed"),
+        "{report}"
     );
 }
 

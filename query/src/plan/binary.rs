@@ -226,8 +226,15 @@ impl Planner {
                         left: unique_per_signature(&b.lhs, matching),
                         right: unique_per_signature(&b.rhs, matching),
                     };
-                    let rel = self.series_one_to_one(&op, l, r, matching, return_bool, unique)?;
-                    return Ok(Node::Series(rel));
+                    let rel = self.series_one_to_one(
+                        &op,
+                        &l.sql(),
+                        &r.sql(),
+                        matching,
+                        return_bool,
+                        unique,
+                    )?;
+                    return Ok(Node::Series(rel.into()));
                 }
             }
             _ => {}

@@ -153,12 +153,11 @@ fn interpolate(a: &str, b: &str, t: &str, counter: bool) -> String {
     format!("({y1} + (_vals[{b}] - {y1}) * ({t} - _ts[{a}]) / (_ts[{b}] - _ts[{a}]))")
 }
 
-/// `rate`, `increase` or `delta` as the difference of the values at the
-/// window's two boundaries (Prometheus's `extendedRate`): the anchor's and
-/// the last sample's, or, smoothed, values interpolated at the start and
-/// the end. A counter adds back every reset strictly inside.
-fn boundary_difference(smoothed: bool, counter: bool, rate: bool) -> String {
-    let (left, right) = if smoothed {
+/// The values at the window's two boundaries, over the indexes `_f` and
+/// `_l` (see [`ANCHOR`] and [`last_index`]): the anchor's and the last
+/// sample's, or, smoothed, values interpolated at the start and the end.
+fn boundaries(smoothed: bool, counter: bool) -> (String, String) {
+    if smoothed {
         (
             format!(
                 "if(_ts[_f] < te - R, {}, _vals[_f])",
@@ -171,22 +170,68 @@ fn boundary_difference(smoothed: bool, counter: bool, rate: bool) -> String {
         )
     } else {
         ("_vals[_f]".to_string(), "_vals[_l]".to_string())
-    };
-    let correction = if counter {
-        // The samples strictly inside the window, between the boundaries.
-        "+ arrayMap(_in -> arrayMap(_s -> arraySum(arrayMap((x1, x2) -> if(x2 < x1, x1, 0), \
-             arrayPopBack(_s), arrayPopFront(_s))), [arrayConcat([_lv], _in, [_rv])])[1], \
+    }
+}
+
+/// `f` of the samples strictly inside the window (between the boundary
+/// samples), bound to `_in`.
+fn with_inner(f: &str) -> String {
+    format!(
+        "arrayMap(_in -> {f}, \
            [arrayMap((_i0, _i1) -> if(_i1 >= _i0, arraySlice(_vals, _i0, _i1 - _i0 + 1), []), \
              [_f + (_ts[_f] <= te - R)], [_l - (_ts[_l] >= te)])[1]])[1]"
-    } else {
-        ""
-    };
-    let per_second = if rate { " / (R / 1000)" } else { "" };
+    )
+}
+
+/// `body` with the boundary indexes `_f`, `_l` and values `_lv`, `_rv`
+/// bound.
+fn with_boundaries(smoothed: bool, counter: bool, body: &str) -> String {
+    let (left, right) = boundaries(smoothed, counter);
     format!(
-        "arrayMap((_f, _l) -> arrayMap((_lv, _rv) -> (_rv - _lv {correction}){per_second}, \
-           [{left}], [{right}])[1], [{ANCHOR}], [{last}])[1]",
+        "arrayMap((_f, _l) -> arrayMap((_lv, _rv) -> {body}, [{left}], [{right}])[1], \
+           [{ANCHOR}], [{last}])[1]",
         last = last_index(smoothed),
     )
+}
+
+/// `rate`, `increase` or `delta` as the difference of the values at the
+/// window's two boundaries (Prometheus's `extendedRate`). A counter adds
+/// back every reset strictly inside.
+fn boundary_difference(smoothed: bool, counter: bool, rate: bool) -> String {
+    let correction = if counter {
+        format!(
+            "+ {}",
+            with_inner(
+                "arrayMap(_s -> arraySum(arrayMap((x1, x2) -> if(x2 < x1, x1, 0), \
+                   arrayPopBack(_s), arrayPopFront(_s))), [arrayConcat([_lv], _in, [_rv])])[1]"
+            )
+        )
+    } else {
+        String::new()
+    };
+    let per_second = if rate { " / (R / 1000)" } else { "" };
+    with_boundaries(
+        smoothed,
+        counter,
+        &format!("(_rv - _lv {correction}){per_second}"),
+    )
+}
+
+/// An anchored or smoothed range vector as a query's result (Prometheus's
+/// `extendFloats`): the boundary values at the window's start and end,
+/// with the samples strictly inside between them, as an array of `(t, v)`;
+/// and the condition for a series to have any.
+pub(crate) fn boundary_points(modifier: RangeModifier) -> (String, String) {
+    let smoothed = modifier == RangeModifier::Smoothed;
+    let points = with_boundaries(
+        smoothed,
+        false,
+        &with_inner(
+            "arrayConcat([(te - R, _lv)], \
+               arrayZip(arraySlice(_ts, _f + (_ts[_f] <= te - R), length(_in)), _in), [(te, _rv)])",
+        ),
+    );
+    (points, format!("_ts[{}] > te - R", last_index(smoothed)))
 }
 
 /// A smoothed instant selector's value at `te`: the sample there, else

@@ -672,7 +672,7 @@ impl Planner {
         if m.at.is_none() && grid.n() > 0 {
             let (values, labels) = self.window_values(m, grid, &f.value, &present, scalars)?;
             return Ok(Node::Series(
-                self.series_of_points(&values, &labels, grid, dn),
+                self.series_of_points(&values, &labels, grid, dn).into(),
             ));
         }
         let rel = self.over_windows(m, grid, &f.value, &present, scalars, dn)?;
@@ -811,7 +811,7 @@ impl Planner {
     /// (series-major inputs stay series-major).
     fn labels_input(&mut self, arg: &Expr, grid: &Grid) -> Result<LabelsInput, PlanError> {
         Ok(match self.node(arg, grid)? {
-            Node::Series(rel) => (rel, "vals", Node::Series),
+            Node::Series(rel) => (rel.sql(), "vals", |sql| Node::Series(sql.into())),
             other => (self.rows_of(other, arg, grid)?, "t, v", Node::Vector),
         })
     }

@@ -33,7 +33,8 @@ impl Planner {
         let phi = self.scalar(&call.args.args[0], grid)?;
         let input = self.node(&call.args.args[1], grid)?;
         if let (Scalar::Lit(phi), Node::Series(rel)) = (&phi, &input) {
-            return Ok(Node::Series(self.series_histogram_quantile(*phi, rel)));
+            let rel = self.series_histogram_quantile(*phi, &rel.sql());
+            return Ok(Node::Series(rel.into()));
         }
         let rel = self.rows_of(input, &call.args.args[1], grid)?;
         Ok(Node::Vector(self.bucket_quantile(phi, &rel)))

@@ -33,6 +33,7 @@ use crate::matchers::SqlCondition;
 use extended::RangeModifier;
 pub use functions::EXACT_MEANS_MARKER;
 use functions::Means;
+use series::SeriesRel;
 
 /// The bit pattern of Prometheus's staleness marker.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -298,10 +299,11 @@ fn plan_with(
         Node::Series(rel) => (
             if planner.drops_series {
                 format!(
-                    "SELECT labels, vals, dn FROM ({rel}) WHERE arrayExists(x -> x IS NOT NULL, vals)"
+                    "SELECT labels, vals, dn FROM ({}) WHERE arrayExists(x -> x IS NOT NULL, vals)",
+                    rel.sql()
                 )
             } else {
-                rel
+                rel.sql()
             },
             PlanKind::Series {
                 start: grid.start,
@@ -405,7 +407,7 @@ pub(crate) enum Node {
     /// A row relation `(labels, t, v, dn)`.
     Vector(String),
     /// A series-major relation `(labels, vals, dn)` (see [`series`]).
-    Series(String),
+    Series(SeriesRel),
     Matrix(Matrix),
     Str(String),
 }

@@ -10,6 +10,7 @@
 
 use promql_parser::parser::VectorSelector;
 
+use super::extended::RangeModifier;
 use super::{Grid, Matrix, PlanError, Planner, STALE_NAN_BITS, Source, bad, sorted_labels};
 use crate::matchers::{MatchOp, Matcher, MatcherError, condition, from_selector};
 
@@ -210,8 +211,10 @@ impl Planner {
                 let node = self.node(expr, &inner)?;
                 if let super::Node::Series(rel) = node {
                     // Hash each series' labels once, not once per step.
-                    let hashed =
-                        format!("SELECT sipHash64(labels) AS fp, labels, vals, dn FROM ({rel})");
+                    let hashed = format!(
+                        "SELECT sipHash64(labels) AS fp, labels, vals, dn FROM ({})",
+                        rel.sql()
+                    );
                     return Ok(SampleSource {
                         samples: format!(
                             "SELECT fp, t + {offset} AS ts, assumeNotNull(_v) AS sv FROM ({hashed}) \
@@ -263,11 +266,8 @@ impl Planner {
     /// A range vector returned by an instant query: the raw samples of each
     /// series in the window, as rows `(labels, t, v)`.
     pub fn raw_matrix(&mut self, m: &Matrix, grid: &Grid) -> Result<String, PlanError> {
-        if m.modifier != super::extended::RangeModifier::Plain {
-            return Err(PlanError::Unsupported(
-                "an anchored or smoothed range vector as the query's result is not supported yet"
-                    .into(),
-            ));
+        if m.modifier != RangeModifier::Plain {
+            return self.boundary_matrix(m, grid);
         }
         let eval = match m.at {
             Some(t) => Grid::instant(t),
@@ -285,6 +285,30 @@ impl Planner {
             samples = src.samples,
             labels = src.labels,
             hi = eval.end,
+        ))
+    }
+    /// An anchored or smoothed range vector returned by an instant query:
+    /// each series' boundary values and the samples between them, as rows
+    /// `(labels, t, v)` on the samples' own times.
+    fn boundary_matrix(&mut self, m: &Matrix, grid: &Grid) -> Result<String, PlanError> {
+        let eval = match m.at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let (windows, labels) = self.windows(m, &eval)?;
+        let (points, present) = super::extended::boundary_points(m.modifier);
+        Ok(format!(
+            "SELECT if(l.dn = 1, {dropped}, l.labels) AS labels, p.1 - {offset} AS t, p.2 AS v \
+             FROM (\
+               SELECT fp, _p AS p FROM (\
+                 SELECT fp, t AS te, {range} AS R, arrayMap(x -> x.2, w) AS _vals, \
+                   arrayMap(x -> x.1, w) AS _ts, length(w) AS _n \
+                 FROM ({windows})\
+               ) ARRAY JOIN {points} AS _p WHERE {present}\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp ORDER BY labels, t",
+            dropped = super::drop_name("l.labels"),
+            offset = m.offset,
+            range = m.range,
         ))
     }
 }
