@@ -7,6 +7,7 @@ use promql_parser::parser::{
 };
 
 use super::functions::unparen;
+use super::series::SeriesRel;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
 
 /// The SQL of `l op r` for arithmetic and comparison operators.
@@ -226,14 +227,7 @@ impl Planner {
                         left: unique_per_signature(&b.lhs, matching),
                         right: unique_per_signature(&b.rhs, matching),
                     };
-                    let rel = self.series_one_to_one(
-                        &op,
-                        &l.sql(),
-                        &r.sql(),
-                        matching,
-                        return_bool,
-                        unique,
-                    )?;
+                    let rel = self.series_one_to_one(&op, l, r, matching, return_bool, unique)?;
                     return Ok(Node::Series(rel.into()));
                 }
             }
@@ -384,15 +378,14 @@ impl Planner {
     fn series_one_to_one(
         &mut self,
         op: &str,
-        l: &str,
-        r: &str,
+        l: &SeriesRel,
+        r: &SeriesRel,
         matching: Option<&LabelModifier>,
         return_bool: bool,
         unique: Unique,
     ) -> Result<String, PlanError> {
         // A left series without a match, or filtered, has no value left.
         self.drops_series = true;
-        let sig = self.signature(matching, "labels");
         let labels = match matching {
             Some(LabelModifier::Include(ls)) => self.keep_labels(&ls.labels, "m._l"),
             Some(LabelModifier::Exclude(ls)) => self.drop_labels(&ls.labels, "m._l"),
@@ -438,9 +431,19 @@ impl Planner {
         if !unique.left {
             checks.push((one_to_one_check, ONE_TO_ONE));
         }
+        // A side with one series per signature is read in its own layer.
         let left = if unique.left {
-            format!("SELECT labels AS _l, vals AS _v, dn AS _dn, {sig} AS _sig FROM ({l})")
+            let p = l.projection();
+            let sig = self.signature(matching, p.labels());
+            p.select(&format!(
+                "{} AS _l, {} AS _v, {} AS _dn, {sig} AS _sig",
+                p.labels(),
+                p.vals(),
+                p.dn()
+            ))
         } else {
+            let l = l.sql();
+            let sig = self.signature(matching, "labels");
             format!(
                 "SELECT labels AS _l, vals AS _v, dn AS _dn, {sig} AS _sig, \
                    sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY _sig) AS _k \
@@ -448,8 +451,12 @@ impl Planner {
             )
         };
         let right = if unique.right {
-            format!("SELECT {sig} AS _sig, vals AS _one FROM ({r})")
+            let p = r.projection();
+            let sig = self.signature(matching, p.labels());
+            p.select(&format!("{sig} AS _sig, {} AS _one", p.vals()))
         } else {
+            let r = r.sql();
+            let sig = self.signature(matching, "labels");
             format!(
                 "SELECT _sig, arrayMap(c -> if(length(c) = 1, c[1], NULL), _g) AS _one, \
                    arrayMap(c -> length(c), _g) AS _n, _members FROM (\

@@ -104,24 +104,46 @@ pub(crate) struct Projection {
     grouped: bool,
 }
 
+impl Projection {
+    /// The relation's labels, values and `dn` (SQL in its layer).
+    pub(crate) fn labels(&self) -> &str {
+        &self.labels
+    }
+
+    pub(crate) fn vals(&self) -> &str {
+        &self.vals
+    }
+
+    pub(crate) fn dn(&self) -> &str {
+        &self.dn
+    }
+
+    /// `SELECT {columns}` in this projection's layer: the columns are SQL
+    /// over [`Self::labels`], [`Self::vals`] and [`Self::dn`].
+    pub(crate) fn select(&self, columns: &str) -> String {
+        let group_by = if self.grouped {
+            format!(" GROUP BY {}", self.labels)
+        } else {
+            String::new()
+        };
+        format!("SELECT {columns} FROM {}{group_by}", self.from)
+    }
+}
+
 impl SeriesRel {
     /// The relation's SQL, columns `labels, vals, dn`.
     pub(crate) fn sql(&self) -> String {
         match self {
             SeriesRel::Sql(sql) => sql.clone(),
-            SeriesRel::Projection(p) => format!(
-                "SELECT {} AS labels, {} AS vals, {} AS dn FROM {}{}",
-                p.labels,
-                p.vals,
-                p.dn,
-                p.from,
-                if p.grouped { " GROUP BY labels" } else { "" }
-            ),
+            SeriesRel::Projection(p) => p.select(&format!(
+                "{} AS labels, {} AS vals, {} AS dn",
+                p.labels, p.vals, p.dn
+            )),
         }
     }
 
-    /// The relation as a projection to extend.
-    fn projection(&self) -> Projection {
+    /// The relation as a projection to extend or select from.
+    pub(crate) fn projection(&self) -> Projection {
         match self {
             SeriesRel::Projection(p) => p.clone(),
             SeriesRel::Sql(sql) => Projection {
