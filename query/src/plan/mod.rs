@@ -298,10 +298,7 @@ fn plan_with(
         // its analyzer 1-2 ms) unless a node may empty many series.
         Node::Series(rel) => (
             if planner.drops_series {
-                format!(
-                    "SELECT labels, vals, dn FROM ({}) WHERE arrayExists(x -> x IS NOT NULL, vals)",
-                    rel.sql()
-                )
+                rel.sql_with_values()
             } else {
                 rel.sql()
             },

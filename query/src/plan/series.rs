@@ -118,15 +118,32 @@ impl Projection {
         &self.dn
     }
 
+    /// The columns `labels, vals, dn`.
+    fn columns(&self) -> String {
+        format!(
+            "{} AS labels, {} AS vals, {} AS dn",
+            self.labels, self.vals, self.dn
+        )
+    }
+
     /// `SELECT {columns}` in this projection's layer: the columns are SQL
     /// over [`Self::labels`], [`Self::vals`] and [`Self::dn`].
     pub(crate) fn select(&self, columns: &str) -> String {
-        let group_by = if self.grouped {
-            format!(" GROUP BY {}", self.labels)
-        } else {
-            String::new()
-        };
-        format!("SELECT {columns} FROM {}{group_by}", self.from)
+        self.select_where(columns, None)
+    }
+
+    /// [`Self::select`] of the rows (series or groups) where `condition`
+    /// holds.
+    pub(crate) fn select_where(&self, columns: &str, condition: Option<&str>) -> String {
+        let mut sql = format!("SELECT {columns} FROM {}", self.from);
+        if self.grouped {
+            sql.push_str(&format!(" GROUP BY {}", self.labels));
+        }
+        if let Some(condition) = condition {
+            let clause = if self.grouped { "HAVING" } else { "WHERE" };
+            sql.push_str(&format!(" {clause} {condition}"));
+        }
+        sql
     }
 }
 
@@ -135,11 +152,15 @@ impl SeriesRel {
     pub(crate) fn sql(&self) -> String {
         match self {
             SeriesRel::Sql(sql) => sql.clone(),
-            SeriesRel::Projection(p) => p.select(&format!(
-                "{} AS labels, {} AS vals, {} AS dn",
-                p.labels, p.vals, p.dn
-            )),
+            SeriesRel::Projection(p) => p.select(&p.columns()),
         }
+    }
+
+    /// The relation without the series that have no value at any step.
+    pub(crate) fn sql_with_values(&self) -> String {
+        let p = self.projection();
+        let condition = format!("arrayExists(x -> x IS NOT NULL, {})", p.vals);
+        p.select_where(&p.columns(), Some(&condition))
     }
 
     /// The relation as a projection to extend or select from.
