@@ -226,10 +226,14 @@ impl KafkaIngest {
             .name("kafka-consumer".into())
             .spawn(move || {
                 consumer::run(&consumer, &thread_stop);
-                let _ = done.send(());
-                // Closing the consumer may block on an unreachable broker;
-                // `shutdown` does not wait for it.
+                // Closing the consumer leaves the group (LeaveGroup), so the
+                // others take its partitions at once: done only after it,
+                // or a process that exits next may never send it and its
+                // partitions wait for the broker to expire the member. It
+                // may block on an unreachable broker: `shutdown` waits for
+                // it only up to its timeout.
                 drop(consumer);
+                let _ = done.send(());
             })
             .map_err(KafkaStartError::Thread)?;
         Ok(Self { stop, finished })
