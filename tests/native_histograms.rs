@@ -238,7 +238,7 @@ async fn v1_histograms_are_stored_field_by_field() {
     assert_eq!(
         comet.rows("custom_h").await,
         [format!(
-            "{t}\t0\tfalse\t-53\tnot_reset\t0\t0\t6\t0\t0\t{}\t[0,1,3]\t[1,1,1]\t[]\t[]\t[]\t[]\t[0.1,0.5,1]",
+            "{t}\t0\tfalse\t-53\tnot_reset\t0\t0\t6\t0\t0\t{}\t[0,1,3]\t[1,2,3]\t[]\t[]\t[]\t[]\t[0.1,0.5,1]",
             bits(2.0)
         )]
     );
@@ -389,7 +389,7 @@ async fn bad_histograms_are_refused_and_counted_and_the_rest_kept() {
     assert_eq!(
         text,
         format!(
-            "series rpc_seconds: histogram at {} ms: 13 observations found in buckets, but the \
+            "series rpc_seconds{{}}: histogram at {} ms: 13 observations found in buckets, but the \
              Count field is 12: histogram's observation count should equal the number of \
              observations found in the buckets (in absence of NaN) (and 1 more rejected series)\n",
             t + 15_000

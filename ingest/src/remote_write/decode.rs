@@ -824,7 +824,7 @@ mod tests {
         assert!(
             out.rejections[0]
                 .message
-                .starts_with("series lat: histogram at 2000 ms: 3 observations found in buckets")
+                .starts_with("series lat{}: histogram at 2000 ms: 3 observations found in buckets")
         );
         assert_eq!(out.batch.sample_count(), 1);
         assert_eq!(out.batch.histograms.len(), 2);
