@@ -387,7 +387,9 @@ fn bucket_and_count_errors() {
 
 #[test]
 fn custom_bucket_errors() {
-    let cases: Vec<(fn(&mut v1::Histogram), HistogramError, &str)> = vec![
+    /// A change to the valid custom-bucket histogram, the error, its reason.
+    type Case = (fn(&mut v1::Histogram), HistogramError, &'static str);
+    let cases: Vec<Case> = vec![
         (
             |h| h.custom_values = vec![0.1, f64::NAN, 1.0],
             HistogramError::CustomBoundsNaN,
