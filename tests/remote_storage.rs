@@ -545,13 +545,16 @@ async fn bad_input_gets_the_right_status_and_is_counted() {
             "out_of_order",
         ),
         (
-            "native histogram",
+            "invalid native histogram",
             {
                 let mut ts = series(&[("__name__", "latency")], &[]);
+                // A count of 5 with no observations in any bucket.
                 ts.histograms.push(v1::Histogram {
+                    count: Some(v1::histogram::Count::CountInt(5)),
                     sum: 1.0,
                     schema: 3,
                     timestamp: t,
+                    ..Default::default()
                 });
                 snappy(
                     &v1::WriteRequest {
@@ -562,8 +565,8 @@ async fn bad_input_gets_the_right_status_and_is_counted() {
                 )
             },
             400,
-            "native histograms are not stored",
-            "native_histogram",
+            "0 observations found in buckets, but the Count field is 5",
+            "histogram_count_mismatch",
         ),
         (
             "oversized",

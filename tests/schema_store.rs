@@ -37,15 +37,17 @@ async fn migrations_create_the_designed_tables() {
         "comet_schema_migrations\tReplacingMergeTree\tversion\t\n\
          comet_schema_settings\tReplacingMergeTree\tname\t\n\
          exemplars\tReplacingMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
+         histograms\tMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
          kafka_batches\tReplacingMergeTree\tconsumer_group, topic, partition, first_offset\t\n\
          metadata\tReplacingMergeTree\tmetric_family_name, type, unit, help\t\n\
          samples\tMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
          series\tReplacingMergeTree\tmetric_name, date, fingerprint\ttoYYYYMM(date)\n\
          series_activity\tAggregatingMergeTree\thour, metric_name, fingerprint\ttoYYYYMM(hour)\n\
+         series_activity_histograms_mv\tMaterializedView\t\t\n\
          series_activity_mv\tMaterializedView\t\t\n"
     );
     // Kafka batches are deduplicated by token within this window.
-    for table in ["samples", "exemplars"] {
+    for table in ["samples", "exemplars", "histograms"] {
         let engine = db
             .text(&format!(
                 "SELECT engine_full FROM system.tables WHERE database = '{}' AND name = '{table}'",

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use comet_schema::rows::ExemplarRow;
-use comet_schema::{Labels, Metadata, Sample};
+use comet_schema::{Labels, Metadata, NativeHistogram, Sample};
 
 use crate::series::Series;
 
@@ -31,20 +31,37 @@ impl SeriesSamples {
     }
 }
 
+/// One series and its native histogram samples, already validated.
+#[derive(Debug, Clone)]
+pub struct SeriesHistograms {
+    pub series: Arc<Series>,
+    /// In timestamp order.
+    pub histograms: Vec<NativeHistogram>,
+}
+
+impl SeriesHistograms {
+    pub fn fingerprint(&self) -> u64 {
+        self.series.fingerprint()
+    }
+}
+
 /// Something a source could not accept, with the reason as a short
 /// machine-readable code (a /metrics label) and a one-line message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub reason: &'static str,
     pub message: String,
-    /// Samples (and histogram samples) lost with it.
+    /// Float samples lost with it.
     pub samples: u64,
+    /// Native histogram samples lost with it.
+    pub histograms: u64,
 }
 
 /// The unit of work from a source to the writer.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub series: Vec<SeriesSamples>,
+    pub histograms: Vec<SeriesHistograms>,
     /// Exemplars, already in the shape of the `exemplars` table.
     pub exemplars: Vec<ExemplarRow>,
     pub metadata: Vec<Metadata>,
@@ -55,8 +72,13 @@ impl WriteBatch {
         self.series.iter().map(|s| s.samples.len()).sum()
     }
 
+    pub fn histogram_count(&self) -> usize {
+        self.histograms.iter().map(|s| s.histograms.len()).sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.series.iter().all(|s| s.samples.is_empty())
+            && self.histograms.iter().all(|s| s.histograms.is_empty())
             && self.exemplars.is_empty()
             && self.metadata.is_empty()
     }
@@ -86,6 +108,17 @@ impl WriteBatch {
             .iter()
             .map(|m| 96 + m.metric_family_name.len() + m.help.len() + m.unit.len())
             .sum();
-        series + exemplars + metadata
+        let histograms: usize = self
+            .histograms
+            .iter()
+            .map(|s| {
+                48 + s
+                    .histograms
+                    .iter()
+                    .map(NativeHistogram::estimated_bytes)
+                    .sum::<usize>()
+            })
+            .sum();
+        series + histograms + exemplars + metadata
     }
 }

@@ -14,7 +14,7 @@ pub mod remote_write;
 pub mod series;
 pub mod writer;
 
-pub use batch::{Rejection, SeriesSamples, WriteBatch};
+pub use batch::{Rejection, SeriesHistograms, SeriesSamples, WriteBatch};
 pub use metrics::IngestMetrics;
 pub use series::{Series, SeriesRegistry};
 pub use writer::{WriteError, Writer, WriterSettings};

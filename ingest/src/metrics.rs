@@ -13,6 +13,12 @@ pub struct IngestMetrics {
     pub samples_written: IntCounterVec,
     /// Samples refused, by source and reason.
     pub samples_rejected: IntCounterVec,
+    /// Native histogram samples received by source, before validation.
+    pub histograms_received: IntCounterVec,
+    /// Native histogram samples acknowledged as stored, by source.
+    pub histograms_written: IntCounterVec,
+    /// Native histogram samples refused, by source and reason.
+    pub histograms_rejected: IntCounterVec,
     /// Requests by source and HTTP status (or gRPC code).
     pub requests: IntCounterVec,
     /// Whole requests refused (undecodable, too large, ...), by reason.
@@ -56,6 +62,27 @@ impl IngestMetrics {
                 Opts::new(
                     "comet_ingest_samples_rejected_total",
                     "Samples refused, by reason.",
+                ),
+                &["source", "reason"],
+            )?,
+            histograms_received: IntCounterVec::new(
+                Opts::new(
+                    "comet_ingest_histograms_received_total",
+                    "Native histogram samples received, before validation.",
+                ),
+                &["source"],
+            )?,
+            histograms_written: IntCounterVec::new(
+                Opts::new(
+                    "comet_ingest_histograms_written_total",
+                    "Native histogram samples stored in ClickHouse and acknowledged.",
+                ),
+                &["source"],
+            )?,
+            histograms_rejected: IntCounterVec::new(
+                Opts::new(
+                    "comet_ingest_histograms_rejected_total",
+                    "Native histogram samples refused, by reason.",
                 ),
                 &["source", "reason"],
             )?,
@@ -137,6 +164,9 @@ impl IngestMetrics {
         registry.register(Box::new(m.samples_received.clone()))?;
         registry.register(Box::new(m.samples_written.clone()))?;
         registry.register(Box::new(m.samples_rejected.clone()))?;
+        registry.register(Box::new(m.histograms_received.clone()))?;
+        registry.register(Box::new(m.histograms_written.clone()))?;
+        registry.register(Box::new(m.histograms_rejected.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.requests_rejected.clone()))?;
         registry.register(Box::new(m.exemplars_written.clone()))?;

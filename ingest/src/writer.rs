@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use comet_schema::histogram::HistogramRowRef;
 use comet_schema::labels::LabelLimits;
 use comet_schema::rows::{ExemplarRow, MetadataRow, SampleRowRef, SeriesRow, day_of_timestamp_ms};
 use comet_schema::{Metadata, Store, StoreError};
@@ -90,6 +91,7 @@ impl From<&StoreError> for WriteError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteReceipt {
     pub samples: usize,
+    pub histograms: usize,
     pub exemplars: usize,
 }
 
@@ -105,6 +107,7 @@ struct Pending {
     _budget: OwnedSemaphorePermit,
     bytes: usize,
     samples: usize,
+    histograms: usize,
     /// Set for exactly-once sources (Kafka): the batch is inserted on its
     /// own, under this `insert_deduplication_token`.
     dedup_token: Option<String>,
@@ -241,9 +244,10 @@ impl Writer {
     ) -> Result<WriteReceipt, WriteError> {
         let receipt = WriteReceipt {
             samples: batch.sample_count(),
+            histograms: batch.histogram_count(),
             exemplars: batch.exemplars.len(),
         };
-        let samples = receipt.samples;
+        let (samples, histograms) = (receipt.samples, receipt.histograms);
         if batch.is_empty() {
             return Ok(receipt);
         }
@@ -256,6 +260,7 @@ impl Writer {
             _budget: permit,
             bytes,
             samples,
+            histograms,
             dedup_token,
         };
         if self.shared.tx.send(pending).is_err() {
@@ -306,7 +311,8 @@ async fn run_batcher(
                 if waiting.is_empty() {
                     deadline = tokio::time::Instant::now() + settings.linger;
                 }
-                waiting_samples += pending.samples;
+                // A histogram is one row, like a sample.
+                waiting_samples += pending.samples + pending.histograms;
                 waiting.push(pending);
                 let full = waiting_samples >= settings.max_batch_samples;
                 let worth_it = waiting_samples >= settings.min_batch_samples
@@ -358,9 +364,12 @@ struct Flusher {
 impl Flusher {
     async fn store_and_answer(&self, batch: Vec<Pending>) {
         let samples: usize = batch.iter().map(|p| p.samples).sum();
-        let result = self.store(&batch, samples).await;
+        let histograms: usize = batch.iter().map(|p| p.histograms).sum();
+        let result = self.store(&batch, samples, histograms).await;
         self.metrics.batches.inc();
-        self.metrics.batch_rows.observe(samples as f64);
+        self.metrics
+            .batch_rows
+            .observe((samples + histograms) as f64);
         for pending in batch {
             self.metrics.buffered_bytes.sub(pending.bytes as i64);
             if result.is_ok() {
@@ -368,12 +377,21 @@ impl Flusher {
                     .samples_written
                     .with_label_values(&[pending.source])
                     .inc_by(pending.samples as u64);
+                self.metrics
+                    .histograms_written
+                    .with_label_values(&[pending.source])
+                    .inc_by(pending.histograms as u64);
             }
             let _ = pending.ack.send(result.clone());
         }
     }
 
-    async fn store(&self, batch: &[Pending], samples: usize) -> Result<(), WriteError> {
+    async fn store(
+        &self,
+        batch: &[Pending],
+        samples: usize,
+        histograms: usize,
+    ) -> Result<(), WriteError> {
         // Only ever set on a batch flushed alone. Series and metadata rows
         // are idempotent (ReplacingMergeTree) and depend on what this
         // process wrote before, so they go without it.
@@ -421,6 +439,19 @@ impl Flusher {
             }));
         }
         self.insert::<SampleRowRef<'static>>("samples", &rows, token)
+            .await?;
+
+        // Under the same token: ClickHouse keeps tokens per table.
+        let mut rows: Vec<HistogramRowRef<'_>> = Vec::with_capacity(histograms);
+        for s in batch.iter().flat_map(|p| &p.batch.histograms) {
+            let metric_name = s.series.metric_name();
+            rows.extend(
+                s.histograms
+                    .iter()
+                    .map(|h| HistogramRowRef::new(metric_name, s.fingerprint(), h)),
+            );
+        }
+        self.insert::<HistogramRowRef<'static>>("histograms", &rows, token)
             .await
     }
 
@@ -463,20 +494,26 @@ impl Flusher {
         let mut in_batch: HashSet<(u64, u16)> = HashSet::new();
         let mut rows = Vec::new();
         let mut written = Vec::new();
-        for s in batch.iter().flat_map(|p| &p.batch.series) {
+        let mut visit = |series: &Arc<Series>, timestamps: &mut dyn Iterator<Item = i64>| {
             let mut last_day = None;
-            for sample in &s.samples {
-                let day = day_of_timestamp_ms(sample.timestamp_ms);
+            for timestamp_ms in timestamps {
+                let day = day_of_timestamp_ms(timestamp_ms);
                 if last_day == Some(day) {
                     continue;
                 }
                 last_day = Some(day);
-                if !s.series.needs_row(day) || !in_batch.insert((s.fingerprint(), day)) {
+                if !series.needs_row(day) || !in_batch.insert((series.fingerprint(), day)) {
                     continue;
                 }
-                rows.push(SeriesRow::new(s.labels(), s.fingerprint(), day));
-                written.push((Arc::clone(&s.series), day));
+                rows.push(SeriesRow::new(series.labels(), series.fingerprint(), day));
+                written.push((Arc::clone(series), day));
             }
+        };
+        for s in batch.iter().flat_map(|p| &p.batch.series) {
+            visit(&s.series, &mut s.samples.iter().map(|x| x.timestamp_ms));
+        }
+        for s in batch.iter().flat_map(|p| &p.batch.histograms) {
+            visit(&s.series, &mut s.histograms.iter().map(|h| h.timestamp_ms));
         }
         (rows, written)
     }

@@ -5,6 +5,7 @@
 
 pub mod ddl;
 pub mod fingerprint;
+pub mod histogram;
 pub mod labels;
 pub mod managed;
 pub mod migrate;
@@ -14,6 +15,7 @@ pub mod rows;
 pub mod store;
 
 pub use ddl::{SchemaOptions, Topology};
+pub use histogram::{CounterResetHint, HistogramCounts, NativeHistogram};
 pub use labels::{Label, LabelError, Labels, NameValidation};
 pub use model::{Metadata, MetricType, Sample, TimeSeries};
 pub use store::{RetryPolicy, Store, StoreError, StoreSettings};

@@ -10,7 +10,9 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::ddl::quote_string;
-use crate::ddl::{DATA_TABLES, EXEMPLARS, METADATA, SAMPLES, SERIES, SchemaOptions, Topology};
+use crate::ddl::{
+    DATA_TABLES, EXEMPLARS, HISTOGRAMS, METADATA, SAMPLES, SERIES, SchemaOptions, Topology,
+};
 use crate::store::{Store, StoreError};
 
 /// One step of the schema's history. Never edit a released migration; add
@@ -59,7 +61,26 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "deduplication window and the Kafka batch ledger for exactly-once Kafka ingest",
         statements: kafka_exactly_once,
     },
+    Migration {
+        version: 7,
+        description: "create histograms table (native histograms) and its series_activity view",
+        statements: native_histograms,
+    },
 ];
+
+/// The histogram table, its feed into `series_activity`, and (on a single
+/// server) the same deduplication window as `samples`, so a batch written
+/// again under its `insert_deduplication_token` stores its histograms once.
+fn native_histograms(o: &SchemaOptions) -> Vec<String> {
+    let mut statements = o.create_histograms();
+    if o.topology == Topology::SingleNode {
+        statements.push(format!(
+            "ALTER TABLE {} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
+            o.qualified(HISTOGRAMS.name)
+        ));
+    }
+    statements
+}
 
 /// Kafka batches are inserted with an `insert_deduplication_token`; a
 /// plain MergeTree only honours it with a deduplication window (replicated

@@ -59,15 +59,76 @@ pub mod v1 {
         pub timestamp: i64,
     }
 
-    /// A native histogram sample; Comet only needs to see that it is there.
+    /// A native histogram sample (`prometheus.Histogram`). Remote-write 2.0's
+    /// `io.prometheus.write.v2.Histogram` has the same fields and numbers
+    /// plus `start_timestamp` (17), so both share this message.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Histogram {
+        /// Integer histograms set `count_int`, float histograms
+        /// `count_float`; which one is set decides the flavour.
+        #[prost(oneof = "histogram::Count", tags = "1, 2")]
+        pub count: Option<histogram::Count>,
         #[prost(double, tag = "3")]
         pub sum: f64,
         #[prost(sint32, tag = "4")]
         pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(oneof = "histogram::ZeroCount", tags = "6, 7")]
+        pub zero_count: Option<histogram::ZeroCount>,
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<BucketSpan>,
+        /// Integer histograms: the first bucket's count, then differences.
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        /// Float histograms: absolute counts.
+        #[prost(double, repeated, tag = "10")]
+        pub negative_counts: Vec<f64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        pub positive_counts: Vec<f64>,
+        /// UNKNOWN = 0, YES = 1, NO = 2, GAUGE = 3.
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
         #[prost(int64, tag = "15")]
         pub timestamp: i64,
+        /// Bounds of custom buckets (schema -53).
+        #[prost(double, repeated, tag = "16")]
+        pub custom_values: Vec<f64>,
+        /// Remote-write 2.0 only; 0 when unset.
+        #[prost(int64, tag = "17")]
+        pub start_timestamp: i64,
+    }
+
+    pub mod histogram {
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum Count {
+            #[prost(uint64, tag = "1")]
+            CountInt(u64),
+            #[prost(double, tag = "2")]
+            CountFloat(f64),
+        }
+
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum ZeroCount {
+            #[prost(uint64, tag = "6")]
+            ZeroCountInt(u64),
+            #[prost(double, tag = "7")]
+            ZeroCountFloat(f64),
+        }
+    }
+
+    /// A run of consecutive buckets: `offset` is the gap to the previous
+    /// span (or the first bucket's index for the first span).
+    #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -191,6 +252,8 @@ pub mod v2 {
         pub exemplars: Vec<Exemplar>,
         #[prost(message, optional, tag = "5")]
         pub metadata: Option<Metadata>,
+        /// The series' created (start) timestamp of older 2.0 senders; newer
+        /// ones put a start timestamp on each sample and histogram.
         #[prost(int64, tag = "6")]
         pub created_timestamp: i64,
     }

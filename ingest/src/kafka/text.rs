@@ -70,6 +70,7 @@ pub fn parse(
                                 reason: err.reason(),
                                 message: format!("line {}: {err}", number + 1),
                                 samples: 1,
+                                histograms: 0,
                             });
                             continue;
                         }

@@ -273,6 +273,7 @@ impl Translator<'_> {
                 reason,
                 message,
                 samples,
+                histograms: 0,
             });
         }
         self.out

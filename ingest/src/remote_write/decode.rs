@@ -7,13 +7,16 @@ use std::sync::Arc;
 
 use comet_schema::prompb::{v1, v2};
 use comet_schema::rows::ExemplarRow;
-use comet_schema::{Label, LabelError, Labels, Metadata, MetricType, NameValidation, Sample};
+use comet_schema::{
+    Label, LabelError, Labels, Metadata, MetricType, NameValidation, NativeHistogram, Sample,
+};
 use prost::Message;
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::histogram::decode_histogram;
 use super::wire::{self, Reader};
-use crate::batch::{Rejection, SeriesSamples, WriteBatch};
+use crate::batch::{Rejection, SeriesHistograms, SeriesSamples, WriteBatch};
 use crate::series::{Series, SeriesRegistry};
 
 /// Limits and choices for decoding.
@@ -68,26 +71,102 @@ pub struct Decoded {
     pub rejections: Vec<Rejection>,
     /// Float samples in the request, accepted or not.
     pub received_samples: u64,
+    /// Native histogram samples in the request, accepted or not.
+    pub received_histograms: u64,
 }
 
 impl Decoded {
     fn reject(&mut self, reason: &'static str, message: String, samples: u64) {
+        self.reject_both(reason, message, samples, 0);
+    }
+
+    fn reject_both(
+        &mut self,
+        reason: &'static str,
+        message: String,
+        samples: u64,
+        histograms: u64,
+    ) {
         self.rejections.push(Rejection {
             reason,
             message,
             samples,
+            histograms,
         });
     }
 
-    /// Native histograms have no table yet: refuse them, keep the rest.
-    fn reject_histograms(&mut self, count: usize) {
-        if count > 0 {
-            self.reject(
-                "native_histogram",
-                "native histograms are not stored yet; the series' float samples were kept"
-                    .to_string(),
-                count as u64,
-            );
+    /// Keeps a series' float samples and native histograms, or records why
+    /// not. A series with neither is kept as before (it stores nothing).
+    fn push_series_data(
+        &mut self,
+        series: Result<Arc<Series>, LabelError>,
+        samples: Vec<Sample>,
+        histograms: &[v1::Histogram],
+        series_start_ms: i64,
+    ) {
+        let series = match series {
+            Ok(series) => series,
+            Err(err) => {
+                return self.reject_both(
+                    err.reason(),
+                    err.to_string(),
+                    samples.len() as u64,
+                    histograms.len() as u64,
+                );
+            }
+        };
+        if !histograms.is_empty() {
+            self.push_histograms(&series, histograms, series_start_ms);
+            if samples.is_empty() {
+                return;
+            }
+        }
+        self.push_series(Ok(series), samples);
+    }
+
+    /// Decodes and validates each histogram: a bad one is refused with its
+    /// reason, the others of the series are kept (as Prometheus's 2.0
+    /// handler does).
+    fn push_histograms(
+        &mut self,
+        series: &Arc<Series>,
+        histograms: &[v1::Histogram],
+        series_start_ms: i64,
+    ) {
+        let mut good = Vec::with_capacity(histograms.len());
+        for h in histograms {
+            match decode_histogram(h, series_start_ms) {
+                Ok(histogram) => good.push(histogram),
+                Err(err) => self.reject_both(
+                    err.reason(),
+                    format!(
+                        "series {}: histogram at {} ms: {err}",
+                        series.labels(),
+                        h.timestamp
+                    ),
+                    0,
+                    1,
+                ),
+            }
+        }
+        if good.is_empty() {
+            return;
+        }
+        let count = good.len() as u64;
+        match histograms_in_order(good) {
+            Ok(histograms) => self.batch.histograms.push(SeriesHistograms {
+                series: Arc::clone(series),
+                histograms,
+            }),
+            Err((previous, next)) => self.reject_both(
+                "out_of_order",
+                format!(
+                    "series {}: histogram at {next} ms comes after one at {previous} ms",
+                    series.labels()
+                ),
+                0,
+                count,
+            ),
         }
     }
 
@@ -173,6 +252,7 @@ fn parse_v1(
 struct Scratch<'a> {
     labels: Vec<&'a [u8]>,
     exemplars: Vec<&'a [u8]>,
+    histograms: Vec<&'a [u8]>,
     key: Vec<u8>,
 }
 
@@ -186,23 +266,20 @@ fn decode_v1_series<'a>(
 ) -> Result<(), String> {
     scratch.labels.clear();
     scratch.exemplars.clear();
+    scratch.histograms.clear();
     let mut samples = Vec::new();
-    let mut histograms = 0usize;
     let mut reader = Reader::new(bytes);
     while !reader.is_empty() {
         match reader.key()? {
             (1, wire::LEN) => scratch.labels.push(reader.bytes()?),
             (2, wire::LEN) => samples.push(decode_v1_sample(reader.bytes()?)?),
             (3, wire::LEN) => scratch.exemplars.push(reader.bytes()?),
-            (4, wire::LEN) => {
-                reader.bytes()?;
-                histograms += 1;
-            }
+            (4, wire::LEN) => scratch.histograms.push(reader.bytes()?),
             (_, wire_type) => reader.skip(wire_type)?,
         }
     }
     out.received_samples += samples.len() as u64;
-    out.reject_histograms(histograms);
+    out.received_histograms += scratch.histograms.len() as u64;
 
     // The raw label messages, length-prefixed, identify the series.
     scratch.key.clear();
@@ -234,10 +311,12 @@ fn decode_v1_series<'a>(
                 .push(exemplar(series, e.timestamp, e.value, labels));
         }
     }
-    if samples.is_empty() && histograms > 0 {
-        return Ok(());
+    let mut histograms = Vec::with_capacity(scratch.histograms.len());
+    for bytes in &scratch.histograms {
+        histograms.push(v1::Histogram::decode(*bytes).map_err(|e| e.to_string())?);
     }
-    out.push_series(series, samples);
+    // Remote-write 1.0 has no start timestamps.
+    out.push_series_data(series, samples, &histograms, 0);
     Ok(())
 }
 
@@ -292,9 +371,14 @@ pub fn decode_v2(
     for ts in request.timeseries {
         let count = ts.samples.len() as u64;
         out.received_samples += count;
-        out.reject_histograms(ts.histograms.len());
+        out.received_histograms += ts.histograms.len() as u64;
         if let Err(message) = check_refs(symbols, &ts.labels_refs) {
-            out.reject("invalid_symbol_ref", message, count);
+            out.reject_both(
+                "invalid_symbol_ref",
+                message,
+                count,
+                ts.histograms.len() as u64,
+            );
             continue;
         }
         let key = refs_key(symbols, &ts.labels_refs, &mut key_buffer);
@@ -328,9 +412,6 @@ pub fn decode_v2(
                 out.batch.metadata.push(metadata);
             }
         }
-        if ts.samples.is_empty() && !ts.histograms.is_empty() {
-            continue;
-        }
         let mut samples: Vec<Sample> = Vec::with_capacity(ts.samples.len() + 1);
         if options.created_timestamp_zero_samples
             && ts.created_timestamp > 0
@@ -348,7 +429,7 @@ pub fn decode_v2(
             timestamp_ms: s.timestamp,
             value: s.value,
         }));
-        out.push_series(series, samples);
+        out.push_series_data(series, samples, &ts.histograms, ts.created_timestamp);
     }
     Ok(out)
 }
@@ -449,6 +530,28 @@ fn in_order(samples: Vec<Sample>) -> Result<Vec<Sample>, (i64, i64)> {
             }
         }
         out.push(s);
+    }
+    Ok(out)
+}
+
+/// [`in_order`] for histograms: a repeat of the same timestamp with the
+/// same histogram is dropped, anything else out of order refuses them.
+fn histograms_in_order(
+    histograms: Vec<NativeHistogram>,
+) -> Result<Vec<NativeHistogram>, (i64, i64)> {
+    let mut out: Vec<NativeHistogram> = Vec::with_capacity(histograms.len());
+    for h in histograms {
+        if let Some(last) = out.last() {
+            if h.timestamp_ms < last.timestamp_ms
+                || (h.timestamp_ms == last.timestamp_ms && !h.same_as(last))
+            {
+                return Err((last.timestamp_ms, h.timestamp_ms));
+            }
+            if h.timestamp_ms == last.timestamp_ms {
+                continue;
+            }
+        }
+        out.push(h);
     }
     Ok(out)
 }
@@ -669,5 +772,126 @@ mod tests {
         );
         assert_eq!(out.batch.metadata[0].help, "Requests.");
         assert_eq!(out.batch.metadata[0].metric_type, MetricType::Counter);
+    }
+
+    fn histogram(timestamp: i64, count: u64) -> v1::Histogram {
+        v1::Histogram {
+            count: Some(v1::histogram::Count::CountInt(count)),
+            sum: 1.5,
+            schema: 3,
+            positive_spans: vec![v1::BucketSpan {
+                offset: 2,
+                length: 1,
+            }],
+            positive_deltas: vec![count as i64],
+            timestamp,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn v1_histograms_are_kept_bad_ones_refused_and_floats_kept() {
+        let mut mixed = series(vec![label("__name__", "lat")], &[(1000, 1.0)]);
+        mixed.histograms = vec![
+            histogram(1000, 2),
+            // Count 9 but 3 in the buckets.
+            v1::Histogram {
+                count: Some(v1::histogram::Count::CountInt(9)),
+                ..histogram(2000, 3)
+            },
+            histogram(3000, 4),
+        ];
+        let mut unordered = series(vec![label("__name__", "other")], &[]);
+        unordered.histograms = vec![histogram(2000, 1), histogram(1000, 1)];
+        let mut repeated = series(vec![label("__name__", "again")], &[]);
+        repeated.histograms = vec![histogram(1000, 1), histogram(1000, 1)];
+        let request = v1::WriteRequest {
+            timeseries: vec![mixed, unordered, repeated],
+            metadata: vec![],
+        };
+        let out = decode_v1(&encode_v1(&request), &DecodeOptions::default(), &registry()).unwrap();
+        assert_eq!(out.received_samples, 1);
+        assert_eq!(out.received_histograms, 7);
+        let reasons: Vec<_> = out
+            .rejections
+            .iter()
+            .map(|r| (r.reason, r.samples, r.histograms))
+            .collect();
+        assert_eq!(
+            reasons,
+            [("histogram_count_mismatch", 0, 1), ("out_of_order", 0, 2)]
+        );
+        assert!(
+            out.rejections[0]
+                .message
+                .starts_with("series lat{}: histogram at 2000 ms: 3 observations found in buckets")
+        );
+        assert_eq!(out.batch.sample_count(), 1);
+        assert_eq!(out.batch.histograms.len(), 2);
+        let lat = &out.batch.histograms[0];
+        assert_eq!(lat.series.labels().metric_name(), "lat");
+        let times: Vec<_> = lat.histograms.iter().map(|h| h.timestamp_ms).collect();
+        assert_eq!(times, [1000, 3000]);
+        assert_eq!(lat.histograms[0].positive_index, vec![2]);
+        // The identical repeat was dropped.
+        assert_eq!(out.batch.histograms[1].histograms.len(), 1);
+        assert_eq!(out.batch.histogram_count(), 3);
+    }
+
+    #[test]
+    fn v2_histograms_take_start_timestamps_and_bad_labels_count_them() {
+        let mut own_start = histogram(5000, 2);
+        own_start.start_timestamp = 4000;
+        let request = v2::Request {
+            symbols: vec![
+                "".into(),
+                "__name__".into(),
+                "lat".into(),
+                "bad-name".into(),
+            ],
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    histograms: vec![histogram(3000, 1), own_start],
+                    created_timestamp: 1000,
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 2],
+                    histograms: vec![histogram(3000, 1)],
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 7],
+                    histograms: vec![histogram(3000, 1)],
+                    samples: vec![v2::Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                    ..Default::default()
+                },
+            ],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap();
+        let out = decode_v2(&body, &DecodeOptions::default(), &registry()).unwrap();
+        assert_eq!(out.received_histograms, 4);
+        let reasons: Vec<_> = out
+            .rejections
+            .iter()
+            .map(|r| (r.reason, r.samples, r.histograms))
+            .collect();
+        assert_eq!(
+            reasons,
+            [("invalid_label_name", 0, 1), ("invalid_symbol_ref", 1, 1)]
+        );
+        assert!(out.batch.series.is_empty());
+        let starts: Vec<_> = out.batch.histograms[0]
+            .histograms
+            .iter()
+            .map(|h| h.start_timestamp_ms)
+            .collect();
+        assert_eq!(starts, [1000, 4000]);
     }
 }

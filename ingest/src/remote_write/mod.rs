@@ -7,6 +7,7 @@
 //! does not retry 429 unless told to, so overload answers 503 by default.
 
 pub mod decode;
+pub mod histogram;
 pub mod wire;
 
 use std::time::Duration;
@@ -200,10 +201,20 @@ impl RemoteWrite {
         m.samples_received
             .with_label_values(&[source])
             .inc_by(decoded.received_samples);
+        m.histograms_received
+            .with_label_values(&[source])
+            .inc_by(decoded.received_histograms);
         for r in &decoded.rejections {
-            m.samples_rejected
-                .with_label_values(&[source, r.reason])
-                .inc_by(r.samples);
+            if r.samples > 0 || r.histograms == 0 {
+                m.samples_rejected
+                    .with_label_values(&[source, r.reason])
+                    .inc_by(r.samples);
+            }
+            if r.histograms > 0 {
+                m.histograms_rejected
+                    .with_label_values(&[source, r.reason])
+                    .inc_by(r.histograms);
+            }
         }
         let receipt = match self.writer.try_write(decoded.batch, source).await {
             Ok(receipt) => receipt,
@@ -230,7 +241,7 @@ impl RemoteWrite {
             );
             headers.insert(
                 "X-Prometheus-Remote-Write-Histograms-Written",
-                HeaderValue::from(0),
+                HeaderValue::from(receipt.histograms),
             );
             headers.insert(
                 "X-Prometheus-Remote-Write-Exemplars-Written",
