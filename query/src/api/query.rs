@@ -183,24 +183,30 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
     Ok(respond(&value, params, &stats, elapsed))
 }
 
-/// Whether a range result may be cached by step: not when `@` pins a
-/// selector or subquery to a time, as `@ start()`/`@ end()` depend on the
-/// range.
+/// Whether a range result may be cached by step: not when its values
+/// depend on the request's range, which a later request with more steps
+/// does not share: `@` pinning a selector or subquery to a time (`@
+/// start()`, `@ end()`), the `start()`, `end()` and `range()` functions,
+/// and durations written with `range()` (or `step()`).
 fn cacheable(expr: &Expr) -> bool {
-    struct FindAt(bool);
-    impl ExprVisitor for FindAt {
+    struct FindRangeDependent(bool);
+    impl ExprVisitor for FindRangeDependent {
         type Error = std::convert::Infallible;
         fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
             self.0 |= match expr {
                 Expr::VectorSelector(vs) => vs.at.is_some(),
                 Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
                 Expr::Subquery(sq) => sq.at.is_some(),
+                Expr::Call(call) => matches!(call.func.name, "start" | "end" | "range"),
                 _ => false,
             };
             Ok(!self.0)
         }
     }
-    let mut found = FindAt(false);
+    if promql_parser::parser::has_duration_params(expr) {
+        return false;
+    }
+    let mut found = FindRangeDependent(false);
     let _ = walk_expr(&mut found, expr);
     !found.0
 }
@@ -303,5 +309,17 @@ mod tests {
         assert!(cacheable(&plan::parse("rate(x[5m])").unwrap()));
         assert!(!cacheable(&plan::parse("x @ start()").unwrap()));
         assert!(!cacheable(&plan::parse("x @ 100").unwrap()));
+        // Values that depend on the request's range.
+        assert!(!cacheable(&plan::parse("x + range()").unwrap()));
+        assert!(!cacheable(&plan::parse("x - start()").unwrap()));
+        assert!(!cacheable(
+            &plan::parse("count_over_time(x[range()])").unwrap()
+        ));
+        assert!(!cacheable(
+            &plan::parse("x offset min_of(range(), 1h)").unwrap()
+        ));
+        assert!(cacheable(
+            &plan::parse("rate(x[5m] anchored) * step()").unwrap()
+        ));
     }
 }
