@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_kafka;
 mod bench_otlp;
+mod bench_queries;
 mod bench_query;
 mod cli;
 mod clickhouse_stats;

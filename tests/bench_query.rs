@@ -5,21 +5,15 @@
 
 mod common;
 
+#[path = "../src/bench_queries.rs"]
+mod bench_queries;
+
 /// The built-in queries, in the bench's order.
-const QUERIES: [&str; 12] = [
-    "rate(http_requests_total[5m])",
-    "sum by (job) (rate(http_requests_total[5m]))",
-    "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
-    "topk(5, rate(http_requests_total[5m]))",
-    "avg_over_time(node_memory_free_bytes[10m])",
-    "sum(rate(http_requests_total{status=\"500\"}[5m])) / on() sum(rate(http_requests_total[5m]))",
-    "count by (status) (http_requests_total)",
-    "max_over_time(rate(http_requests_total[5m])[30m:1m])",
-    "count by (job) (up)",
-    "sum by (instance) (rate(http_requests_total{status!=\"200\"}[5m]))",
-    "max by (job) (node_memory_free_bytes) / 1024 / 1024",
-    "predict_linear(node_memory_free_bytes[1h], 4*3600) < 0",
-];
+fn queries() -> impl Iterator<Item = &'static str> {
+    bench_queries::DASHBOARD_QUERIES
+        .into_iter()
+        .chain(bench_queries::MORE_QUERIES)
+}
 
 async fn bench_query(extra: &[&str]) -> (String, String, String) {
     let database = common::unique_database("comet_bench_query");
@@ -67,8 +61,7 @@ fn table_rows(stdout: &str, systems: &[&str]) -> Vec<Vec<String>> {
             "{header}"
         );
     }
-    QUERIES
-        .iter()
+    queries()
         .enumerate()
         .map(|(i, query)| {
             let row = stdout
