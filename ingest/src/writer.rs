@@ -491,31 +491,14 @@ impl Flusher {
     /// Series rows for (series, day) pairs not yet known to be stored, and
     /// the entries to mark once they are.
     fn new_series_rows(&self, batch: &[Pending]) -> (Vec<SeriesRow>, Vec<(Arc<Series>, u16)>) {
-        let mut in_batch: HashSet<(u64, u16)> = HashSet::new();
-        let mut rows = Vec::new();
-        let mut written = Vec::new();
-        let mut visit = |series: &Arc<Series>, timestamps: &mut dyn Iterator<Item = i64>| {
-            let mut last_day = None;
-            for timestamp_ms in timestamps {
-                let day = day_of_timestamp_ms(timestamp_ms);
-                if last_day == Some(day) {
-                    continue;
-                }
-                last_day = Some(day);
-                if !series.needs_row(day) || !in_batch.insert((series.fingerprint(), day)) {
-                    continue;
-                }
-                rows.push(SeriesRow::new(series.labels(), series.fingerprint(), day));
-                written.push((Arc::clone(series), day));
-            }
-        };
+        let mut rows = NewSeriesRows::default();
         for s in batch.iter().flat_map(|p| &p.batch.series) {
-            visit(&s.series, &mut s.samples.iter().map(|x| x.timestamp_ms));
+            rows.visit(&s.series, s.samples.iter().map(|x| x.timestamp_ms));
         }
         for s in batch.iter().flat_map(|p| &p.batch.histograms) {
-            visit(&s.series, &mut s.histograms.iter().map(|h| h.timestamp_ms));
+            rows.visit(&s.series, s.histograms.iter().map(|h| h.timestamp_ms));
         }
-        (rows, written)
+        (rows.rows, rows.written)
     }
 
     /// Rows for metadata not written recently, and the metadata to
@@ -532,5 +515,35 @@ impl Flusher {
         }
         let rows = new.iter().map(|m| MetadataRow::new(m, now)).collect();
         (rows, new)
+    }
+}
+
+/// The series rows a batch needs: one per (series, day) its samples fall
+/// on that is not yet known to be stored.
+#[derive(Default)]
+struct NewSeriesRows {
+    in_batch: HashSet<(u64, u16)>,
+    rows: Vec<SeriesRow>,
+    written: Vec<(Arc<Series>, u16)>,
+}
+
+impl NewSeriesRows {
+    /// `timestamps` of one series, in order (generic: this runs for every
+    /// sample written).
+    fn visit(&mut self, series: &Arc<Series>, timestamps: impl Iterator<Item = i64>) {
+        let mut last_day = None;
+        for timestamp_ms in timestamps {
+            let day = day_of_timestamp_ms(timestamp_ms);
+            if last_day == Some(day) {
+                continue;
+            }
+            last_day = Some(day);
+            if !series.needs_row(day) || !self.in_batch.insert((series.fingerprint(), day)) {
+                continue;
+            }
+            self.rows
+                .push(SeriesRow::new(series.labels(), series.fingerprint(), day));
+            self.written.push((Arc::clone(series), day));
+        }
     }
 }

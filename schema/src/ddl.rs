@@ -45,7 +45,7 @@ enum Engine {
 #[derive(Debug, Clone, Copy)]
 pub struct TableSpec {
     pub name: &'static str,
-    columns: &'static [(&'static str, &'static str)],
+    pub(crate) columns: &'static [(&'static str, &'static str)],
     engine: Engine,
     partition_by: Option<&'static str>,
     order_by: &'static str,
@@ -347,14 +347,7 @@ impl SchemaOptions {
     /// backfills it from the samples already stored.
     pub fn create_series_activity(&self) -> Vec<String> {
         let mut statements = self.create_table(&SERIES_ACTIVITY);
-        let samples = self.qualified(&self.storage_table(&SAMPLES));
-        let view = self.qualified(&format!("{}_mv", SERIES_ACTIVITY.name));
-        statements.push(format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}{} TO {} AS {}",
-            self.on_cluster(),
-            self.qualified(&self.storage_table(&SERIES_ACTIVITY)),
-            SERIES_ACTIVITY_SELECT.replace("{source}", &samples)
-        ));
+        statements.push(self.activity_view("_mv", &SAMPLES));
         // Through the Distributed tables in a cluster, whose sharding key is
         // the same, so every shard gets its own series. Rows the view adds
         // meanwhile only repeat what min/max already know.
@@ -371,15 +364,22 @@ impl SchemaOptions {
     /// look-ups as float series do.
     pub fn create_histograms(&self) -> Vec<String> {
         let mut statements = self.create_table(&HISTOGRAMS);
-        let histograms = self.qualified(&self.storage_table(&HISTOGRAMS));
-        let view = self.qualified(&format!("{}_histograms_mv", SERIES_ACTIVITY.name));
-        statements.push(format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}{} TO {} AS {}",
+        statements.push(self.activity_view("_histograms_mv", &HISTOGRAMS));
+        statements
+    }
+
+    /// The materialized view `series_activity{suffix}` that feeds
+    /// [`SERIES_ACTIVITY`] from every insert into `source` (each node's
+    /// storage table in a cluster).
+    fn activity_view(&self, suffix: &str, source: &TableSpec) -> String {
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {}{} TO {} AS {}",
+            self.qualified(&format!("{}{suffix}", SERIES_ACTIVITY.name)),
             self.on_cluster(),
             self.qualified(&self.storage_table(&SERIES_ACTIVITY)),
-            SERIES_ACTIVITY_SELECT.replace("{source}", &histograms)
-        ));
-        statements
+            SERIES_ACTIVITY_SELECT
+                .replace("{source}", &self.qualified(&self.storage_table(source)))
+        )
     }
 
     /// The statement that brings an existing table's TTL in line with the

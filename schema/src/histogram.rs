@@ -43,7 +43,8 @@ impl CounterResetHint {
         }
     }
 
-    /// The name of the `Enum8` value in the table.
+    /// The name of the `Enum8` value in the table (checked against the
+    /// DDL by a test).
     pub fn as_str(self) -> &'static str {
         match self {
             CounterResetHint::Unknown => "unknown",
@@ -266,6 +267,27 @@ mod tests {
         assert_eq!(CounterResetHint::from_wire(3), CounterResetHint::Gauge);
         assert_eq!(CounterResetHint::from_wire(9), CounterResetHint::Unknown);
         assert_eq!(CounterResetHint::NotReset.as_str(), "not_reset");
+    }
+
+    /// The row sends a hint as its number: the table's `Enum8` must give
+    /// each number the hint's name.
+    #[test]
+    fn hints_match_the_table_enum() {
+        let column = crate::ddl::HISTOGRAMS
+            .columns
+            .iter()
+            .find(|(name, _)| *name == "reset_hint")
+            .map(|(_, ty)| *ty)
+            .unwrap_or_default();
+        for hint in [
+            CounterResetHint::Unknown,
+            CounterResetHint::Reset,
+            CounterResetHint::NotReset,
+            CounterResetHint::Gauge,
+        ] {
+            let entry = format!("'{}' = {}", hint.as_str(), hint as i8);
+            assert!(column.contains(&entry), "{column} lacks {entry}");
+        }
     }
 
     #[test]

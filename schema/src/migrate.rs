@@ -73,13 +73,19 @@ pub const MIGRATIONS: &[Migration] = &[
 /// again under its `insert_deduplication_token` stores its histograms once.
 fn native_histograms(o: &SchemaOptions) -> Vec<String> {
     let mut statements = o.create_histograms();
-    if o.topology == Topology::SingleNode {
-        statements.push(format!(
-            "ALTER TABLE {} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
-            o.qualified(HISTOGRAMS.name)
-        ));
-    }
+    statements.extend(deduplication_window(o, HISTOGRAMS.name));
     statements
+}
+
+/// On a single server, the statement that gives `table` the deduplication
+/// window (replicated tables have one by default).
+fn deduplication_window(o: &SchemaOptions, table: &str) -> Option<String> {
+    (o.topology == Topology::SingleNode).then(|| {
+        format!(
+            "ALTER TABLE {} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
+            o.qualified(table)
+        )
+    })
 }
 
 /// Kafka batches are inserted with an `insert_deduplication_token`; a
@@ -88,15 +94,10 @@ fn native_histograms(o: &SchemaOptions) -> Vec<String> {
 /// range before it is inserted, so a replay after a crash cuts the same
 /// batches and reuses their tokens.
 fn kafka_exactly_once(o: &SchemaOptions) -> Vec<String> {
-    let mut statements = Vec::new();
-    if o.topology == Topology::SingleNode {
-        for table in [SAMPLES.name, EXEMPLARS.name] {
-            statements.push(format!(
-                "ALTER TABLE {} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
-                o.qualified(table)
-            ));
-        }
-    }
+    let mut statements: Vec<String> = [SAMPLES.name, EXEMPLARS.name]
+        .into_iter()
+        .filter_map(|table| deduplication_window(o, table))
+        .collect();
     statements.push(format!(
         "CREATE TABLE IF NOT EXISTS {}{} (consumer_group String, topic String, partition Int32, \
          first_offset Int64, last_offset Int64, planned_at DateTime64(3, 'UTC') DEFAULT now64(3)) \

@@ -510,48 +510,45 @@ fn wire_metric_type(value: i32) -> MetricType {
 /// with the same value is dropped (as Prometheus does); anything else out of
 /// order refuses the series, returning the offending pair.
 fn in_order(samples: Vec<Sample>) -> Result<Vec<Sample>, (i64, i64)> {
-    let sorted = samples
-        .windows(2)
-        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms);
-    if sorted {
-        return Ok(samples);
-    }
-    let mut out: Vec<Sample> = Vec::with_capacity(samples.len());
-    for s in samples {
-        if let Some(last) = out.last() {
-            if s.timestamp_ms < last.timestamp_ms
-                || (s.timestamp_ms == last.timestamp_ms
-                    && s.value.to_bits() != last.value.to_bits())
-            {
-                return Err((last.timestamp_ms, s.timestamp_ms));
-            }
-            if s.timestamp_ms == last.timestamp_ms {
-                continue;
-            }
-        }
-        out.push(s);
-    }
-    Ok(out)
+    in_time_order(
+        samples,
+        |s| s.timestamp_ms,
+        |a, b| a.value.to_bits() == b.value.to_bits(),
+    )
 }
 
-/// [`in_order`] for histograms: a repeat of the same timestamp with the
-/// same histogram is dropped, anything else out of order refuses them.
+/// [`in_order`] for histograms, compared field by field.
 fn histograms_in_order(
     histograms: Vec<NativeHistogram>,
 ) -> Result<Vec<NativeHistogram>, (i64, i64)> {
-    let mut out: Vec<NativeHistogram> = Vec::with_capacity(histograms.len());
-    for h in histograms {
+    in_time_order(histograms, |h| h.timestamp_ms, NativeHistogram::same_as)
+}
+
+/// `items` in timestamp order with exact repeats dropped, or the first
+/// pair out of order (or repeated with another value).
+fn in_time_order<T>(
+    items: Vec<T>,
+    timestamp: impl Fn(&T) -> i64,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<Vec<T>, (i64, i64)> {
+    if items
+        .windows(2)
+        .all(|w| timestamp(&w[0]) < timestamp(&w[1]))
+    {
+        return Ok(items);
+    }
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
         if let Some(last) = out.last() {
-            if h.timestamp_ms < last.timestamp_ms
-                || (h.timestamp_ms == last.timestamp_ms && !h.same_as(last))
-            {
-                return Err((last.timestamp_ms, h.timestamp_ms));
+            let (t, last_t) = (timestamp(&item), timestamp(last));
+            if t < last_t || (t == last_t && !same(&item, last)) {
+                return Err((last_t, t));
             }
-            if h.timestamp_ms == last.timestamp_ms {
+            if t == last_t {
                 continue;
             }
         }
-        out.push(h);
+        out.push(item);
     }
     Ok(out)
 }

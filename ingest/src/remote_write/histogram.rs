@@ -170,15 +170,20 @@ pub fn decode_histogram(
         check_custom_bounds(&h.custom_values)?;
     }
     let float = matches!(h.count, Some(Count::CountFloat(_)));
-    let mut schema = h.schema;
+    let schema = if reduce {
+        EXPONENTIAL_SCHEMA_MAX
+    } else {
+        h.schema
+    };
     let (counts, positive_index, negative_index) = if float {
-        let (mut positive, mut negative) =
-            sides(h, &h.positive_counts, &h.negative_counts, custom)?;
-        if reduce {
-            positive = reduce_resolution(positive, schema, |a, b| a + b);
-            negative = reduce_resolution(negative, schema, |a, b| a + b);
-            schema = EXPONENTIAL_SCHEMA_MAX;
-        }
+        let (positive, negative) = reduced_sides(
+            h,
+            &h.positive_counts,
+            &h.negative_counts,
+            custom,
+            reduce,
+            |a, b| a + b,
+        )?;
         let count = match h.count {
             Some(Count::CountFloat(c)) => c,
             _ => 0.0,
@@ -205,12 +210,14 @@ pub fn decode_histogram(
     } else {
         let (positive_counts, negative_counts) =
             (cumulate(&h.positive_deltas), cumulate(&h.negative_deltas));
-        let (mut positive, mut negative) = sides(h, &positive_counts, &negative_counts, custom)?;
-        if reduce {
-            positive = reduce_resolution(positive, schema, i64::wrapping_add);
-            negative = reduce_resolution(negative, schema, i64::wrapping_add);
-            schema = EXPONENTIAL_SCHEMA_MAX;
-        }
+        let (positive, negative) = reduced_sides(
+            h,
+            &positive_counts,
+            &negative_counts,
+            custom,
+            reduce,
+            i64::wrapping_add,
+        )?;
         let count = match h.count {
             Some(Count::CountInt(c)) => c,
             _ => 0,
@@ -275,6 +282,26 @@ fn sides<T: Copy>(
         expand(Side::Negative, &h.negative_spans, negative, false)?
     };
     Ok((positive, negative))
+}
+
+/// [`sides`], reduced to schema 8 when `reduce` (buckets that merge are
+/// added with `add`).
+fn reduced_sides<T: Copy>(
+    h: &v1::Histogram,
+    positive: &[T],
+    negative: &[T],
+    custom: bool,
+    reduce: bool,
+    add: impl Fn(T, T) -> T + Copy,
+) -> Result<(Buckets<T>, Buckets<T>), HistogramError> {
+    let (positive, negative) = sides(h, positive, negative, custom)?;
+    if !reduce {
+        return Ok((positive, negative));
+    }
+    Ok((
+        reduce_resolution(positive, h.schema, add),
+        reduce_resolution(negative, h.schema, add),
+    ))
 }
 
 /// Deltas to absolute counts, wrapping as Go's int64 does.

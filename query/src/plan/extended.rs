@@ -71,9 +71,9 @@ impl RangeModifier {
         )))
     }
 
-    /// The range function `name` over such a window.
+    /// The range function `name` over such a window (one [`Self::allows`];
+    /// the planner checks that first, for every function).
     pub(crate) fn range_fn(self, name: &str) -> Result<RangeFn, PlanError> {
-        self.allows(name)?;
         let smoothed = self == RangeModifier::Smoothed;
         let value = match name {
             "rate" => boundary_difference(smoothed, true, true),
