@@ -496,10 +496,7 @@ fn shape_series(mut rows: Vec<SeriesRow>, start: i64, step: i64) -> Result<Query
             _ => {
                 let points: Vec<Point> = points.collect();
                 if !points.is_empty() {
-                    out.push(Series {
-                        labels: row.labels,
-                        points,
-                    });
+                    out.push(Series::floats(row.labels, points));
                 }
             }
         }
@@ -528,10 +525,7 @@ fn shape_points(
                 if !seen.insert(r.labels.clone()) {
                     return Err(duplicate(&r.labels));
                 }
-                out.push(Sample {
-                    labels: r.labels,
-                    point: Point { t: r.t, v: r.v },
-                });
+                out.push(Sample::float(r.labels, Point { t: r.t, v: r.v }));
             }
             Ok(QueryValue::Vector(out))
         }
@@ -547,10 +541,7 @@ fn shape_points(
                         }
                         s.points.push(Point { t: r.t, v: r.v });
                     }
-                    _ => out.push(Series {
-                        labels: r.labels,
-                        points: vec![Point { t: r.t, v: r.v }],
-                    }),
+                    _ => out.push(Series::floats(r.labels, vec![Point { t: r.t, v: r.v }])),
                 }
             }
             Ok(QueryValue::Matrix(out))

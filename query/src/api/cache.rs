@@ -173,7 +173,7 @@ pub fn merge(cached: &[Series], start: i64, fresh: Vec<Series>) -> Vec<Series> {
     }
     by_labels
         .into_iter()
-        .map(|(labels, points)| Series { labels, points })
+        .map(|(labels, points)| Series::floats(labels, points))
         .collect()
 }
 
@@ -183,10 +183,7 @@ pub fn up_to(series: &[Series], end: i64) -> Vec<Series> {
         .iter()
         .filter_map(|s| {
             let points: Vec<Point> = s.points.iter().filter(|p| p.t <= end).copied().collect();
-            (!points.is_empty()).then(|| Series {
-                labels: s.labels.clone(),
-                points,
-            })
+            (!points.is_empty()).then(|| Series::floats(s.labels.clone(), points))
         })
         .collect()
 }
@@ -196,10 +193,10 @@ mod tests {
     use super::*;
 
     fn series(name: &str, ts: &[i64]) -> Series {
-        Series {
-            labels: vec![("__name__".into(), name.into())],
-            points: ts.iter().map(|&t| Point { t, v: t as f64 }).collect(),
-        }
+        Series::floats(
+            vec![("__name__".into(), name.into())],
+            ts.iter().map(|&t| Point { t, v: t as f64 }).collect(),
+        )
     }
 
     #[test]

@@ -343,6 +343,7 @@ mod tests {
                     ("job".into(), "a\"b".into()),
                 ],
                 point: Point { t: 1000, v: 1.0 },
+                histogram: None,
             }]),
         );
         assert_eq!(
@@ -361,6 +362,7 @@ mod tests {
                         v: f64::NAN,
                     },
                 ],
+                histograms: vec![],
             }]),
         );
         assert_eq!(

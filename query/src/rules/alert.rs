@@ -307,6 +307,7 @@ mod tests {
                 ("instance".into(), instance.into()),
             ],
             point: Point { t: 0, v },
+            histogram: None,
         }
     }
 

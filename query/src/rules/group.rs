@@ -410,10 +410,7 @@ impl Evaluator {
     async fn query(&self, expr: &str, ts: i64) -> Result<Vec<Sample>, String> {
         match self.engine.query(expr, QueryRange::instant(ts)).await {
             Ok(QueryValue::Vector(v)) => Ok(v),
-            Ok(QueryValue::Scalar(p)) => Ok(vec![Sample {
-                labels: Vec::new(),
-                point: p,
-            }]),
+            Ok(QueryValue::Scalar(p)) => Ok(vec![Sample::float(Vec::new(), p)]),
             Ok(_) => Err("rule result is not a vector or scalar".into()),
             Err(e) => Err(e.to_string()),
         }
@@ -557,6 +554,7 @@ mod tests {
                 ("job".into(), job.into()),
             ],
             point: Point { t: 0, v: 1.0 },
+            histogram: None,
         };
         let out = record(&rule, &[s("a"), s("b")], 0).unwrap();
         assert_eq!(
