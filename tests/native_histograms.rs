@@ -524,3 +524,78 @@ async fn deduplicated_batches_store_histograms_once() {
     );
     writer.shutdown().await;
 }
+
+/// `GET /api/v1/query` at `time_ms`, the `data.result` array.
+async fn query_result(comet: &Comet, query: &str, time_ms: i64) -> serde_json::Value {
+    let body: serde_json::Value = comet
+        .client
+        .get(comet.process.url("/api/v1/query"))
+        .query(&[
+            ("query", query.to_string()),
+            ("time", format!("{}", time_ms as f64 / 1000.0)),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "success", "{query}: {body}");
+    body["data"]["result"].clone()
+}
+
+#[tokio::test]
+async fn histograms_answer_queries_as_prometheus_writes_them() {
+    let comet = Comet::start().await;
+    let t = now_ms() - 60_000;
+    let request = v1::WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "rpc_seconds"), ("job", "api")],
+                vec![integer(t)],
+            ),
+            series(&[("__name__", "custom_h")], vec![custom(t)]),
+        ],
+        metadata: vec![],
+    };
+    let response = comet.write_v1(&request).await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    let at = t + 1_000;
+
+    // The histogram itself: count, sum and the buckets holding
+    // observations, lowest first, each `[boundaries, lower, upper, count]`.
+    let raw = query_result(&comet, "rpc_seconds", at).await;
+    let h = &raw[0]["histogram"][1];
+    assert_eq!(raw[0]["metric"]["job"], "api");
+    assert_eq!(
+        (h["count"].as_str(), h["sum"].as_str()),
+        (Some("13"), Some("42.5"))
+    );
+    let buckets = h["buckets"].as_array().unwrap();
+    let shape: Vec<(u64, &str)> = buckets
+        .iter()
+        .map(|b| (b[0].as_u64().unwrap(), b[3].as_str().unwrap()))
+        .collect();
+    // Negative buckets 1 and 0 are [lower, upper), the zero bucket closed,
+    // positive buckets -2, -1 and 3 (lower, upper].
+    assert_eq!(
+        shape,
+        [(1, "1"), (1, "2"), (3, "4"), (0, "1"), (0, "3"), (0, "2")]
+    );
+    assert_eq!(
+        (buckets[2][1].as_str(), buckets[2][2].as_str()),
+        (Some("-0.001"), Some("0.001"))
+    );
+    // Positive bucket 3 of schema 3 is (2^(2/8), 2^(3/8)].
+    assert_eq!(buckets[5][2].as_str(), Some("1.2968395546510096"));
+
+    for (query, value) in [
+        ("histogram_count(rpc_seconds)", "13"),
+        ("histogram_sum(rpc_seconds)", "42.5"),
+        ("histogram_avg(custom_h)", "0.3333333333333333"),
+    ] {
+        let result = query_result(&comet, query, at).await;
+        assert_eq!(result[0]["value"][1], value, "{query}: {result}");
+        assert!(result[0]["metric"].get("__name__").is_none(), "{query}");
+    }
+}

@@ -484,6 +484,9 @@ impl Planner {
                 RangeModifier::of(&ms.vs).allows(name)?;
             }
         }
+        if let Some(node) = self.native_histogram_call(call, grid)? {
+            return Ok(node);
+        }
         if let Some(f) = range_fn(name, self.means) {
             return self.range_call(name, f, call, grid);
         }
