@@ -24,6 +24,7 @@ mod info;
 mod literals;
 mod native;
 mod native_fns;
+mod native_rate;
 mod selector;
 mod series;
 

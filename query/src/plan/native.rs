@@ -14,8 +14,10 @@
 
 use promql_parser::parser::{Call, Expr, VectorSelector};
 
+use super::extended::RangeModifier;
 use super::functions::string_arg;
 use super::native_fns;
+use super::native_rate;
 use super::selector::not_stale;
 use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
@@ -167,6 +169,9 @@ impl Planner {
     ) -> Result<Option<Node>, PlanError> {
         let name = call.func.name;
         let args = &call.args.args;
+        if let Some(node) = self.native_rate_call(call, grid)? {
+            return Ok(Some(node));
+        }
         let at = match name {
             "histogram_quantile" => 1,
             "histogram_fraction" => 2,
@@ -179,7 +184,7 @@ impl Planner {
         }
         let rel = match self.node(&args[at], grid)? {
             Node::Mixed(rel) => rel,
-            // Histograms can only come from a selector here.
+            // Planned as floats after all.
             _ => return Ok(None),
         };
         if let Some(f) = histogram_float_fn(name) {
@@ -231,6 +236,149 @@ impl Planner {
         }
     }
 
+    /// `rate`, `increase` and `delta` of a range selector that may read
+    /// histograms: the float results and the histogram results together.
+    fn native_rate_call(&mut self, call: &Call, grid: &Grid) -> Result<Option<Node>, PlanError> {
+        let name = call.func.name;
+        let (is_counter, is_rate) = match name {
+            "rate" => (true, true),
+            "increase" => (true, false),
+            "delta" => (false, false),
+            _ => return Ok(None),
+        };
+        let Some(Expr::MatrixSelector(ms)) = call.args.args.first().map(|a| unparen(a)) else {
+            return Ok(None);
+        };
+        if !self.may_read_histograms(&ms.vs) {
+            return Ok(None);
+        }
+        let m = match self.node(&call.args.args[0], grid)? {
+            Node::Matrix(m) if m.modifier == RangeModifier::Plain => m,
+            // Anchored and smoothed windows of histograms come later.
+            _ => return Err(unsupported()),
+        };
+        let Some(f) = super::functions::range_fn(name, self.means) else {
+            return Ok(None);
+        };
+        let floats = self.range_call(name, f, call, grid)?;
+        let floats = self.rows_of(floats, &call.args.args[0], grid)?;
+        let eval = match m.at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let (windows, labels) = self.histogram_windows(&ms.vs, &m, &eval)?;
+        let columns = native_rate::histogram_rate_columns(m.range, is_counter, is_rate);
+        let histograms = format!(
+            "SELECT l.series_labels AS labels, r.t AS t, toFloat64(0) AS v, r._rh AS h, \
+               toUInt8(1) AS is_h, toUInt8(1) AS dn \
+             FROM (SELECT fp, t, {columns} FROM ({windows})) AS r \
+             INNER JOIN ({labels}) AS l ON r.fp = l.fp WHERE r._ok"
+        );
+        let histograms = match m.at {
+            Some(_) => self.replicate_mixed(&histograms, grid),
+            None => histograms,
+        };
+        Ok(Some(Node::Mixed(format!(
+            "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats}) \
+             UNION ALL {histograms}",
+            none = no_histogram()
+        ))))
+    }
+
+    /// Windows of the histograms of `vs` (read as `m` says) on `eval`:
+    /// rows `(fp, t, w)` with `w` the window's `(ts, h)` by time, staleness
+    /// markers left out; and the series' labels `(fp, series_labels)`.
+    fn histogram_windows(
+        &mut self,
+        vs: &VectorSelector,
+        m: &super::Matrix,
+        eval: &Grid,
+    ) -> Result<(String, String), PlanError> {
+        let back = m.reach_back(self.lookback);
+        let lo = eval.start - m.offset - back;
+        let hi = eval.end - m.offset;
+        let matched = self.matched_series(vs, lo, hi)?;
+        let windows = format!(
+            "SELECT fp, toInt64({start} + k * {step}) AS t, arraySort(x -> x.1, groupArray((ts, sh))) AS w \
+             FROM (\
+               SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any({stored}) AS sh \
+               FROM histograms WHERE {filter} AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
+               GROUP BY fingerprint, timestamp_ms HAVING {fresh}\
+             ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
+               toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
+             GROUP BY fp, k",
+            start = eval.start,
+            step = eval.step,
+            n = eval.n(),
+            offset = m.offset,
+            stored = stored_histogram(),
+            filter = matched.samples_filter,
+            fresh = not_stale("any(sum)"),
+        );
+        Ok((windows, matched.labelled))
+    }
+
+    /// An aggregation of floats and histograms: `sum` and `avg` add the
+    /// histograms of a group (a group of both kinds has no result, as in
+    /// Prometheus), `count` and `group` count both, and the aggregations
+    /// that ignore histograms in Prometheus take the floats.
+    pub(crate) fn mixed_aggregate(
+        &mut self,
+        a: &promql_parser::parser::AggregateExpr,
+        op: &str,
+        rel: &str,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
+        let floats = || Node::Vector(Self::float_rows(rel));
+        let (key, dn) = self.group_key(&a.modifier, "_l", "_dn");
+        let input = format!(
+            "SELECT labels AS _l, t AS _t, v AS _v, h AS _h, is_h AS _is_h, dn AS _dn FROM ({rel})"
+        );
+        let (float_value, histogram_scale) = match op {
+            "sum" => (
+                super::functions::kahan_sum("groupArrayIf(_v, NOT _is_h)"),
+                "1",
+            ),
+            "avg" => (
+                super::functions::mean_array("groupArrayIf(_v, NOT _is_h)", self.means),
+                "(1 / countIf(_is_h))",
+            ),
+            "count" | "group" => {
+                let value = if op == "count" {
+                    "toFloat64(count())"
+                } else {
+                    "toFloat64(1)"
+                };
+                return Ok(Node::Vector(format!(
+                    "SELECT {key} AS labels, _t AS t, {value} AS v, {dn} AS dn \
+                     FROM ({input}) GROUP BY labels, t"
+                )));
+            }
+            "min" | "max" | "stddev" | "stdvar" | "quantile" | "topk" | "bottomk" => {
+                return self.aggregate_node(a, floats(), grid);
+            }
+            _ => return Err(unsupported()),
+        };
+        let parts = "groupArrayIf((_h, toFloat64(1)), _is_h)";
+        let sum = native_rate::signed_sum(
+            "_parts",
+            "minIf(_h.schema, _is_h)",
+            "maxIf(_h.zero_threshold, _is_h)",
+            "anyIf(_h.custom_values, _is_h)",
+        );
+        let histogram = native_rate::scaled("_hsum", histogram_scale);
+        Ok(Node::Mixed(format!(
+            "SELECT {key} AS labels, _t AS t, \
+               if(countIf(_is_h) > 0, toFloat64(0), toFloat64({float_value})) AS v, \
+               {parts} AS _parts, {sum} AS _hsum, \
+               if(countIf(_is_h) > 0, {histogram}, {none}) AS h, \
+               toUInt8(countIf(_is_h) > 0) AS is_h, {dn} AS dn \
+             FROM ({input}) GROUP BY labels, t \
+             HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0",
+            none = no_histogram(),
+        )))
+    }
+
     /// A mixed relation with the scalar `s` as column `name` (its
     /// columns and the ones added before, aliased `alias` meanwhile).
     fn with_column(&mut self, rel: &str, s: Scalar, name: &str, alias: &str) -> String {
@@ -238,14 +386,33 @@ impl Planner {
         format!("SELECT {alias}.*, {value} AS {name} FROM {from}")
     }
 
-    /// Whether `expr` is (in parentheses) a selector that may read
-    /// histograms.
+    /// Whether `expr` may evaluate to histograms: a selector that may
+    /// read them, or a function of histograms that returns histograms.
     fn reads_histograms(&self, expr: &Expr) -> bool {
         match expr {
             Expr::Paren(p) => self.reads_histograms(&p.expr),
             Expr::VectorSelector(vs) => self.may_read_histograms(vs),
+            Expr::Aggregate(a)
+                if matches!(a.op.to_string().to_lowercase().as_str(), "sum" | "avg") =>
+            {
+                self.reads_histograms(&a.expr)
+            }
+            Expr::Call(c) if matches!(c.func.name, "rate" | "increase" | "delta") => {
+                match c.args.args.first().map(|a| unparen(a)) {
+                    Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
+                    _ => false,
+                }
+            }
             _ => false,
         }
+    }
+}
+
+/// `expr` without enclosing parentheses.
+fn unparen(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
     }
 }
 
