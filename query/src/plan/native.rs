@@ -267,12 +267,11 @@ impl Planner {
             None => *grid,
         };
         let (windows, labels) = self.histogram_windows(&ms.vs, &m, &eval)?;
-        let columns = native_rate::histogram_rate_columns(m.range, is_counter, is_rate);
+        let rates = native_rate::histogram_rate(&windows, m.range, is_counter, is_rate);
         let histograms = format!(
             "SELECT l.series_labels AS labels, r.t AS t, toFloat64(0) AS v, r._rh AS h, \
                toUInt8(1) AS is_h, toUInt8(1) AS dn \
-             FROM (SELECT fp, t, {columns} FROM ({windows})) AS r \
-             INNER JOIN ({labels}) AS l ON r.fp = l.fp WHERE r._ok"
+             FROM ({rates}) AS r INNER JOIN ({labels}) AS l ON r.fp = l.fp WHERE r._ok"
         );
         let histograms = match m.at {
             Some(_) => self.replicate_mixed(&histograms, grid),

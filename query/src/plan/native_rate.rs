@@ -64,10 +64,17 @@ pub(crate) fn scaled(h: &str, factor: &str) -> String {
     )
 }
 
-/// The columns computing the rate of window `w` ending at `t` over
-/// `range_ms`: `_ok` (a result exists) and `_rh` (the histogram). For
-/// `delta` (not a counter) resets are not looked for.
-pub(crate) fn histogram_rate_columns(range_ms: i64, is_counter: bool, is_rate: bool) -> String {
+/// Rows `(fp, t, _ok, _rh)`: the rate of each window `w` ending at `t` of
+/// `windows` over `range_ms`, and whether there is one. For `delta` (not
+/// a counter) resets are not looked for. Each stage reads the one before
+/// as a subquery, so that ClickHouse computes a column once instead of
+/// pasting its expression into every use.
+pub(crate) fn histogram_rate(
+    windows: &str,
+    range_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> String {
     let resets = if is_counter {
         format!(
             "arrayMap(i -> if(i = 1, 0, {}), arrayEnumerate(w))",
@@ -80,6 +87,7 @@ pub(crate) fn histogram_rate_columns(range_ms: i64, is_counter: bool, is_rate: b
     // then counts from zero.
     let parts = "arrayConcat([(w[_n].2, 1.)], if(_resets[2] = 1, [], [(w[1].2, -1.)]), \
                    arrayMap(i -> (w[i - 1].2, 1.), arrayFilter(i -> i > 2 AND _resets[i] = 1, arrayEnumerate(w))))";
+    let counted = "if(_resets[2] = 1, arraySlice(w, 2), w)";
     let zero_bound = if is_counter {
         // Counters cannot go below zero: extrapolation towards the start
         // stops where the count would reach it.
@@ -94,19 +102,24 @@ pub(crate) fn histogram_rate_columns(range_ms: i64, is_counter: bool, is_rate: b
         String::new()
     };
     format!(
-        "length(w) AS _n, {resets} AS _resets, \
-         arrayMin(arrayMap(x -> x.2.schema, if(_resets[2] = 1, arraySlice(w, 2), w))) AS _ms, \
-         arrayMax(arrayMap(x -> x.2.zero_threshold, w)) AS _zt, \
-         (arrayCount(x -> x.2.schema = -53, if(_resets[2] = 1, arraySlice(w, 2), w)) AS _nc) > 0 \
-           AND _nc < length(if(_resets[2] = 1, arraySlice(w, 2), w)) AS _mixed_kinds, \
-         {parts} AS _parts, {sum} AS _raw, \
-         (w[_n].1 - w[1].1) / 1000 AS _si, _si / (_n - 1) AS _avg, \
-         if((w[1].1 - (t - {range_ms})) / 1000 >= _avg * 1.1, _avg / 2, (w[1].1 - (t - {range_ms})) / 1000) AS _dstart, \
-         if((t - w[_n].1) / 1000 >= _avg * 1.1, _avg / 2, (t - w[_n].1) / 1000) AS _dend, \
-         ({zero_bound}) AS _dstart0, \
-         if(_si = 0, 1, (_si + _dstart0 + _dend) / _si){per_second} AS _factor, \
-         _n >= 2 AND NOT _mixed_kinds AS _ok, \
-         {rh} AS _rh",
+        "SELECT fp, t, _n >= 2 AND NOT _mixed_kinds AS _ok, {rh} AS _rh FROM (\
+           SELECT fp, t, w, _n, _resets, _raw, _mixed_kinds, \
+             (w[_n].1 - w[1].1) / 1000 AS _si, _si / (_n - 1) AS _avg, \
+             if((w[1].1 - (t - {range_ms})) / 1000 >= _avg * 1.1, _avg / 2, (w[1].1 - (t - {range_ms})) / 1000) AS _dstart, \
+             if((t - w[_n].1) / 1000 >= _avg * 1.1, _avg / 2, (t - w[_n].1) / 1000) AS _dend, \
+             ({zero_bound}) AS _dstart0, \
+             if(_si = 0, 1, (_si + _dstart0 + _dend) / _si){per_second} AS _factor \
+           FROM (\
+             SELECT fp, t, w, _n, _resets, _mixed_kinds, {sum} AS _raw FROM (\
+               SELECT fp, t, w, _n, _resets, {parts} AS _parts, \
+                 arrayMin(arrayMap(x -> x.2.schema, {counted})) AS _ms, \
+                 arrayMax(arrayMap(x -> x.2.zero_threshold, w)) AS _zt, \
+                 arrayCount(x -> x.2.schema = -53, {counted}) AS _nc, \
+                 _nc > 0 AND _nc < length({counted}) AS _mixed_kinds \
+               FROM (SELECT fp, t, w, length(w) AS _n, {resets} AS _resets FROM ({windows}))\
+             )\
+           )\
+         )",
         sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values"),
         rh = scaled("_raw", "_factor"),
     )
