@@ -640,6 +640,7 @@ impl Planner {
                 Node::Vector(rel) => Ok(Node::Vector(format!(
                     "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({rel})"
                 ))),
+                Node::Mixed(_) => Err(native::unsupported()),
                 _ => Err(bad(
                     "unary expression only allowed on expressions of type scalar or instant vector",
                 )),

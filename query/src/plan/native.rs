@@ -67,8 +67,7 @@ fn histogram_float_fn(name: &str) -> Option<fn(&str) -> String> {
 
 impl Planner {
     /// Whether `vs` may select series with histogram samples: some metric
-    /// name with histograms satisfies its `__name__` matchers (a regex
-    /// counts as satisfied).
+    /// name with histograms satisfies its `__name__` matchers.
     pub(crate) fn may_read_histograms(&self, vs: &VectorSelector) -> bool {
         if self.histogram_metrics.is_empty() {
             return false;
@@ -76,12 +75,22 @@ impl Planner {
         let Ok(matchers) = from_selector(vs) else {
             return false;
         };
-        let names: Vec<_> = matchers.iter().filter(|m| m.name == "__name__").collect();
+        // Name regexes as Prometheus anchors them; one that does not
+        // compile here counts as matching.
+        let names: Vec<_> = matchers
+            .iter()
+            .filter(|m| m.name == "__name__")
+            .map(|m| {
+                let re = regex::Regex::new(&format!("^(?:{})$", m.value)).ok();
+                (m, re)
+            })
+            .collect();
         self.histogram_metrics.iter().any(|metric| {
-            names.iter().all(|m| match m.op {
+            names.iter().all(|(m, re)| match m.op {
                 MatchOp::Equal => m.value == *metric,
                 MatchOp::NotEqual => m.value != *metric,
-                MatchOp::Regex | MatchOp::NotRegex => true,
+                MatchOp::Regex => re.as_ref().is_none_or(|re| re.is_match(metric)),
+                MatchOp::NotRegex => re.as_ref().is_none_or(|re| !re.is_match(metric)),
             })
         })
     }
@@ -443,4 +452,67 @@ pub(crate) fn mixed_output(rel: &str) -> String {
          FROM ({rel}) ORDER BY labels, t",
         dropped = drop_name("labels")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Grid, PlanError, PlanKind, PlanSettings, plan};
+
+    fn with_histograms(names: &[&str]) -> PlanSettings {
+        PlanSettings {
+            histogram_metrics: Arc::new(names.iter().map(|n| n.to_string()).collect()),
+            ..PlanSettings::default()
+        }
+    }
+
+    fn reads_histograms(query: &str, names: &[&str]) -> bool {
+        let planned = plan(query, Grid::instant(1_000_000), &with_histograms(names));
+        planned
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+            .sql
+            .contains("FROM histograms")
+    }
+
+    #[test]
+    fn only_metrics_with_histograms_read_them() {
+        assert!(reads_histograms("h", &["h"]));
+        assert!(reads_histograms("histogram_count(h)", &["h"]));
+        assert!(reads_histograms(
+            "histogram_quantile(0.9, sum(rate(h[5m])))",
+            &["h"]
+        ));
+        assert!(reads_histograms("{__name__=~\"h|x\"}", &["h"]));
+        assert!(!reads_histograms("rate(x[5m])", &["h"]));
+        assert!(!reads_histograms("{__name__=~\"node_.*\"}", &["h"]));
+        assert!(!reads_histograms("sum(rate(h[5m]))", &[]));
+    }
+
+    #[test]
+    fn histograms_leave_as_mixed_rows() {
+        let settings = with_histograms(&["h"]);
+        let planned = plan("h", Grid::range(0, 60_000, 15_000), &settings).unwrap();
+        assert_eq!(planned.kind, PlanKind::Mixed);
+        let planned = plan("histogram_count(h)", Grid::instant(0), &settings).unwrap();
+        assert_eq!(planned.kind, PlanKind::Vector);
+    }
+
+    #[test]
+    fn what_does_not_take_histograms_yet_says_so() {
+        let settings = with_histograms(&["h"]);
+        for query in [
+            "abs(h)",
+            "h * 2",
+            "label_replace(h, \"a\", \"b\", \"c\", \"d\")",
+        ] {
+            assert!(
+                matches!(
+                    plan(query, Grid::instant(0), &settings),
+                    Err(PlanError::Unsupported(_))
+                ),
+                "{query}"
+            );
+        }
+    }
 }
