@@ -233,15 +233,14 @@ impl Planner {
             }
             _ => {}
         }
+        // Histograms are left out where they are not evaluated yet.
         let as_rows = |planner: &Planner, node: Node| match node {
             Node::Series(rel) => Node::Vector(planner.series_rows(&rel, grid)),
+            Node::Mixed(rel) => Node::Vector(Planner::float_rows(&rel)),
             other => other,
         };
         let lhs = as_rows(self, lhs);
         let rhs = as_rows(self, rhs);
-        if matches!(lhs, Node::Mixed(_)) || matches!(rhs, Node::Mixed(_)) {
-            return Err(super::native::unsupported());
-        }
         match (lhs, rhs) {
             (Node::Scalar(l), Node::Scalar(r)) => self.scalar_scalar(&op, l, r, grid),
             (Node::Vector(v), Node::Scalar(s)) => {

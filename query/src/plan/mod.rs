@@ -640,7 +640,10 @@ impl Planner {
                 Node::Vector(rel) => Ok(Node::Vector(format!(
                     "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({rel})"
                 ))),
-                Node::Mixed(_) => Err(native::unsupported()),
+                Node::Mixed(rel) => Ok(Node::Vector(format!(
+                    "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({})",
+                    Self::float_rows(&rel)
+                ))),
                 _ => Err(bad(
                     "unary expression only allowed on expressions of type scalar or instant vector",
                 )),
@@ -670,7 +673,8 @@ impl Planner {
         match node {
             Node::Vector(rel) => Ok(rel),
             Node::Series(rel) => Ok(self.series_rows(&rel, grid)),
-            Node::Mixed(_) => Err(native::unsupported()),
+            // Histograms are left out where they are not evaluated yet.
+            Node::Mixed(rel) => Ok(Self::float_rows(&rel)),
             _ => Err(bad(format!(
                 "expected type instant vector, got {}",
                 type_name(expr)

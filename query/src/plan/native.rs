@@ -7,10 +7,11 @@
 //! buckets by absolute index). Floats and histograms of one series share
 //! the lookback: a sample is current until the next sample of either kind.
 //!
-//! Consumers take what they understand: the `histogram_*` functions read
-//! the histogram rows, functions that ignore histograms in Prometheus read
-//! the float rows, and the rest refuse a mixed input until they support
-//! histograms, rather than answer as if there were none.
+//! Consumers take what they understand: the `histogram_*` functions, the
+//! rates and `sum`/`avg` read the histogram rows; everything else reads
+//! the float rows, as Prometheus does for the functions and aggregations
+//! that ignore histograms, and as Comet did before histograms could be
+//! queried for the operations that do not evaluate them yet.
 
 use promql_parser::parser::{Call, Expr, VectorSelector};
 
@@ -23,15 +24,6 @@ use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
 
 pub(crate) use native_fns::HISTOGRAM_TYPE;
-
-/// What a consumer that does not handle native histograms yet answers.
-pub(crate) fn unsupported() -> PlanError {
-    PlanError::Unsupported(
-        "native histograms are not supported in this expression yet \
-         (histogram_count, _sum, _avg, _stddev, _stdvar, _fraction and _quantile are)"
-            .into(),
-    )
-}
 
 /// A histogram row of the `histograms` table as a [`HISTOGRAM_TYPE`].
 fn stored_histogram() -> String {
@@ -263,8 +255,9 @@ impl Planner {
         }
         let m = match self.node(&call.args.args[0], grid)? {
             Node::Matrix(m) if m.modifier == RangeModifier::Plain => m,
-            // Anchored and smoothed windows of histograms come later.
-            _ => return Err(unsupported()),
+            // Anchored and smoothed windows of histograms come later: the
+            // floats alone until then.
+            _ => return Ok(None),
         };
         let Some(f) = super::functions::range_fn(name, self.means) else {
             return Ok(None);
@@ -362,10 +355,9 @@ impl Planner {
                      FROM ({input}) GROUP BY labels, t"
                 )));
             }
-            "min" | "max" | "stddev" | "stdvar" | "quantile" | "topk" | "bottomk" => {
-                return self.aggregate_node(a, floats(), grid);
-            }
-            _ => return Err(unsupported()),
+            // Prometheus ignores histograms in these; the others (limitk,
+            // limit_ratio, count_values) leave them out until evaluated.
+            _ => return self.aggregate_node(a, floats(), grid),
         };
         let parts = "groupArrayIf((_h, toFloat64(1)), _is_h)";
         let sum = native_rate::signed_sum(
@@ -458,7 +450,7 @@ pub(crate) fn mixed_output(rel: &str) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::{Grid, PlanError, PlanKind, PlanSettings, plan};
+    use super::super::{Grid, PlanKind, PlanSettings, plan};
 
     fn with_histograms(names: &[&str]) -> PlanSettings {
         PlanSettings {
@@ -499,20 +491,11 @@ mod tests {
     }
 
     #[test]
-    fn what_does_not_take_histograms_yet_says_so() {
+    fn what_does_not_take_histograms_yet_reads_the_floats() {
         let settings = with_histograms(&["h"]);
-        for query in [
-            "abs(h)",
-            "h * 2",
-            "label_replace(h, \"a\", \"b\", \"c\", \"d\")",
-        ] {
-            assert!(
-                matches!(
-                    plan(query, Grid::instant(0), &settings),
-                    Err(PlanError::Unsupported(_))
-                ),
-                "{query}"
-            );
+        for query in ["abs(h)", "h * 2", "-h", "limitk(1, h)"] {
+            let planned = plan(query, Grid::instant(0), &settings).unwrap();
+            assert!(planned.sql.contains("WHERE NOT is_h"), "{query}");
         }
     }
 }

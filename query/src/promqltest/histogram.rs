@@ -342,5 +342,3 @@ fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     };
     (t, c)
 }
-
-
