@@ -22,6 +22,7 @@ mod guard;
 mod histogram;
 mod info;
 mod literals;
+mod native_fns;
 mod selector;
 mod series;
 
