@@ -61,7 +61,8 @@ pub(crate) fn histogram_stddev(h: &str) -> String {
     format!("sqrt({})", variance(h))
 }
 
-/// `histogram_quantile(q, h)`.
+/// `histogram_quantile(q, h)`. Only the bucket found (and the last one)
+/// needs bounds, so they are computed for those two alone.
 pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
     let q = format!("toFloat64({q})");
     let count = field(h, "count");
@@ -70,46 +71,50 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
     // there are NaN observations (the sum is NaN), else down from the top.
     let forward = format!("(isNaN({sum}) OR {q} < 0.5)");
     let rank = format!("if({forward}, {q} * {count}, (1 - {q}) * {count})");
-    let mut start = layout(h);
-    start.extend([
+    let start = vec![
+        ("_nh_c", counts(h)),
+        ("_nh_ni", field(h, "negative_index")),
+        ("_nh_pi", field(h, "positive_index")),
+        ("_nh_zw", zero_walked(h)),
+        ("_nh_w", format!("exp2(-{})", field(h, "schema"))),
+        ("_nh_z", field(h, "zero_threshold")),
+        ("_nh_u", custom(h)),
+        ("_nh_v", field(h, "custom_values")),
         ("_nh_f", forward),
         ("_nh_r", rank),
         ("_nh_n", count.clone()),
         ("_nh_m", sum),
         ("_nh_p", only_positive(h)),
         ("_nh_o", only_negative(h)),
-    ]);
-    let pass = |names: &[&'static str]| -> Vec<(&'static str, String)> {
-        names.iter().map(|n| (*n, n.to_string())).collect()
-    };
-    let common = [
+    ];
+    let rest = [
         "_nh_f", "_nh_r", "_nh_n", "_nh_m", "_nh_u", "_nh_p", "_nh_o",
     ];
+    let layout = ["_nh_ni", "_nh_pi", "_nh_zw", "_nh_w", "_nh_z", "_nh_v"];
+    let bounds = ["_nh_w", "_nh_z", "_nh_v"];
     let chain = Chain::new(start)
         .then(
             [
-                vec![
-                    ("_nh_b", bucket_list()),
-                    // The counts in walking order.
-                    ("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))".into()),
-                ],
-                pass(&common),
+                // The counts in walking order.
+                vec![("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))".into())],
+                pass(&layout),
+                pass(&rest),
             ]
             .concat(),
         )
         .then(
             [
-                pass(&["_nh_b", "_nh_d"]),
                 // Running counts (`arrayCumSum` adds in order, as
                 // Prometheus's loop).
                 vec![("_nh_s", "arrayCumSum(_nh_d)".into())],
-                pass(&common),
+                pass(&["_nh_d"]),
+                pass(&layout),
+                pass(&rest),
             ]
             .concat(),
         )
         .then(
             [
-                pass(&["_nh_b", "_nh_s"]),
                 // The first nonempty bucket walked whose running count
                 // reaches the rank.
                 vec![(
@@ -117,81 +122,98 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
                     "arrayFirstIndex((_nh_e, _nh_a) -> _nh_e != 0 AND _nh_a >= _nh_r, _nh_d, _nh_s)"
                         .into(),
                 )],
-                pass(&common),
+                pass(&["_nh_d", "_nh_s"]),
+                pass(&layout),
+                pass(&rest),
             ]
             .concat(),
         )
         .then(
             [
                 vec![
-                    // The bucket found (in upward order), else the last one
-                    // walked; zeros, as Prometheus's zero-value bucket, when
-                    // there is none.
+                    // The bucket found (its position upwards), else the last
+                    // one walked.
                     (
-                        "_nh_t",
-                        "_nh_b[if(_nh_k = 0, if(_nh_f, toInt64(length(_nh_b)), 1), \
-                         if(_nh_f, toInt64(_nh_k), toInt64(length(_nh_b)) + 1 - _nh_k))]"
+                        "_nh_at",
+                        "if(_nh_k = 0, if(_nh_f, toInt64(length(_nh_d)), 1), \
+                         if(_nh_f, toInt64(_nh_k), toInt64(length(_nh_d)) + 1 - _nh_k))"
                             .into(),
                     ),
+                    ("_nh_len", "toInt64(length(_nh_d))".into()),
                     ("_nh_a", "if(_nh_k = 0, _nh_s[-1], _nh_s[_nh_k])".into()),
-                    ("_nh_l", "_nh_b[-1]".into()),
+                    ("_nh_cs", "_nh_d[if(_nh_k = 0, -1, toInt64(_nh_k))]".into()),
+                    ("_nh_cl", "_nh_d[-1]".into()),
                     // With NaN observations Prometheus walks on past the
                     // bucket found to count the rest, which leaves its bucket
                     // variable on the last bucket: it interpolates there.
                     (
                         "_nh_y",
-                        "isNaN(_nh_m) AND _nh_k > 0 AND _nh_k < length(_nh_b)".into(),
+                        "isNaN(_nh_m) AND _nh_k > 0 AND _nh_k < length(_nh_d)".into(),
                     ),
                 ],
-                pass(&common),
+                pass(&layout),
+                pass(&rest),
             ]
             .concat(),
-        )
-        .then({
-            // Across zero with buckets on one side only (counting the
-            // layout, empty buckets included), zero bounds the other side;
-            // a custom -Inf lower bound becomes zero.
-            let across = "(NOT _nh_u AND _nh_t.1 < 0 AND _nh_t.2 > 0)";
-            [
-                vec![
-                    ("_nh_i", "_nh_t.1".into()),
-                    ("_nh_j", "_nh_t.2".into()),
-                    ("_nh_c", "_nh_t.3".into()),
-                    // Rounding can take the running count past the count.
-                    ("_nh_a", "if(_nh_a > _nh_n, _nh_n, _nh_a)".into()),
-                    (
-                        "_nh_g",
-                        format!(
-                            "multiIf({across} AND _nh_p, 0, _nh_u AND _nh_t.1 = -inf, 0, _nh_t.1)"
-                        ),
+        );
+    let state = ["_nh_a", "_nh_cs", "_nh_cl", "_nh_y"];
+    // The bounds of the bucket at that position and of the last one;
+    // zeros, as Prometheus's zero-value bucket, when there is none.
+    let chain = bucket_bounds(
+        chain,
+        &[("p", "_nh_at"), ("l", "_nh_len")],
+        &[&state[..], &rest[..]].concat(),
+        &bounds,
+    )
+    .then({
+        // Across zero with buckets on one side only (counting the
+        // layout, empty buckets included), zero bounds the other side;
+        // a custom -Inf lower bound becomes zero.
+        let across = "(NOT _nh_u AND _nh_lop < 0 AND _nh_upp > 0)";
+        let empty = "_nh_len = 0";
+        [
+            vec![
+                ("_nh_i", format!("if({empty}, 0, _nh_lop)")),
+                ("_nh_j", format!("if({empty}, 0, _nh_upp)")),
+                // Rounding can take the running count past the count.
+                ("_nh_a", "if(_nh_a > _nh_n, _nh_n, _nh_a)".into()),
+                (
+                    "_nh_g",
+                    format!(
+                        "multiIf({empty}, 0, {across} AND _nh_p, 0, \
+                             _nh_u AND _nh_lop = -inf, 0, _nh_lop)"
                     ),
-                    ("_nh_h", format!("if({across} AND _nh_o, 0, _nh_t.2)")),
-                ],
-                pass(&["_nh_l", "_nh_y", "_nh_f", "_nh_r", "_nh_m", "_nh_u"]),
-            ]
-            .concat()
-        })
-        .then(vec![
-            // Custom buckets answer their finite bound in the -Inf and +Inf
-            // buckets, and a rank never reached the upper bound of the last
-            // bucket (NaN with NaN observations).
-            (
-                "_nh_e",
-                "multiIf(_nh_u AND _nh_i = -inf AND _nh_j <= 0, (_nh_j, 1), \
+                ),
+                (
+                    "_nh_h",
+                    format!("multiIf({empty}, 0, {across} AND _nh_o, 0, _nh_upp)"),
+                ),
+            ],
+            pass(&["_nh_lol", "_nh_upl", "_nh_cs", "_nh_cl", "_nh_y"]),
+            pass(&["_nh_f", "_nh_r", "_nh_m", "_nh_u"]),
+        ]
+        .concat()
+    })
+    .then(vec![
+        // Custom buckets answer their finite bound in the -Inf and +Inf
+        // buckets, and a rank never reached the upper bound of the last
+        // bucket (NaN with NaN observations).
+        (
+            "_nh_e",
+            "multiIf(_nh_u AND _nh_i = -inf AND _nh_j <= 0, (_nh_j, 1), \
                  _nh_u AND _nh_i != -inf AND _nh_j = inf, (_nh_i, 1), \
                  _nh_a < _nh_r, (if(isNaN(_nh_m), nan, _nh_h), 1), (0, 0))"
-                    .into(),
-            ),
-            ("_nh_i", "if(_nh_y, _nh_l.1, _nh_g)".into()),
-            ("_nh_j", "if(_nh_y, _nh_l.2, _nh_h)".into()),
-            // How far into the bucket the rank is.
-            (
-                "_nh_x",
-                "if(_nh_f, _nh_r - (_nh_a - _nh_c), _nh_a - _nh_r) / if(_nh_y, _nh_l.3, _nh_c)"
-                    .into(),
-            ),
-            ("_nh_u", "_nh_u".into()),
-        ]);
+                .into(),
+        ),
+        ("_nh_i", "if(_nh_y, _nh_lol, _nh_g)".into()),
+        ("_nh_j", "if(_nh_y, _nh_upl, _nh_h)".into()),
+        // How far into the bucket the rank is.
+        (
+            "_nh_x",
+            "if(_nh_f, _nh_r - (_nh_a - _nh_cs), _nh_a - _nh_r) / if(_nh_y, _nh_cl, _nh_cs)".into(),
+        ),
+        ("_nh_u", "_nh_u".into()),
+    ]);
     // Linear for custom buckets and across zero, else on a log scale
     // (mirrored for negative buckets).
     let value = chain.finish(
@@ -201,6 +223,109 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
          -exp2(log2(abs(_nh_j)) + (log2(abs(_nh_i)) - log2(abs(_nh_j))) * (1 - _nh_x))))",
     );
     format!("multiIf({q} < 0, -inf, {q} > 1, inf, {count} = 0 OR isNaN({q}), nan, {value})")
+}
+
+/// Steps after `chain` that add the bounds of the buckets at upward
+/// positions `(suffix, position)` (1-based, within the layout) as
+/// `_nh_lo{suffix}` and `_nh_up{suffix}`, from the layout values
+/// `_nh_ni`, `_nh_pi`, `_nh_zw` and `bounds`, keeping `keep` and the
+/// positions.
+fn bucket_bounds(
+    chain: Chain,
+    at: &[(&str, &'static str)],
+    keep: &[&'static str],
+    bounds: &[&'static str],
+) -> Chain {
+    let name =
+        |p: &str, s: &str| -> &'static str { Box::leak(format!("_nh_{p}{s}").into_boxed_str()) };
+    let positions: Vec<&'static str> = at.iter().map(|(_, p)| *p).collect();
+    let mut sides = Vec::new();
+    for (s, p) in at {
+        // Negative buckets first (highest index first), then the zero
+        // bucket when walked, then positive ones.
+        sides.push((
+            name("s", s),
+            format!("if({p} <= length(_nh_ni), -1, if(_nh_zw AND {p} = length(_nh_ni) + 1, 0, 1))"),
+        ));
+        sides.push((
+            name("i", s),
+            format!(
+                "if({p} <= length(_nh_ni), _nh_ni[length(_nh_ni) + 1 - {p}], \
+                 _nh_pi[{p} - length(_nh_ni) - _nh_zw])"
+            ),
+        ));
+    }
+    let chain = chain.then([sides, pass(&positions), pass(keep), pass(bounds)].concat());
+    let mut raw = Vec::new();
+    for (s, _) in at {
+        let i = name("i", s);
+        raw.push((name("n", s), exp_bound(&format!("({i} - 1) * _nh_w"))));
+        raw.push((name("f", s), exp_bound(&format!("{i} * _nh_w"))));
+    }
+    let sides: Vec<&'static str> = at
+        .iter()
+        .flat_map(|(s, _)| [name("s", s), name("i", s)])
+        .collect();
+    let chain = chain.then(
+        [
+            raw,
+            pass(&sides),
+            pass(&positions),
+            pass(keep),
+            pass(&["_nh_z", "_nh_v"]),
+        ]
+        .concat(),
+    );
+    let mut magnitudes = Vec::new();
+    for (s, _) in at {
+        let (i, n, f) = (name("i", s), name("n", s), name("f", s));
+        magnitudes.push((name("a", s), magnitude_near(i, n)));
+        magnitudes.push((name("b", s), magnitude_far(i, f)));
+    }
+    let side_names: Vec<&'static str> = at.iter().map(|(s, _)| name("s", s)).collect();
+    let chain = chain.then(
+        [
+            magnitudes,
+            pass(&side_names),
+            pass(&positions),
+            pass(keep),
+            pass(&["_nh_z"]),
+        ]
+        .concat(),
+    );
+    let mut arranged = Vec::new();
+    for (s, _) in at {
+        let (side, a, b) = (name("s", s), name("a", s), name("b", s));
+        arranged.push((
+            name("lo", s),
+            format!("multiIf({side} < 0, -{b}, {side} = 0, -_nh_z, {a})"),
+        ));
+        arranged.push((
+            name("up", s),
+            format!("multiIf({side} < 0, -{a}, {side} = 0, _nh_z, {b})"),
+        ));
+    }
+    chain.then([arranged, pass(&positions), pass(keep)].concat())
+}
+
+/// The bound of a bucket nearer zero, in magnitude, from its index `i` and
+/// the exponential bound `near` of index i - 1 (moved to the zero bucket's
+/// edge when inside it).
+fn magnitude_near(i: &str, near: &str) -> String {
+    format!(
+        "if(_nh_u, if({i} = 0, -inf, _nh_v[{i}]), if({near} > 0 AND {near} < _nh_z, _nh_z, {near}))"
+    )
+}
+
+/// The bound of a bucket farther from zero, in magnitude, from its index
+/// `i` and the exponential bound `far` of index i.
+fn magnitude_far(i: &str, far: &str) -> String {
+    format!("if(_nh_u, if({i} >= length(_nh_v), inf, _nh_v[{i} + 1]), {far})")
+}
+
+/// Values carried unchanged to the next step.
+fn pass(names: &[&'static str]) -> Vec<(&'static str, String)> {
+    names.iter().map(|n| (*n, n.to_string())).collect()
 }
 
 /// `histogram_fraction(lower, upper, h)`: the estimated share of
@@ -419,14 +544,13 @@ fn layout(h: &str) -> Vec<(&'static str, String)> {
 /// Float64))` of lower bound, upper bound, count. Exponential bounds
 /// inside the zero bucket move to its edge, as Prometheus's iterator does.
 fn bucket_list() -> String {
-    // The bounds of indexes i - 1 and i in magnitude.
     let near = exp_bound("(_nhb_i - 1) * _nh_w");
     let far = exp_bound("_nhb_i * _nh_w");
     let magnitudes = format!(
-        "arrayMap((_nhb_i, _nhb_l, _nhb_h) -> (\
-         if(_nh_u, if(_nhb_i = 0, -inf, _nh_v[_nhb_i]), if(_nhb_l > 0 AND _nhb_l < _nh_z, _nh_z, _nhb_l)), \
-         if(_nh_u, if(_nhb_i >= length(_nh_v), inf, _nh_v[_nhb_i + 1]), _nhb_h)), \
-         _nh_x, arrayMap(_nhb_i -> {near}, _nh_x), arrayMap(_nhb_i -> {far}, _nh_x))"
+        "arrayMap((_nhb_i, _nhb_l, _nhb_h) -> ({}, {}), \
+         _nh_x, arrayMap(_nhb_i -> {near}, _nh_x), arrayMap(_nhb_i -> {far}, _nh_x))",
+        magnitude_near("_nhb_i", "_nhb_l"),
+        magnitude_far("_nhb_i", "_nhb_h"),
     );
     format!(
         "arrayMap((_nhb_t, _nhb_s, _nhb_c) -> multiIf(_nhb_s < 0, (-_nhb_t.2, -_nhb_t.1, _nhb_c), \
@@ -1563,6 +1687,7 @@ mod tests {
             Hist::exp(0, 10.0, 0, &[0.0, 0.0], &[]).with_zero(0.1, 2.0),
             Hist::exp(0, 10.0, 0, &[], &[0.0, 0.0]).with_zero(0.1, 2.0),
             Hist::exp(0, 0.0, 0, &[], &[]).with_count(2.0),
+            Hist::custom(1.0, &[1.0, 2.0], &[]).with_count(2.0),
         ]
     }
 
