@@ -4,21 +4,23 @@
 //! `_quantile`).
 //!
 //! Each function takes SQL expressions and returns one Float64 expression,
-//! self-contained so it can be inlined anywhere. The histogram argument is
-//! repeated in the text, so it should be a column or another cheap
-//! expression (ClickHouse computes identical expressions once).
+//! self-contained so it can be inlined anywhere. The arguments are
+//! repeated in the text, so they should be columns or other cheap
+//! expressions (ClickHouse computes identical expressions once, but
+//! analyzes every copy).
 //!
-//! The buckets become one array in Prometheus's iteration order
+//! The buckets are taken in Prometheus's iteration order
 //! (`AllBucketIterator`): negative buckets from the lowest value up, the
-//! zero bucket when its count is positive, positive buckets up, each a
-//! `(lower, upper, count)` tuple.
+//! zero bucket when its count is positive, positive buckets up.
 //!
 //! Two costs shape the SQL. ClickHouse's analyzer spends time growing with
-//! the square of a lambda's size, and a lambda over an array copies every
-//! column it captures once per element. So the work is a [`Chain`] of
-//! small lambdas over a one-element array of a tuple, each taking the
-//! values it needs as parameters (the histogram's fields are read once,
-//! before the first), and the lambdas over buckets capture only scalars.
+//! the square of a lambda's size (so these expressions belong at the top
+//! level of a `SELECT`, not inside a caller's lambda), and a lambda over an
+//! array copies every column it captures once per element. So the work is
+//! a [`Chain`] of small lambdas over a one-element array of a tuple, each
+//! taking the values it needs as parameters (the histogram's fields are
+//! read once, before the first), and the lambdas over buckets capture only
+//! scalars and the custom bounds.
 
 // The planner wires these in separately.
 #![allow(dead_code)]
@@ -72,31 +74,30 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
     let forward = format!("(isNaN({sum}) OR {q} < 0.5)");
     let rank = format!("if({forward}, {q} * {count}, (1 - {q}) * {count})");
     let start = vec![
-        ("_nh_c", counts(h)),
-        ("_nh_ni", field(h, "negative_index")),
-        ("_nh_pi", field(h, "positive_index")),
-        ("_nh_zw", zero_walked(h)),
-        ("_nh_w", format!("exp2(-{})", field(h, "schema"))),
-        ("_nh_z", field(h, "zero_threshold")),
-        ("_nh_u", custom(h)),
-        ("_nh_v", field(h, "custom_values")),
-        ("_nh_f", forward),
-        ("_nh_r", rank),
-        ("_nh_n", count.clone()),
-        ("_nh_m", sum),
-        ("_nh_p", only_positive(h)),
-        ("_nh_o", only_negative(h)),
+        val("_nh_c", counts(h)),
+        val("_nh_ni", field(h, "negative_index")),
+        val("_nh_pi", field(h, "positive_index")),
+        val("_nh_zw", zero_walked(h)),
+        val("_nh_w", format!("exp2(-{})", field(h, "schema"))),
+        val("_nh_z", field(h, "zero_threshold")),
+        val("_nh_u", custom(h)),
+        val("_nh_v", field(h, "custom_values")),
+        val("_nh_f", forward),
+        val("_nh_r", rank),
+        val("_nh_n", count.clone()),
+        val("_nh_m", sum),
+        val("_nh_p", only_positive(h)),
+        val("_nh_o", only_negative(h)),
     ];
     let rest = [
         "_nh_f", "_nh_r", "_nh_n", "_nh_m", "_nh_u", "_nh_p", "_nh_o",
     ];
     let layout = ["_nh_ni", "_nh_pi", "_nh_zw", "_nh_w", "_nh_z", "_nh_v"];
-    let bounds = ["_nh_w", "_nh_z", "_nh_v"];
     let chain = Chain::new(start)
         .then(
             [
                 // The counts in walking order.
-                vec![("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))".into())],
+                vec![val("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))")],
                 pass(&layout),
                 pass(&rest),
             ]
@@ -106,7 +107,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
             [
                 // Running counts (`arrayCumSum` adds in order, as
                 // Prometheus's loop).
-                vec![("_nh_s", "arrayCumSum(_nh_d)".into())],
+                vec![val("_nh_s", "arrayCumSum(_nh_d)")],
                 pass(&["_nh_d"]),
                 pass(&layout),
                 pass(&rest),
@@ -117,10 +118,9 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
             [
                 // The first nonempty bucket walked whose running count
                 // reaches the rank.
-                vec![(
+                vec![val(
                     "_nh_k",
-                    "arrayFirstIndex((_nh_e, _nh_a) -> _nh_e != 0 AND _nh_a >= _nh_r, _nh_d, _nh_s)"
-                        .into(),
+                    "arrayFirstIndex((_nh_e, _nh_a) -> _nh_e != 0 AND _nh_a >= _nh_r, _nh_d, _nh_s)",
                 )],
                 pass(&["_nh_d", "_nh_s"]),
                 pass(&layout),
@@ -133,22 +133,21 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
                 vec![
                     // The bucket found (its position upwards), else the last
                     // one walked.
-                    (
+                    val(
                         "_nh_at",
                         "if(_nh_k = 0, if(_nh_f, toInt64(length(_nh_d)), 1), \
-                         if(_nh_f, toInt64(_nh_k), toInt64(length(_nh_d)) + 1 - _nh_k))"
-                            .into(),
+                         if(_nh_f, toInt64(_nh_k), toInt64(length(_nh_d)) + 1 - _nh_k))",
                     ),
-                    ("_nh_len", "toInt64(length(_nh_d))".into()),
-                    ("_nh_a", "if(_nh_k = 0, _nh_s[-1], _nh_s[_nh_k])".into()),
-                    ("_nh_cs", "_nh_d[if(_nh_k = 0, -1, toInt64(_nh_k))]".into()),
-                    ("_nh_cl", "_nh_d[-1]".into()),
+                    val("_nh_len", "toInt64(length(_nh_d))"),
+                    val("_nh_a", "if(_nh_k = 0, _nh_s[-1], _nh_s[_nh_k])"),
+                    val("_nh_cs", "_nh_d[if(_nh_k = 0, -1, toInt64(_nh_k))]"),
+                    val("_nh_cl", "_nh_d[-1]"),
                     // With NaN observations Prometheus walks on past the
                     // bucket found to count the rest, which leaves its bucket
                     // variable on the last bucket: it interpolates there.
-                    (
+                    val(
                         "_nh_y",
-                        "isNaN(_nh_m) AND _nh_k > 0 AND _nh_k < length(_nh_d)".into(),
+                        "isNaN(_nh_m) AND _nh_k > 0 AND _nh_k < length(_nh_d)",
                     ),
                 ],
                 pass(&layout),
@@ -163,7 +162,6 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
         chain,
         &[("p", "_nh_at"), ("l", "_nh_len")],
         &[&state[..], &rest[..]].concat(),
-        &bounds,
     )
     .then({
         // Across zero with buckets on one side only (counting the
@@ -173,18 +171,18 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
         let empty = "_nh_len = 0";
         [
             vec![
-                ("_nh_i", format!("if({empty}, 0, _nh_lop)")),
-                ("_nh_j", format!("if({empty}, 0, _nh_upp)")),
+                val("_nh_i", format!("if({empty}, 0, _nh_lop)")),
+                val("_nh_j", format!("if({empty}, 0, _nh_upp)")),
                 // Rounding can take the running count past the count.
-                ("_nh_a", "if(_nh_a > _nh_n, _nh_n, _nh_a)".into()),
-                (
+                val("_nh_a", "if(_nh_a > _nh_n, _nh_n, _nh_a)"),
+                val(
                     "_nh_g",
                     format!(
                         "multiIf({empty}, 0, {across} AND _nh_p, 0, \
                              _nh_u AND _nh_lop = -inf, 0, _nh_lop)"
                     ),
                 ),
-                (
+                val(
                     "_nh_h",
                     format!("multiIf({empty}, 0, {across} AND _nh_o, 0, _nh_upp)"),
                 ),
@@ -198,21 +196,20 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
         // Custom buckets answer their finite bound in the -Inf and +Inf
         // buckets, and a rank never reached the upper bound of the last
         // bucket (NaN with NaN observations).
-        (
+        val(
             "_nh_e",
             "multiIf(_nh_u AND _nh_i = -inf AND _nh_j <= 0, (_nh_j, 1), \
                  _nh_u AND _nh_i != -inf AND _nh_j = inf, (_nh_i, 1), \
-                 _nh_a < _nh_r, (if(isNaN(_nh_m), nan, _nh_h), 1), (0, 0))"
-                .into(),
+                 _nh_a < _nh_r, (if(isNaN(_nh_m), nan, _nh_h), 1), (0, 0))",
         ),
-        ("_nh_i", "if(_nh_y, _nh_lol, _nh_g)".into()),
-        ("_nh_j", "if(_nh_y, _nh_upl, _nh_h)".into()),
+        val("_nh_i", "if(_nh_y, _nh_lol, _nh_g)"),
+        val("_nh_j", "if(_nh_y, _nh_upl, _nh_h)"),
         // How far into the bucket the rank is.
-        (
+        val(
             "_nh_x",
-            "if(_nh_f, _nh_r - (_nh_a - _nh_cs), _nh_a - _nh_r) / if(_nh_y, _nh_cl, _nh_cs)".into(),
+            "if(_nh_f, _nh_r - (_nh_a - _nh_cs), _nh_a - _nh_r) / if(_nh_y, _nh_cl, _nh_cs)",
         ),
-        ("_nh_u", "_nh_u".into()),
+        val("_nh_u", "_nh_u"),
     ]);
     // Linear for custom buckets and across zero, else on a log scale
     // (mirrored for negative buckets).
@@ -228,17 +225,11 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
 /// Steps after `chain` that add the bounds of the buckets at upward
 /// positions `(suffix, position)` (1-based, within the layout) as
 /// `_nh_lo{suffix}` and `_nh_up{suffix}`, from the layout values
-/// `_nh_ni`, `_nh_pi`, `_nh_zw` and `bounds`, keeping `keep` and the
-/// positions.
-fn bucket_bounds(
-    chain: Chain,
-    at: &[(&str, &'static str)],
-    keep: &[&'static str],
-    bounds: &[&'static str],
-) -> Chain {
-    let name =
-        |p: &str, s: &str| -> &'static str { Box::leak(format!("_nh_{p}{s}").into_boxed_str()) };
-    let positions: Vec<&'static str> = at.iter().map(|(_, p)| *p).collect();
+/// `_nh_ni`, `_nh_pi`, `_nh_zw`, `_nh_w`, `_nh_z`, `_nh_v` (see
+/// [`layout`]), keeping `keep` and the positions.
+fn bucket_bounds(chain: Chain, at: &[(&str, &str)], keep: &[&str]) -> Chain {
+    let name = |p: &str, s: &str| format!("_nh_{p}{s}");
+    let positions: Vec<&str> = at.iter().map(|(_, p)| *p).collect();
     let mut sides = Vec::new();
     for (s, p) in at {
         // Negative buckets first (highest index first), then the zero
@@ -255,14 +246,15 @@ fn bucket_bounds(
             ),
         ));
     }
-    let chain = chain.then([sides, pass(&positions), pass(keep), pass(bounds)].concat());
+    let bounds = ["_nh_w", "_nh_z", "_nh_v"];
+    let chain = chain.then([sides, pass(&positions), pass(keep), pass(&bounds)].concat());
     let mut raw = Vec::new();
     for (s, _) in at {
         let i = name("i", s);
         raw.push((name("n", s), exp_bound(&format!("({i} - 1) * _nh_w"))));
         raw.push((name("f", s), exp_bound(&format!("{i} * _nh_w"))));
     }
-    let sides: Vec<&'static str> = at
+    let sides: Vec<String> = at
         .iter()
         .flat_map(|(s, _)| [name("s", s), name("i", s)])
         .collect();
@@ -279,10 +271,10 @@ fn bucket_bounds(
     let mut magnitudes = Vec::new();
     for (s, _) in at {
         let (i, n, f) = (name("i", s), name("n", s), name("f", s));
-        magnitudes.push((name("a", s), magnitude_near(i, n)));
-        magnitudes.push((name("b", s), magnitude_far(i, f)));
+        magnitudes.push((name("a", s), magnitude_near(&i, &n)));
+        magnitudes.push((name("b", s), magnitude_far(&i, &f)));
     }
-    let side_names: Vec<&'static str> = at.iter().map(|(s, _)| name("s", s)).collect();
+    let side_names: Vec<String> = at.iter().map(|(s, _)| name("s", s)).collect();
     let chain = chain.then(
         [
             magnitudes,
@@ -324,8 +316,16 @@ fn magnitude_far(i: &str, far: &str) -> String {
 }
 
 /// Values carried unchanged to the next step.
-fn pass(names: &[&'static str]) -> Vec<(&'static str, String)> {
-    names.iter().map(|n| (*n, n.to_string())).collect()
+fn pass<N: AsRef<str>>(names: &[N]) -> Values {
+    names.iter().map(|n| val(n.as_ref(), n.as_ref())).collect()
+}
+
+/// Named SQL values of a [`Chain`] step.
+type Values = Vec<(String, String)>;
+
+/// A named SQL value.
+fn val(name: &str, sql: impl Into<String>) -> (String, String) {
+    (name.to_string(), sql.into())
 }
 
 /// `histogram_fraction(lower, upper, h)`: the estimated share of
@@ -335,95 +335,94 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
     let count = field(h, "count");
     let mut start = layout(h);
     start.extend([
-        ("_nh_l", lower.clone()),
-        ("_nh_h", upper.clone()),
-        ("_nh_n", count.clone()),
-        ("_nh_m", field(h, "sum")),
-        ("_nh_p", only_positive(h)),
-        ("_nh_o", only_negative(h)),
+        val("_nh_l", lower.clone()),
+        val("_nh_h", upper.clone()),
+        val("_nh_n", count.clone()),
+        val("_nh_m", field(h, "sum")),
+        val("_nh_p", only_positive(h)),
+        val("_nh_o", only_negative(h)),
     ]);
     let chain = Chain::new(start)
         .then(vec![
-            ("_nh_b", bucket_list()),
+            val("_nh_b", bucket_list()),
             // Counts before and at each bucket, as Prometheus's running
             // rank and count.
-            ("_nh_s", "arrayCumSum(_nh_c)".into()),
-            ("_nh_l", "_nh_l".into()),
-            ("_nh_h", "_nh_h".into()),
-            ("_nh_n", "_nh_n".into()),
-            ("_nh_m", "_nh_m".into()),
-            ("_nh_u", "_nh_u".into()),
-            ("_nh_p", "_nh_p".into()),
-            ("_nh_o", "_nh_o".into()),
+            val("_nh_s", "arrayCumSum(_nh_c)"),
+            val("_nh_l", "_nh_l"),
+            val("_nh_h", "_nh_h"),
+            val("_nh_n", "_nh_n"),
+            val("_nh_m", "_nh_m"),
+            val("_nh_u", "_nh_u"),
+            val("_nh_p", "_nh_p"),
+            val("_nh_o", "_nh_o"),
         ])
         .then(vec![
             // Prometheus takes 0 as the lower bound of a bucket across 0 when
             // there are only positive buckets, as its upper when there are
             // only negative ones (counting the layout, empty buckets
             // included); custom buckets across 0 too.
-            (
+            val(
                 "_nh_b",
                 "arrayMap(_nh_t -> (if(_nh_t.1 <= 0 AND _nh_t.2 >= 0 AND _nh_p, 0, _nh_t.1), \
-                 if(_nh_t.1 <= 0 AND _nh_t.2 >= 0 AND _nh_o, 0, _nh_t.2), _nh_t.3), _nh_b)"
-                    .into(),
+                 if(_nh_t.1 <= 0 AND _nh_t.2 >= 0 AND _nh_o, 0, _nh_t.2), _nh_t.3), _nh_b)",
             ),
-            ("_nh_s", "_nh_s".into()),
-            ("_nh_l", "_nh_l".into()),
-            ("_nh_h", "_nh_h".into()),
-            ("_nh_n", "_nh_n".into()),
-            ("_nh_m", "_nh_m".into()),
-            ("_nh_u", "_nh_u".into()),
+            val("_nh_s", "_nh_s"),
+            val("_nh_l", "_nh_l"),
+            val("_nh_h", "_nh_h"),
+            val("_nh_n", "_nh_n"),
+            val("_nh_m", "_nh_m"),
+            val("_nh_u", "_nh_u"),
         ])
         .then(vec![
-            ("_nh_b", "_nh_b".into()),
-            ("_nh_s", "_nh_s".into()),
-            ("_nh_jl", find_bucket("_nh_l")),
-            ("_nh_jh", find_bucket("_nh_h")),
-            ("_nh_l", "_nh_l".into()),
-            ("_nh_h", "_nh_h".into()),
-            ("_nh_n", "_nh_n".into()),
-            ("_nh_m", "_nh_m".into()),
-            ("_nh_u", "_nh_u".into()),
+            val("_nh_b", "_nh_b"),
+            val("_nh_s", "_nh_s"),
+            val("_nh_jl", find_bucket("_nh_l")),
+            val("_nh_jh", find_bucket("_nh_h")),
+            val("_nh_l", "_nh_l"),
+            val("_nh_h", "_nh_h"),
+            val("_nh_n", "_nh_n"),
+            val("_nh_m", "_nh_m"),
+            val("_nh_u", "_nh_u"),
         ])
         .then(
             [
                 bucket_at("l"),
                 bucket_at("h"),
                 vec![
-                    ("_nh_l", "_nh_l".into()),
-                    ("_nh_h", "_nh_h".into()),
-                    ("_nh_jl", "_nh_jl".into()),
-                    ("_nh_jh", "_nh_jh".into()),
-                    ("_nh_u", "_nh_u".into()),
+                    val("_nh_l", "_nh_l"),
+                    val("_nh_h", "_nh_h"),
+                    val("_nh_jl", "_nh_jl"),
+                    val("_nh_jh", "_nh_jh"),
+                    val("_nh_u", "_nh_u"),
                     // With NaN observations the share is of the observations
                     // in the buckets (summed in walking order), else of the
                     // count.
-                    ("_nh_t", "if(isNaN(_nh_m), _nh_s[-1], _nh_n)".into()),
-                    ("_nh_n", "_nh_n".into()),
+                    val("_nh_t", "if(isNaN(_nh_m), _nh_s[-1], _nh_n)"),
+                    val("_nh_n", "_nh_n"),
                 ],
             ]
             .concat(),
         )
         .then(vec![
-            ("_nh_rl", rank_in_bucket("l")),
-            ("_nh_jl", "_nh_jl".into()),
-            ("_nh_ah", "_nh_ah".into()),
-            ("_nh_bh", "_nh_bh".into()),
-            ("_nh_ch", "_nh_ch".into()),
-            ("_nh_dh", "_nh_dh".into()),
-            ("_nh_h", "_nh_h".into()),
-            ("_nh_jh", "_nh_jh".into()),
-            ("_nh_u", "_nh_u".into()),
-            ("_nh_t", "_nh_t".into()),
-            ("_nh_n", "_nh_n".into()),
+            val("_nh_rl", rank_in_bucket("l")),
+            val("_nh_jl", "_nh_jl"),
+            val("_nh_ah", "_nh_ah"),
+            val("_nh_bh", "_nh_bh"),
+            val("_nh_ch", "_nh_ch"),
+            val("_nh_dh", "_nh_dh"),
+            val("_nh_h", "_nh_h"),
+            val("_nh_jh", "_nh_jh"),
+            val("_nh_u", "_nh_u"),
+            val("_nh_t", "_nh_t"),
+            val("_nh_n", "_nh_n"),
         ])
         .then(vec![
-            ("_nh_rl", "_nh_rl".into()),
-            ("_nh_jl", "_nh_jl".into()),
-            ("_nh_rh", rank_in_bucket("h")),
-            ("_nh_jh", "_nh_jh".into()),
-            ("_nh_t", "_nh_t".into()),
-            ("_nh_n", "_nh_n".into()),
+            val("_nh_rl", "_nh_rl"),
+            val("_nh_jl", "_nh_jl"),
+            val("_nh_rh", rank_in_bucket("h")),
+            val("_nh_jh", "_nh_jh"),
+            val("_nh_t", "_nh_t"),
+            val("_nh_n", "_nh_n"),
         ]);
     // Not found, or past the total: the total.
     let value = chain.finish(
@@ -443,8 +442,8 @@ fn find_bucket(v: &str) -> String {
 
 /// The bounds and count of the bucket found for `_nh_{s}` and the counts
 /// before it, as `_nh_a{s}`, `_nh_b{s}`, `_nh_c{s}`, `_nh_d{s}`.
-fn bucket_at(s: &str) -> Vec<(&'static str, String)> {
-    let name = |p: &str| -> &'static str { Box::leak(format!("_nh_{p}{s}").into_boxed_str()) };
+fn bucket_at(s: &str) -> Values {
+    let name = |p: &str| format!("_nh_{p}{s}");
     let j = format!("_nh_j{s}");
     vec![
         (name("a"), format!("_nh_b[{j}].1")),
@@ -487,15 +486,15 @@ fn rank_in_bucket(s: &str) -> String {
 /// summed with Kahan-Neumaier compensation, over the count.
 fn variance(h: &str) -> String {
     let mut start = layout(h);
-    start.push((
+    start.push(val(
         "_nh_m",
         format!("({} / {})", field(h, "sum"), field(h, "count")),
     ));
     let terms = Chain::new(start)
         .then(vec![
-            ("_nh_b", bucket_list()),
-            ("_nh_u", "_nh_u".into()),
-            ("_nh_m", "_nh_m".into()),
+            val("_nh_b", bucket_list()),
+            val("_nh_u", "_nh_u"),
+            val("_nh_m", "_nh_m"),
         ])
         // An empty bucket is skipped; adding 0 instead leaves the
         // compensated sum as it was.
@@ -517,26 +516,26 @@ fn variance(h: &str) -> String {
 /// and the counts `_nh_c`) and what the bounds need (`_nh_w` = 2^-schema,
 /// the zero threshold `_nh_z`, whether buckets are custom `_nh_u`, the
 /// custom bounds `_nh_v`).
-fn layout(h: &str) -> Vec<(&'static str, String)> {
+fn layout(h: &str) -> Values {
     let (pi, ni) = (field(h, "positive_index"), field(h, "negative_index"));
     let zero = zero_walked(h);
     vec![
-        (
+        val(
             "_nh_x",
             format!("arrayConcat(arrayReverse({ni}), arraySlice([toInt32(0)], 1, {zero}), {pi})"),
         ),
-        (
+        val(
             "_nh_g",
             format!(
                 "arrayConcat(arrayWithConstant(length({ni}), -1), arraySlice([0], 1, {zero}), \
                  arrayWithConstant(length({pi}), 1))"
             ),
         ),
-        ("_nh_c", counts(h)),
-        ("_nh_w", format!("exp2(-{})", field(h, "schema"))),
-        ("_nh_z", field(h, "zero_threshold")),
-        ("_nh_u", custom(h)),
-        ("_nh_v", field(h, "custom_values")),
+        val("_nh_c", counts(h)),
+        val("_nh_w", format!("exp2(-{})", field(h, "schema"))),
+        val("_nh_z", field(h, "zero_threshold")),
+        val("_nh_u", custom(h)),
+        val("_nh_v", field(h, "custom_values")),
     ]
 }
 
@@ -617,17 +616,17 @@ fn field(h: &str, name: &str) -> String {
 /// parameters, and no step's text is inside another's lambda.
 struct Chain {
     sql: String,
-    names: Vec<&'static str>,
+    names: Vec<String>,
 }
 
 impl Chain {
     /// The first values, computed outside any lambda.
-    fn new(values: Vec<(&'static str, String)>) -> Self {
+    fn new(values: Values) -> Self {
         Self::of(format!("[{}]", Self::tuple(&values)), values)
     }
 
     /// The next values, from the current ones by name.
-    fn then(self, values: Vec<(&'static str, String)>) -> Self {
+    fn then(self, values: Values) -> Self {
         let sql = format!(
             "arrayMap(({}) -> {}, {})",
             self.names.join(", "),
@@ -646,16 +645,16 @@ impl Chain {
         )
     }
 
-    fn of(sql: String, values: Vec<(&'static str, String)>) -> Self {
+    fn of(sql: String, values: Values) -> Self {
         // A lambda of one parameter would take the whole tuple.
         debug_assert!(values.len() > 1);
         Self {
             sql,
-            names: values.iter().map(|(name, _)| *name).collect(),
+            names: values.iter().map(|(name, _)| name.clone()).collect(),
         }
     }
 
-    fn tuple(values: &[(&'static str, String)]) -> String {
+    fn tuple(values: &[(String, String)]) -> String {
         let sql: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
         format!("tuple({})", sql.join(", "))
     }
