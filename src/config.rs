@@ -1039,6 +1039,8 @@ impl Config {
         PlanSettings {
             lookback_delta: self.query.lookback_delta,
             default_subquery_step: self.query.default_subquery_step,
+            // Known per query (see `Engine::settings_now`).
+            histogram_metrics: Default::default(),
         }
     }
 

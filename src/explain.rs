@@ -32,6 +32,12 @@ pub struct ExplainArgs {
     /// Step of a range query: a duration (`30s`) or seconds
     #[arg(long, value_name = "DURATION", requires = "end")]
     pub step: Option<String>,
+
+    /// Plan this metric as one with native histogram samples (a running
+    /// Comet knows which are from ClickHouse; explain does not connect).
+    /// Repeat for several
+    #[arg(long, value_name = "METRIC")]
+    pub histogram_metric: Vec<String>,
 }
 
 /// Unix seconds (`1700000000.5`) or RFC 3339, in milliseconds.
@@ -76,8 +82,12 @@ pub fn run(config: Config, args: ExplainArgs) -> anyhow::Result<()> {
         }
         _ => QueryRange::instant(start),
     };
-    let plan = plan::plan(&args.query, range.grid(), &config.plan_settings())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = plan::PlanSettings {
+        histogram_metrics: std::sync::Arc::new(args.histogram_metric.iter().cloned().collect()),
+        ..config.plan_settings()
+    };
+    let plan =
+        plan::plan(&args.query, range.grid(), &settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     print!("{}", plan.explain());
     Ok(())
 }

@@ -524,3 +524,161 @@ async fn deduplicated_batches_store_histograms_once() {
     );
     writer.shutdown().await;
 }
+
+/// `GET /api/v1/query` at `time_ms`, the `data.result` array.
+async fn query_result(comet: &Comet, query: &str, time_ms: i64) -> serde_json::Value {
+    let body: serde_json::Value = comet
+        .client
+        .get(comet.process.url("/api/v1/query"))
+        .query(&[
+            ("query", query.to_string()),
+            ("time", format!("{}", time_ms as f64 / 1000.0)),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "success", "{query}: {body}");
+    body["data"]["result"].clone()
+}
+
+#[tokio::test]
+async fn histograms_answer_queries_as_prometheus_writes_them() {
+    let comet = Comet::start().await;
+    let t = now_ms() - 60_000;
+    let request = v1::WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "rpc_seconds"), ("job", "api")],
+                vec![integer(t)],
+            ),
+            series(&[("__name__", "custom_h")], vec![custom(t)]),
+        ],
+        metadata: vec![],
+    };
+    let response = comet.write_v1(&request).await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    let at = t + 1_000;
+
+    // The histogram itself: count, sum and the buckets holding
+    // observations, lowest first, each `[boundaries, lower, upper, count]`.
+    let raw = query_result(&comet, "rpc_seconds", at).await;
+    let h = &raw[0]["histogram"][1];
+    assert_eq!(raw[0]["metric"]["job"], "api");
+    assert_eq!(
+        (h["count"].as_str(), h["sum"].as_str()),
+        (Some("13"), Some("42.5"))
+    );
+    let buckets = h["buckets"].as_array().unwrap();
+    let shape: Vec<(u64, &str)> = buckets
+        .iter()
+        .map(|b| (b[0].as_u64().unwrap(), b[3].as_str().unwrap()))
+        .collect();
+    // Negative buckets 1 and 0 are [lower, upper), the zero bucket closed,
+    // positive buckets -2, -1 and 3 (lower, upper].
+    assert_eq!(
+        shape,
+        [(1, "1"), (1, "2"), (3, "4"), (0, "1"), (0, "3"), (0, "2")]
+    );
+    assert_eq!(
+        (buckets[2][1].as_str(), buckets[2][2].as_str()),
+        (Some("-0.001"), Some("0.001"))
+    );
+    // Positive bucket 3 of schema 3 is (2^(2/8), 2^(3/8)].
+    assert_eq!(buckets[5][2].as_str(), Some("1.2968395546510096"));
+
+    for (query, value) in [
+        ("histogram_count(rpc_seconds)", "13"),
+        ("histogram_sum(rpc_seconds)", "42.5"),
+        ("histogram_avg(custom_h)", "0.3333333333333333"),
+    ] {
+        let result = query_result(&comet, query, at).await;
+        assert_eq!(result[0]["value"][1], value, "{query}: {result}");
+        assert!(result[0]["metric"].get("__name__").is_none(), "{query}");
+    }
+}
+
+/// A counter histogram of schema 0 after `i` rounds of observations: `i`
+/// in bucket 0, `2i` in bucket 1, summing to `10i`.
+fn counter(timestamp: i64, i: i64) -> v1::Histogram {
+    v1::Histogram {
+        count: Some(Count::CountInt(3 * i as u64)),
+        sum: 10.0 * i as f64,
+        schema: 0,
+        zero_count: Some(ZeroCount::ZeroCountInt(0)),
+        positive_spans: spans(&[(0, 2)]),
+        positive_deltas: vec![i, i],
+        timestamp,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn histogram_rates_add_up_across_resets_and_series() {
+    let comet = Comet::start().await;
+    let t0 = now_ms() - 600_000;
+    let steady: Vec<v1::Histogram> = (0..=8).map(|i| counter(t0 + 15_000 * i, i)).collect();
+    // Restarts after round 6: rounds 7 and 8 count 1 and 2 again.
+    let restarted: Vec<v1::Histogram> = (0..=8)
+        .map(|i| counter(t0 + 15_000 * i, if i > 6 { i - 6 } else { i }))
+        .collect();
+    let request = v1::WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "req_seconds"), ("job", "a")], steady),
+            series(&[("__name__", "req_seconds"), ("job", "b")], restarted),
+        ],
+        metadata: vec![],
+    };
+    let response = comet.write_v1(&request).await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    let at = t0 + 120_000;
+
+    // The window (60 s, 120 s] holds rounds 5 to 8: 9 observations over
+    // 45 s, extrapolated 15 s to the window's start, over 60 s.
+    let rates = query_result(&comet, "rate(req_seconds[1m])", at).await;
+    assert_eq!(rates.as_array().unwrap().len(), 2, "{rates}");
+    for rate in rates.as_array().unwrap() {
+        let h = &rate["histogram"][1];
+        assert_near(&h["count"], 0.2, "count");
+        assert_near(&h["sum"], 10.0 / 15.0, "sum");
+        let buckets = h["buckets"].as_array().unwrap();
+        assert_eq!(buckets.len(), 2, "{rate}");
+        assert_near(&buckets[0][3], 1.0 / 15.0, "bucket 0");
+        assert_near(&buckets[1][3], 2.0 / 15.0, "bucket 1");
+        assert!(rate["metric"].get("__name__").is_none());
+    }
+    for (query, value) in [
+        ("histogram_count(sum(rate(req_seconds[1m])))", 0.4),
+        ("histogram_count(increase(req_seconds[1m]))", 12.0),
+        (
+            "histogram_sum(sum by (job) (rate(req_seconds[1m])))",
+            10.0 / 15.0,
+        ),
+    ] {
+        let result = query_result(&comet, query, at).await;
+        assert_near(&result[0]["value"][1], value, query);
+    }
+    // The median is a quarter into bucket (1, 2] (0.2 of the 0.4
+    // observations above it, 0.267 in it), interpolated exponentially.
+    let result = query_result(
+        &comet,
+        "histogram_quantile(0.5, sum(rate(req_seconds[1m])))",
+        at,
+    )
+    .await;
+    assert_near(&result[0]["value"][1], 2f64.powf(0.25), "median");
+}
+
+/// A number Prometheus writes as a string, within 1e-12 of `expected`.
+fn assert_near(value: &serde_json::Value, expected: f64, what: &str) {
+    let got: f64 = value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(
+        (got - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+        "{what}: {value} is not {expected}"
+    );
+}

@@ -452,7 +452,10 @@ impl Flusher {
             );
         }
         self.insert::<HistogramRowRef<'static>>("histograms", &rows, token)
-            .await
+            .await?;
+        // Queryable at once by this process's engines.
+        comet_schema::histogram_names::note(&self.store, rows.iter().map(|r| r.metric_name));
+        Ok(())
     }
 
     async fn insert<T>(

@@ -12,7 +12,9 @@ use thiserror::Error;
 use tracing::{debug, warn};
 
 use crate::plan::{self, Grid, Plan, PlanError, PlanKind, PlanSettings};
-use crate::value::{Point, QueryValue, Sample, Series, format_labels};
+use crate::value::{
+    CounterResetHint, Histogram, HistogramPoint, Point, QueryValue, Sample, Series, format_labels,
+};
 
 /// Why a query failed, in Prometheus's error classes.
 #[derive(Debug, Error)]
@@ -170,10 +172,58 @@ struct SeriesRow {
     dn: u8,
 }
 
+/// One sample of a [`PlanKind::Mixed`] answer: a float, or where `is_h`
+/// a native histogram in parts.
+#[derive(Debug, Row, Deserialize)]
+struct MixedRow {
+    labels: Vec<(String, String)>,
+    t: i64,
+    v: f64,
+    is_h: u8,
+    schema: i8,
+    zero_threshold: f64,
+    zero_count: f64,
+    count: f64,
+    sum: f64,
+    positive_index: Vec<i32>,
+    positive_counts: Vec<f64>,
+    negative_index: Vec<i32>,
+    negative_counts: Vec<f64>,
+    custom_values: Vec<f64>,
+    reset_hint: i8,
+}
+
+impl MixedRow {
+    /// The histogram, when the row is one.
+    fn histogram(&mut self) -> Option<Histogram> {
+        if self.is_h == 0 {
+            return None;
+        }
+        let pairs = |index: &mut Vec<i32>, counts: &mut Vec<f64>| {
+            std::mem::take(index)
+                .into_iter()
+                .zip(std::mem::take(counts))
+                .collect()
+        };
+        Some(Histogram {
+            schema: i32::from(self.schema),
+            zero_threshold: self.zero_threshold,
+            zero_count: self.zero_count,
+            count: self.count,
+            sum: self.sum,
+            positive: pairs(&mut self.positive_index, &mut self.positive_counts),
+            negative: pairs(&mut self.negative_index, &mut self.negative_counts),
+            custom_values: std::mem::take(&mut self.custom_values),
+            reset_hint: CounterResetHint::from_wire(i32::from(self.reset_hint)),
+        })
+    }
+}
+
 /// The rows of an answer, as the plan's kind reads them.
 enum Rows {
     Points(Vec<ResultRow>),
     Series(Vec<SeriesRow>),
+    Mixed(Vec<MixedRow>),
 }
 
 /// Fetches every row of `query` as `T`, with what the statement read.
@@ -219,13 +269,24 @@ impl Engine {
     }
 
     /// The SQL statement `query` becomes over `range`.
-    pub fn plan(&self, query: &str, range: QueryRange) -> Result<Plan, QueryError> {
-        Ok(plan::plan(query, range.grid(), &self.settings)?)
+    pub async fn plan(&self, query: &str, range: QueryRange) -> Result<Plan, QueryError> {
+        let settings = self.settings_now(&self.settings).await?;
+        Ok(plan::plan(query, range.grid(), &settings)?)
+    }
+
+    /// `settings` with what the planner must know of the data now: the
+    /// metric names that have native histograms.
+    pub async fn settings_now(&self, settings: &PlanSettings) -> Result<PlanSettings, QueryError> {
+        let names = comet_schema::histogram_names::current(&self.store).await?;
+        Ok(PlanSettings {
+            histogram_metrics: names,
+            ..settings.clone()
+        })
     }
 
     /// Evaluates `query` over `range`.
     pub async fn query(&self, query: &str, range: QueryRange) -> Result<QueryValue, QueryError> {
-        let plan = self.plan(query, range)?;
+        let plan = self.plan(query, range).await?;
         self.execute(&plan, range).await
     }
 
@@ -319,14 +380,20 @@ impl Engine {
         for (name, value) in &plan.params {
             q = q.param(name, value);
         }
-        let series_major = matches!(plan.kind, PlanKind::Series { .. });
         let fetch = async {
-            if series_major {
-                let (rows, stats) = fetch_all::<SeriesRow>(q).await?;
-                Ok::<_, clickhouse::error::Error>((Rows::Series(rows), stats))
-            } else {
-                let (rows, stats) = fetch_all::<ResultRow>(q).await?;
-                Ok((Rows::Points(rows), stats))
+            match plan.kind {
+                PlanKind::Series { .. } => {
+                    let (rows, stats) = fetch_all::<SeriesRow>(q).await?;
+                    Ok::<_, clickhouse::error::Error>((Rows::Series(rows), stats))
+                }
+                PlanKind::Mixed => {
+                    let (rows, stats) = fetch_all::<MixedRow>(q).await?;
+                    Ok((Rows::Mixed(rows), stats))
+                }
+                _ => {
+                    let (rows, stats) = fetch_all::<ResultRow>(q).await?;
+                    Ok((Rows::Points(rows), stats))
+                }
             }
         };
         // ClickHouse stops at max_execution_time; this bounds a server
@@ -464,7 +531,50 @@ fn shape(rows: Rows, kind: &PlanKind, instant: bool) -> Result<QueryValue, Query
                 "series rows for a plan that is not series-major".into(),
             )),
         },
+        Rows::Mixed(rows) => shape_mixed(rows, instant),
     }
+}
+
+/// Mixed rows (sorted by labels, then time) into a vector or a matrix of
+/// floats and histograms.
+fn shape_mixed(rows: Vec<MixedRow>, instant: bool) -> Result<QueryValue, QueryError> {
+    if instant {
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            if !seen.insert(r.labels.clone()) {
+                return Err(duplicate(&r.labels));
+            }
+            let histogram = r.histogram().map(Box::new);
+            let v = if histogram.is_some() { 0.0 } else { r.v };
+            out.push(Sample {
+                labels: r.labels,
+                point: Point { t: r.t, v },
+                histogram,
+            });
+        }
+        return Ok(QueryValue::Vector(out));
+    }
+    let mut out: Vec<Series> = Vec::new();
+    let mut last_t = None;
+    for mut r in rows {
+        let same = out.last().is_some_and(|s| s.labels == r.labels);
+        if same && last_t == Some(r.t) {
+            return Err(duplicate(&r.labels));
+        }
+        last_t = Some(r.t);
+        if !same {
+            out.push(Series::floats(std::mem::take(&mut r.labels), Vec::new()));
+        }
+        let Some(series) = out.last_mut() else {
+            continue;
+        };
+        match r.histogram() {
+            Some(h) => series.histograms.push(HistogramPoint { t: r.t, h }),
+            None => series.points.push(Point { t: r.t, v: r.v }),
+        }
+    }
+    Ok(QueryValue::Matrix(out))
 }
 
 /// Series-major rows into a matrix sorted by labels, the metric name

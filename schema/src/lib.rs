@@ -6,6 +6,7 @@
 pub mod ddl;
 pub mod fingerprint;
 pub mod histogram;
+pub mod histogram_names;
 pub mod labels;
 pub mod managed;
 pub mod migrate;

@@ -149,32 +149,41 @@ impl Caches {
 }
 
 /// Joins cached series with freshly computed ones: for each label set, the
-/// cached points, then the new points after them. Output sorted by labels,
-/// as range results are.
+/// cached points, then the new points after them (floats and histograms
+/// alike). Output sorted by labels, as range results are.
 pub fn merge(cached: &[Series], start: i64, fresh: Vec<Series>) -> Vec<Series> {
-    let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<Point>> = BTreeMap::new();
+    let mut by_labels: BTreeMap<Vec<(String, String)>, Series> = BTreeMap::new();
     for s in cached {
-        let points: Vec<Point> = s.points.iter().filter(|p| p.t >= start).copied().collect();
-        if !points.is_empty() {
-            by_labels
-                .entry(s.labels.clone())
-                .or_default()
-                .extend(points);
+        let mut kept = Series::floats(s.labels.clone(), Vec::new());
+        kept.points = s.points.iter().filter(|p| p.t >= start).copied().collect();
+        kept.histograms = s
+            .histograms
+            .iter()
+            .filter(|p| p.t >= start)
+            .cloned()
+            .collect();
+        if !kept.points.is_empty() || !kept.histograms.is_empty() {
+            by_labels.insert(s.labels.clone(), kept);
         }
     }
     for s in fresh {
-        let entry = by_labels.entry(s.labels).or_default();
-        let last = entry.last().map(|p| p.t);
-        entry.extend(
-            s.points
-                .into_iter()
-                .filter(|p| last.is_none_or(|l| p.t > l)),
-        );
+        let entry = by_labels
+            .entry(s.labels.clone())
+            .or_insert_with(|| Series::floats(s.labels, Vec::new()));
+        let last = entry
+            .points
+            .last()
+            .map(|p| p.t)
+            .max(entry.histograms.last().map(|p| p.t));
+        let after = |t: i64| last.is_none_or(|l| t > l);
+        entry
+            .points
+            .extend(s.points.into_iter().filter(|p| after(p.t)));
+        entry
+            .histograms
+            .extend(s.histograms.into_iter().filter(|p| after(p.t)));
     }
-    by_labels
-        .into_iter()
-        .map(|(labels, points)| Series::floats(labels, points))
-        .collect()
+    by_labels.into_values().collect()
 }
 
 /// The part of `series` with steps at or before `end` (what may be cached).
@@ -182,8 +191,15 @@ pub fn up_to(series: &[Series], end: i64) -> Vec<Series> {
     series
         .iter()
         .filter_map(|s| {
-            let points: Vec<Point> = s.points.iter().filter(|p| p.t <= end).copied().collect();
-            (!points.is_empty()).then(|| Series::floats(s.labels.clone(), points))
+            let mut kept = Series::floats(s.labels.clone(), Vec::new());
+            kept.points = s.points.iter().filter(|p| p.t <= end).copied().collect();
+            kept.histograms = s
+                .histograms
+                .iter()
+                .filter(|p| p.t <= end)
+                .cloned()
+                .collect();
+            (!kept.points.is_empty() || !kept.histograms.is_empty()).then_some(kept)
         })
         .collect()
 }

@@ -83,6 +83,7 @@ async fn run_instant(api: &Api, params: &Params) -> Result<Response, ApiError> {
     let query = params.get("query").unwrap_or_default();
     let t = params.time_or("time", plan::system_time_ms(std::time::SystemTime::now()))?;
     let (settings, limits) = request_options(api, params)?;
+    let settings = api.engine.settings_now(&settings).await?;
     let range = QueryRange::instant(t);
     let plan = plan::plan(query, range.grid(), &settings)?;
     let (value, stats, elapsed) = api.execute("query", query, &plan, range, &limits).await?;
@@ -115,6 +116,7 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
     }
     let (settings, limits) = request_options(api, params)?;
     let expr = plan::parse(query)?;
+    let settings = api.engine.settings_now(&settings).await?;
     let key = cacheable(&expr).then(|| {
         format!(
             "{}\u{0}{step_ms}\u{0}{}\u{0}{expr}",

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::engine::QueryError;
 use crate::plan::PlanError;
-use crate::value::{Point, QueryValue};
+use crate::value::{Histogram, Point, QueryValue};
 
 /// Prometheus's error classes and the status code each gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +205,41 @@ fn write_point(out: &mut String, p: &Point) {
     out.push(']');
 }
 
+/// `[t, {"count": ..., "sum": ..., "buckets": [...]}]` as Prometheus
+/// writes a native histogram: only buckets holding observations, each as
+/// `[boundaries, lower, upper, count]` where boundaries is 0 for (a, b],
+/// 1 for [a, b), 2 for (a, b) and 3 for [a, b].
+fn write_histogram_point(out: &mut String, t: i64, h: &Histogram) {
+    out.push('[');
+    write_time(out, t);
+    out.push_str(r#",{"count":"#);
+    write_value(out, h.count);
+    out.push_str(r#","sum":"#);
+    write_value(out, h.sum);
+    let mut first = true;
+    for b in h.buckets().iter().filter(|b| b.count != 0.0) {
+        out.push_str(if first { r#","buckets":["# } else { "," });
+        first = false;
+        let boundaries = match (b.lower_inclusive, b.upper_inclusive) {
+            (false, true) => '0',
+            (true, false) => '1',
+            (false, false) => '2',
+            (true, true) => '3',
+        };
+        out.push('[');
+        out.push(boundaries);
+        for v in [b.lower, b.upper, b.count] {
+            out.push(',');
+            write_value(out, v);
+        }
+        out.push(']');
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push_str("}]");
+}
+
 /// A label set as a JSON object.
 pub fn write_labels(out: &mut String, labels: &[(String, String)]) {
     out.push('{');
@@ -281,17 +316,35 @@ pub fn write_query_data(out: &mut String, value: &QueryValue) {
         QueryValue::Vector(samples) => {
             out.push_str(r#"{"resultType":"vector","result":["#);
             write_list(out, samples, |out, s| {
-                write_metric(out, &s.labels, "value");
-                write_point(out, &s.point);
+                match &s.histogram {
+                    Some(h) => {
+                        write_metric(out, &s.labels, "histogram");
+                        write_histogram_point(out, s.point.t, h);
+                    }
+                    None => {
+                        write_metric(out, &s.labels, "value");
+                        write_point(out, &s.point);
+                    }
+                }
                 out.push('}');
             });
         }
         QueryValue::Matrix(series) => {
             out.push_str(r#"{"resultType":"matrix","result":["#);
             write_list(out, series, |out, s| {
-                write_metric(out, &s.labels, "values");
-                out.push('[');
-                write_list(out, &s.points, write_point);
+                out.push_str(r#"{"metric":"#);
+                write_labels(out, &s.labels);
+                // Prometheus leaves out whichever kind a series lacks.
+                if !s.points.is_empty() || s.histograms.is_empty() {
+                    out.push_str(r#","values":["#);
+                    write_list(out, &s.points, write_point);
+                }
+                if !s.histograms.is_empty() {
+                    out.push_str(r#","histograms":["#);
+                    write_list(out, &s.histograms, |out, p| {
+                        write_histogram_point(out, p.t, &p.h)
+                    });
+                }
                 out.push('}');
             });
         }

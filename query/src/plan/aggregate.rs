@@ -46,8 +46,23 @@ impl Planner {
     }
 
     pub(crate) fn aggregate(&mut self, a: &AggregateExpr, grid: &Grid) -> Result<Node, PlanError> {
+        match self.node(&a.expr, grid)? {
+            Node::Mixed(rel) => {
+                let op = a.op.to_string().to_lowercase();
+                self.mixed_aggregate(a, &op, &rel, grid)
+            }
+            input => self.aggregate_node(a, input, grid),
+        }
+    }
+
+    /// `a` over its already compiled argument `input`.
+    pub(crate) fn aggregate_node(
+        &mut self,
+        a: &AggregateExpr,
+        input: Node,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
         let op = a.op.to_string().to_lowercase();
-        let input = self.node(&a.expr, grid)?;
         if let Node::Series(series) = &input
             && let Some(rel) = self.series_aggregate(a, series, &op)
         {

@@ -239,6 +239,9 @@ impl Planner {
         };
         let lhs = as_rows(self, lhs);
         let rhs = as_rows(self, rhs);
+        if matches!(lhs, Node::Mixed(_)) || matches!(rhs, Node::Mixed(_)) {
+            return Err(super::native::unsupported());
+        }
         match (lhs, rhs) {
             (Node::Scalar(l), Node::Scalar(r)) => self.scalar_scalar(&op, l, r, grid),
             (Node::Vector(v), Node::Scalar(s)) => {

@@ -207,7 +207,7 @@ fn with_linear_regression(intercept_time: &str, result: &str) -> String {
     )
 }
 
-fn range_fn(name: &str, means: Means) -> Option<RangeFn> {
+pub(super) fn range_fn(name: &str, means: Means) -> Option<RangeFn> {
     let f = |value: &str, min_samples: usize| RangeFn {
         value: value.to_string(),
         min_samples,
@@ -484,6 +484,9 @@ impl Planner {
                 RangeModifier::of(&ms.vs).allows(name)?;
             }
         }
+        if let Some(node) = self.native_histogram_call(call, grid)? {
+            return Ok(node);
+        }
         if let Some(f) = range_fn(name, self.means) {
             return self.range_call(name, f, call, grid);
         }
@@ -605,7 +608,7 @@ impl Planner {
         }
     }
 
-    fn range_call(
+    pub(super) fn range_call(
         &mut self,
         name: &str,
         f: RangeFn,

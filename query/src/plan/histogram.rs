@@ -70,7 +70,7 @@ impl Planner {
     }
 
     /// The φ-quantile of the classic histograms in `rel`.
-    fn bucket_quantile(&mut self, phi: Scalar, rel: &str) -> String {
+    pub(super) fn bucket_quantile(&mut self, phi: Scalar, rel: &str) -> String {
         let groups = self.bucket_groups(rel);
         let (from, q) = self.with_scalar(&groups, phi, "p1");
         let value = quantile_value("a.ub", "a.cnt", "a._q", "a._rank", "a._b");

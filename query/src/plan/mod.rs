@@ -22,11 +22,15 @@ mod guard;
 mod histogram;
 mod info;
 mod literals;
+mod native;
 mod native_fns;
+mod native_rate;
 mod selector;
 mod series;
 
 use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -61,6 +65,10 @@ pub struct PlanSettings {
     pub lookback_delta: Duration,
     /// The step of a subquery written without one (`x[5m:]`).
     pub default_subquery_step: Duration,
+    /// The metric names with native histogram samples (from
+    /// `comet_schema::histogram_names`, filled in per query): selectors
+    /// of other metrics plan for floats alone.
+    pub histogram_metrics: Arc<BTreeSet<String>>,
 }
 
 impl Default for PlanSettings {
@@ -68,6 +76,7 @@ impl Default for PlanSettings {
         Self {
             lookback_delta: Duration::from_secs(300),
             default_subquery_step: Duration::from_secs(60),
+            histogram_metrics: Arc::default(),
         }
     }
 }
@@ -145,6 +154,10 @@ pub enum PlanKind {
     /// Rows `(labels, vals)`, one per series, sorted by labels: `vals[k]` is
     /// the value at `start + k * step` (NULL: none).
     Series { start: i64, step: i64 },
+    /// Rows `(labels, t, v, is_h, <histogram parts>)` by labels and time:
+    /// a vector per step whose samples are floats or, where `is_h`, native
+    /// histograms (see [`native`]).
+    Mixed,
 }
 
 /// A planned query: the SQL, its parameters and how to read the rows.
@@ -284,6 +297,7 @@ fn plan_with(
         windows: false,
         drops_series: false,
         means,
+        histogram_metrics: settings.histogram_metrics.clone(),
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
     let node = match planner.node(expr, &grid)? {
@@ -327,6 +341,7 @@ fn plan_with(
                 "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
             ));
         }
+        Node::Mixed(rel) => (native::mixed_output(&rel), PlanKind::Mixed),
         Node::Vector(rel) => {
             let order = if instant { sort_order(expr) } else { None };
             let order_by = order.unwrap_or_else(|| "labels, t".to_string());
@@ -406,6 +421,9 @@ pub(crate) enum Node {
     Vector(String),
     /// A series-major relation `(labels, vals, dn)` (see [`series`]).
     Series(SeriesRel),
+    /// A row relation `(labels, t, v, h, is_h, dn)` of floats and native
+    /// histograms (see [`native`]).
+    Mixed(String),
     Matrix(Matrix),
     Str(String),
 }
@@ -467,6 +485,8 @@ pub(crate) struct Planner {
     pub drops_series: bool,
     /// How means are computed.
     pub means: Means,
+    /// See [`PlanSettings::histogram_metrics`].
+    pub histogram_metrics: Arc<BTreeSet<String>>,
 }
 
 /// Rows per block for a statement with window slices: a series' windows
@@ -584,6 +604,10 @@ impl Planner {
                 };
                 self.windowed(&m, grid, &extended::smoothed_instant(), Vec::new())
             }
+            Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {
+                let at = self.at_ms(&vs.at);
+                Ok(Node::Mixed(self.mixed_selector(vs, at, grid)?))
+            }
             Expr::VectorSelector(vs) => {
                 let at = self.at_ms(&vs.at);
                 if at.is_none() && grid.n() > 0 {
@@ -616,6 +640,7 @@ impl Planner {
                 Node::Vector(rel) => Ok(Node::Vector(format!(
                     "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({rel})"
                 ))),
+                Node::Mixed(_) => Err(native::unsupported()),
                 _ => Err(bad(
                     "unary expression only allowed on expressions of type scalar or instant vector",
                 )),
@@ -645,6 +670,7 @@ impl Planner {
         match node {
             Node::Vector(rel) => Ok(rel),
             Node::Series(rel) => Ok(self.series_rows(&rel, grid)),
+            Node::Mixed(_) => Err(native::unsupported()),
             _ => Err(bad(format!(
                 "expected type instant vector, got {}",
                 type_name(expr)

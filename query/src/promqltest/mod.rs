@@ -3,11 +3,12 @@
 //! `eval` commands with their series, expected results and `expect` lines.
 //! The PromQL engine is judged by running these scripts.
 
+mod histogram;
 mod run;
 mod values;
 
 pub use run::{
-    CaseFailure, FailureKind, FileReport, Loader, RunError, Runner, Tier, almost_equal,
+    CaseFailure, FailureKind, FileReport, LoadSeries, Loader, RunError, Runner, Tier, almost_equal,
     load_series, summary,
 };
 
@@ -17,7 +18,10 @@ pub use crate::duration::parse_duration;
 
 use thiserror::Error;
 
-pub use values::{PointValue, expand_duration_points, expand_points, parse_series_selector};
+pub use values::{
+    PointValue, expand_duration_points, expand_points, histogram_notation, parse_histogram,
+    parse_series_selector,
+};
 
 /// One command of a script, with the line it starts on.
 #[derive(Debug, Clone, PartialEq)]

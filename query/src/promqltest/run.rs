@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use comet_schema::ddl::{DATA_TABLES, quote_identifier};
+use comet_schema::histogram::{CUSTOM_BUCKETS_SCHEMA, HistogramCounts, NativeHistogram};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::model::STALE_NAN_BITS;
 use comet_schema::{
@@ -19,10 +20,11 @@ use promql_parser::parser::Expr;
 use promql_parser::util::{ExprVisitor, walk_expr};
 use thiserror::Error;
 
+use super::values::histogram_notation;
 use super::{Command, Eval, EvalTime, Expect, Expected, Load, MessageMatch, PointValue};
 use crate::engine::{Engine, QueryError, QueryRange};
 use crate::plan::{self, PlanSettings};
-use crate::value::{Point, QueryValue, format_labels};
+use crate::value::{Histogram, QueryValue, format_labels};
 
 /// Which part of the suite a case belongs to (see the suite's README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,12 +118,23 @@ pub enum RunError {
     Store(String),
 }
 
+/// One series of a `load` block: its float samples (staleness markers
+/// included) and its native histograms (float histograms, hints as
+/// written), each in time order. A series may have both, at different
+/// times.
+#[derive(Debug, Clone)]
+pub struct LoadSeries {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+    pub histograms: Vec<NativeHistogram>,
+}
+
 /// Where a script's `load` blocks go. `comet promqltest` loads through the
 /// ingest writer, the path every source takes (the query crate does not
 /// depend on ingest, so the caller provides it).
 pub trait Loader: Send {
     /// Stores `series` and returns once they are in ClickHouse.
-    fn load(&mut self, series: Vec<TimeSeries>) -> impl Future<Output = Result<(), String>> + Send;
+    fn load(&mut self, series: Vec<LoadSeries>) -> impl Future<Output = Result<(), String>> + Send;
     /// Stops the loader after everything is stored (before a `clear`, whose
     /// tables are emptied under it, and at the end of a file).
     fn close(self) -> impl Future<Output = ()> + Send;
@@ -270,17 +283,33 @@ impl Runner {
     }
 }
 
-/// The series a `load` block stores (the `0+10x5` notation expanded), for
-/// other readers of the notation such as rule unit tests.
+/// The float series a `load` block stores (the `0+10x5` notation
+/// expanded), for other readers of the notation such as rule unit tests,
+/// which do not store native histograms.
 pub fn load_series(load: &Load) -> Result<Vec<TimeSeries>, String> {
-    series_of(load, &mut Loaded::default())
+    series_of(load, &mut Loaded::default())?
+        .into_iter()
+        .map(|s| {
+            if s.histograms.is_empty() {
+                Ok(TimeSeries {
+                    labels: s.labels,
+                    samples: s.samples,
+                })
+            } else {
+                Err(format!(
+                    "{:?}: native histograms are not stored here",
+                    s.labels
+                ))
+            }
+        })
+        .collect()
 }
 
 /// The series of a `load` block, one per label set: a series listed twice
 /// is one series, and a later point at the same time replaces the earlier
-/// one, as in Prometheus's test storage. Notes which metrics are native
-/// histograms (not loaded) in `loaded`.
-fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String> {
+/// one, as in Prometheus's test storage. Notes which series have native
+/// histograms in `loaded`.
+fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<LoadSeries>, String> {
     let step = load.interval.as_millis() as i64;
     let mut merged: Vec<MergedSeries> = Vec::new();
     for series in &load.series {
@@ -317,15 +346,21 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String
             let timestamp_ms = i as i64 * step;
             match point {
                 Some(PointValue::Float(v)) => {
-                    merged[at].1.insert(timestamp_ms, *v);
+                    merged[at].1.insert(timestamp_ms, LoadPoint::Float(*v));
                 }
+                // A float, as upstream's parser makes it, also amid
+                // histograms.
                 Some(PointValue::Stale) => {
+                    merged[at].1.insert(
+                        timestamp_ms,
+                        LoadPoint::Float(f64::from_bits(STALE_NAN_BITS)),
+                    );
+                }
+                Some(PointValue::Histogram { histogram, .. }) => {
+                    loaded.histogram_series.insert(merged[at].0.clone());
                     merged[at]
                         .1
-                        .insert(timestamp_ms, f64::from_bits(STALE_NAN_BITS));
-                }
-                Some(PointValue::Histogram { .. }) => {
-                    loaded.histogram_series.insert(merged[at].0.clone());
+                        .insert(timestamp_ms, LoadPoint::Histogram(histogram));
                 }
                 None => {}
             }
@@ -341,20 +376,62 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<TimeSeries>, String
             NameValidation::Utf8,
         )
         .map_err(|e| format!("series {pairs:?}: {e}"))?;
-        let samples = points
-            .into_iter()
-            .map(|(timestamp_ms, value)| Sample {
-                timestamp_ms,
-                value,
-            })
-            .collect();
-        out.push(TimeSeries { labels, samples });
+        let mut samples = Vec::new();
+        let mut histograms = Vec::new();
+        for (timestamp_ms, point) in points {
+            match point {
+                LoadPoint::Float(value) => samples.push(Sample {
+                    timestamp_ms,
+                    value,
+                }),
+                LoadPoint::Histogram(h) => histograms.push(
+                    native_histogram(timestamp_ms, h)
+                        .map_err(|e| format!("series {pairs:?} at {timestamp_ms}ms: {e}"))?,
+                ),
+            }
+        }
+        out.push(LoadSeries {
+            labels,
+            samples,
+            histograms,
+        });
     }
     Ok(out)
 }
 
 /// A loaded series: its sorted labels and its points by time.
-type MergedSeries = (Vec<(String, String)>, std::collections::BTreeMap<i64, f64>);
+type MergedSeries<'a> = (
+    Vec<(String, String)>,
+    std::collections::BTreeMap<i64, LoadPoint<'a>>,
+);
+
+/// A point of a loaded series, the histogram borrowed from the script.
+enum LoadPoint<'a> {
+    Float(f64),
+    Histogram(&'a Histogram),
+}
+
+/// A parsed histogram as stored: a float histogram, the layout as written.
+fn native_histogram(timestamp_ms: i64, h: &Histogram) -> Result<NativeHistogram, String> {
+    let schema = i8::try_from(h.schema).map_err(|_| format!("schema {} out of range", h.schema))?;
+    Ok(NativeHistogram {
+        timestamp_ms,
+        start_timestamp_ms: 0,
+        schema,
+        reset_hint: h.reset_hint,
+        zero_threshold: h.zero_threshold,
+        sum: h.sum,
+        positive_index: h.positive.iter().map(|&(i, _)| i).collect(),
+        negative_index: h.negative.iter().map(|&(i, _)| i).collect(),
+        counts: HistogramCounts::Float {
+            count: h.count,
+            zero_count: h.zero_count,
+            positive: h.positive.iter().map(|&(_, c)| c).collect(),
+            negative: h.negative.iter().map(|&(_, c)| c).collect(),
+        },
+        custom_values: h.custom_values.clone(),
+    })
+}
 
 fn case_tier(file_tier: Tier, eval: &Eval, loaded: &Loaded) -> Tier {
     if file_tier != Tier::StableFloat {
@@ -526,8 +603,129 @@ fn expected_float(p: &PointValue) -> Result<f64, String> {
     match p {
         PointValue::Float(v) => Ok(*v),
         PointValue::Stale => Ok(f64::from_bits(STALE_NAN_BITS)),
-        PointValue::Histogram { spec, .. } => Err(format!("expected a native histogram {spec}")),
+        PointValue::Histogram { histogram, .. } => Err(format!(
+            "expected a native histogram {}",
+            histogram_notation(histogram)
+        )),
     }
+}
+
+/// One value of a result: a float or a native histogram.
+#[derive(Clone, Copy)]
+enum Got<'a> {
+    Float(f64),
+    Histogram(&'a Histogram),
+}
+
+impl std::fmt::Display for Got<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Got::Float(v) => write!(f, "{v}"),
+            Got::Histogram(h) => f.write_str(&histogram_notation(h)),
+        }
+    }
+}
+
+/// Compares one expected value with one result value as upstream does: a
+/// float where a histogram is expected (or the reverse) is a mismatch.
+fn compare_value(want: &PointValue, got: Got) -> Result<(), String> {
+    match (want, got) {
+        (
+            PointValue::Histogram {
+                histogram,
+                reset_hint_given,
+            },
+            Got::Histogram(h),
+        ) => {
+            if histograms_match(histogram, h, *reset_hint_given) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected {}, got {}",
+                    histogram_notation(histogram),
+                    histogram_notation(h)
+                ))
+            }
+        }
+        (PointValue::Histogram { histogram, .. }, Got::Float(v)) => Err(format!(
+            "expected histogram {}, got float {v}",
+            histogram_notation(histogram)
+        )),
+        (want, Got::Histogram(h)) => Err(format!(
+            "expected float {}, got histogram {}",
+            expected_float(want)?,
+            histogram_notation(h)
+        )),
+        (want, Got::Float(v)) => {
+            let want = expected_float(want)?;
+            if almost_equal(want, v) {
+                Ok(())
+            } else {
+                Err(format!("expected {want}, got {v}"))
+            }
+        }
+    }
+}
+
+/// Upstream's `compareNativeHistogram` after its callers' `Compact(0)`:
+/// schema equal, counts and sum almost equal, the zero threshold exact,
+/// custom bounds equal for custom buckets, the counter reset hint only when
+/// the expectation spells it. Compacting drops every empty bucket on both
+/// sides, and with absolute indexes what `spansMatch` tolerates (empty or
+/// split spans) cannot differ, so the populated (index, count) lists are
+/// compared: indexes equal, counts almost equal.
+pub(crate) fn histograms_match(want: &Histogram, got: &Histogram, hint_given: bool) -> bool {
+    fn buckets_match(want: &[(i32, f64)], got: &[(i32, f64)]) -> bool {
+        let mut want = want.iter().filter(|(_, c)| *c != 0.0);
+        let mut got = got.iter().filter(|(_, c)| *c != 0.0);
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some((wi, wc)), Some((gi, gc))) if wi == gi && almost_equal(*wc, *gc) => {}
+                _ => return false,
+            }
+        }
+    }
+    let custom_ok = want.schema != CUSTOM_BUCKETS_SCHEMA
+        || (want.custom_values.len() == got.custom_values.len()
+            && want
+                .custom_values
+                .iter()
+                .zip(&got.custom_values)
+                .all(|(a, b)| a == b));
+    want.schema == got.schema
+        && almost_equal(want.count, got.count)
+        && almost_equal(want.sum, got.sum)
+        && custom_ok
+        && want.zero_threshold == got.zero_threshold
+        && almost_equal(want.zero_count, got.zero_count)
+        && buckets_match(&want.negative, &got.negative)
+        && buckets_match(&want.positive, &got.positive)
+        && (!hint_given || want.reset_hint == got.reset_hint)
+}
+
+fn sample_value(s: &crate::value::Sample) -> Got<'_> {
+    match &s.histogram {
+        Some(h) => Got::Histogram(h),
+        None => Got::Float(s.point.v),
+    }
+}
+
+/// A range result series' floats and histograms, merged by time.
+fn series_values(s: &crate::value::Series) -> Vec<(i64, Got<'_>)> {
+    let mut values: Vec<(i64, Got<'_>)> = s
+        .points
+        .iter()
+        .map(|p| (p.t, Got::Float(p.v)))
+        .chain(s.histograms.iter().map(|p| (p.t, Got::Histogram(&p.h))))
+        .collect();
+    values.sort_by_key(|(t, _)| *t);
+    values
+}
+
+fn format_values(values: &[(i64, Got<'_>)]) -> String {
+    let parts: Vec<String> = values.iter().map(|(t, v)| format!("{v} @{t}")).collect();
+    format!("[{}]", parts.join(", "))
 }
 
 fn sorted(labels: &[(String, String)]) -> Vec<(String, String)> {
@@ -572,7 +770,7 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
                 return Err(count_mismatch(
                     want.len(),
                     got.iter()
-                        .map(|s| format!("{} {}", format_labels(&s.labels), s.point.v)),
+                        .map(|s| format!("{} {}", format_labels(&s.labels), sample_value(s))),
                 ));
             }
             for (i, w) in want.iter().enumerate() {
@@ -590,17 +788,11 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
                         format_labels(&labels)
                     ));
                 }
-                let want_v = match w.points.first() {
-                    Some(Some(p)) => expected_float(p)?,
-                    _ => return Err("expected series without a value".into()),
+                let Some(Some(want_value)) = w.points.first() else {
+                    return Err("expected series without a value".into());
                 };
-                let got_v = got[pos].point.v;
-                if !almost_equal(want_v, got_v) {
-                    return Err(format!(
-                        "series {}: expected {want_v}, got {got_v}",
-                        format_labels(&labels)
-                    ));
-                }
+                compare_value(want_value, sample_value(&got[pos]))
+                    .map_err(|m| format!("series {}: {m}", format_labels(&labels)))?;
             }
             Ok(())
         }
@@ -609,8 +801,13 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
             if want.len() != got.len() {
                 return Err(count_mismatch(
                     want.len(),
-                    got.iter()
-                        .map(|s| format!("{} {:?}", format_labels(&s.labels), s.points)),
+                    got.iter().map(|s| {
+                        format!(
+                            "{} {}",
+                            format_labels(&s.labels),
+                            format_values(&series_values(s))
+                        )
+                    }),
                 ));
             }
             for w in want {
@@ -621,47 +818,62 @@ fn compare(eval: &Eval, range: QueryRange, value: QueryValue) -> Result<(), Stri
                         format_labels(&labels)
                     ));
                 };
-                let expected_points: Vec<Point> = if range.step_ms == 0 {
+                let got_values = series_values(series);
+                let mismatch = |detail: String| {
+                    format!(
+                        "series {}: {detail}; got {}",
+                        format_labels(&labels),
+                        format_values(&got_values)
+                    )
+                };
+                if range.step_ms == 0 {
                     // An instant query of a range vector: raw samples; the
                     // script lists their values in order.
-                    w.points
-                        .iter()
-                        .flatten()
-                        .zip(series.points.iter())
-                        .map(|(p, g)| expected_float(p).map(|v| Point { t: g.t, v }))
-                        .collect::<Result<_, _>>()?
-                } else {
-                    w.points
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
-                        .map(|(i, p)| {
-                            expected_float(p).map(|v| Point {
-                                t: range.start_ms + i as i64 * step,
-                                v,
-                            })
-                        })
-                        .collect::<Result<_, _>>()?
-                };
-                let want_count = w.points.iter().flatten().count();
-                if want_count != series.points.len() || expected_points.len() != series.points.len()
-                {
-                    return Err(format!(
-                        "series {}: expected {} points, got {:?}",
-                        format_labels(&labels),
-                        want_count,
-                        series.points
-                    ));
-                }
-                for (e, g) in expected_points.iter().zip(series.points.iter()) {
-                    if e.t != g.t || !almost_equal(e.v, g.v) {
-                        return Err(format!(
-                            "series {}: expected {:?}, got {:?}",
-                            format_labels(&labels),
-                            expected_points,
-                            series.points
-                        ));
+                    let want_values: Vec<&PointValue> = w.points.iter().flatten().collect();
+                    if want_values.len() != got_values.len() {
+                        return Err(mismatch(format!("expected {} points", want_values.len())));
                     }
+                    for (e, (t, g)) in want_values.iter().zip(&got_values) {
+                        compare_value(e, *g).map_err(|m| mismatch(format!("at {t}: {m}")))?;
+                    }
+                    continue;
+                }
+                // As upstream: floats and histograms are matched apart, each
+                // in time order, their timestamps those of their steps.
+                let (want_histograms, want_floats): (Vec<_>, Vec<_>) = w
+                    .points
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| p.as_ref().map(|p| (range.start_ms + i as i64 * step, p)))
+                    .partition(|(_, p)| matches!(p, PointValue::Histogram { .. }));
+                if want_floats.len() != series.points.len()
+                    || want_histograms.len() != series.histograms.len()
+                {
+                    return Err(mismatch(format!(
+                        "expected {} float points and {} histogram points",
+                        want_floats.len(),
+                        want_histograms.len()
+                    )));
+                }
+                for ((t, e), g) in want_floats.iter().zip(&series.points) {
+                    if *t != g.t {
+                        return Err(mismatch(format!(
+                            "expected a float at {t}, got one at {}",
+                            g.t
+                        )));
+                    }
+                    compare_value(e, Got::Float(g.v))
+                        .map_err(|m| mismatch(format!("at {t}: {m}")))?;
+                }
+                for ((t, e), g) in want_histograms.iter().zip(&series.histograms) {
+                    if *t != g.t {
+                        return Err(mismatch(format!(
+                            "expected a histogram at {t}, got one at {}",
+                            g.t
+                        )));
+                    }
+                    compare_value(e, Got::Histogram(&g.h))
+                        .map_err(|m| mismatch(format!("at {t}: {m}")))?;
                 }
             }
             Ok(())
@@ -690,6 +902,7 @@ pub fn summary(reports: &[FileReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::CounterResetHint;
 
     #[test]
     fn upstream_float_comparison() {
@@ -700,6 +913,378 @@ mod tests {
         assert!(!almost_equal(0.0, 1e-300));
         assert!(almost_equal(f64::INFINITY, f64::INFINITY));
         assert!(!almost_equal(f64::INFINITY, f64::NEG_INFINITY));
+    }
+
+    fn histogram(text: &str) -> Histogram {
+        super::super::parse_histogram(text).unwrap().0
+    }
+
+    #[test]
+    fn histogram_comparison() {
+        let want = histogram("schema:1 count:4 sum:10 z_bucket:1 buckets:[1 0 2] offset:-1");
+        let got = Histogram {
+            count: 4.0 + 1e-9,
+            positive: vec![(-1, 1.0), (1, 2.0)],
+            reset_hint: CounterResetHint::Reset,
+            ..want.clone()
+        };
+        // Empty buckets are compacted away on both sides, counts almost equal.
+        assert!(histograms_match(&want, &got, false));
+        let spread = Histogram {
+            positive: vec![(-2, 0.0), (-1, 1.0), (0, 0.0), (1, 2.0), (5, 0.0)],
+            ..want.clone()
+        };
+        assert!(histograms_match(&want, &spread, false));
+        // Another index, schema, zero threshold or count is a mismatch.
+        let shifted = Histogram {
+            positive: vec![(0, 1.0), (1, 2.0)],
+            ..want.clone()
+        };
+        assert!(!histograms_match(&want, &shifted, false));
+        for other in [
+            Histogram {
+                schema: 2,
+                ..want.clone()
+            },
+            Histogram {
+                zero_threshold: 1e-128,
+                ..want.clone()
+            },
+            Histogram {
+                zero_count: 2.0,
+                ..want.clone()
+            },
+            Histogram {
+                negative: vec![(0, 1.0)],
+                ..want.clone()
+            },
+        ] {
+            assert!(!histograms_match(&want, &other, false), "{other:?}");
+        }
+        // The hint counts only when the expectation spells it.
+        assert!(!histograms_match(&want, &got, true));
+        let reset = histogram(
+            "schema:1 count:4 sum:10 z_bucket:1 buckets:[1 0 2] offset:-1 counter_reset_hint:reset",
+        );
+        assert!(histograms_match(&reset, &got, true));
+        // Custom bounds are compared for custom buckets only.
+        let custom = histogram("schema:-53 custom_values:[1 2] buckets:[1]");
+        let other_bounds = Histogram {
+            custom_values: vec![1.0, 3.0],
+            ..custom.clone()
+        };
+        assert!(!histograms_match(&custom, &other_bounds, false));
+        let exponential = Histogram {
+            custom_values: vec![1.0],
+            ..want.clone()
+        };
+        assert!(histograms_match(&want, &exponential, false));
+    }
+
+    fn sample(labels: &[(&str, &str)], v: f64, h: Option<Histogram>) -> crate::value::Sample {
+        crate::value::Sample {
+            labels: labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            point: crate::value::Point { t: 60_000, v },
+            histogram: h.map(Box::new),
+        }
+    }
+
+    fn eval_of(script: &str) -> (Eval, QueryRange) {
+        let commands = super::super::parse_script(script).unwrap();
+        let Some(Command::Eval(eval)) = commands.into_iter().next() else {
+            panic!("no eval in {script}")
+        };
+        let range = match eval.time {
+            EvalTime::Instant { at } => QueryRange::instant(ms(at)),
+            EvalTime::Range { start, end, step } => QueryRange {
+                start_ms: ms(start),
+                end_ms: ms(end),
+                step_ms: ms(step),
+            },
+        };
+        (eval, range)
+    }
+
+    #[test]
+    fn vectors_with_histograms() {
+        let (eval, range) =
+            eval_of("eval instant at 1m m\n  m{a=\"h\"} {{count:2 sum:3}}\n  m{a=\"f\"} 5\n");
+        let h = histogram("count:2 sum:3");
+        let right = vec![
+            sample(&[("__name__", "m"), ("a", "f")], 5.0, None),
+            sample(&[("__name__", "m"), ("a", "h")], 0.0, Some(h.clone())),
+        ];
+        assert_eq!(compare(&eval, range, QueryValue::Vector(right)), Ok(()));
+        // A float where a histogram is expected, and the reverse.
+        let swapped = vec![
+            sample(&[("__name__", "m"), ("a", "f")], 0.0, Some(h.clone())),
+            sample(&[("__name__", "m"), ("a", "h")], 0.0, Some(h.clone())),
+        ];
+        let err = compare(&eval, range, QueryValue::Vector(swapped)).unwrap_err();
+        assert!(err.contains("expected float 5, got histogram"), "{err}");
+        let floats = vec![
+            sample(&[("__name__", "m"), ("a", "f")], 5.0, None),
+            sample(&[("__name__", "m"), ("a", "h")], 0.0, None),
+        ];
+        let err = compare(&eval, range, QueryValue::Vector(floats)).unwrap_err();
+        assert!(
+            err.contains("expected histogram {{count:2 sum:3}}, got float 0"),
+            "{err}"
+        );
+    }
+
+    /// Floats and histograms of one series are matched apart, each at its
+    /// step's time.
+    #[test]
+    fn matrices_with_histograms() {
+        let (eval, range) =
+            eval_of("eval range from 0 to 3m step 1m m\n  m 1 {{count:1}}+{{count:1}}x1 _\n");
+        let series = |floats: Vec<(i64, f64)>, histograms: Vec<(i64, f64)>| {
+            QueryValue::Matrix(vec![crate::value::Series {
+                labels: vec![("__name__".into(), "m".into())],
+                points: floats
+                    .into_iter()
+                    .map(|(t, v)| crate::value::Point { t, v })
+                    .collect(),
+                histograms: histograms
+                    .into_iter()
+                    .map(|(t, count)| crate::value::HistogramPoint {
+                        t,
+                        h: Histogram {
+                            count,
+                            ..Histogram::default()
+                        },
+                    })
+                    .collect(),
+            }])
+        };
+        let right = series(vec![(0, 1.0)], vec![(60_000, 1.0), (120_000, 2.0)]);
+        assert_eq!(compare(&eval, range, right), Ok(()));
+        let late = series(vec![(0, 1.0)], vec![(60_000, 1.0), (180_000, 2.0)]);
+        assert!(compare(&eval, range, late).is_err());
+        let wrong = series(vec![(0, 1.0)], vec![(60_000, 1.0), (120_000, 3.0)]);
+        assert!(compare(&eval, range, wrong).is_err());
+        let missing = series(vec![(0, 1.0)], vec![(60_000, 1.0)]);
+        let err = compare(&eval, range, missing).unwrap_err();
+        assert!(
+            err.contains("1 float points and 2 histogram points"),
+            "{err}"
+        );
+        // An instant query of a range vector: raw values in time order.
+        let (eval, range) = eval_of(
+            "eval instant at 2m m[3m]\n  expect range vector from 0 to 2m step 1m\n  m 1 {{count:1}} {{count:2}}\n",
+        );
+        let right = series(vec![(0, 1.0)], vec![(60_000, 1.0), (120_000, 2.0)]);
+        assert_eq!(compare(&eval, range, right), Ok(()));
+        let swapped = series(vec![(120_000, 1.0)], vec![(0, 1.0), (60_000, 2.0)]);
+        assert!(compare(&eval, range, swapped).is_err());
+    }
+
+    /// A load block: histograms as float histograms in their layout, a
+    /// stale marker amid them a float, the series noted as histograms.
+    #[test]
+    fn loads_histograms() {
+        let commands = super::super::parse_script(
+            "load 1m\n  m{b=\"1\", a=\"2\"} 1 {{schema:-53 count:3 sum:4 custom_values:[1] buckets:[1 0] counter_reset_hint:gauge}} stale {{z_bucket_w:0.5 n_buckets:[2 0 1] n_offset:-1}}\n",
+        )
+        .unwrap();
+        let Some(Command::Load(load)) = commands.first() else {
+            panic!("no load")
+        };
+        let mut loaded = Loaded::default();
+        let series = series_of(load, &mut loaded).unwrap();
+        assert_eq!(series.len(), 1);
+        let s = &series[0];
+        let names: Vec<&str> = s.labels.iter().map(|l| l.name.as_ref()).collect();
+        assert_eq!(names, ["__name__", "a", "b"]);
+        let times: Vec<i64> = s.samples.iter().map(|x| x.timestamp_ms).collect();
+        assert_eq!(times, [0, 120_000]);
+        assert_eq!(s.samples[1].value.to_bits(), STALE_NAN_BITS);
+        assert_eq!(
+            s.histograms,
+            vec![
+                NativeHistogram {
+                    timestamp_ms: 60_000,
+                    start_timestamp_ms: 0,
+                    schema: -53,
+                    reset_hint: CounterResetHint::Gauge,
+                    zero_threshold: 0.0,
+                    sum: 4.0,
+                    positive_index: vec![0, 1],
+                    negative_index: vec![],
+                    counts: HistogramCounts::Float {
+                        count: 3.0,
+                        zero_count: 0.0,
+                        positive: vec![1.0, 0.0],
+                        negative: vec![],
+                    },
+                    custom_values: vec![1.0],
+                },
+                NativeHistogram {
+                    timestamp_ms: 180_000,
+                    start_timestamp_ms: 0,
+                    schema: 0,
+                    reset_hint: CounterResetHint::Unknown,
+                    zero_threshold: 0.5,
+                    sum: 0.0,
+                    positive_index: vec![],
+                    negative_index: vec![-1, 0, 1],
+                    counts: HistogramCounts::Float {
+                        count: 0.0,
+                        zero_count: 0.0,
+                        positive: vec![],
+                        negative: vec![2.0, 0.0, 1.0],
+                    },
+                    custom_values: vec![],
+                },
+            ]
+        );
+        assert!(loaded.histogram_series.contains(&vec![
+            ("__name__".to_string(), "m".to_string()),
+            ("a".to_string(), "2".to_string()),
+            ("b".to_string(), "1".to_string()),
+        ]));
+        // Rule unit tests take floats only.
+        assert!(load_series(load).is_err());
+        let bad = super::super::parse_script("load 1m\n  m {{schema:300}}\n").unwrap();
+        let Some(Command::Load(load)) = bad.first() else {
+            panic!("no load")
+        };
+        assert!(series_of(load, &mut Loaded::default()).is_err());
+    }
+
+    /// The expected histograms of plain selectors in the upstream suite
+    /// are the loaded ones: the notation and its `+`/`x` expansion read as
+    /// upstream's do. Hints aside: Prometheus's storage rewrites them when
+    /// it reads chunks.
+    #[test]
+    fn upstream_selectors_read_the_loaded_histograms() {
+        type Data = HashMap<Vec<(String, String)>, BTreeMap<i64, Option<Histogram>>>;
+        use std::collections::{BTreeMap, HashMap};
+        let dir = std::env::var("COMET_PROMQLTEST_DIR").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/promqltest").to_string()
+        });
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!("no PromQL test suite at {dir}; skipping");
+            return;
+        };
+        let mut checked = 0;
+        let mut check = |want: &PointValue, got: Option<&Option<Histogram>>, at: String| {
+            if let PointValue::Histogram { histogram, .. } = want {
+                let got = got.and_then(Option::as_ref);
+                assert!(
+                    got.is_some_and(|g| histograms_match(histogram, g, false)),
+                    "{at}: expected {}, loaded {:?}",
+                    histogram_notation(histogram),
+                    got.map(histogram_notation)
+                );
+                checked += 1;
+            }
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.extension().is_none_or(|e| e != "test") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut data = Data::new();
+            for command in super::super::parse_script(&text).unwrap() {
+                let eval = match command {
+                    Command::Clear => {
+                        data.clear();
+                        continue;
+                    }
+                    Command::Load(load) => {
+                        for s in series_of(&load, &mut Loaded::default()).unwrap() {
+                            let key = s
+                                .labels
+                                .iter()
+                                .map(|l| (l.name.to_string(), l.value.to_string()));
+                            let points = data.entry(sorted(&key.collect::<Vec<_>>())).or_default();
+                            points.extend(s.samples.iter().map(|x| (x.timestamp_ms, None)));
+                            points.extend(
+                                s.histograms
+                                    .iter()
+                                    .map(|h| (h.timestamp_ms, Some(loaded(h)))),
+                            );
+                        }
+                        continue;
+                    }
+                    Command::Eval(eval) => eval,
+                };
+                let (Ok(expr), Expected::Series(want)) = (plan::parse(&eval.query), &eval.expected)
+                else {
+                    continue;
+                };
+                let at = |line: usize| format!("{}:{line}", path.display());
+                for w in want {
+                    let Some(points) = data.get(&sorted(&w.labels)) else {
+                        continue;
+                    };
+                    match (&expr, eval.time.clone()) {
+                        (Expr::VectorSelector(vs), time)
+                            if vs.offset.is_none() && vs.at.is_none() =>
+                        {
+                            let (start, end, step) = match time {
+                                EvalTime::Instant { at } => (ms(at), ms(at), 1),
+                                EvalTime::Range { start, end, step } => {
+                                    (ms(start), ms(end), ms(step))
+                                }
+                            };
+                            for (i, p) in w.points.iter().enumerate() {
+                                let t = start + i as i64 * step;
+                                if let Some(p) = p
+                                    && t <= end
+                                {
+                                    // The latest point within the 5m lookback.
+                                    let got = points.range(t - 300_000 + 1..=t).next_back();
+                                    check(p, got.map(|(_, v)| v), at(eval.line));
+                                }
+                            }
+                        }
+                        (Expr::MatrixSelector(m), EvalTime::Instant { at: t })
+                            if m.vs.offset.is_none() && m.vs.at.is_none() =>
+                        {
+                            let t = ms(t);
+                            let window = points.range(t - m.range.as_millis() as i64 + 1..=t);
+                            for (p, (_, got)) in w.points.iter().flatten().zip(window) {
+                                check(p, Some(got), at(eval.line));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert!(checked >= 10, "only {checked} histograms checked");
+    }
+
+    fn loaded(h: &NativeHistogram) -> Histogram {
+        let HistogramCounts::Float {
+            count,
+            zero_count,
+            positive,
+            negative,
+        } = &h.counts
+        else {
+            panic!("an integer histogram")
+        };
+        let zip = |index: &[i32], counts: &[f64]| {
+            index.iter().copied().zip(counts.iter().copied()).collect()
+        };
+        Histogram {
+            schema: i32::from(h.schema),
+            zero_threshold: h.zero_threshold,
+            zero_count: *zero_count,
+            count: *count,
+            sum: h.sum,
+            positive: zip(&h.positive_index, positive),
+            negative: zip(&h.negative_index, negative),
+            custom_values: h.custom_values.clone(),
+            reset_hint: h.reset_hint,
+        }
     }
 
     #[test]

@@ -499,6 +499,12 @@ fn record(rule: &RuleSpec, vector: &[Sample], limit: usize) -> Result<Vec<Output
     let mut seen = HashSet::with_capacity(vector.len());
     let mut out = Vec::with_capacity(vector.len());
     for s in vector {
+        // Written as floats only: a histogram must not become a 0.
+        if s.histogram.is_some() {
+            return Err(
+                "recording rules that produce native histograms are not supported yet".into(),
+            );
+        }
         let mut labels: LabelPairs = s
             .labels
             .iter()

@@ -1,0 +1,518 @@
+//! Native histograms in plans.
+//!
+//! A selector that may read native histograms (its metric has histogram
+//! samples, per `comet_schema::histogram_names`) compiles to a mixed row
+//! relation `(labels, t, v, h, is_h, dn)`: each row is a float `v` or,
+//! where `is_h`, a histogram `h` of type [`HISTOGRAM_TYPE`] (float counts,
+//! buckets by absolute index). Floats and histograms of one series share
+//! the lookback: a sample is current until the next sample of either kind.
+//!
+//! Consumers take what they understand: the `histogram_*` functions read
+//! the histogram rows, functions that ignore histograms in Prometheus read
+//! the float rows, and the rest refuse a mixed input until they support
+//! histograms, rather than answer as if there were none.
+
+use promql_parser::parser::{Call, Expr, VectorSelector};
+
+use super::extended::RangeModifier;
+use super::functions::string_arg;
+use super::native_fns;
+use super::native_rate;
+use super::selector::not_stale;
+use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if};
+use crate::matchers::{MatchOp, from_selector};
+
+pub(crate) use native_fns::HISTOGRAM_TYPE;
+
+/// What a consumer that does not handle native histograms yet answers.
+pub(crate) fn unsupported() -> PlanError {
+    PlanError::Unsupported(
+        "native histograms are not supported in this expression yet \
+         (histogram_count, _sum, _avg, _stddev, _stdvar, _fraction and _quantile are)"
+            .into(),
+    )
+}
+
+/// A histogram row of the `histograms` table as a [`HISTOGRAM_TYPE`].
+fn stored_histogram() -> String {
+    format!(
+        "CAST(tuple(schema, zero_threshold, \
+           if(float_histogram, zero_count_float, toFloat64(zero_count)), \
+           if(float_histogram, count_float, toFloat64(count)), sum, \
+           positive_index, \
+           if(float_histogram, positive_counts_float, arrayMap(x -> toFloat64(x), positive_counts)), \
+           negative_index, \
+           if(float_histogram, negative_counts_float, arrayMap(x -> toFloat64(x), negative_counts)), \
+           custom_values, CAST(reset_hint, 'Int8')), '{HISTOGRAM_TYPE}')"
+    )
+}
+
+/// The histogram of a float row (never read).
+fn no_histogram() -> String {
+    format!("CAST(tuple(0, 0, 0, 0, 0, [], [], [], [], [], 0), '{HISTOGRAM_TYPE}')")
+}
+
+/// Functions of one histogram that return a float, and how each is
+/// computed from the histogram column `h`.
+fn histogram_float_fn(name: &str) -> Option<fn(&str) -> String> {
+    Some(match name {
+        "histogram_count" => native_fns::histogram_count,
+        "histogram_sum" => native_fns::histogram_sum,
+        "histogram_avg" => native_fns::histogram_avg,
+        "histogram_stddev" => native_fns::histogram_stddev,
+        "histogram_stdvar" => native_fns::histogram_stdvar,
+        _ => return None,
+    })
+}
+
+impl Planner {
+    /// Whether `vs` may select series with histogram samples: some metric
+    /// name with histograms satisfies its `__name__` matchers.
+    pub(crate) fn may_read_histograms(&self, vs: &VectorSelector) -> bool {
+        if self.histogram_metrics.is_empty() {
+            return false;
+        }
+        let Ok(matchers) = from_selector(vs) else {
+            return false;
+        };
+        // Name regexes as Prometheus anchors them; one that does not
+        // compile here counts as matching.
+        let names: Vec<_> = matchers
+            .iter()
+            .filter(|m| m.name == "__name__")
+            .map(|m| {
+                let re = regex::Regex::new(&format!("^(?:{})$", m.value)).ok();
+                (m, re)
+            })
+            .collect();
+        self.histogram_metrics.iter().any(|metric| {
+            names.iter().all(|(m, re)| match m.op {
+                MatchOp::Equal => m.value == *metric,
+                MatchOp::NotEqual => m.value != *metric,
+                MatchOp::Regex => re.as_ref().is_none_or(|re| re.is_match(metric)),
+                MatchOp::NotRegex => re.as_ref().is_none_or(|re| !re.is_match(metric)),
+            })
+        })
+    }
+
+    /// An instant-vector selector over floats and histograms: rows
+    /// `(labels, t, v, h, is_h, dn)` (see the module notes); with `at`,
+    /// evaluated once at that time and repeated on every step.
+    pub(crate) fn mixed_selector(
+        &mut self,
+        vs: &VectorSelector,
+        at: Option<i64>,
+        grid: &Grid,
+    ) -> Result<String, PlanError> {
+        let offset = super::offset_ms(&vs.offset);
+        let eval = match at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let lo = eval.start - offset - self.lookback;
+        let hi = eval.end - offset;
+        let matched = self.matched_series(vs, lo, hi)?;
+        let within = format!(
+            "WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
+            matched.samples_filter
+        );
+        // A stale histogram (its sum the staleness marker) ends the series
+        // as a stale float does.
+        let samples = format!(
+            "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any(value) AS sv, \
+               {none} AS sh, toUInt8(0) AS is_h \
+             FROM samples {within} GROUP BY fingerprint, timestamp_ms \
+             UNION ALL \
+             SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, \
+               if({stale}, 0, any(sum)) AS sv, any({stored}) AS sh, toUInt8(1) AS is_h \
+             FROM histograms {within} GROUP BY fingerprint, timestamp_ms",
+            none = no_histogram(),
+            stored = stored_histogram(),
+            stale = format!("NOT {}", not_stale("any(sum)")),
+        );
+        let rel = format!(
+            "SELECT l.series_labels AS labels, s.t AS t, s.v AS v, s.h AS h, s.is_h AS is_h, \
+               toUInt8(0) AS dn FROM (\
+               SELECT fp, toInt64({start} + k * {step}) AS t, sv AS v, sh AS h, is_h FROM (\
+                 SELECT fp, ts, sv, sh, is_h, leadInFrame(ts, 1, toInt64(9223372036854775807)) \
+                 OVER (PARTITION BY fp ORDER BY ts ASC ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS nts \
+                 FROM ({samples})\
+               ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
+                 toInt64(least({n}, floor((least(nts, ts + {lookback}) - 1 - {start}) / {step}) + 1))) AS k \
+               WHERE {fresh}\
+             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
+            start = eval.start,
+            step = eval.step,
+            n = eval.n(),
+            lookback = self.lookback,
+            labels = matched.labelled,
+            fresh = not_stale("sv"),
+        );
+        Ok(match at {
+            Some(_) => self.replicate_mixed(&rel, grid),
+            None => rel,
+        })
+    }
+
+    /// A mixed relation evaluated at one time `at`, repeated on each step.
+    fn replicate_mixed(&self, rel: &str, grid: &Grid) -> String {
+        format!(
+            "SELECT labels, t, v, h, is_h, dn FROM (SELECT labels, v, h, is_h, dn FROM ({rel})) \
+             ARRAY JOIN {} AS t",
+            grid.steps()
+        )
+    }
+
+    /// The float rows of a mixed relation, as an instant vector.
+    pub(crate) fn float_rows(rel: &str) -> String {
+        format!("SELECT labels, t, v, dn FROM ({rel}) WHERE NOT is_h")
+    }
+
+    /// `histogram_count`, `_sum`, `_avg`, `_stddev`, `_stdvar`,
+    /// `histogram_fraction` and `histogram_quantile(s)` when their vector
+    /// argument may hold histograms; `None` to plan the classic way.
+    pub(crate) fn native_histogram_call(
+        &mut self,
+        call: &Call,
+        grid: &Grid,
+    ) -> Result<Option<Node>, PlanError> {
+        let name = call.func.name;
+        let args = &call.args.args;
+        if let Some(node) = self.native_rate_call(call, grid)? {
+            return Ok(Some(node));
+        }
+        let at = match name {
+            "histogram_quantile" => 1,
+            "histogram_fraction" => 2,
+            "histogram_quantiles" => 0,
+            _ if histogram_float_fn(name).is_some() => 0,
+            _ => return Ok(None),
+        };
+        if !self.reads_histograms(&args[at]) {
+            return Ok(None);
+        }
+        let rel = match self.node(&args[at], grid)? {
+            Node::Mixed(rel) => rel,
+            // Planned as floats after all.
+            _ => return Ok(None),
+        };
+        if let Some(f) = histogram_float_fn(name) {
+            return Ok(Some(Node::Vector(histogram_values(&rel, &f("h")))));
+        }
+        match name {
+            "histogram_fraction" => {
+                let lower = self.scalar(&args[0], grid)?;
+                let upper = self.scalar(&args[1], grid)?;
+                let rel = self.with_column(&rel, lower, "_lo", "a");
+                let rel = self.with_column(&rel, upper, "_hi", "b");
+                Ok(Some(Node::Vector(histogram_values(
+                    &rel,
+                    &native_fns::histogram_fraction("_lo", "_hi", "h"),
+                ))))
+            }
+            "histogram_quantile" => {
+                let phi = self.scalar(&args[0], grid)?;
+                let with_phi = self.with_column(&rel, phi.clone(), "_q", "a");
+                let native =
+                    histogram_values(&with_phi, &native_fns::histogram_quantile("_q", "h"));
+                // Classic `le` buckets of the same selection keep working.
+                let classic = self.bucket_quantile(phi, &Self::float_rows(&rel));
+                Ok(Some(Node::Vector(format!("{native} UNION ALL {classic}"))))
+            }
+            "histogram_quantiles" => {
+                let label = string_arg(call, 1)?;
+                let label_p = self.string(&label);
+                let mut parts = Vec::new();
+                for arg in &args[2..] {
+                    let Scalar::Lit(q) = self.scalar(arg, grid)? else {
+                        return Err(PlanError::Unsupported(
+                            "histogram_quantiles() takes number literals as quantiles".into(),
+                        ));
+                    };
+                    let value = self.string(&format!("{q:?}"));
+                    let set = Self::set_label(&label_p, &value);
+                    let quantile = histogram_values(
+                        &rel,
+                        &native_fns::histogram_quantile(&super::lit(q), "h"),
+                    );
+                    parts.push(format!(
+                        "SELECT {set} AS labels, t, v, dn FROM ({quantile})"
+                    ));
+                }
+                Ok(Some(Node::Vector(parts.join(" UNION ALL "))))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `rate`, `increase` and `delta` of a range selector that may read
+    /// histograms: the float results and the histogram results together.
+    fn native_rate_call(&mut self, call: &Call, grid: &Grid) -> Result<Option<Node>, PlanError> {
+        let name = call.func.name;
+        let (is_counter, is_rate) = match name {
+            "rate" => (true, true),
+            "increase" => (true, false),
+            "delta" => (false, false),
+            _ => return Ok(None),
+        };
+        let Some(Expr::MatrixSelector(ms)) = call.args.args.first().map(|a| unparen(a)) else {
+            return Ok(None);
+        };
+        if !self.may_read_histograms(&ms.vs) {
+            return Ok(None);
+        }
+        let m = match self.node(&call.args.args[0], grid)? {
+            Node::Matrix(m) if m.modifier == RangeModifier::Plain => m,
+            // Anchored and smoothed windows of histograms come later.
+            _ => return Err(unsupported()),
+        };
+        let Some(f) = super::functions::range_fn(name, self.means) else {
+            return Ok(None);
+        };
+        let floats = self.range_call(name, f, call, grid)?;
+        let floats = self.rows_of(floats, &call.args.args[0], grid)?;
+        let eval = match m.at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        let (windows, labels) = self.histogram_windows(&ms.vs, &m, &eval)?;
+        let rates = native_rate::histogram_rate(&windows, m.range, is_counter, is_rate);
+        let histograms = format!(
+            "SELECT l.series_labels AS labels, r.t AS t, toFloat64(0) AS v, r._rh AS h, \
+               toUInt8(1) AS is_h, toUInt8(1) AS dn \
+             FROM ({rates}) AS r INNER JOIN ({labels}) AS l ON r.fp = l.fp WHERE r._ok"
+        );
+        let histograms = match m.at {
+            Some(_) => self.replicate_mixed(&histograms, grid),
+            None => histograms,
+        };
+        Ok(Some(Node::Mixed(format!(
+            "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats}) \
+             UNION ALL {histograms}",
+            none = no_histogram()
+        ))))
+    }
+
+    /// Windows of the histograms of `vs` (read as `m` says) on `eval`:
+    /// rows `(fp, t, w)` with `w` the window's `(ts, h)` by time, staleness
+    /// markers left out; and the series' labels `(fp, series_labels)`.
+    fn histogram_windows(
+        &mut self,
+        vs: &VectorSelector,
+        m: &super::Matrix,
+        eval: &Grid,
+    ) -> Result<(String, String), PlanError> {
+        let back = m.reach_back(self.lookback);
+        let lo = eval.start - m.offset - back;
+        let hi = eval.end - m.offset;
+        let matched = self.matched_series(vs, lo, hi)?;
+        let windows = format!(
+            "SELECT fp, toInt64({start} + k * {step}) AS t, arraySort(x -> x.1, groupArray((ts, sh))) AS w \
+             FROM (\
+               SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any({stored}) AS sh \
+               FROM histograms WHERE {filter} AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
+               GROUP BY fingerprint, timestamp_ms HAVING {fresh}\
+             ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
+               toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
+             GROUP BY fp, k",
+            start = eval.start,
+            step = eval.step,
+            n = eval.n(),
+            offset = m.offset,
+            stored = stored_histogram(),
+            filter = matched.samples_filter,
+            fresh = not_stale("any(sum)"),
+        );
+        Ok((windows, matched.labelled))
+    }
+
+    /// An aggregation of floats and histograms: `sum` and `avg` add the
+    /// histograms of a group (a group of both kinds has no result, as in
+    /// Prometheus), `count` and `group` count both, and the aggregations
+    /// that ignore histograms in Prometheus take the floats.
+    pub(crate) fn mixed_aggregate(
+        &mut self,
+        a: &promql_parser::parser::AggregateExpr,
+        op: &str,
+        rel: &str,
+        grid: &Grid,
+    ) -> Result<Node, PlanError> {
+        let floats = || Node::Vector(Self::float_rows(rel));
+        let (key, dn) = self.group_key(&a.modifier, "_l", "_dn");
+        let input = format!(
+            "SELECT labels AS _l, t AS _t, v AS _v, h AS _h, is_h AS _is_h, dn AS _dn FROM ({rel})"
+        );
+        let (float_value, histogram_scale) = match op {
+            "sum" => (
+                super::functions::kahan_sum("groupArrayIf(_v, NOT _is_h)"),
+                "1",
+            ),
+            "avg" => (
+                super::functions::mean_array("groupArrayIf(_v, NOT _is_h)", self.means),
+                "(1 / countIf(_is_h))",
+            ),
+            "count" | "group" => {
+                let value = if op == "count" {
+                    "toFloat64(count())"
+                } else {
+                    "toFloat64(1)"
+                };
+                return Ok(Node::Vector(format!(
+                    "SELECT {key} AS labels, _t AS t, {value} AS v, {dn} AS dn \
+                     FROM ({input}) GROUP BY labels, t"
+                )));
+            }
+            "min" | "max" | "stddev" | "stdvar" | "quantile" | "topk" | "bottomk" => {
+                return self.aggregate_node(a, floats(), grid);
+            }
+            _ => return Err(unsupported()),
+        };
+        let parts = "groupArrayIf((_h, toFloat64(1)), _is_h)";
+        let sum = native_rate::signed_sum(
+            "_parts",
+            "minIf(_h.schema, _is_h)",
+            "maxIf(_h.zero_threshold, _is_h)",
+            "anyIf(_h.custom_values, _is_h)",
+        );
+        let histogram = native_rate::scaled("_hsum", histogram_scale);
+        Ok(Node::Mixed(format!(
+            "SELECT {key} AS labels, _t AS t, \
+               if(countIf(_is_h) > 0, toFloat64(0), toFloat64({float_value})) AS v, \
+               {parts} AS _parts, {sum} AS _hsum, \
+               if(countIf(_is_h) > 0, {histogram}, {none}) AS h, \
+               toUInt8(countIf(_is_h) > 0) AS is_h, {dn} AS dn \
+             FROM ({input}) GROUP BY labels, t \
+             HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0",
+            none = no_histogram(),
+        )))
+    }
+
+    /// A mixed relation with the scalar `s` as column `name` (its
+    /// columns and the ones added before, aliased `alias` meanwhile).
+    fn with_column(&mut self, rel: &str, s: Scalar, name: &str, alias: &str) -> String {
+        let (from, value) = self.with_scalar_as(rel, s, &format!("p{name}"), alias);
+        format!("SELECT {alias}.*, {value} AS {name} FROM {from}")
+    }
+
+    /// Whether `expr` may evaluate to histograms: a selector that may
+    /// read them, or a function of histograms that returns histograms.
+    fn reads_histograms(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Paren(p) => self.reads_histograms(&p.expr),
+            Expr::VectorSelector(vs) => self.may_read_histograms(vs),
+            Expr::Aggregate(a)
+                if matches!(a.op.to_string().to_lowercase().as_str(), "sum" | "avg") =>
+            {
+                self.reads_histograms(&a.expr)
+            }
+            Expr::Call(c) if matches!(c.func.name, "rate" | "increase" | "delta") => {
+                match c.args.args.first().map(|a| unparen(a)) {
+                    Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `expr` without enclosing parentheses.
+fn unparen(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+/// A float per histogram row of `rel`, the metric name dropped; two
+/// histograms that differ only by name fail as in Prometheus.
+fn histogram_values(rel: &str, value: &str) -> String {
+    let duplicate = fail_if(&[(
+        "count() OVER (PARTITION BY labels, t) > 1",
+        "'vector cannot contain metrics with the same labelset'",
+    )]);
+    format!(
+        "SELECT labels, t, v, toUInt8(0) AS dn FROM (\
+           SELECT {dropped} AS labels, t, {value} AS v FROM ({rel}) WHERE is_h\
+         ) QUALIFY {duplicate}",
+        dropped = drop_name("labels")
+    )
+}
+
+/// The final statement of a mixed relation: rows with the histogram's
+/// parts as columns (what the engine reads), sorted by labels and time.
+pub(crate) fn mixed_output(rel: &str) -> String {
+    format!(
+        "SELECT if(dn = 1, {dropped}, labels) AS labels, t, v, is_h, \
+           h.schema AS schema, h.zero_threshold AS zero_threshold, h.zero_count AS zero_count, \
+           h.count AS count, h.sum AS sum, h.positive_index AS positive_index, \
+           h.positive_counts AS positive_counts, h.negative_index AS negative_index, \
+           h.negative_counts AS negative_counts, h.custom_values AS custom_values, \
+           h.reset_hint AS reset_hint \
+         FROM ({rel}) ORDER BY labels, t",
+        dropped = drop_name("labels")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Grid, PlanError, PlanKind, PlanSettings, plan};
+
+    fn with_histograms(names: &[&str]) -> PlanSettings {
+        PlanSettings {
+            histogram_metrics: Arc::new(names.iter().map(|n| n.to_string()).collect()),
+            ..PlanSettings::default()
+        }
+    }
+
+    fn reads_histograms(query: &str, names: &[&str]) -> bool {
+        let planned = plan(query, Grid::instant(1_000_000), &with_histograms(names));
+        planned
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+            .sql
+            .contains("FROM histograms")
+    }
+
+    #[test]
+    fn only_metrics_with_histograms_read_them() {
+        assert!(reads_histograms("h", &["h"]));
+        assert!(reads_histograms("histogram_count(h)", &["h"]));
+        assert!(reads_histograms(
+            "histogram_quantile(0.9, sum(rate(h[5m])))",
+            &["h"]
+        ));
+        assert!(reads_histograms("{__name__=~\"h|x\"}", &["h"]));
+        assert!(!reads_histograms("rate(x[5m])", &["h"]));
+        assert!(!reads_histograms("{__name__=~\"node_.*\"}", &["h"]));
+        assert!(!reads_histograms("sum(rate(h[5m]))", &[]));
+    }
+
+    #[test]
+    fn histograms_leave_as_mixed_rows() {
+        let settings = with_histograms(&["h"]);
+        let planned = plan("h", Grid::range(0, 60_000, 15_000), &settings).unwrap();
+        assert_eq!(planned.kind, PlanKind::Mixed);
+        let planned = plan("histogram_count(h)", Grid::instant(0), &settings).unwrap();
+        assert_eq!(planned.kind, PlanKind::Vector);
+    }
+
+    #[test]
+    fn what_does_not_take_histograms_yet_says_so() {
+        let settings = with_histograms(&["h"]);
+        for query in [
+            "abs(h)",
+            "h * 2",
+            "label_replace(h, \"a\", \"b\", \"c\", \"d\")",
+        ] {
+            assert!(
+                matches!(
+                    plan(query, Grid::instant(0), &settings),
+                    Err(PlanError::Unsupported(_))
+                ),
+                "{query}"
+            );
+        }
+    }
+}
