@@ -221,6 +221,8 @@ impl Runner {
                             .await
                             .map_err(|e| RunError::Store(e.to_string()))?;
                     }
+                    // Emptied: no metric has histograms any more.
+                    comet_schema::histogram_names::forget(&store);
                     // A new loader: the old one may remember which series
                     // rows it wrote.
                     loader = open(&store).map_err(RunError::Store)?;
