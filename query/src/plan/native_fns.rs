@@ -22,9 +22,6 @@
 //! read once, before the first), and the lambdas over buckets capture only
 //! scalars and the custom bounds.
 
-// The planner wires these in separately.
-#![allow(dead_code)]
-
 /// The SQL type of a native histogram: buckets by absolute index
 /// (increasing), absolute counts. Schema -53 is custom buckets, bounded by
 /// `custom_values`.
