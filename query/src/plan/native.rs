@@ -116,11 +116,11 @@ impl Planner {
              FROM samples {within} GROUP BY fingerprint, timestamp_ms \
              UNION ALL \
              SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, \
-               if({stale}, 0, any(sum)) AS sv, any({stored}) AS sh, toUInt8(1) AS is_h \
+               if({fresh}, toFloat64(0), any(sum)) AS sv, any({stored}) AS sh, toUInt8(1) AS is_h \
              FROM histograms {within} GROUP BY fingerprint, timestamp_ms",
             none = no_histogram(),
             stored = stored_histogram(),
-            stale = format!("NOT {}", not_stale("any(sum)")),
+            fresh = not_stale("any(sum)"),
         );
         let rel = format!(
             "SELECT l.series_labels AS labels, s.t AS t, s.v AS v, s.h AS h, s.is_h AS is_h, \
