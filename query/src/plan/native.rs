@@ -122,23 +122,11 @@ impl Planner {
             stored = stored_histogram(),
             fresh = not_stale("any(sum)"),
         );
+        let steps = self.latest_on_steps(&samples, "sv, sh, is_h", "sv AS v, sh AS h, is_h", &eval);
         let rel = format!(
             "SELECT l.series_labels AS labels, s.t AS t, s.v AS v, s.h AS h, s.is_h AS is_h, \
-               toUInt8(0) AS dn FROM (\
-               SELECT fp, toInt64({start} + k * {step}) AS t, sv AS v, sh AS h, is_h FROM (\
-                 SELECT fp, ts, sv, sh, is_h, leadInFrame(ts, 1, toInt64(9223372036854775807)) \
-                 OVER (PARTITION BY fp ORDER BY ts ASC ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS nts \
-                 FROM ({samples})\
-               ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
-                 toInt64(least({n}, floor((least(nts, ts + {lookback}) - 1 - {start}) / {step}) + 1))) AS k \
-               WHERE {fresh}\
-             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
-            start = eval.start,
-            step = eval.step,
-            n = eval.n(),
-            lookback = self.lookback,
+               toUInt8(0) AS dn FROM ({steps}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
             labels = matched.labelled,
-            fresh = not_stale("sv"),
         );
         Ok(match at {
             Some(_) => self.replicate_mixed(&rel, grid),

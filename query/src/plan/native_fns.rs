@@ -666,6 +666,7 @@ mod tests {
     //! Prometheus's `native_histograms.test`.
 
     use super::*;
+    use crate::promqltest::histogram::kahan_inc;
     use comet_schema::managed::{ManagedClickHouse, ManagedMetrics, ManagedSettings};
     use std::path::PathBuf;
     use std::time::Duration;
@@ -1045,19 +1046,6 @@ mod tests {
             upper_rank = count;
         }
         (upper_rank - lower_rank) / h.count
-    }
-
-    /// Prometheus's `kahansum.Inc`.
-    fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-        let t = sum + inc;
-        let c = if t.is_infinite() {
-            0.0
-        } else if sum.abs() >= inc.abs() {
-            c + ((sum - t) + inc)
-        } else {
-            c + ((inc - t) + sum)
-        };
-        (t, c)
     }
 
     /// Prometheus's `histogramVariance`.

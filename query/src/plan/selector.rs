@@ -167,27 +167,42 @@ impl Planner {
             "sv".to_string()
         };
         let rel = format!(
-            "SELECT l.labels AS labels, s.t AS t, s.v AS v, toUInt8(0) AS dn FROM (\
-               SELECT fp, toInt64({start} + k * {step}) AS t, {value} AS v FROM (\
-                 SELECT fp, ts, sv, leadInFrame(ts, 1, toInt64(9223372036854775807)) \
-                 OVER (PARTITION BY fp ORDER BY ts ASC ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS nts \
-                 FROM ({samples})\
-               ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
-                 toInt64(least({n}, floor((least(nts, ts + {lookback}) - 1 - {start}) / {step}) + 1))) AS k \
-               WHERE {fresh}\
-             ) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
-            start = eval.start,
-            step = eval.step,
-            n = eval.n(),
-            lookback = self.lookback,
-            samples = src.samples,
+            "SELECT l.labels AS labels, s.t AS t, s.v AS v, toUInt8(0) AS dn \
+             FROM ({steps}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
+            steps = self.latest_on_steps(&src.samples, "sv", &format!("{value} AS v"), &eval),
             labels = src.labels,
-            fresh = not_stale("sv"),
         );
         Ok(match at {
             Some(_) => self.replicate(&rel, grid),
             None => rel,
         })
+    }
+
+    /// Each step of `eval` with the latest of `samples` (`fp, ts, sv` and
+    /// the `carried` columns) within the lookback, unless that is a
+    /// staleness marker or a later sample came first: rows `(fp, t,
+    /// outputs)`, the outputs computed from the carried columns and `ts`.
+    pub(crate) fn latest_on_steps(
+        &self,
+        samples: &str,
+        carried: &str,
+        outputs: &str,
+        eval: &Grid,
+    ) -> String {
+        format!(
+            "SELECT fp, toInt64({start} + k * {step}) AS t, {outputs} FROM (\
+               SELECT fp, ts, {carried}, leadInFrame(ts, 1, toInt64(9223372036854775807)) \
+               OVER (PARTITION BY fp ORDER BY ts ASC ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS nts \
+               FROM ({samples})\
+             ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
+               toInt64(least({n}, floor((least(nts, ts + {lookback}) - 1 - {start}) / {step}) + 1))) AS k \
+             WHERE {fresh}",
+            start = eval.start,
+            step = eval.step,
+            n = eval.n(),
+            lookback = self.lookback,
+            fresh = not_stale("sv"),
+        )
     }
 
     /// The samples of a range vector for evaluation on `eval` (already

@@ -331,7 +331,7 @@ fn add_mismatched_custom_buckets(
 }
 
 /// Upstream's `kahansum.Inc` (Neumaier's variant).
-fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
         0.0

@@ -3,7 +3,7 @@
 //! `eval` commands with their series, expected results and `expect` lines.
 //! The PromQL engine is judged by running these scripts.
 
-mod histogram;
+pub(crate) mod histogram;
 mod run;
 mod values;
 
