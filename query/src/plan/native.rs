@@ -23,7 +23,7 @@ use super::selector::not_stale;
 use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
 
-pub(crate) use native_fns::HISTOGRAM_TYPE;
+use native_fns::HISTOGRAM_TYPE;
 
 /// A histogram row of the `histograms` table as a [`HISTOGRAM_TYPE`].
 fn stored_histogram() -> String {
@@ -96,13 +96,7 @@ impl Planner {
         at: Option<i64>,
         grid: &Grid,
     ) -> Result<String, PlanError> {
-        let offset = super::offset_ms(&vs.offset);
-        let eval = match at {
-            Some(t) => Grid::instant(t),
-            None => *grid,
-        };
-        let lo = eval.start - offset - self.lookback;
-        let hi = eval.end - offset;
+        let (offset, eval, lo, hi) = self.instant_reach(vs, at, grid);
         let matched = self.matched_series(vs, lo, hi)?;
         let within = format!(
             "WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",

@@ -153,13 +153,7 @@ impl Planner {
         grid: &Grid,
         timestamps: bool,
     ) -> Result<String, PlanError> {
-        let offset = super::offset_ms(&vs.offset);
-        let eval = match at {
-            Some(t) => Grid::instant(t),
-            None => *grid,
-        };
-        let lo = eval.start - offset - self.lookback;
-        let hi = eval.end - offset;
+        let (offset, eval, lo, hi) = self.instant_reach(vs, at, grid);
         let src = self.selector_source(vs, lo, hi, offset)?;
         let value = if timestamps {
             format!("toFloat64((ts - {offset}) / 1000)")
@@ -176,6 +170,28 @@ impl Planner {
             Some(_) => self.replicate(&rel, grid),
             None => rel,
         })
+    }
+
+    /// Where an instant selector reads: its offset, the grid it is
+    /// evaluated on (one step at `at`), and the raw timestamps `(lo, hi]`
+    /// its lookback reaches.
+    pub(crate) fn instant_reach(
+        &self,
+        vs: &VectorSelector,
+        at: Option<i64>,
+        grid: &Grid,
+    ) -> (i64, Grid, i64, i64) {
+        let offset = super::offset_ms(&vs.offset);
+        let eval = match at {
+            Some(t) => Grid::instant(t),
+            None => *grid,
+        };
+        (
+            offset,
+            eval,
+            eval.start - offset - self.lookback,
+            eval.end - offset,
+        )
     }
 
     /// Each step of `eval` with the latest of `samples` (`fp, ts, sv` and

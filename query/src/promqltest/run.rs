@@ -528,16 +528,21 @@ fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
 }
 
-/// Runs one `eval` and compares as upstream does.
-async fn judge(engine: &Engine, eval: &Eval) -> Result<(), (FailureKind, String)> {
-    let range = match eval.time {
+/// The evaluation times of an `eval`.
+fn query_range(time: &EvalTime) -> QueryRange {
+    match *time {
         EvalTime::Instant { at } => QueryRange::instant(ms(at)),
         EvalTime::Range { start, end, step } => QueryRange {
             start_ms: ms(start),
             end_ms: ms(end),
             step_ms: ms(step),
         },
-    };
+    }
+}
+
+/// Runs one `eval` and compares as upstream does.
+async fn judge(engine: &Engine, eval: &Eval) -> Result<(), (FailureKind, String)> {
+    let range = query_range(&eval.time);
     let expected_failure = eval.expects.iter().find_map(|e| match e {
         Expect::Fail(m) => Some(m.clone()),
         _ => None,
@@ -999,14 +1004,7 @@ mod tests {
         let Some(Command::Eval(eval)) = commands.into_iter().next() else {
             panic!("no eval in {script}")
         };
-        let range = match eval.time {
-            EvalTime::Instant { at } => QueryRange::instant(ms(at)),
-            EvalTime::Range { start, end, step } => QueryRange {
-                start_ms: ms(start),
-                end_ms: ms(end),
-                step_ms: ms(step),
-            },
-        };
+        let range = super::query_range(&eval.time);
         (eval, range)
     }
 
