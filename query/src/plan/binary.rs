@@ -7,6 +7,7 @@ use promql_parser::parser::{
 };
 
 use super::functions::unparen;
+use super::native_ops::{FLOAT_COLUMNS, MIXED_COLUMNS, histograms_equal};
 use super::series::SeriesRel;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
 
@@ -233,6 +234,9 @@ impl Planner {
             }
             _ => {}
         }
+        if let Some(node) = self.mixed_vectors(b, &op, &lhs, &rhs, grid)? {
+            return Ok(node);
+        }
         // Histograms are left out where they are not evaluated yet.
         let as_rows = |planner: &Planner, node: Node| match node {
             Node::Series(rel) => Node::Vector(planner.series_rows(&rel, grid)),
@@ -261,8 +265,14 @@ impl Planner {
                             "fill modifiers are not allowed with the set operator {op}"
                         )))
                     }
-                    "and" | "or" | "unless" => self.set_operation(&op, &l, &r, &modifier),
-                    _ => self.vector_vector(&op, &l, &r, &modifier),
+                    "and" | "or" | "unless" => Ok(Node::Vector(self.set_operation(
+                        &op,
+                        &l,
+                        &r,
+                        &modifier,
+                        FLOAT_COLUMNS,
+                    ))),
+                    _ => self.vector_vector(&op, &l, &r, &modifier, false),
                 }
             }
             _ => Err(bad(
@@ -349,26 +359,68 @@ impl Planner {
         )))
     }
 
+    /// `and`, `or` or `unless` of two relations with the same `columns`
+    /// (floats, or floats and histograms).
     fn set_operation(
         &mut self,
         op: &str,
         l: &str,
         r: &str,
         modifier: &BinModifier,
-    ) -> Result<Node, PlanError> {
+        columns: &str,
+    ) -> String {
         let sig = self.signature(modifier.matching.as_ref(), "labels");
-        Ok(Node::Vector(match op {
+        match op {
             "and" => format!(
-                "SELECT labels, t, v, dn FROM ({l}) WHERE ({sig}, t) IN (SELECT {sig}, t FROM ({r}))"
+                "SELECT {columns} FROM ({l}) WHERE ({sig}, t) IN (SELECT {sig}, t FROM ({r}))"
             ),
             "unless" => format!(
-                "SELECT labels, t, v, dn FROM ({l}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({r}))"
+                "SELECT {columns} FROM ({l}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({r}))"
             ),
             _ => format!(
-                "SELECT labels, t, v, dn FROM ({l}) UNION ALL \
-                 SELECT labels, t, v, dn FROM ({r}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({l}))"
+                "SELECT {columns} FROM ({l}) UNION ALL \
+                 SELECT {columns} FROM ({r}) WHERE ({sig}, t) NOT IN (SELECT {sig}, t FROM ({l}))"
             ),
-        }))
+        }
+    }
+
+    /// A set operator or a comparison between two instant vectors of which
+    /// one may hold histograms: set operators keep the histograms they
+    /// select; a comparison pairs floats with floats and histograms with
+    /// histograms (only `==` and `!=` are defined between histograms; a
+    /// float never compares with a histogram), as Prometheus does. `None`
+    /// for what reads the floats only.
+    fn mixed_vectors(
+        &mut self,
+        b: &BinaryExpr,
+        op: &str,
+        lhs: &Node,
+        rhs: &Node,
+        grid: &Grid,
+    ) -> Result<Option<Node>, PlanError> {
+        let set_op = matches!(op, "and" | "or" | "unless");
+        let any_mixed = matches!(lhs, Node::Mixed(_)) || matches!(rhs, Node::Mixed(_));
+        let fills = b
+            .modifier
+            .as_ref()
+            .is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some());
+        if !any_mixed || fills || !(set_op || is_comparison(op)) {
+            return Ok(None);
+        }
+        let (Some(l), Some(r)) = (self.mixed_rows(lhs, grid), self.mixed_rows(rhs, grid)) else {
+            return Ok(None);
+        };
+        let modifier = b.modifier.clone().unwrap_or(BinModifier {
+            card: VectorMatchCardinality::OneToOne,
+            matching: None,
+            return_bool: false,
+            fill_values: Default::default(),
+        });
+        if set_op {
+            let rel = self.set_operation(op, &l, &r, &modifier, MIXED_COLUMNS);
+            return Ok(Some(Node::Mixed(rel)));
+        }
+        self.vector_vector(op, &l, &r, &modifier, true).map(Some)
     }
 
     /// One-to-one matching of two series-major vectors: each left series
@@ -480,12 +532,15 @@ impl Planner {
         ))
     }
 
+    /// Vector matching of `l op r`. `mixed`: both are mixed relations and
+    /// `op` a comparison; the result keeps the left side's histograms.
     fn vector_vector(
         &mut self,
         op: &str,
         l: &str,
         r: &str,
         modifier: &BinModifier,
+        mixed: bool,
     ) -> Result<Node, PlanError> {
         let matching = modifier.matching.as_ref();
         let (many, one, one_is_left, include) = match &modifier.card {
@@ -521,7 +576,23 @@ impl Planner {
         } else {
             (many_value.as_str(), one_value.as_str())
         };
-        let expr = op_sql(op, lv, rv)?;
+        let mut expr = op_sql(op, lv, rv)?;
+        // Floats compare with floats, histograms with histograms.
+        let mut pairs = "1".to_string();
+        if mixed {
+            let equal = histograms_equal("m._h", "o._h");
+            let histograms = match op {
+                "==" => Some(equal),
+                "!=" => Some(format!("NOT {equal}")),
+                _ => None,
+            };
+            if let Some(histograms) = histograms {
+                expr = format!("if(m._is_h, {histograms}, {expr})");
+                pairs = "m._is_h = o._is_h".to_string();
+            } else {
+                pairs = "NOT m._is_h AND NOT o._is_h".to_string();
+            }
+        }
         let (value, cond, dn) = if is_comparison(op) {
             if modifier.return_bool {
                 (format!("toFloat64({expr})"), "1".to_string(), "toUInt8(1)")
@@ -560,17 +631,36 @@ impl Planner {
                 format!("if(m._p, {dn}, toUInt8(1))"),
             ),
         };
+        // A filtering comparison of mixed sides keeps the left histogram.
+        let (left_h, right_h, out_h) = if mixed {
+            (
+                ", h AS _h, is_h AS _is_h",
+                ", any(h) AS _h, any(is_h) AS _is_h",
+                if modifier.return_bool {
+                    ""
+                } else {
+                    ", m._h AS h, m._is_h AS is_h"
+                },
+            )
+        } else {
+            ("", "", "")
+        };
         // Without `join_use_nulls`, a side's missing row reads `_p = 0`.
-        Ok(Node::Vector(format!(
-            "SELECT {labels} AS labels, {t} AS t, toFloat64({value}) AS v, {dn} AS dn \
+        let rel = format!(
+            "SELECT {labels} AS labels, {t} AS t, toFloat64({value}) AS v{out_h}, {dn} AS dn \
              FROM (SELECT labels AS _l, t AS _t, v AS _v, dn AS _dn, {sig} AS _sig, toUInt8(1) AS _p, \
-                   count() OVER (PARTITION BY _sig, _t) AS _mc FROM ({many})) AS m \
+                   count() OVER (PARTITION BY _sig, _t) AS _mc{left_h} FROM ({many})) AS m \
              {join} JOIN (SELECT {sig} AS _sig, t AS _t, any(v) AS _v, any(labels) AS _l, count() AS _c, \
-                   arraySort(groupArray(3)(labels)) AS _dups, toUInt8(1) AS _p \
+                   arraySort(groupArray(3)(labels)) AS _dups, toUInt8(1) AS _p{right_h} \
                    FROM ({one}) GROUP BY _sig, _t) AS o \
              ON m._sig = o._sig AND m._t = o._t \
-             WHERE {checks} AND {cond}"
-        )))
+             WHERE {checks} AND {pairs} AND {cond}"
+        );
+        Ok(if out_h.is_empty() {
+            Node::Vector(rel)
+        } else {
+            Node::Mixed(rel)
+        })
     }
 }
 

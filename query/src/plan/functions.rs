@@ -4,6 +4,7 @@
 use promql_parser::parser::{Call, Expr};
 
 use super::extended::RangeModifier;
+use super::native_ops::FLOAT_COLUMNS;
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, label_value, lit};
 
 /// How a range function's value is computed from a window (`_vals`,
@@ -564,12 +565,18 @@ impl Planner {
             }
             "timestamp" => {
                 let rel = match unparen(&args[0]) {
+                    Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {
+                        let at = self.at_ms(&vs.at);
+                        let rel = self.mixed_selector(vs, at, grid, true)?;
+                        format!("SELECT {FLOAT_COLUMNS} FROM ({rel})")
+                    }
                     Expr::VectorSelector(vs) => {
                         let at = self.at_ms(&vs.at);
                         self.vector_selector(vs, at, grid, true)?
                     }
                     other => {
-                        let rel = self.vector(other, grid)?;
+                        let node = self.node(other, grid)?;
+                        let rel = self.present_rows(node, other, grid)?;
                         format!("SELECT labels, t, toFloat64(t) / 1000 AS v, dn FROM ({rel})")
                     }
                 };
@@ -920,7 +927,8 @@ impl Planner {
     }
 
     fn absent(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
-        let rel = self.vector(&call.args.args[0], grid)?;
+        let node = self.node(&call.args.args[0], grid)?;
+        let rel = self.present_rows(node, &call.args.args[0], grid)?;
         let labels = self.absent_labels(&call.args.args[0]);
         Ok(Node::Vector(format!(
             "SELECT {labels} AS labels, t, toFloat64(1) AS v, toUInt8(0) AS dn FROM ({steps}) \

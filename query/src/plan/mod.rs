@@ -24,6 +24,7 @@ mod info;
 mod literals;
 mod native;
 mod native_fns;
+mod native_ops;
 mod native_rate;
 mod selector;
 mod series;
@@ -606,7 +607,7 @@ impl Planner {
             }
             Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {
                 let at = self.at_ms(&vs.at);
-                Ok(Node::Mixed(self.mixed_selector(vs, at, grid)?))
+                Ok(Node::Mixed(self.mixed_selector(vs, at, grid, false)?))
             }
             Expr::VectorSelector(vs) => {
                 let at = self.at_ms(&vs.at);

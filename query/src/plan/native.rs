@@ -40,7 +40,7 @@ fn stored_histogram() -> String {
 }
 
 /// The histogram of a float row (never read).
-fn no_histogram() -> String {
+pub(crate) fn no_histogram() -> String {
     format!("CAST(tuple(0, 0, 0, 0, 0, [], [], [], [], [], 0), '{HISTOGRAM_TYPE}')")
 }
 
@@ -89,12 +89,14 @@ impl Planner {
 
     /// An instant-vector selector over floats and histograms: rows
     /// `(labels, t, v, h, is_h, dn)` (see the module notes); with `at`,
-    /// evaluated once at that time and repeated on every step.
+    /// evaluated once at that time and repeated on every step. With
+    /// `timestamps`, every row is a float: its sample's time in seconds.
     pub(crate) fn mixed_selector(
         &mut self,
         vs: &VectorSelector,
         at: Option<i64>,
         grid: &Grid,
+        timestamps: bool,
     ) -> Result<String, PlanError> {
         let (offset, eval, lo, hi) = self.instant_reach(vs, at, grid);
         let matched = self.matched_series(vs, lo, hi)?;
@@ -116,7 +118,12 @@ impl Planner {
             stored = stored_histogram(),
             fresh = not_stale("any(sum)"),
         );
-        let steps = self.latest_on_steps(&samples, "sv, sh, is_h", "sv AS v, sh AS h, is_h", &eval);
+        let outputs = if timestamps {
+            format!("toFloat64((ts - {offset}) / 1000) AS v, sh AS h, toUInt8(0) AS is_h")
+        } else {
+            "sv AS v, sh AS h, is_h".to_string()
+        };
+        let steps = self.latest_on_steps(&samples, "sv, sh, is_h", &outputs, &eval);
         let rel = format!(
             "SELECT l.series_labels AS labels, s.t AS t, s.v AS v, s.h AS h, s.is_h AS is_h, \
                toUInt8(0) AS dn FROM ({steps}) AS s INNER JOIN ({labels}) AS l ON s.fp = l.fp",
@@ -337,8 +344,10 @@ impl Planner {
                      FROM ({input}) GROUP BY labels, t"
                 )));
             }
-            // Prometheus ignores histograms in these; the others (limitk,
-            // limit_ratio, count_values) leave them out until evaluated.
+            // They choose series by their labels, whatever their samples.
+            "limitk" | "limit_ratio" => return self.mixed_limit(a, rel, grid),
+            // Prometheus ignores histograms in these; count_values leaves
+            // them out until evaluated.
             _ => return self.aggregate_node(a, floats(), grid),
         };
         let parts = "groupArrayIf((_h, toFloat64(1)), _is_h)";
@@ -475,7 +484,7 @@ mod tests {
     #[test]
     fn what_does_not_take_histograms_yet_reads_the_floats() {
         let settings = with_histograms(&["h"]);
-        for query in ["abs(h)", "h * 2", "-h", "limitk(1, h)"] {
+        for query in ["abs(h)", "h * 2", "-h"] {
             let planned = plan(query, Grid::instant(0), &settings).unwrap();
             assert!(planned.sql.contains("WHERE NOT is_h"), "{query}");
         }
