@@ -75,7 +75,13 @@ impl Planner {
             smoothed: false,
         };
         // The value of an info row is its sample's time, to pick the newest.
-        let infos = self.vector_selector(&info_selector, at, grid, true)?;
+        let infos = if self.may_read_histograms(&info_selector) {
+            let rel = self.mixed_selector(&info_selector, at, grid, true)?;
+            let float_only = fail_if(&[("is_h", "'info sample should be float'")]);
+            format!("SELECT labels, t, v, dn FROM ({rel}) WHERE {float_only}")
+        } else {
+            self.vector_selector(&info_selector, at, grid, true)?
+        };
 
         let identifying: Vec<String> = IDENTIFYING_LABELS.iter().map(|l| l.to_string()).collect();
         let info_key = self.keep_labels(&identifying, "labels");

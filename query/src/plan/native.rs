@@ -90,7 +90,8 @@ impl Planner {
     /// An instant-vector selector over floats and histograms: rows
     /// `(labels, t, v, h, is_h, dn)` (see the module notes); with `at`,
     /// evaluated once at that time and repeated on every step. With
-    /// `timestamps`, every row is a float: its sample's time in seconds.
+    /// `timestamps`, `v` is the sample's time in seconds, whichever kind
+    /// it is.
     pub(crate) fn mixed_selector(
         &mut self,
         vs: &VectorSelector,
@@ -119,7 +120,7 @@ impl Planner {
             fresh = not_stale("any(sum)"),
         );
         let outputs = if timestamps {
-            format!("toFloat64((ts - {offset}) / 1000) AS v, sh AS h, toUInt8(0) AS is_h")
+            format!("toFloat64((ts - {offset}) / 1000) AS v, sh AS h, is_h")
         } else {
             "sv AS v, sh AS h, is_h".to_string()
         };

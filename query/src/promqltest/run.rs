@@ -735,8 +735,15 @@ fn format_values(values: &[(i64, Got<'_>)]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// A label set in order, without labels whose value is empty: Prometheus
+/// holds a label with an empty value the same as no label (an expected
+/// `__unit__=""` is a series without `__unit__`).
 fn sorted(labels: &[(String, String)]) -> Vec<(String, String)> {
-    let mut l = labels.to_vec();
+    let mut l: Vec<_> = labels
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
     l.sort();
     l
 }
