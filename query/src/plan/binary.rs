@@ -2,17 +2,17 @@
 //! operators, and vector matching (`on`, `ignoring`, `group_left`,
 //! `group_right`).
 
-use promql_parser::parser::{
-    BinModifier, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality, token,
-};
+use promql_parser::parser::{BinModifier, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality};
 
 use super::functions::unparen;
+use super::native::no_histogram;
+use super::native_arith::HistogramFloatOp;
 use super::native_ops::{FLOAT_COLUMNS, MIXED_COLUMNS, histograms_equal};
 use super::series::SeriesRel;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
 
 /// The SQL of `l op r` for arithmetic and comparison operators.
-fn op_sql(op: &str, l: &str, r: &str) -> Result<String, PlanError> {
+pub(crate) fn op_sql(op: &str, l: &str, r: &str) -> Result<String, PlanError> {
     Ok(match op {
         "+" | "-" | "*" | "/" => format!("(({l}) {op} ({r}))"),
         "%" => format!("(({l}) % ({r}))"),
@@ -118,12 +118,6 @@ impl Planner {
     }
 
     pub(crate) fn binary(&mut self, b: &BinaryExpr, grid: &Grid) -> Result<Node, PlanError> {
-        if matches!(b.op.id(), token::T_TRIM_UPPER | token::T_TRIM_LOWER) {
-            return Err(PlanError::Unsupported(format!(
-                "the {} operator trims native histograms, which Comet does not store yet",
-                b.op
-            )));
-        }
         if let Some(node) = self.arithmetic_chain(b, grid)? {
             return Ok(node);
         }
@@ -399,13 +393,38 @@ impl Planner {
         grid: &Grid,
     ) -> Result<Option<Node>, PlanError> {
         let set_op = matches!(op, "and" | "or" | "unless");
+        let trim = matches!(op, "</" | ">/");
         let any_mixed = matches!(lhs, Node::Mixed(_)) || matches!(rhs, Node::Mixed(_));
+        if !any_mixed {
+            // Floats are never trimmed: no result, as in Prometheus.
+            let instant = |n: &Node| matches!(n, Node::Vector(_) | Node::Series(_));
+            let operands = (instant(lhs) || instant(rhs))
+                && [lhs, rhs]
+                    .iter()
+                    .all(|n| instant(n) || matches!(n, Node::Scalar(_)));
+            return Ok((trim && operands).then(|| {
+                Node::Vector(
+                    "SELECT CAST([], 'Array(Tuple(String, String))') AS labels, toInt64(0) AS t, \
+                       toFloat64(0) AS v, toUInt8(0) AS dn WHERE 0"
+                        .to_string(),
+                )
+            }));
+        }
         let fills = b
             .modifier
             .as_ref()
             .is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some());
-        if !any_mixed || fills || !(set_op || is_comparison(op)) {
+        if fills {
             return Ok(None);
+        }
+        match (lhs, rhs) {
+            (Node::Mixed(rel), Node::Scalar(s)) if !is_comparison(op) => {
+                return self.mixed_scalar(op, rel, s.clone(), false).map(Some);
+            }
+            (Node::Scalar(s), Node::Mixed(rel)) if !is_comparison(op) => {
+                return self.mixed_scalar(op, rel, s.clone(), true).map(Some);
+            }
+            _ => {}
         }
         let (Some(l), Some(r)) = (self.mixed_rows(lhs, grid), self.mixed_rows(rhs, grid)) else {
             return Ok(None);
@@ -576,22 +595,66 @@ impl Planner {
         } else {
             (many_value.as_str(), one_value.as_str())
         };
-        let mut expr = op_sql(op, lv, rv)?;
-        // Floats compare with floats, histograms with histograms.
+        let trim = matches!(op, "</" | ">/");
+        let mut expr = if trim {
+            "toFloat64(0)".to_string()
+        } else {
+            op_sql(op, lv, rv)?
+        };
+        // Mixed sides: floats meet floats; histograms compare for
+        // (in)equality with histograms and take `*`, `/` and the trims
+        // with floats (see `native_arith`).
         let mut pairs = "1".to_string();
+        let mut histogram_out = None;
         if mixed {
-            let equal = histograms_equal("m._h", "o._h");
-            let histograms = match op {
-                "==" => Some(equal),
-                "!=" => Some(format!("NOT {equal}")),
-                _ => None,
-            };
-            if let Some(histograms) = histograms {
-                expr = format!("if(m._is_h, {histograms}, {expr})");
-                pairs = "m._is_h = o._is_h".to_string();
+            let (lh, rh, lis, ris) = if one_is_left {
+                ("o._h", "m._h", "o._is_h", "m._is_h")
             } else {
-                pairs = "NOT m._is_h AND NOT o._is_h".to_string();
+                ("m._h", "o._h", "m._is_h", "o._is_h")
+            };
+            let floats = format!("(NOT {lis} AND NOT {ris})");
+            if is_comparison(op) {
+                let equal = histograms_equal(lh, rh);
+                let histograms = match op {
+                    "==" => Some(equal),
+                    "!=" => Some(format!("NOT {equal}")),
+                    _ => None,
+                };
+                if let Some(histograms) = histograms {
+                    expr = format!("if({lis}, {histograms}, {expr})");
+                    pairs = format!("{lis} = {ris}");
+                } else {
+                    pairs = floats;
+                }
+                histogram_out = Some((lh.to_string(), lis.to_string()));
+            } else {
+                let left = HistogramFloatOp::of(op, true);
+                let right = HistogramFloatOp::of(op, false);
+                let mut allowed = Vec::new();
+                if !trim {
+                    allowed.push(floats);
+                }
+                if left.is_some() {
+                    allowed.push(format!("({lis} AND NOT {ris})"));
+                }
+                if right.is_some() {
+                    allowed.push(format!("(NOT {lis} AND {ris})"));
+                }
+                pairs = if allowed.is_empty() {
+                    "0".to_string()
+                } else {
+                    allowed.join(" OR ")
+                };
+                let none = no_histogram();
+                let h = format!(
+                    "multiIf({lis} AND NOT {ris}, {}, NOT {lis} AND {ris}, {}, {none})",
+                    left.map_or(none.clone(), |o| o.apply(lh, rv)),
+                    right.map_or(none.clone(), |o| o.apply(rh, lv)),
+                );
+                histogram_out = Some((h, format!("({lis} OR {ris})")));
             }
+        } else if trim {
+            pairs = "0".to_string();
         }
         let (value, cond, dn) = if is_comparison(op) {
             if modifier.return_bool {
@@ -599,6 +662,8 @@ impl Planner {
             } else {
                 (lv.to_string(), expr, "m._dn")
             }
+        } else if trim {
+            (expr, "1".to_string(), "m._dn")
         } else {
             (expr, "1".to_string(), "toUInt8(1)")
         };
@@ -631,19 +696,19 @@ impl Planner {
                 format!("if(m._p, {dn}, toUInt8(1))"),
             ),
         };
-        // A filtering comparison of mixed sides keeps the left histogram.
-        let (left_h, right_h, out_h) = if mixed {
-            (
+        // Mixed sides carry their histograms; a result of `bool` is a float.
+        let (left_h, right_h, out_h) = match &histogram_out {
+            Some((h, is_h)) if !(is_comparison(op) && modifier.return_bool) => (
                 ", h AS _h, is_h AS _is_h",
                 ", any(h) AS _h, any(is_h) AS _is_h",
-                if modifier.return_bool {
-                    ""
-                } else {
-                    ", m._h AS h, m._is_h AS is_h"
-                },
-            )
-        } else {
-            ("", "", "")
+                format!(", {h} AS h, {is_h} AS is_h"),
+            ),
+            Some(_) => (
+                ", h AS _h, is_h AS _is_h",
+                ", any(h) AS _h, any(is_h) AS _is_h",
+                String::new(),
+            ),
+            None => ("", "", String::new()),
         };
         // Without `join_use_nulls`, a side's missing row reads `_p = 0`.
         let rel = format!(

@@ -23,6 +23,7 @@ mod histogram;
 mod info;
 mod literals;
 mod native;
+mod native_arith;
 mod native_fns;
 mod native_ops;
 mod native_rate;
@@ -641,10 +642,7 @@ impl Planner {
                 Node::Vector(rel) => Ok(Node::Vector(format!(
                     "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({rel})"
                 ))),
-                Node::Mixed(rel) => Ok(Node::Vector(format!(
-                    "SELECT labels, t, -v AS v, toUInt8(1) AS dn FROM ({})",
-                    Self::float_rows(&rel)
-                ))),
+                Node::Mixed(rel) => Ok(Self::mixed_negation(&rel)),
                 _ => Err(bad(
                     "unary expression only allowed on expressions of type scalar or instant vector",
                 )),

@@ -385,10 +385,16 @@ impl Planner {
             Expr::Paren(p) => self.reads_histograms(&p.expr),
             Expr::VectorSelector(vs) => self.may_read_histograms(vs),
             Expr::Aggregate(a)
-                if matches!(a.op.to_string().to_lowercase().as_str(), "sum" | "avg") =>
+                if matches!(
+                    a.op.to_string().to_lowercase().as_str(),
+                    "sum" | "avg" | "limitk" | "limit_ratio"
+                ) =>
             {
                 self.reads_histograms(&a.expr)
             }
+            // Operators may pass histograms through (see `native_ops`).
+            Expr::Binary(b) => self.reads_histograms(&b.lhs) || self.reads_histograms(&b.rhs),
+            Expr::Unary(u) => self.reads_histograms(&u.expr),
             Expr::Call(c) if matches!(c.func.name, "rate" | "increase" | "delta") => {
                 match c.args.args.first().map(|a| unparen(a)) {
                     Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),

@@ -9,8 +9,10 @@
 
 use promql_parser::parser::AggregateExpr;
 
+use super::binary::op_sql;
 use super::native::no_histogram;
-use super::{Grid, Node, PlanError, Planner};
+use super::native_arith::HistogramFloatOp;
+use super::{Grid, Node, PlanError, Planner, Scalar};
 
 /// The columns of a mixed relation, in order.
 pub(crate) const MIXED_COLUMNS: &str = "labels, t, v, h, is_h, dn";
@@ -61,6 +63,50 @@ impl Planner {
             Node::Mixed(rel) => Ok(format!("SELECT {FLOAT_COLUMNS} FROM ({rel})")),
             other => self.rows_of(other, expr, grid),
         }
+    }
+
+    /// Arithmetic or a trim between a mixed relation and a scalar: floats
+    /// as without histograms, histograms as [`HistogramFloatOp`] says;
+    /// what Prometheus leaves undefined (`h + 1`, `2 / h`, `x </ 1`) has
+    /// no result.
+    pub(crate) fn mixed_scalar(
+        &mut self,
+        op: &str,
+        rel: &str,
+        s: Scalar,
+        scalar_left: bool,
+    ) -> Result<Node, PlanError> {
+        let (from, x) = self.with_scalar(rel, s, "p1");
+        let trim = matches!(op, "</" | ">/");
+        let float = if trim {
+            "toFloat64(0)".to_string()
+        } else if scalar_left {
+            op_sql(op, &x, "a.v")?
+        } else {
+            op_sql(op, "a.v", &x)?
+        };
+        let histogram_op = HistogramFloatOp::of(op, !scalar_left);
+        let histogram = histogram_op.map_or_else(no_histogram, |o| o.apply("a.h", &x));
+        let keep = match (trim, histogram_op.is_some()) {
+            (true, _) => "a.is_h",
+            (false, true) => "1",
+            (false, false) => "NOT a.is_h",
+        };
+        let dn = if trim { "a.dn" } else { "toUInt8(1)" };
+        Ok(Node::Mixed(format!(
+            "SELECT a.labels AS labels, a.t AS t, toFloat64({float}) AS v, \
+               if(a.is_h, {histogram}, a.h) AS h, a.is_h AS is_h, {dn} AS dn \
+             FROM {from} WHERE {keep}"
+        )))
+    }
+
+    /// `-h`: floats negated, histograms times -1.
+    pub(crate) fn mixed_negation(rel: &str) -> Node {
+        let negated = HistogramFloatOp::Mul.apply("h", "-1");
+        Node::Mixed(format!(
+            "SELECT labels, t, -v AS v, if(is_h, {negated}, h) AS h, is_h, toUInt8(1) AS dn \
+             FROM ({rel})"
+        ))
     }
 
     /// `limitk` and `limit_ratio` over floats and histograms: the series
