@@ -6,7 +6,7 @@ use promql_parser::parser::{BinModifier, BinaryExpr, Expr, LabelModifier, Vector
 
 use super::functions::unparen;
 use super::native::no_histogram;
-use super::native_arith::HistogramFloatOp;
+use super::native_arith::{HistogramFloatOp, histogram_sum};
 use super::native_ops::{FLOAT_COLUMNS, MIXED_COLUMNS, histograms_equal};
 use super::series::SeriesRel;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad, fail_if, lit};
@@ -640,6 +640,14 @@ impl Planner {
                 if right.is_some() {
                     allowed.push(format!("(NOT {lis} AND {ris})"));
                 }
+                let both = match op {
+                    "+" => Some(histogram_sum(lh, rh, 1.0)),
+                    "-" => Some(histogram_sum(lh, rh, -1.0)),
+                    _ => None,
+                };
+                if both.is_some() {
+                    allowed.push(format!("({lis} AND {ris})"));
+                }
                 pairs = if allowed.is_empty() {
                     "0".to_string()
                 } else {
@@ -647,9 +655,10 @@ impl Planner {
                 };
                 let none = no_histogram();
                 let h = format!(
-                    "multiIf({lis} AND NOT {ris}, {}, NOT {lis} AND {ris}, {}, {none})",
+                    "multiIf({lis} AND NOT {ris}, {}, NOT {lis} AND {ris}, {}, {lis} AND {ris}, {}, {none})",
                     left.map_or(none.clone(), |o| o.apply(lh, rv)),
                     right.map_or(none.clone(), |o| o.apply(rh, lv)),
+                    both.unwrap_or(none.clone()),
                 );
                 histogram_out = Some((h, format!("({lis} OR {ris})")));
             }

@@ -357,6 +357,7 @@ impl Planner {
             "minIf(_h.schema, _is_h)",
             "maxIf(_h.zero_threshold, _is_h)",
             "anyIf(_h.custom_values, _is_h)",
+            &native_rate::combined_hint("groupArrayIf(_h.reset_hint, _is_h)"),
         );
         let histogram = native_rate::scaled("_hsum", histogram_scale);
         Ok(Node::Mixed(format!(

@@ -9,9 +9,24 @@
 //! once per `SELECT`.
 
 use super::native_fns::HISTOGRAM_TYPE;
+use super::native_rate::{GAUGE_HINT, combined_hint, signed_sum};
 
-/// The counter-reset hint "gauge" as stored.
-const GAUGE_HINT: &str = "3";
+/// `l + r` (`sign` 1) or `l - r` (`sign` -1) of two histograms, at the
+/// coarser schema and the wider zero threshold; a difference is a gauge.
+pub(crate) fn histogram_sum(l: &str, r: &str, sign: f64) -> String {
+    let hint = if sign < 0.0 {
+        GAUGE_HINT.to_string()
+    } else {
+        combined_hint(&format!("[{l}.reset_hint, {r}.reset_hint]"))
+    };
+    signed_sum(
+        &format!("[({l}, toFloat64(1)), ({r}, toFloat64({sign}))]"),
+        &format!("least({l}.schema, {r}.schema)"),
+        &format!("greatest({l}.zero_threshold, {r}.zero_threshold)"),
+        &format!("{l}.custom_values"),
+        &hint,
+    )
+}
 
 /// An operator between a histogram and a float that yields a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,9 +32,22 @@ fn detect_reset(c: &str, p: &str) -> String {
     )
 }
 
+/// The counter-reset hint "gauge" as stored.
+pub(crate) const GAUGE_HINT: &str = "3";
+
+/// The counter-reset hint of a sum of histograms whose hints are the
+/// array `hints`, as Prometheus's `adjustCounterReset` leaves it: the
+/// common hint, else gauge if any is one, else unknown.
+pub(crate) fn combined_hint(hints: &str) -> String {
+    format!(
+        "if(length(arrayDistinct({hints})) = 1, ({hints})[1], if(has({hints}, {GAUGE_HINT}), {GAUGE_HINT}, 0))"
+    )
+}
+
 /// The signed sum of histograms `parts Array(Tuple(h, sign))` at schema
-/// `ms` and zero threshold `zt`, as a `HISTOGRAM_TYPE` with hint gauge.
-pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, custom: &str) -> String {
+/// `ms` and zero threshold `zt`, as a `HISTOGRAM_TYPE` with the
+/// counter-reset hint `hint`.
+pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, custom: &str, hint: &str) -> String {
     let buckets = |index: &str, counts: &str| {
         format!(
             "arrayReduce('sumMap', \
@@ -45,7 +58,7 @@ pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, custom: &str) -> Strin
     let total = |field: &str| format!("arraySum(arrayMap(x -> x.1.{field} * x.2, {parts}))");
     format!(
         "CAST(tuple({ms}, {zt}, {zero}, {count}, {sum}, \
-           ({pos} AS _pos).1, _pos.2, ({neg} AS _neg).1, _neg.2, {custom}, 3), '{HISTOGRAM_TYPE}')",
+           ({pos} AS _pos).1, _pos.2, ({neg} AS _neg).1, _neg.2, {custom}, {hint}), '{HISTOGRAM_TYPE}')",
         zero = total("zero_count"),
         count = total("count"),
         sum = total("sum"),
@@ -120,7 +133,7 @@ pub(crate) fn histogram_rate(
              )\
            )\
          )",
-        sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values"),
+        sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values", GAUGE_HINT),
         rh = scaled("_raw", "_factor"),
     )
 }
