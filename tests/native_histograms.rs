@@ -682,3 +682,75 @@ fn assert_near(value: &serde_json::Value, expected: f64, what: &str) {
         "{what}: {value} is not {expected}"
     );
 }
+
+#[tokio::test]
+async fn operators_scale_trim_compare_and_select_histograms() {
+    let comet = Comet::start().await;
+    let t = now_ms() - 60_000;
+    // Round 3 of `counter`: 3 observations in (0.5, 1], 6 in (1, 2].
+    let request = v1::WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "op_seconds"), ("job", "a")],
+                vec![counter(t, 3)],
+            ),
+            series(
+                &[("__name__", "op_seconds"), ("job", "b")],
+                vec![counter(t, 3)],
+            ),
+        ],
+        metadata: vec![],
+    };
+    let response = comet.write_v1(&request).await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    let at = t + 1_000;
+
+    // (1, 2] cut at 1.5 on the log scale keeps 6 * (1 - log2(1.5)).
+    let above = 6.0 * (1.0 - 1.5f64.log2());
+    for (query, value) in [
+        ("histogram_count(op_seconds{job=\"a\"} * 2)", 18.0),
+        ("histogram_sum(3 * op_seconds{job=\"a\"})", 90.0),
+        ("histogram_count(op_seconds{job=\"a\"} / 3)", 3.0),
+        ("histogram_count(-op_seconds{job=\"a\"})", -9.0),
+        // Below 1: all of (0.5, 1], at its geometric midpoint.
+        ("histogram_count(op_seconds{job=\"a\"} </ 1)", 3.0),
+        (
+            "histogram_sum(op_seconds{job=\"a\"} </ 1)",
+            3.0 * 0.5f64.sqrt(),
+        ),
+        ("histogram_count(op_seconds{job=\"a\"} >/ 1.5)", above),
+        (
+            "histogram_count(op_seconds{job=\"a\"} - ignoring (job) op_seconds{job=\"b\"})",
+            0.0,
+        ),
+        (
+            "histogram_count(op_seconds{job=\"a\"} + ignoring (job) op_seconds{job=\"b\"})",
+            18.0,
+        ),
+        ("count(op_seconds == op_seconds)", 2.0),
+        (
+            "count(op_seconds unless on (job) op_seconds{job=\"a\"})",
+            1.0,
+        ),
+        ("count(limitk(1, op_seconds))", 1.0),
+        ("timestamp(op_seconds{job=\"a\"})", t as f64 / 1000.0),
+    ] {
+        let result = query_result(&comet, query, at).await;
+        assert_near(&result[0]["value"][1], value, query);
+    }
+    // A histogram is present, and never a float to compare or trim.
+    for query in [
+        "absent(op_seconds)",
+        "op_seconds > 1",
+        "op_seconds == bool 1",
+        "up </ 1",
+    ] {
+        let result = query_result(&comet, query, at).await;
+        assert_eq!(result, serde_json::json!([]), "{query}");
+    }
+    // The trim keeps the name; arithmetic drops it.
+    let trimmed = query_result(&comet, "op_seconds{job=\"a\"} </ 1", at).await;
+    assert_eq!(trimmed[0]["metric"]["__name__"], "op_seconds");
+    let scaled = query_result(&comet, "op_seconds{job=\"a\"} * 1", at).await;
+    assert!(scaled[0]["metric"].get("__name__").is_none());
+}

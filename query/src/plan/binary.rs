@@ -192,6 +192,9 @@ impl Planner {
         // A series-major vector with a constant scalar stays series-major.
         let comparison = is_comparison(&op);
         let op_of = |l: &str, r: &str| op_sql(&op, l, r);
+        if let Some(node) = self.mixed_vectors(b, &op, &lhs, &rhs, grid)? {
+            return Ok(node);
+        }
         match (&lhs, &rhs) {
             (Node::Series(v), Node::Scalar(s)) => {
                 if let Some(rel) =
@@ -227,9 +230,6 @@ impl Planner {
                 }
             }
             _ => {}
-        }
-        if let Some(node) = self.mixed_vectors(b, &op, &lhs, &rhs, grid)? {
-            return Ok(node);
         }
         // Histograms are left out where they are not evaluated yet.
         let as_rows = |planner: &Planner, node: Node| match node {
