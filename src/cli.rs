@@ -436,9 +436,9 @@ pub struct ConfigArgs {
     #[arg(long, env = "COMET_OTLP_DELTA_TEMPORALITY", value_name = "POLICY")]
     pub otlp_delta_temporality: Option<OtlpDelta>,
 
-    /// Exponential histograms: classic (converted to le buckets; native
-    /// histograms are not stored) or reject
-    /// [config: otlp.exponential_histograms; default classic]
+    /// Exponential histograms: native (native histograms, as Prometheus's
+    /// OTLP receiver stores them), classic (converted to le buckets) or
+    /// reject [config: otlp.exponential_histograms; default native]
     #[arg(long, env = "COMET_OTLP_EXPONENTIAL_HISTOGRAMS", value_name = "POLICY")]
     pub otlp_exponential_histograms: Option<OtlpExponential>,
 

@@ -218,7 +218,8 @@ pub struct OtlpConfig {
     /// Delta sums and histograms: cumulate (running totals per series in
     /// memory) or reject.
     pub delta_temporality: OtlpDelta,
-    /// Exponential histograms: classic (converted to le buckets) or reject.
+    /// Exponential histograms: native, classic (converted to le buckets)
+    /// or reject.
     pub exponential_histograms: OtlpExponential,
     /// Most classic buckets one exponential histogram point becomes.
     pub max_exponential_buckets: usize,
@@ -348,6 +349,7 @@ pub enum OtlpDelta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OtlpExponential {
+    Native,
     Classic,
     Reject,
 }
@@ -366,7 +368,7 @@ impl Default for OtlpConfig {
             keep_identifying_resource_attributes: false,
             promote_scope_metadata: false,
             delta_temporality: OtlpDelta::Cumulate,
-            exponential_histograms: OtlpExponential::Classic,
+            exponential_histograms: OtlpExponential::Native,
             max_exponential_buckets: o.translate.max_exponential_buckets,
             created_timestamp_zero_ingestion: false,
             state_max_series: o.state_max_series,
@@ -868,6 +870,7 @@ impl Config {
                     OtlpDelta::Reject => DeltaPolicy::Reject,
                 },
                 exponential_histograms: match o.exponential_histograms {
+                    OtlpExponential::Native => ExponentialPolicy::Native,
                     OtlpExponential::Classic => ExponentialPolicy::ClassicBuckets,
                     OtlpExponential::Reject => ExponentialPolicy::Reject,
                 },

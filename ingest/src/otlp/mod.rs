@@ -11,6 +11,7 @@
 pub mod grpc;
 pub mod http;
 pub mod names;
+pub mod native;
 pub mod state;
 pub mod synthetic;
 pub mod translate;

@@ -6,8 +6,8 @@
 //!   the same name have their values joined with `;` in key order;
 //! - Gauge -> gauge; monotonic Sum -> counter (`_total`); other Sum ->
 //!   gauge; Histogram -> `_bucket{le}`, `_sum`, `_count`; Summary ->
-//!   `{quantile}`, `_sum`, `_count`; ExponentialHistogram -> classic
-//!   buckets (native histograms are not stored);
+//!   `{quantile}`, `_sum`, `_count`; ExponentialHistogram -> a native
+//!   histogram (or classic buckets, by setting);
 //! - delta temporality -> cumulative through [`SeriesState`], or refused;
 //! - the no-recorded-value flag -> Prometheus's staleness marker;
 //! - other resource attributes -> `target_info`.
@@ -34,8 +34,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use super::names::{self, NameKind, TranslationStrategy};
+use super::native;
 use super::state::SeriesState;
-use crate::batch::{Rejection, SeriesSamples, WriteBatch};
+use crate::batch::{Rejection, SeriesHistograms, SeriesSamples, WriteBatch};
 use crate::series::{Series, SeriesRegistry};
 
 /// What to do with delta temporality.
@@ -53,9 +54,12 @@ pub enum DeltaPolicy {
 /// What to do with exponential histograms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExponentialPolicy {
+    /// Store native histograms, as Prometheus's OTLP receiver does (see
+    /// [`super::native`]).
+    #[default]
+    Native,
     /// Convert to classic `_bucket{le}` series at the point's scale, made
     /// coarser until at most `max_exponential_buckets` remain.
-    #[default]
     ClassicBuckets,
     /// Refuse them.
     Reject,
@@ -135,6 +139,7 @@ pub fn translate(
         state,
         out: Translated::default(),
         index: HashMap::new(),
+        histogram_index: HashMap::new(),
         metadata_seen: HashSet::new(),
         rejected: HashMap::new(),
         scratch: Vec::with_capacity(512),
@@ -251,6 +256,8 @@ struct Translator<'a> {
     out: Translated,
     /// Series of the batch by registry key.
     index: HashMap<u128, usize>,
+    /// Histogram series of the batch by fingerprint.
+    histogram_index: HashMap<u128, usize>,
     metadata_seen: HashSet<String>,
     /// Rejected points by reason: (count, first message).
     rejected: HashMap<&'static str, (u64, String)>,
@@ -263,6 +270,11 @@ impl Translator<'_> {
         for series in &mut self.out.batch.series {
             if !series.samples.is_sorted_by_key(|s| s.timestamp_ms) {
                 series.samples.sort_by_key(|s| s.timestamp_ms);
+            }
+        }
+        for series in &mut self.out.batch.histograms {
+            if !series.histograms.is_sorted_by_key(|h| h.timestamp_ms) {
+                series.histograms.sort_by_key(|h| h.timestamp_ms);
             }
         }
         let mut rejected: Vec<_> = self.rejected.into_iter().collect();
@@ -391,7 +403,7 @@ impl Translator<'_> {
                     for _ in &h.data_points {
                         self.reject("exponential_histogram", || {
                             format!(
-                                "exponential histogram {:?} refused: native histograms are not stored and conversion to classic buckets is off",
+                                "exponential histogram {:?} refused: otlp.exponential_histograms is reject",
                                 metric.name
                             )
                         });
@@ -403,7 +415,10 @@ impl Translator<'_> {
                     return;
                 }
                 for p in &h.data_points {
-                    self.exponential_point(&ctx, p, temporality, span);
+                    match self.settings.exponential_histograms {
+                        ExponentialPolicy::Native => self.native_point(&ctx, p, temporality, span),
+                        _ => self.exponential_point(&ctx, p, temporality, span),
+                    }
                 }
             }
             Data::Summary(s) => {
@@ -557,6 +572,54 @@ impl Translator<'_> {
             p.start_time_unix_nano,
             &p.exemplars,
         );
+    }
+
+    /// An exponential histogram point as a native histogram of the
+    /// metric's own name. Delta points are gauge histograms, as in
+    /// Prometheus, not running totals.
+    fn native_point(
+        &mut self,
+        ctx: &MetricContext,
+        p: &ExponentialHistogramDataPoint,
+        temporality: i32,
+        span: &mut TimeSpan,
+    ) {
+        self.out.received_points += 1;
+        let Some(ts) = self.timestamp(ctx.name, p.time_unix_nano) else {
+            return;
+        };
+        let stale = p.flags & NO_RECORDED_VALUE != 0;
+        let histogram = match native::exponential_to_native(p, temporality, ts, stale) {
+            Ok(h) => h,
+            Err(err) => {
+                self.reject(err.reason(), || format!("metric {:?}: {err}", ctx.name));
+                return;
+            }
+        };
+        let mut point = self.point(ctx, &p.attributes);
+        let output = Output {
+            name: ctx.name,
+            extra: None,
+        };
+        let Some(series) = self.series(ctx, &mut point, &output) else {
+            return;
+        };
+        span.see(ts);
+        let key = u128::from(series.fingerprint());
+        match self.histogram_index.get(&key) {
+            Some(&i) => self.out.batch.histograms[i].histograms.push(histogram),
+            None => {
+                self.histogram_index
+                    .insert(key, self.out.batch.histograms.len());
+                self.out.batch.histograms.push(SeriesHistograms {
+                    series: Arc::clone(&series),
+                    histograms: vec![histogram],
+                });
+            }
+        }
+        for e in &p.exemplars {
+            self.exemplar(&series, e);
+        }
     }
 
     fn summary_point(&mut self, ctx: &MetricContext, p: &SummaryDataPoint, span: &mut TimeSpan) {
