@@ -78,6 +78,25 @@ impl HistogramCounts {
     pub fn is_float(&self) -> bool {
         matches!(self, HistogramCounts::Float { .. })
     }
+
+    /// The same counts as a float histogram's (Prometheus's `ToFloat`).
+    pub fn to_float(&self) -> HistogramCounts {
+        let floats = |v: &[u64]| v.iter().map(|&c| c as f64).collect();
+        match self {
+            HistogramCounts::Integer {
+                count,
+                zero_count,
+                positive,
+                negative,
+            } => HistogramCounts::Float {
+                count: *count as f64,
+                zero_count: *zero_count as f64,
+                positive: floats(positive),
+                negative: floats(negative),
+            },
+            HistogramCounts::Float { .. } => self.clone(),
+        }
+    }
 }
 
 /// One native histogram sample of one series, validated.
@@ -297,6 +316,22 @@ mod tests {
         assert!(stale.same_as(&histogram(stale_nan())));
         assert!(!stale.same_as(&histogram(f64::NAN)));
         assert!(!histogram(1.0).is_stale());
+    }
+
+    #[test]
+    fn integer_counts_as_floats() {
+        let h = histogram(1.0);
+        assert_eq!(
+            h.counts.to_float(),
+            HistogramCounts::Float {
+                count: 3.0,
+                zero_count: 0.0,
+                positive: vec![1.0, 2.0],
+                negative: vec![],
+            }
+        );
+        let f = h.counts.to_float();
+        assert_eq!(f.to_float(), f);
     }
 
     #[test]

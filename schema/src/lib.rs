@@ -11,6 +11,7 @@ pub mod labels;
 pub mod managed;
 pub mod migrate;
 pub mod model;
+pub mod nhcb;
 pub mod prompb;
 pub mod rows;
 pub mod store;

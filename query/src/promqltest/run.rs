@@ -12,6 +12,7 @@ use comet_schema::ddl::{DATA_TABLES, quote_identifier};
 use comet_schema::histogram::{CUSTOM_BUCKETS_SCHEMA, HistogramCounts, NativeHistogram};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::model::STALE_NAN_BITS;
+use comet_schema::nhcb::{ClassicHistograms, ClassicSuffix, ClassicValue, classic_part};
 use comet_schema::{
     Labels, NameValidation, Sample, SchemaOptions, Store, StoreSettings, TimeSeries, Topology,
 };
@@ -318,23 +319,6 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<LoadSeries>, String
         if series.start_timestamps {
             continue;
         }
-        if load.with_nhcb
-            && let Some((_, name)) = series.labels.iter().find(|(n, _)| n == "__name__")
-            && let Some(base) = name.strip_suffix("_bucket")
-        {
-            // Also loaded as a native histogram with custom buckets.
-            let mut labels: Vec<(String, String)> = series
-                .labels
-                .iter()
-                .filter(|(n, _)| n != "le")
-                .map(|(n, v)| match n.as_str() {
-                    "__name__" => (n.clone(), base.to_string()),
-                    _ => (n.clone(), v.clone()),
-                })
-                .collect();
-            labels.sort();
-            loaded.histogram_series.insert(labels);
-        }
         let mut key = series.labels.clone();
         key.sort();
         let at = match merged.iter().position(|(k, _)| *k == key) {
@@ -368,9 +352,22 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<LoadSeries>, String
             }
         }
     }
-    let mut out = Vec::with_capacity(merged.len());
+    let mut converted = if load.with_nhcb {
+        custom_bucket_histograms(&merged)?
+    } else {
+        Vec::new()
+    };
+    for (pairs, _) in &converted {
+        loaded.histogram_series.insert(pairs.clone());
+    }
+    let mut out = Vec::with_capacity(merged.len() + converted.len());
     for (pairs, points) in merged {
-        if points.is_empty() {
+        // A converted histogram may share its labels with a loaded series.
+        let also = converted
+            .iter()
+            .position(|(p, _)| *p == pairs)
+            .map(|i| converted.swap_remove(i).1);
+        if points.is_empty() && also.is_none() {
             continue;
         }
         let labels = Labels::new(
@@ -392,13 +389,87 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<LoadSeries>, String
                 ),
             }
         }
+        if let Some(also) = also {
+            histograms.extend(also);
+            histograms.sort_by_key(|h| h.timestamp_ms);
+        }
         out.push(LoadSeries {
             labels,
             samples,
             histograms,
         });
     }
+    for (pairs, histograms) in converted {
+        let labels = Labels::new(
+            pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            NameValidation::Utf8,
+        )
+        .map_err(|e| format!("series {pairs:?}: {e}"))?;
+        out.push(LoadSeries {
+            labels,
+            samples: Vec::new(),
+            histograms,
+        });
+    }
     Ok(out)
+}
+
+/// What `load_with_nhcb` adds, as upstream's runner does: the classic
+/// histograms of the block (`x_bucket{le}`, `x_count`, `x_sum`) also as
+/// native histograms with custom buckets, series `x` without `le`. They are
+/// stored as float histograms, as upstream stores them; a histogram that
+/// does not convert fails the load, as upstream's does.
+fn custom_bucket_histograms(
+    merged: &[MergedSeries<'_>],
+) -> Result<Vec<(Vec<(String, String)>, Vec<NativeHistogram>)>, String> {
+    let mut classic = ClassicHistograms::new();
+    for (pairs, points) in merged {
+        let value = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        let Some((base, suffix)) = value("__name__").and_then(|name| classic_part(name)) else {
+            continue;
+        };
+        let part = match suffix {
+            ClassicSuffix::Bucket => {
+                // Go's `ParseFloat`; a bucket without a number is skipped.
+                match value("le").map(|le| le.parse::<f64>()) {
+                    Some(Ok(le)) if !le.is_nan() => ClassicValue::Bucket { le },
+                    _ => continue,
+                }
+            }
+            ClassicSuffix::Count => ClassicValue::Count,
+            ClassicSuffix::Sum => ClassicValue::Sum,
+        };
+        let key: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(n, _)| n != "le")
+            .map(|(n, v)| match n.as_str() {
+                "__name__" => (n.clone(), base.to_string()),
+                _ => (n.clone(), v.clone()),
+            })
+            .collect();
+        for (&timestamp_ms, point) in points {
+            // Native histogram points of such a series are no part of it.
+            if let LoadPoint::Float(v) = point {
+                classic.add(&key, part, timestamp_ms, *v);
+            }
+        }
+    }
+    let converted = classic
+        .convert()
+        .map_err(|e| format!("classic histogram {:?} as custom buckets: {e}", e.key))?;
+    Ok(converted
+        .into_iter()
+        .map(|(key, histograms)| {
+            let histograms = histograms
+                .into_iter()
+                .map(|h| NativeHistogram {
+                    counts: h.counts.to_float(),
+                    ..h
+                })
+                .collect();
+            (key, histograms)
+        })
+        .collect())
 }
 
 /// A loaded series: its sorted labels and its points by time.
