@@ -920,7 +920,12 @@ impl Planner {
     }
 
     fn absent(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
-        let rel = self.vector(&call.args.args[0], grid)?;
+        let arg = &call.args.args[0];
+        let rel = match self.node(arg, grid)? {
+            // Histograms are present too.
+            Node::Mixed(rel) => format!("SELECT labels, t, v, dn FROM ({rel})"),
+            node => self.rows_of(node, arg, grid)?,
+        };
         let labels = self.absent_labels(&call.args.args[0]);
         Ok(Node::Vector(format!(
             "SELECT {labels} AS labels, t, toFloat64(1) AS v, toUInt8(0) AS dn FROM ({steps}) \
@@ -931,8 +936,10 @@ impl Planner {
 
     fn absent_over_time(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
         let m = self.matrix(&call.args.args[0], grid)?;
-        let present =
-            self.over_windows(&m, grid, "toFloat64(1)", "_n >= 1", vec![], "toUInt8(0)")?;
+        let present = match self.mixed_present_steps(&call.args.args[0], grid)? {
+            Some(steps) => steps,
+            None => self.over_windows(&m, grid, "toFloat64(1)", "_n >= 1", vec![], "toUInt8(0)")?,
+        };
         let labels = match &m.source {
             Source::Selector(_) => self.absent_labels(&call.args.args[0]),
             Source::Subquery { .. } => "CAST([], 'Array(Tuple(String, String))')".to_string(),

@@ -25,6 +25,7 @@ mod literals;
 mod native;
 mod native_fns;
 mod native_rate;
+mod native_windows;
 mod selector;
 mod series;
 
