@@ -939,8 +939,10 @@ impl Planner {
 
     fn absent_over_time(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {
         let m = self.matrix(&call.args.args[0], grid)?;
-        let present =
-            self.over_windows(&m, grid, "toFloat64(1)", "_n >= 1", vec![], "toUInt8(0)")?;
+        let present = match self.mixed_present_steps(&call.args.args[0], grid)? {
+            Some(steps) => steps,
+            None => self.over_windows(&m, grid, "toFloat64(1)", "_n >= 1", vec![], "toUInt8(0)")?,
+        };
         let labels = match &m.source {
             Source::Selector(_) => self.absent_labels(&call.args.args[0]),
             Source::Subquery { .. } => "CAST([], 'Array(Tuple(String, String))')".to_string(),

@@ -26,7 +26,7 @@ use crate::matchers::{MatchOp, from_selector};
 use native_fns::HISTOGRAM_TYPE;
 
 /// A histogram row of the `histograms` table as a [`HISTOGRAM_TYPE`].
-fn stored_histogram() -> String {
+pub(crate) fn stored_histogram() -> String {
     format!(
         "CAST(tuple(schema, zero_threshold, \
            if(float_histogram, zero_count_float, toFloat64(zero_count)), \
@@ -163,6 +163,9 @@ impl Planner {
         if let Some(node) = self.native_rate_call(call, grid)? {
             return Ok(Some(node));
         }
+        if let Some(node) = self.native_window_call(call, grid)? {
+            return Ok(Some(node));
+        }
         let at = match name {
             "histogram_quantile" => 1,
             "histogram_fraction" => 2,
@@ -254,26 +257,42 @@ impl Planner {
         };
         let floats = self.range_call(name, f, call, grid)?;
         let floats = self.rows_of(floats, &call.args.args[0], grid)?;
+        let histograms = self.plain_native_rate(&ms.vs, &m, grid, is_counter, is_rate)?;
+        let both = format!(
+            "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats}) \
+             UNION ALL {histograms}",
+            none = no_histogram()
+        );
+        Ok(Some(Node::Mixed(
+            self.without_mixed_windows(&both, &m, grid)?,
+        )))
+    }
+
+    /// The histogram results of `rate`, `increase` or `delta` over the
+    /// plain range `m` of `vs`, as mixed rows.
+    fn plain_native_rate(
+        &mut self,
+        vs: &VectorSelector,
+        m: &super::Matrix,
+        grid: &Grid,
+        is_counter: bool,
+        is_rate: bool,
+    ) -> Result<String, PlanError> {
         let eval = match m.at {
             Some(t) => Grid::instant(t),
             None => *grid,
         };
-        let (windows, labels) = self.histogram_windows(&ms.vs, &m, &eval)?;
+        let (windows, labels) = self.histogram_windows(vs, m, &eval)?;
         let rates = native_rate::histogram_rate(&windows, m.range, is_counter, is_rate);
         let histograms = format!(
             "SELECT l.series_labels AS labels, r.t AS t, toFloat64(0) AS v, r._rh AS h, \
                toUInt8(1) AS is_h, toUInt8(1) AS dn \
              FROM ({rates}) AS r INNER JOIN ({labels}) AS l ON r.fp = l.fp WHERE r._ok"
         );
-        let histograms = match m.at {
+        Ok(match m.at {
             Some(_) => self.replicate_mixed(&histograms, grid),
             None => histograms,
-        };
-        Ok(Some(Node::Mixed(format!(
-            "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats}) \
-             UNION ALL {histograms}",
-            none = no_histogram()
-        ))))
+        })
     }
 
     /// Windows of the histograms of `vs` (read as `m` says) on `eval`:
@@ -396,7 +415,7 @@ impl Planner {
             // Operators may pass histograms through (see `native_ops`).
             Expr::Binary(b) => self.reads_histograms(&b.lhs) || self.reads_histograms(&b.rhs),
             Expr::Unary(u) => self.reads_histograms(&u.expr),
-            Expr::Call(c) if matches!(c.func.name, "rate" | "increase" | "delta") => {
+            Expr::Call(c) if super::native_windows::returns_histograms(c.func.name) => {
                 match c.args.args.first().map(|a| unparen(a)) {
                     Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
                     _ => false,

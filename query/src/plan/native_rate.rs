@@ -12,7 +12,7 @@ use super::native_fns::HISTOGRAM_TYPE;
 /// Whether histogram `c` is a counter reset after `p` (Prometheus's
 /// `DetectReset`, with hints as its storage hands them back: an explicit
 /// reset is one, a gauge never, anything else is found by comparing).
-fn detect_reset(c: &str, p: &str) -> String {
+pub(crate) fn detect_reset(c: &str, p: &str) -> String {
     // p's buckets at c's schema, summed by index; each must not exceed
     // c's bucket at the same index (a missing one counts as empty).
     let decreased = |index: &str, counts: &str| {
