@@ -419,9 +419,7 @@ fn series_of(load: &Load, loaded: &mut Loaded) -> Result<Vec<LoadSeries>, String
 /// native histograms with custom buckets, series `x` without `le`. They are
 /// stored as float histograms, as upstream stores them; a histogram that
 /// does not convert fails the load, as upstream's does.
-fn custom_bucket_histograms(
-    merged: &[MergedSeries<'_>],
-) -> Result<Vec<(Vec<(String, String)>, Vec<NativeHistogram>)>, String> {
+fn custom_bucket_histograms(merged: &[MergedSeries<'_>]) -> Result<Vec<Converted>, String> {
     let mut classic = ClassicHistograms::new();
     for (pairs, points) in merged {
         let value = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
@@ -471,6 +469,10 @@ fn custom_bucket_histograms(
         })
         .collect())
 }
+
+/// A histogram converted from classic series: its sorted labels and its
+/// native histograms by time.
+type Converted = (Vec<(String, String)>, Vec<NativeHistogram>);
 
 /// A loaded series: its sorted labels and its points by time.
 type MergedSeries<'a> = (
@@ -1228,6 +1230,65 @@ mod tests {
         // Rule unit tests take floats only.
         assert!(load_series(load).is_err());
         let bad = super::super::parse_script("load 1m\n  m {{schema:300}}\n").unwrap();
+        let Some(Command::Load(load)) = bad.first() else {
+            panic!("no load")
+        };
+        assert!(series_of(load, &mut Loaded::default()).is_err());
+    }
+
+    /// `load_with_nhcb` keeps the classic series and adds the custom-bucket
+    /// histogram under the base name, without `le`, as a float histogram.
+    #[test]
+    fn loads_classic_histograms_as_custom_buckets() {
+        let commands = super::super::parse_script(
+            "load_with_nhcb 1m\n  h_bucket{le=\"1\", j=\"a\"} 1 2\n  h_bucket{le=\"+Inf\", j=\"a\"} 3 4\n  h_bucket{le=\"x\", j=\"a\"} 9 9\n  h_sum{j=\"a\"} _ 7\n",
+        )
+        .unwrap();
+        let Some(Command::Load(load)) = commands.first() else {
+            panic!("no load")
+        };
+        let mut loaded = Loaded::default();
+        let series = series_of(load, &mut loaded).unwrap();
+        assert_eq!(series.len(), 5);
+        let h = series
+            .iter()
+            .find(|s| !s.histograms.is_empty())
+            .expect("a histogram series");
+        let labels: Vec<(&str, &str)> = h
+            .labels
+            .iter()
+            .map(|l| (l.name.as_ref(), l.value.as_ref()))
+            .collect();
+        assert_eq!(labels, [("__name__", "h"), ("j", "a")]);
+        assert!(h.samples.is_empty());
+        let got: Vec<(i64, f64, &HistogramCounts)> = h
+            .histograms
+            .iter()
+            .map(|x| (x.timestamp_ms, x.sum, &x.counts))
+            .collect();
+        let floats = |count: f64, positive: Vec<f64>| HistogramCounts::Float {
+            count,
+            zero_count: 0.0,
+            positive,
+            negative: vec![],
+        };
+        assert_eq!(
+            got,
+            [
+                (0, 0.0, &floats(3.0, vec![1.0, 2.0])),
+                (60_000, 7.0, &floats(4.0, vec![2.0, 2.0])),
+            ]
+        );
+        assert_eq!(h.histograms[0].custom_values, vec![1.0]);
+        assert!(loaded.histogram_series.contains(&vec![
+            ("__name__".to_string(), "h".to_string()),
+            ("j".to_string(), "a".to_string()),
+        ]));
+        // Counts that are not cumulative fail the load, as upstream.
+        let bad = super::super::parse_script(
+            "load_with_nhcb 1m\n  h_bucket{le=\"1\"} 5\n  h_bucket{le=\"2\"} 3\n",
+        )
+        .unwrap();
         let Some(Command::Load(load)) = bad.first() else {
             panic!("no load")
         };
