@@ -605,6 +605,9 @@ impl Planner {
                     at: self.at_ms(&vs.at),
                     modifier: RangeModifier::Smoothed,
                 };
+                if self.may_read_histograms(vs) {
+                    return self.smoothed_mixed(&m, grid);
+                }
                 self.windowed(&m, grid, &extended::smoothed_instant(), Vec::new())
             }
             Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {

@@ -370,23 +370,28 @@ impl Planner {
             // them out until evaluated.
             _ => return self.aggregate_node(a, floats(), grid),
         };
-        let parts = "groupArrayIf((_h, toFloat64(1)), _is_h)";
+        // The group's parts are gathered first and added up a layer
+        // above, so that ClickHouse analyzes each aggregate once instead
+        // of once per use inside the sum's expression.
+        let histogram_scale = histogram_scale.replace("countIf(_is_h)", "_nh");
         let sum = native_rate::signed_sum(
             "_parts",
-            "minIf(_h.schema, _is_h)",
-            "maxIf(_h.zero_threshold, _is_h)",
-            "anyIf(_h.custom_values, _is_h)",
-            &native_rate::combined_hint("groupArrayIf(_h.reset_hint, _is_h)"),
+            "_ms",
+            "_zt",
+            "_cv",
+            &native_rate::combined_hint("_hints"),
         );
-        let histogram = native_rate::scaled("_hsum", histogram_scale);
+        let histogram = native_rate::scaled("_hsum", &histogram_scale);
         Ok(Node::Mixed(format!(
-            "SELECT {key} AS labels, _t AS t, \
-               if(countIf(_is_h) > 0, toFloat64(0), toFloat64({float_value})) AS v, \
-               {parts} AS _parts, {sum} AS _hsum, \
-               if(countIf(_is_h) > 0, {histogram}, {none}) AS h, \
-               toUInt8(countIf(_is_h) > 0) AS is_h, {dn} AS dn \
-             FROM ({input}) GROUP BY labels, t \
-             HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0",
+            "SELECT labels, t, v, if(_nh > 0, {histogram}, {none}) AS h, toUInt8(_nh > 0) AS is_h, dn \
+             FROM (SELECT *, {sum} AS _hsum FROM (\
+               SELECT {key} AS labels, _t AS t, \
+                 if(countIf(_is_h) > 0, toFloat64(0), toFloat64({float_value})) AS v, \
+                 groupArrayIf((_h, toFloat64(1)), _is_h) AS _parts, minIf(_h.schema, _is_h) AS _ms, \
+                 maxIf(_h.zero_threshold, _is_h) AS _zt, anyIf(_h.custom_values, _is_h) AS _cv, \
+                 groupArrayIf(_h.reset_hint, _is_h) AS _hints, countIf(_is_h) AS _nh, {dn} AS dn \
+               FROM ({input}) GROUP BY labels, t \
+               HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0))",
             none = no_histogram(),
         )))
     }

@@ -20,18 +20,25 @@ pub(crate) const MIXED_COLUMNS: &str = "labels, t, v, h, is_h, dn";
 /// The columns of a float row relation, in order.
 pub(crate) const FLOAT_COLUMNS: &str = "labels, t, v, dn";
 
-/// Whether two histogram columns hold the same histogram, as Prometheus's
+/// Whether histograms `a` and `b` are the same, as Prometheus's
 /// `FloatHistogram.Equals` decides it: every part but the counter-reset
-/// hint.
+/// hint, the counts and the sum bit for bit.
 pub(crate) fn histograms_equal(a: &str, b: &str) -> String {
-    let parts = |h: &str| {
-        format!(
-            "({h}.schema, {h}.zero_threshold, {h}.zero_count, {h}.count, {h}.sum, \
-             {h}.positive_index, {h}.positive_counts, {h}.negative_index, \
-             {h}.negative_counts, {h}.custom_values)"
-        )
-    };
-    format!("({} = {})", parts(a), parts(b))
+    let bits =
+        |h: &str, counts: &str| format!("arrayMap(x -> reinterpretAsUInt64(x), {h}.{counts})");
+    format!(
+        "({a}.schema = {b}.schema AND {a}.zero_threshold = {b}.zero_threshold \
+          AND reinterpretAsUInt64({a}.zero_count) = reinterpretAsUInt64({b}.zero_count) \
+          AND reinterpretAsUInt64({a}.count) = reinterpretAsUInt64({b}.count) \
+          AND reinterpretAsUInt64({a}.sum) = reinterpretAsUInt64({b}.sum) \
+          AND {a}.positive_index = {b}.positive_index AND {pa} = {pb} \
+          AND {a}.negative_index = {b}.negative_index AND {na} = {nb} \
+          AND {a}.custom_values = {b}.custom_values)",
+        pa = bits(a, "positive_counts"),
+        pb = bits(b, "positive_counts"),
+        na = bits(a, "negative_counts"),
+        nb = bits(b, "negative_counts"),
+    )
 }
 
 impl Planner {

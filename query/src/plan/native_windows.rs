@@ -19,7 +19,9 @@ use promql_parser::parser::{Call, Expr};
 
 use super::extended::RangeModifier;
 use super::functions::{Means, range_fn, unparen};
+use super::native::no_histogram;
 use super::native_fns::HISTOGRAM_TYPE;
+use super::native_ops::histograms_equal;
 use super::native_rate::{GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum};
 use super::selector::not_stale;
 use super::{Grid, Matrix, Node, PlanError, Planner, Source};
@@ -57,24 +59,6 @@ fn bound(w: &str) -> String {
     )
 }
 
-/// The histogram of a float (never read).
-fn none() -> String {
-    format!("CAST(tuple(0, 0, 0, 0, 0, [], [], [], [], [], 0), '{HISTOGRAM_TYPE}')")
-}
-
-/// Whether histograms `a` and `b` are the same (Prometheus's `Equals`:
-/// everything but the counter reset hint, the sums bit for bit).
-fn histograms_equal(a: &str, b: &str) -> String {
-    format!(
-        "({a}.schema = {b}.schema AND {a}.zero_threshold = {b}.zero_threshold \
-          AND {a}.zero_count = {b}.zero_count AND {a}.count = {b}.count \
-          AND reinterpretAsUInt64({a}.sum) = reinterpretAsUInt64({b}.sum) \
-          AND {a}.positive_index = {b}.positive_index AND {a}.positive_counts = {b}.positive_counts \
-          AND {a}.negative_index = {b}.negative_index AND {a}.negative_counts = {b}.negative_counts \
-          AND {a}.custom_values = {b}.custom_values)"
-    )
-}
-
 /// The number of consecutive pairs of the window for which `pair` holds
 /// (over the 1-based index `i` of the later sample); a switch between a
 /// float and a histogram always counts.
@@ -90,7 +74,7 @@ fn as_gauge(h: &str) -> String {
     format!(
         "CAST(tuple({h}.schema, {h}.zero_threshold, {h}.zero_count, {h}.count, {h}.sum, \
            {h}.positive_index, {h}.positive_counts, {h}.negative_index, {h}.negative_counts, \
-           {h}.custom_values, 3), '{HISTOGRAM_TYPE}')"
+           {h}.custom_values, {GAUGE_HINT}), '{HISTOGRAM_TYPE}')"
     )
 }
 
@@ -136,7 +120,7 @@ fn window_fn(name: &str, means: Means) -> Option<WindowFn> {
             "_n >= 1".to_string(),
             "toUInt8(0)".to_string(),
             value.to_string(),
-            none(),
+            no_histogram(),
         )
     };
     Some(match name {
@@ -279,7 +263,7 @@ impl Planner {
                 format!("if(_nh = 0, {float_present}, {present})"),
                 format!("if(_nh = 0, toUInt8(0), {is_h})"),
                 format!("if(_nh = 0, toFloat64({float_value}), {v})"),
-                format!("if(_nh = 0, {}, {h})", none()),
+                format!("if(_nh = 0, {}, {h})", no_histogram()),
             ),
         };
         let dn = if f.keeps_name { "0" } else { "1" };
@@ -294,6 +278,50 @@ impl Planner {
             Kind::Float => Node::Vector(format!("SELECT labels, t, v, dn FROM ({rows})")),
             Kind::Sample => Node::Mixed(rows),
         }))
+    }
+
+    /// A smoothed instant selector that may read histograms: the sample
+    /// at the time, else the two around it interpolated (a histogram
+    /// counter that reset between them restarts from zero: the later one
+    /// scaled), else the last one before, as Prometheus's smoothing does.
+    /// A lookback that holds both kinds, or interpolation between
+    /// exponential and custom buckets, has no result.
+    pub(crate) fn smoothed_mixed(&mut self, m: &Matrix, grid: &Grid) -> Result<Node, PlanError> {
+        let windows = self.mixed_windows(m, grid, false)?;
+        // `_i`: the first sample at or after the time (0: none); one
+        // sample is used when it is exactly there or none is after.
+        let around = format!(
+            "SELECT labels, t, te, w, _single, \
+               if(_single, if(_i = 0, length(w), _i), _i - 1) AS _ai, if(_single, _ai, _i) AS _bi, \
+               arrayExists(x -> x.2 = 1, w) AS _any_h, arrayExists(x -> x.2 = 0, w) AS _any_f \
+             FROM (SELECT labels, t, te, w, arrayFirstIndex(x -> x.1 >= te, w) AS _i, \
+                     (_i = 0 OR w[_i].1 = te) AS _single FROM ({windows})) \
+             WHERE w[1].1 <= te AND NOT (_any_h AND _any_f)"
+        );
+        let parts = format!(
+            "SELECT labels, t, te, _single, _any_h AS is_h, w[_ai].1 AS _at, w[_bi].1 AS _bt, \
+               w[_ai].3 AS _av, w[_bi].3 AS _bv, w[_ai].4 AS _ah, w[_bi].4 AS _bh, \
+               (te - _at) / (_bt - _at) AS _f FROM ({around})"
+        );
+        let line = signed_sum(
+            "[(_ah, 1 - _f), (_bh, _f)]",
+            "least(_ah.schema, _bh.schema)",
+            "greatest(_ah.zero_threshold, _bh.zero_threshold)",
+            "_bh.custom_values",
+            "_bh.reset_hint",
+        );
+        let histogram = format!(
+            "if(_single, _ah, if({reset} = 1, {restarted}, {line}))",
+            reset = detect_reset("_bh", "_ah"),
+            restarted = scaled("_bh", "_f"),
+        );
+        Ok(Node::Mixed(format!(
+            "SELECT labels, t, if(_single, _av, _av + (_bv - _av) * (te - _at) / (_bt - _at)) AS v, \
+               if(is_h, {histogram}, {none}) AS h, is_h, toUInt8(0) AS dn \
+             FROM ({parts}) \
+             WHERE NOT (is_h AND NOT _single AND (_ah.schema = -53) != (_bh.schema = -53))",
+            none = no_histogram(),
+        )))
     }
 
     /// The plain range selector `arg` if it may read histograms.
@@ -387,7 +415,7 @@ impl Planner {
                toFloat64(0) AS sv, any({stored}) AS sh \
              FROM histograms {within} GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
             offset = m.offset,
-            none = none(),
+            none = no_histogram(),
             stored = super::native::stored_histogram(),
             float_fresh = not_stale("any(value)"),
             fresh = not_stale("any(sum)"),
@@ -456,6 +484,8 @@ mod tests {
             ("avg_over_time(h[5m] @ 100)", PlanKind::Mixed),
             ("last_over_time(h[5m])", PlanKind::Mixed),
             ("changes(h[5m] anchored)", PlanKind::Vector),
+            ("h smoothed", PlanKind::Mixed),
+            ("histogram_count(h smoothed)", PlanKind::Vector),
         ] {
             let planned = plan(query, Grid::range(0, 600_000, 60_000), &settings())
                 .unwrap_or_else(|e| panic!("{query}: {e}"));
