@@ -688,9 +688,10 @@ async fn status_endpoints_and_empty_lists() {
     // What Comet evaluates, in Prometheus 3.9's names for it.
     let data = comet.data("/api/v1/features", &[]).await;
     assert_eq!(data["promql_functions"]["rate"], true, "{data}");
-    assert_eq!(data["promql_functions"]["histogram_count"], false, "{data}");
+    assert_eq!(data["promql_functions"]["histogram_count"], true, "{data}");
+    assert_eq!(data["promql_functions"]["start_timestamp"], false, "{data}");
     assert_eq!(data["promql"]["fill"], true, "{data}");
-    assert_eq!(data["promql_operators"][">/"], false, "{data}");
+    assert_eq!(data["promql_operators"][">/"], true, "{data}");
     let data = comet.data("/api/v1/status/config", &[]).await;
     assert!(
         data["yaml"].as_str().unwrap().contains("lookback_delta"),

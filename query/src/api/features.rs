@@ -152,13 +152,20 @@ const OPERATORS: [(&str, &str); 35] = [
     ("unless", "up unless up"),
 ];
 
-/// Whether Comet plans `query`.
+/// Whether Comet plans `query`, with `up` as a metric of floats or, for
+/// what only native histograms take, of histograms.
 fn plans(query: &str) -> bool {
     let grid = Grid::range(1_700_000_000_000, 1_700_000_600_000, 60_000);
-    match plan(query, grid, &PlanSettings::default()) {
-        Ok(_) => true,
-        Err(PlanError::BadData(_) | PlanError::Unsupported(_)) => false,
-    }
+    let histograms = PlanSettings {
+        histogram_metrics: std::sync::Arc::new(["up".to_string()].into_iter().collect()),
+        ..PlanSettings::default()
+    };
+    [PlanSettings::default(), histograms]
+        .iter()
+        .any(|settings| match plan(query, grid, settings) {
+            Ok(_) => true,
+            Err(PlanError::BadData(_) | PlanError::Unsupported(_)) => false,
+        })
 }
 
 /// Argument lists that between them fit every PromQL function's
@@ -302,15 +309,16 @@ mod tests {
         ] {
             assert!(functions[f], "{f}");
         }
-        // Native histograms are not stored yet (issue 17).
-        assert!(!functions["histogram_count"]);
+        // Functions of native histograms alone, and what is not there.
+        assert!(functions["histogram_count"]);
+        assert!(!functions["start_timestamp"]);
         assert_eq!(functions.len(), FUNCTIONS.len());
         let operators = &features()["promql_operators"];
         for op in ["+", "atan2", "topk", "limitk", "count_values", "@", "=~"] {
             assert!(operators[op], "{op}");
         }
-        // The trim operators parse but need native histograms.
-        assert!(!operators[">/"]);
+        // The trim operators, which only trim native histograms.
+        assert!(operators[">/"] && operators["</"]);
         for feature in ["fill", "anchored", "smoothed", "duration_expr"] {
             assert!(features()["promql"][feature], "{feature}");
         }

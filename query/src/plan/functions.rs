@@ -563,27 +563,7 @@ impl Planner {
                     steps = grid.steps_rel()
                 ))))
             }
-            "timestamp" => {
-                let rel = match unparen(&args[0]) {
-                    Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {
-                        let at = self.at_ms(&vs.at);
-                        let rel = self.mixed_selector(vs, at, grid, true)?;
-                        format!("SELECT {FLOAT_COLUMNS} FROM ({rel})")
-                    }
-                    Expr::VectorSelector(vs) => {
-                        let at = self.at_ms(&vs.at);
-                        self.vector_selector(vs, at, grid, true)?
-                    }
-                    other => {
-                        let node = self.node(other, grid)?;
-                        let rel = self.present_rows(node, other, grid)?;
-                        format!("SELECT labels, t, toFloat64(t) / 1000 AS v, dn FROM ({rel})")
-                    }
-                };
-                Ok(Node::Vector(format!(
-                    "SELECT labels, t, v, toUInt8(1) AS dn FROM ({rel})"
-                )))
-            }
+            "timestamp" => self.timestamp(&args[0], grid),
             "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
                 // Ordering applies to instant results at the top (see
                 // `sort_order`); inside an expression these are identity.
@@ -924,6 +904,32 @@ impl Planner {
             "CAST([{}], 'Array(Tuple(String, String))')",
             items.join(", ")
         )
+    }
+
+    /// `timestamp(v)`: each sample's time, of a selector's own samples
+    /// (floats and histograms alike) or of the computed vector's steps.
+    /// Kept out of `call`, whose stack frame every nested call pays for.
+    #[inline(never)]
+    fn timestamp(&mut self, arg: &Expr, grid: &Grid) -> Result<Node, PlanError> {
+        let rel = match unparen(arg) {
+            Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {
+                let at = self.at_ms(&vs.at);
+                let rel = self.mixed_selector(vs, at, grid, true)?;
+                format!("SELECT {FLOAT_COLUMNS} FROM ({rel})")
+            }
+            Expr::VectorSelector(vs) => {
+                let at = self.at_ms(&vs.at);
+                self.vector_selector(vs, at, grid, true)?
+            }
+            other => {
+                let node = self.node(other, grid)?;
+                let rel = self.present_rows(node, other, grid)?;
+                format!("SELECT labels, t, toFloat64(t) / 1000 AS v, dn FROM ({rel})")
+            }
+        };
+        Ok(Node::Vector(format!(
+            "SELECT labels, t, v, toUInt8(1) AS dn FROM ({rel})"
+        )))
     }
 
     fn absent(&mut self, call: &Call, grid: &Grid) -> Result<Node, PlanError> {

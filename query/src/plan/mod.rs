@@ -31,7 +31,7 @@ mod native_windows;
 mod selector;
 mod series;
 
-use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset};
+use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset, VectorSelector};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -597,18 +597,7 @@ impl Planner {
             Expr::NumberLiteral(n) => Ok(Node::Scalar(Scalar::Lit(n.val))),
             Expr::StringLiteral(s) => Ok(Node::Str(s.val.clone())),
             Expr::VectorSelector(vs) if RangeModifier::of(vs) == RangeModifier::Smoothed => {
-                // Interpolated from the samples a lookback delta either side.
-                let m = Matrix {
-                    source: Source::Selector(vs.clone()),
-                    range: 0,
-                    offset: offset_ms(&vs.offset),
-                    at: self.at_ms(&vs.at),
-                    modifier: RangeModifier::Smoothed,
-                };
-                if self.may_read_histograms(vs) {
-                    return self.smoothed_mixed(&m, grid);
-                }
-                self.windowed(&m, grid, &extended::smoothed_instant(), Vec::new())
+                self.smoothed_selector(vs, grid)
             }
             Expr::VectorSelector(vs) if self.may_read_histograms(vs) => {
                 let at = self.at_ms(&vs.at);
@@ -658,6 +647,24 @@ impl Planner {
                 "extension expressions are not supported".into(),
             )),
         }
+    }
+
+    /// A smoothed instant selector: interpolated from the samples a
+    /// lookback delta either side. Kept out of [`Self::node`], whose stack
+    /// frame every level of a nested query pays for.
+    #[inline(never)]
+    fn smoothed_selector(&mut self, vs: &VectorSelector, grid: &Grid) -> Result<Node, PlanError> {
+        let m = Matrix {
+            source: Source::Selector(vs.clone()),
+            range: 0,
+            offset: offset_ms(&vs.offset),
+            at: self.at_ms(&vs.at),
+            modifier: RangeModifier::Smoothed,
+        };
+        if self.may_read_histograms(vs) {
+            return self.smoothed_mixed(&m, grid);
+        }
+        self.windowed(&m, grid, &extended::smoothed_instant(), Vec::new())
     }
 
     /// Compiles `expr`, which must be an instant vector.

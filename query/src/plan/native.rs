@@ -200,7 +200,11 @@ impl Planner {
                 let with_phi = self.with_column(&rel, phi.clone(), "_q", "a");
                 let native =
                     histogram_values(&with_phi, &native_fns::histogram_quantile("_q", "h"));
-                // Classic `le` buckets of the same selection keep working.
+                // Classic `le` buckets of the same selection keep working
+                // (not read again where no `le` label can be left).
+                if !may_keep_le(&args[1]) {
+                    return Ok(Some(Node::Vector(native)));
+                }
                 let classic = self.bucket_quantile(phi, &Self::float_rows(&rel));
                 Ok(Some(Node::Vector(format!("{native} UNION ALL {classic}"))))
             }
@@ -247,9 +251,9 @@ impl Planner {
             return Ok(None);
         }
         let m = match self.node(&call.args.args[0], grid)? {
-            Node::Matrix(m) if m.modifier == RangeModifier::Plain => m,
-            // Anchored and smoothed windows of histograms come later: the
-            // floats alone until then.
+            Node::Matrix(m) if m.modifier != RangeModifier::Smoothed => m,
+            // Smoothed windows of histograms come later: the floats alone
+            // until then.
             _ => return Ok(None),
         };
         let Some(f) = super::functions::range_fn(name, self.means) else {
@@ -269,7 +273,9 @@ impl Planner {
     }
 
     /// The histogram results of `rate`, `increase` or `delta` over the
-    /// plain range `m` of `vs`, as mixed rows.
+    /// plain or anchored range `m` of `vs`, as mixed rows. An anchored
+    /// window starts at the last sample at or before its start and is not
+    /// extrapolated (Prometheus's `extendedHistogramRate`).
     fn plain_native_rate(
         &mut self,
         vs: &VectorSelector,
@@ -283,7 +289,17 @@ impl Planner {
             None => *grid,
         };
         let (windows, labels) = self.histogram_windows(vs, m, &eval)?;
-        let rates = native_rate::histogram_rate(&windows, m.range, is_counter, is_rate);
+        let anchored = m.modifier == RangeModifier::Anchored;
+        let windows = if anchored {
+            format!(
+                "SELECT fp, t, arraySlice(w, greatest(1, arrayCount(x -> x.1 <= t - {range}, arrayPopBack(w)))) AS w \
+                 FROM ({windows}) WHERE w[length(w)].1 > t - {range}",
+                range = m.range
+            )
+        } else {
+            windows
+        };
+        let rates = native_rate::histogram_rate(&windows, m.range, is_counter, is_rate, !anchored);
         let histograms = format!(
             "SELECT l.series_labels AS labels, r.t AS t, toFloat64(0) AS v, r._rh AS h, \
                toUInt8(1) AS is_h, toUInt8(1) AS dn \
@@ -431,6 +447,30 @@ impl Planner {
     }
 }
 
+/// Whether the series of `expr` may carry an `le` label: not after an
+/// aggregation that groups it away (those that keep their input series'
+/// labels, `topk` and the like, keep it).
+fn may_keep_le(expr: &Expr) -> bool {
+    use promql_parser::parser::LabelModifier;
+    match unparen(expr) {
+        Expr::Aggregate(a)
+            if !matches!(
+                a.op.to_string().to_lowercase().as_str(),
+                "topk" | "bottomk" | "limitk" | "limit_ratio" | "count_values"
+            ) =>
+        {
+            match &a.modifier {
+                None => false,
+                Some(LabelModifier::Include(by)) => by.labels.iter().any(|l| l == "le"),
+                Some(LabelModifier::Exclude(without)) => {
+                    !without.labels.iter().any(|l| l == "le") && may_keep_le(&a.expr)
+                }
+            }
+        }
+        _ => true,
+    }
+}
+
 /// `expr` without enclosing parentheses.
 fn unparen(expr: &Expr) -> &Expr {
     match expr {
@@ -516,9 +556,14 @@ mod tests {
     #[test]
     fn what_does_not_take_histograms_yet_reads_the_floats() {
         let settings = with_histograms(&["h"]);
-        for query in ["abs(h)", "h * 2", "-h"] {
+        for query in ["abs(h)", "h > 2", "quantile(0.5, h)"] {
             let planned = plan(query, Grid::instant(0), &settings).unwrap();
             assert!(planned.sql.contains("WHERE NOT is_h"), "{query}");
+        }
+        // Operators that take histograms keep them.
+        for query in ["h * 2", "-h", "h </ 1"] {
+            let planned = plan(query, Grid::instant(0), &settings).unwrap();
+            assert_eq!(planned.kind, PlanKind::Mixed, "{query}");
         }
     }
 }

@@ -79,7 +79,8 @@ pub(crate) fn scaled(h: &str, factor: &str) -> String {
 
 /// Rows `(fp, t, _ok, _rh)`: the rate of each window `w` ending at `t` of
 /// `windows` over `range_ms`, and whether there is one. For `delta` (not
-/// a counter) resets are not looked for. Each stage reads the one before
+/// a counter) resets are not looked for; without `extrapolate` (anchored
+/// windows) the difference is taken as it is. Each stage reads the one before
 /// as a subquery, so that ClickHouse computes a column once instead of
 /// pasting its expression into every use.
 pub(crate) fn histogram_rate(
@@ -87,6 +88,7 @@ pub(crate) fn histogram_rate(
     range_ms: i64,
     is_counter: bool,
     is_rate: bool,
+    extrapolate: bool,
 ) -> String {
     let resets = if is_counter {
         format!(
@@ -115,13 +117,13 @@ pub(crate) fn histogram_rate(
         String::new()
     };
     format!(
-        "SELECT fp, t, _n >= 2 AND NOT _mixed_kinds AS _ok, {rh} AS _rh FROM (\
+        "SELECT fp, t, _n >= {fewest} AND NOT _mixed_kinds AS _ok, {rh} AS _rh FROM (\
            SELECT fp, t, w, _n, _resets, _raw, _mixed_kinds, \
              (w[_n].1 - w[1].1) / 1000 AS _si, _si / (_n - 1) AS _avg, \
              if((w[1].1 - (t - {range_ms})) / 1000 >= _avg * 1.1, _avg / 2, (w[1].1 - (t - {range_ms})) / 1000) AS _dstart, \
              if((t - w[_n].1) / 1000 >= _avg * 1.1, _avg / 2, (t - w[_n].1) / 1000) AS _dend, \
              ({zero_bound}) AS _dstart0, \
-             if(_si = 0, 1, (_si + _dstart0 + _dend) / _si){per_second} AS _factor \
+             {extrapolation}{per_second} AS _factor \
            FROM (\
              SELECT fp, t, w, _n, _resets, _mixed_kinds, {sum} AS _raw FROM (\
                SELECT fp, t, w, _n, _resets, {parts} AS _parts, \
@@ -133,6 +135,13 @@ pub(crate) fn histogram_rate(
              )\
            )\
          )",
+        // One sample of an anchored window differs from itself by 0.
+        fewest = if extrapolate { 2 } else { 1 },
+        extrapolation = if extrapolate {
+            "if(_si = 0, 1, (_si + _dstart0 + _dend) / _si)"
+        } else {
+            "1"
+        },
         sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values", GAUGE_HINT),
         rh = scaled("_raw", "_factor"),
     )

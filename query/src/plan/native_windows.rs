@@ -292,9 +292,9 @@ impl Planner {
         // sample is used when it is exactly there or none is after.
         let around = format!(
             "SELECT labels, t, te, w, _single, \
-               if(_single, if(_i = 0, length(w), _i), _i - 1) AS _ai, if(_single, _ai, _i) AS _bi, \
+               if(_single, if(_i = 0, toInt64(length(w)), _i), _i - 1) AS _ai, if(_single, _ai, _i) AS _bi, \
                arrayExists(x -> x.2 = 1, w) AS _any_h, arrayExists(x -> x.2 = 0, w) AS _any_f \
-             FROM (SELECT labels, t, te, w, arrayFirstIndex(x -> x.1 >= te, w) AS _i, \
+             FROM (SELECT labels, t, te, w, toInt64(arrayFirstIndex(x -> x.1 >= te, w)) AS _i, \
                      (_i = 0 OR w[_i].1 = te) AS _single FROM ({windows})) \
              WHERE w[1].1 <= te AND NOT (_any_h AND _any_f)"
         );
