@@ -509,18 +509,20 @@ pub(crate) fn mixed_output(rel: &str) -> String {
     )
 }
 
+/// Plan settings in which the metrics `names` have native histograms.
+#[cfg(test)]
+pub(crate) fn with_histograms(names: &[&str]) -> super::PlanSettings {
+    super::PlanSettings {
+        histogram_metrics: std::sync::Arc::new(names.iter().map(|n| n.to_string()).collect()),
+        ..super::PlanSettings::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use super::super::{Grid, PlanKind, plan};
 
-    use super::super::{Grid, PlanKind, PlanSettings, plan};
-
-    fn with_histograms(names: &[&str]) -> PlanSettings {
-        PlanSettings {
-            histogram_metrics: Arc::new(names.iter().map(|n| n.to_string()).collect()),
-            ..PlanSettings::default()
-        }
-    }
+    use super::with_histograms;
 
     fn reads_histograms(query: &str, names: &[&str]) -> bool {
         let planned = plan(query, Grid::instant(1_000_000), &with_histograms(names));

@@ -461,15 +461,10 @@ impl Planner {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::super::{Grid, PlanKind, PlanSettings, plan};
 
     fn settings() -> PlanSettings {
-        PlanSettings {
-            histogram_metrics: Arc::new(["h".to_string()].into_iter().collect()),
-            ..PlanSettings::default()
-        }
+        super::super::native::with_histograms(&["h"])
     }
 
     #[test]
