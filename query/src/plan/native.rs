@@ -19,7 +19,7 @@ use super::extended::RangeModifier;
 use super::functions::string_arg;
 use super::native_fns;
 use super::native_rate;
-use super::selector::not_stale;
+use super::selector::{not_stale, window_rows};
 use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
 
@@ -324,23 +324,16 @@ impl Planner {
         let lo = eval.start - m.offset - back;
         let hi = eval.end - m.offset;
         let matched = self.matched_series(vs, lo, hi)?;
-        let windows = format!(
-            "SELECT fp, toInt64({start} + k * {step}) AS t, arraySort(x -> x.1, groupArray((ts, sh))) AS w \
-             FROM (\
-               SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any({stored}) AS sh \
-               FROM histograms WHERE {filter} AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
-               GROUP BY fingerprint, timestamp_ms HAVING {fresh}\
-             ) ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {start}) / {step}))), \
-               toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
-             GROUP BY fp, k",
-            start = eval.start,
-            step = eval.step,
-            n = eval.n(),
+        let samples = format!(
+            "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any({stored}) AS sh \
+             FROM histograms WHERE {filter} AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
+             GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
             offset = m.offset,
             stored = stored_histogram(),
             filter = matched.samples_filter,
             fresh = not_stale("any(sum)"),
         );
+        let windows = window_rows(&samples, "(ts, sh)", "t", eval, back, 0);
         Ok((windows, matched.labelled))
     }
 

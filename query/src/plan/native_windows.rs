@@ -23,7 +23,7 @@ use super::native::no_histogram;
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_ops::histograms_equal;
 use super::native_rate::{GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum};
-use super::selector::not_stale;
+use super::selector::{not_stale, window_rows};
 use super::{Grid, Matrix, Node, PlanError, Planner, Source};
 
 /// What a function returns for a window that holds histograms.
@@ -420,17 +420,7 @@ impl Planner {
             float_fresh = not_stale("any(value)"),
             fresh = not_stale("any(sum)"),
         );
-        let windows = format!(
-            "SELECT fp, toInt64({start} + k * {step}) AS te, \
-               arraySort(x -> x.1, groupArray((ts, is_h, sv, sh))) AS w \
-             FROM ({samples}) \
-             ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {forward} - {start}) / {step}))), \
-               toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
-             GROUP BY fp, k",
-            start = eval.start,
-            step = eval.step,
-            n = eval.n(),
-        );
+        let windows = window_rows(&samples, "(ts, is_h, sv, sh)", "te", &eval, back, forward);
         let steps = match m.at {
             Some(_) => format!("ARRAY JOIN {} AS t", grid.steps()),
             None => String::new(),

@@ -61,6 +61,30 @@ fn matcher_error(e: MatcherError) -> PlanError {
     }
 }
 
+/// The samples `(fp, ts, ...)` of `samples` gathered into the window of
+/// every step of `eval` that sees them, those in `(t - back, t + forward]`:
+/// rows `(fp, <step>, w)`, `w` the `sample` tuples sorted (by time first).
+/// Each sample is copied once per step that sees it.
+pub(crate) fn window_rows(
+    samples: &str,
+    sample: &str,
+    step_col: &str,
+    eval: &Grid,
+    back: i64,
+    forward: i64,
+) -> String {
+    format!(
+        "SELECT fp, toInt64({start} + k * {step}) AS {step_col}, arraySort(groupArray({sample})) AS w \
+         FROM ({samples}) \
+         ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {forward} - {start}) / {step}))), \
+           toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
+         GROUP BY fp, k",
+        start = eval.start,
+        step = eval.step,
+        n = eval.n(),
+    )
+}
+
 /// Keeps rows that are not staleness markers.
 pub(crate) fn not_stale(column: &str) -> String {
     format!("reinterpretAsUInt64({column}) != {STALE_NAN_BITS}")
@@ -278,18 +302,13 @@ impl Planner {
     /// `(t - back, t + forward]`.
     pub fn windows(&mut self, m: &Matrix, eval: &Grid) -> Result<(String, String), PlanError> {
         let src = self.matrix_source(m, eval)?;
-        let sql = format!(
-            "SELECT fp, toInt64({start} + k * {step}) AS t, arraySort(groupArray((ts, sv))) AS w \
-             FROM ({samples}) \
-             ARRAY JOIN range(toInt64(greatest(0, ceil((ts - {forward} - {start}) / {step}))), \
-               toInt64(least({n}, floor((ts + {back} - 1 - {start}) / {step}) + 1))) AS k \
-             GROUP BY fp, k",
-            start = eval.start,
-            step = eval.step,
-            n = eval.n(),
-            back = m.reach_back(self.lookback),
-            forward = m.reach_forward(self.lookback),
-            samples = src.samples,
+        let sql = window_rows(
+            &src.samples,
+            "(ts, sv)",
+            "t",
+            eval,
+            m.reach_back(self.lookback),
+            m.reach_forward(self.lookback),
         );
         Ok((sql, src.labels))
     }
