@@ -30,6 +30,7 @@ mod native_rate;
 mod native_windows;
 mod selector;
 mod series;
+mod stages;
 
 use promql_parser::parser::{self, AtModifier, Expr, LabelModifier, Offset, VectorSelector};
 use std::collections::BTreeSet;

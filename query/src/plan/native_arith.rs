@@ -10,6 +10,7 @@
 
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_rate::{GAUGE_HINT, combined_hint, signed_sum};
+use super::stages::{Stages, let_in};
 
 /// `l + r` (`sign` 1) or `l - r` (`sign` -1) of two histograms, at the
 /// coarser schema and the wider zero threshold; a difference is a gauge.
@@ -179,8 +180,9 @@ fn side_trim(h: &str, upper: bool, positive: bool) -> String {
     } else {
         format!("multiIf(_c = 0, (0, 0), _lo >= _tr_x, {whole}, _up > _tr_x, {cut}, (0, 0))")
     };
+    let kept = let_in(&[("_k", &kept)], "tuple(toFloat64(_k.1), toFloat64(_k.2))");
     format!(
-        "arrayMap((_c, _lo, _up) -> tuple(toFloat64(({kept}).1), toFloat64(({kept}).2)), \
+        "arrayMap((_c, _lo, _up) -> {kept}, \
            {h}.{counts}, arrayMap(i -> {lo}, {h}.{index}), arrayMap(i -> {up}, {h}.{index}))"
     )
 }
@@ -189,15 +191,24 @@ fn side_trim(h: &str, upper: bool, positive: bool) -> String {
 /// (`upper`, `</`) or below (`>/`) `x` removed, the cut buckets
 /// interpolated; when anything was removed, the count and the sum are
 /// recomputed from the kept buckets at their midpoints and empty buckets
-/// dropped. Computed in two one-element lambdas, so that each part is
-/// computed once: first the trim point and the zero bucket's extent,
-/// then the kept part of each bucket.
+/// dropped. Computed as [`Stages`], so that each part is computed and
+/// analysed once: first the trim point and the zero bucket's extent, then
+/// the kept part of each bucket.
 fn trimmed(h: &str, x: &str, upper: bool) -> String {
     let has_pos = format!("arrayExists(c -> c != 0, {h}.positive_counts)");
     let has_neg = format!("arrayExists(c -> c != 0, {h}.negative_counts)");
     // The zero bucket, narrowed to the side that has buckets.
     let zero_lower = format!("if({has_pos} AND NOT {has_neg}, 0, -{h}.zero_threshold)");
     let zero_upper = format!("if({has_neg} AND NOT {has_pos}, 0, {h}.zero_threshold)");
+    let start = [
+        ("_trh", h.to_string()),
+        ("_tr_x", format!("toFloat64({x})")),
+        ("_tr_lin", format!("{h}.schema = -53")),
+        ("_tr_zl", format!("toFloat64({zero_lower})")),
+        ("_tr_zu", format!("toFloat64({zero_upper})")),
+    ];
+    // The rest reads the histogram as the first step's `_trh`.
+    let h = "_trh";
     let zc = format!("{h}.zero_count");
     let zero_kept = if upper {
         format!(
@@ -239,11 +250,8 @@ fn trimmed(h: &str, x: &str, upper: bool) -> String {
         ni = nonzero_index("_tr_n", "negative_index"),
         nn = nonzero_counts("_tr_n"),
     );
-    format!(
-        "arrayMap((_tr_x, _tr_lin, _tr_zl, _tr_zu) -> \
-           arrayMap((_tr_p, _tr_n, _tr_z) -> {result}, [{pos}], [{neg}], [{zero}])[1], \
-         [toFloat64({x})], [{h}.schema = -53], [toFloat64({zero_lower})], [toFloat64({zero_upper})])[1]",
-        pos = side_trim(h, upper, true),
-        neg = side_trim(h, upper, false),
-    )
+    let (pos, neg) = (side_trim(h, upper, true), side_trim(h, upper, false));
+    Stages::start(&start)
+        .then(&[("_tr_p", &pos), ("_tr_n", &neg), ("_tr_z", &zero)])
+        .finish(&result)
 }

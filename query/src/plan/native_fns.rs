@@ -4,10 +4,9 @@
 //! `_quantile`).
 //!
 //! Each function takes SQL expressions and returns one Float64 expression,
-//! self-contained so it can be inlined anywhere. The arguments are
-//! repeated in the text, so they should be columns or other cheap
-//! expressions (ClickHouse computes identical expressions once, but
-//! analyzes every copy).
+//! self-contained so it can be inlined anywhere. The long ones bind their
+//! arguments once (as lambda parameters, see [`let_in`]); the short ones
+//! repeat them, so those should be columns or other cheap expressions.
 //!
 //! The buckets are taken in Prometheus's iteration order
 //! (`AllBucketIterator`): negative buckets from the lowest value up, the
@@ -17,10 +16,12 @@
 //! the square of a lambda's size (so these expressions belong at the top
 //! level of a `SELECT`, not inside a caller's lambda), and a lambda over an
 //! array copies every column it captures once per element. So the work is
-//! a [`Chain`] of small lambdas over a one-element array of a tuple, each
+//! a chain of [`Stages`], small lambdas over a one-element array of a tuple, each
 //! taking the values it needs as parameters (the histogram's fields are
 //! read once, before the first), and the lambdas over buckets capture only
 //! scalars and the custom bounds.
+
+use super::stages::{Stages, let_in};
 
 /// The SQL type of a native histogram: buckets by absolute index
 /// (increasing), absolute counts. Schema -53 is custom buckets, bounded by
@@ -52,17 +53,27 @@ pub(crate) fn histogram_avg(h: &str) -> String {
 
 /// `histogram_stdvar(h)`.
 pub(crate) fn histogram_stdvar(h: &str) -> String {
-    variance(h)
+    let_in(&[("_nh_hv", h)], &variance("_nh_hv"))
 }
 
 /// `histogram_stddev(h)`.
 pub(crate) fn histogram_stddev(h: &str) -> String {
-    format!("sqrt({})", variance(h))
+    format!("sqrt({})", histogram_stdvar(h))
 }
 
 /// `histogram_quantile(q, h)`. Only the bucket found (and the last one)
 /// needs bounds, so they are computed for those two alone.
 pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
+    // The chain reads `h` and `q` many times, deep inside: as columns of a
+    // large subquery each read would cost ClickHouse's analysis a pass over
+    // that subquery (see `stages`); as lambda parameters, one over the chain.
+    let_in(
+        &[("_nh_qa", q), ("_nh_ha", h)],
+        &quantile_of("_nh_qa", "_nh_ha"),
+    )
+}
+
+fn quantile_of(q: &str, h: &str) -> String {
     let q = format!("toFloat64({q})");
     let count = field(h, "count");
     let sum = field(h, "sum");
@@ -90,9 +101,9 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
         "_nh_f", "_nh_r", "_nh_n", "_nh_m", "_nh_u", "_nh_p", "_nh_o",
     ];
     let layout = ["_nh_ni", "_nh_pi", "_nh_zw", "_nh_w", "_nh_z", "_nh_v"];
-    let chain = Chain::new(start)
+    let chain = Stages::start(&start)
         .then(
-            [
+            &[
                 // The counts in walking order.
                 vec![val("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))")],
                 pass(&layout),
@@ -101,7 +112,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
             .concat(),
         )
         .then(
-            [
+            &[
                 // Running counts (`arrayCumSum` adds in order, as
                 // Prometheus's loop).
                 vec![val("_nh_s", "arrayCumSum(_nh_d)")],
@@ -112,7 +123,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
             .concat(),
         )
         .then(
-            [
+            &[
                 // The first nonempty bucket walked whose running count
                 // reaches the rank.
                 vec![val(
@@ -126,7 +137,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
             .concat(),
         )
         .then(
-            [
+            &[
                 vec![
                     // The bucket found (its position upwards), else the last
                     // one walked.
@@ -160,7 +171,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
         &[("p", "_nh_at"), ("l", "_nh_len")],
         &[&state[..], &rest[..]].concat(),
     )
-    .then({
+    .then(&{
         // Across zero with buckets on one side only (counting the
         // layout, empty buckets included), zero bounds the other side;
         // a custom -Inf lower bound becomes zero.
@@ -189,7 +200,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
         ]
         .concat()
     })
-    .then(vec![
+    .then(&vec![
         // Custom buckets answer their finite bound in the -Inf and +Inf
         // buckets, and a rank never reached the upper bound of the last
         // bucket (NaN with NaN observations).
@@ -224,7 +235,7 @@ pub(crate) fn histogram_quantile(q: &str, h: &str) -> String {
 /// `_nh_lo{suffix}` and `_nh_up{suffix}`, from the layout values
 /// `_nh_ni`, `_nh_pi`, `_nh_zw`, `_nh_w`, `_nh_z`, `_nh_v` (see
 /// [`layout`]), keeping `keep` and the positions.
-fn bucket_bounds(chain: Chain, at: &[(&str, &str)], keep: &[&str]) -> Chain {
+fn bucket_bounds(chain: Stages, at: &[(&str, &str)], keep: &[&str]) -> Stages {
     let name = |p: &str, s: &str| format!("_nh_{p}{s}");
     let positions: Vec<&str> = at.iter().map(|(_, p)| *p).collect();
     let mut sides = Vec::new();
@@ -244,7 +255,7 @@ fn bucket_bounds(chain: Chain, at: &[(&str, &str)], keep: &[&str]) -> Chain {
         ));
     }
     let bounds = ["_nh_w", "_nh_z", "_nh_v"];
-    let chain = chain.then([sides, pass(&positions), pass(keep), pass(&bounds)].concat());
+    let chain = chain.then(&[sides, pass(&positions), pass(keep), pass(&bounds)].concat());
     let mut raw = Vec::new();
     for (s, _) in at {
         let i = name("i", s);
@@ -256,7 +267,7 @@ fn bucket_bounds(chain: Chain, at: &[(&str, &str)], keep: &[&str]) -> Chain {
         .flat_map(|(s, _)| [name("s", s), name("i", s)])
         .collect();
     let chain = chain.then(
-        [
+        &[
             raw,
             pass(&sides),
             pass(&positions),
@@ -273,7 +284,7 @@ fn bucket_bounds(chain: Chain, at: &[(&str, &str)], keep: &[&str]) -> Chain {
     }
     let side_names: Vec<String> = at.iter().map(|(s, _)| name("s", s)).collect();
     let chain = chain.then(
-        [
+        &[
             magnitudes,
             pass(&side_names),
             pass(&positions),
@@ -294,7 +305,7 @@ fn bucket_bounds(chain: Chain, at: &[(&str, &str)], keep: &[&str]) -> Chain {
             format!("multiIf({side} < 0, -{a}, {side} = 0, _nh_z, {b})"),
         ));
     }
-    chain.then([arranged, pass(&positions), pass(keep)].concat())
+    chain.then(&[arranged, pass(&positions), pass(keep)].concat())
 }
 
 /// The bound of a bucket nearer zero, in magnitude, from its index `i` and
@@ -317,7 +328,7 @@ fn pass<N: AsRef<str>>(names: &[N]) -> Values {
     names.iter().map(|n| val(n.as_ref(), n.as_ref())).collect()
 }
 
-/// Named SQL values of a [`Chain`] step.
+/// Named SQL values of a [`Stages`] step.
 type Values = Vec<(String, String)>;
 
 /// A named SQL value.
@@ -328,6 +339,14 @@ fn val(name: &str, sql: impl Into<String>) -> (String, String) {
 /// `histogram_fraction(lower, upper, h)`: the estimated share of
 /// observations between `lower` and `upper`.
 pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
+    // Read once, as for `histogram_quantile`.
+    let_in(
+        &[("_nh_la", lower), ("_nh_ua", upper), ("_nh_ha", h)],
+        &fraction_of("_nh_la", "_nh_ua", "_nh_ha"),
+    )
+}
+
+fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
     let (lower, upper) = (format!("toFloat64({lower})"), format!("toFloat64({upper})"));
     let count = field(h, "count");
     let mut start = layout(h);
@@ -339,8 +358,8 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
         val("_nh_p", only_positive(h)),
         val("_nh_o", only_negative(h)),
     ]);
-    let chain = Chain::new(start)
-        .then(vec![
+    let chain = Stages::start(&start)
+        .then(&vec![
             val("_nh_b", bucket_list()),
             // Counts before and at each bucket, as Prometheus's running
             // rank and count.
@@ -353,7 +372,7 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_p", "_nh_p"),
             val("_nh_o", "_nh_o"),
         ])
-        .then(vec![
+        .then(&vec![
             // Prometheus takes 0 as the lower bound of a bucket across 0 when
             // there are only positive buckets, as its upper when there are
             // only negative ones (counting the layout, empty buckets
@@ -370,7 +389,7 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_m", "_nh_m"),
             val("_nh_u", "_nh_u"),
         ])
-        .then(vec![
+        .then(&vec![
             val("_nh_b", "_nh_b"),
             val("_nh_s", "_nh_s"),
             val("_nh_jl", find_bucket("_nh_l")),
@@ -382,7 +401,7 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_u", "_nh_u"),
         ])
         .then(
-            [
+            &[
                 bucket_at("l"),
                 bucket_at("h"),
                 vec![
@@ -400,7 +419,7 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
             ]
             .concat(),
         )
-        .then(vec![
+        .then(&vec![
             val("_nh_rl", rank_in_bucket("l")),
             val("_nh_jl", "_nh_jl"),
             val("_nh_ah", "_nh_ah"),
@@ -413,7 +432,7 @@ pub(crate) fn histogram_fraction(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_t", "_nh_t"),
             val("_nh_n", "_nh_n"),
         ])
-        .then(vec![
+        .then(&vec![
             val("_nh_rl", "_nh_rl"),
             val("_nh_jl", "_nh_jl"),
             val("_nh_rh", rank_in_bucket("h")),
@@ -487,8 +506,8 @@ fn variance(h: &str) -> String {
         "_nh_m",
         format!("({} / {})", field(h, "sum"), field(h, "count")),
     ));
-    let terms = Chain::new(start)
-        .then(vec![
+    let terms = Stages::start(&start)
+        .then(&vec![
             val("_nh_b", bucket_list()),
             val("_nh_u", "_nh_u"),
             val("_nh_m", "_nh_m"),
@@ -605,56 +624,6 @@ fn custom(h: &str) -> String {
 /// A field of the histogram.
 fn field(h: &str, name: &str) -> String {
     format!("tupleElement({h}, '{name}')")
-}
-
-/// Steps computed in order, each a lambda over a one-element array of the
-/// tuple of the step before: `arrayMap((a, b, ...) -> tuple(...), ...)`,
-/// so every step's values are computed once, reach the next as plain
-/// parameters, and no step's text is inside another's lambda.
-struct Chain {
-    sql: String,
-    names: Vec<String>,
-}
-
-impl Chain {
-    /// The first values, computed outside any lambda.
-    fn new(values: Values) -> Self {
-        Self::of(format!("[{}]", Self::tuple(&values)), values)
-    }
-
-    /// The next values, from the current ones by name.
-    fn then(self, values: Values) -> Self {
-        let sql = format!(
-            "arrayMap(({}) -> {}, {})",
-            self.names.join(", "),
-            Self::tuple(&values),
-            self.sql
-        );
-        Self::of(sql, values)
-    }
-
-    /// The final value, from the current ones by name.
-    fn finish(self, value: &str) -> String {
-        format!(
-            "arrayMap(({}) -> {value}, {})[1]",
-            self.names.join(", "),
-            self.sql
-        )
-    }
-
-    fn of(sql: String, values: Values) -> Self {
-        // A lambda of one parameter would take the whole tuple.
-        debug_assert!(values.len() > 1);
-        Self {
-            sql,
-            names: values.iter().map(|(name, _)| name.clone()).collect(),
-        }
-    }
-
-    fn tuple(values: &[(String, String)]) -> String {
-        let sql: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
-        format!("tuple({})", sql.join(", "))
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! (`sumMap`) drops empty ones, which is Prometheus's `Compact(0)`.
 
 use super::native_fns::HISTOGRAM_TYPE;
+use super::stages::{Stages, let_in};
 
 /// Whether histogram `c` is a counter reset after `p` (Prometheus's
 /// `DetectReset`, with hints as its storage hands them back: an explicit
@@ -46,43 +47,59 @@ pub(crate) fn combined_hint(hints: &str) -> String {
 
 /// The signed sum of histograms `parts Array(Tuple(h, sign))` at schema
 /// `ms` and zero threshold `zt`, as a `HISTOGRAM_TYPE` with the
-/// counter-reset hint `hint`.
+/// counter-reset hint `hint`. Each argument is computed once.
 pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, custom: &str, hint: &str) -> String {
     let buckets = |index: &str, counts: &str| {
         format!(
             "arrayReduce('sumMap', \
-               [arrayFlatten(arrayMap(x -> arrayMap(i -> toInt32(bitShiftRight(i - 1, x.1.schema - {ms}) + 1), x.1.{index}), {parts}))], \
-               [arrayFlatten(arrayMap(x -> arrayMap(v -> v * x.2, x.1.{counts}), {parts}))])"
+               [arrayFlatten(arrayMap(x -> arrayMap(i -> toInt32(bitShiftRight(i - 1, x.1.schema - _ssm) + 1), x.1.{index}), _ssp))], \
+               [arrayFlatten(arrayMap(x -> arrayMap(v -> v * x.2, x.1.{counts}), _ssp))])"
         )
     };
-    let total = |field: &str| format!("arraySum(arrayMap(x -> x.1.{field} * x.2, {parts}))");
-    format!(
-        "CAST(tuple({ms}, {zt}, {zero}, {count}, {sum}, \
-           ({pos} AS _pos).1, _pos.2, ({neg} AS _neg).1, _neg.2, {custom}, {hint}), '{HISTOGRAM_TYPE}')",
-        zero = total("zero_count"),
-        count = total("count"),
-        sum = total("sum"),
-        pos = buckets("positive_index", "positive_counts"),
-        neg = buckets("negative_index", "negative_counts"),
+    let total = |field: &str| format!("arraySum(arrayMap(x -> x.1.{field} * x.2, _ssp))");
+    let body = let_in(
+        &[
+            ("_pos", &buckets("positive_index", "positive_counts")),
+            ("_neg", &buckets("negative_index", "negative_counts")),
+        ],
+        &format!(
+            "CAST(tuple(_ssm, _ssz, {zero}, {count}, {sum}, _pos.1, _pos.2, _neg.1, _neg.2, _ssc, _ssh), \
+               '{HISTOGRAM_TYPE}')",
+            zero = total("zero_count"),
+            count = total("count"),
+            sum = total("sum"),
+        ),
+    );
+    let_in(
+        &[
+            ("_ssp", parts),
+            ("_ssm", ms),
+            ("_ssz", zt),
+            ("_ssc", custom),
+            ("_ssh", hint),
+        ],
+        &body,
     )
 }
 
-/// `h` with every count and the sum times `factor`.
+/// `h` with every count and the sum times `factor` (each computed once).
 pub(crate) fn scaled(h: &str, factor: &str) -> String {
-    format!(
-        "CAST(tuple({h}.schema, {h}.zero_threshold, {h}.zero_count * {factor}, {h}.count * {factor}, \
-           {h}.sum * {factor}, {h}.positive_index, arrayMap(v -> v * {factor}, {h}.positive_counts), \
-           {h}.negative_index, arrayMap(v -> v * {factor}, {h}.negative_counts), {h}.custom_values, \
-           {h}.reset_hint), '{HISTOGRAM_TYPE}')"
+    let_in(
+        &[("_sh", h), ("_sf", factor)],
+        &format!(
+            "CAST(tuple(_sh.schema, _sh.zero_threshold, _sh.zero_count * _sf, _sh.count * _sf, \
+               _sh.sum * _sf, _sh.positive_index, arrayMap(v -> v * _sf, _sh.positive_counts), \
+               _sh.negative_index, arrayMap(v -> v * _sf, _sh.negative_counts), _sh.custom_values, \
+               _sh.reset_hint), '{HISTOGRAM_TYPE}')"
+        ),
     )
 }
 
 /// Rows `(fp, t, _ok, _rh)`: the rate of each window `w` ending at `t` of
 /// `windows` over `range_ms`, and whether there is one. For `delta` (not
 /// a counter) resets are not looked for; without `extrapolate` (anchored
-/// windows) the difference is taken as it is. Each stage reads the one before
-/// as a subquery, so that ClickHouse computes a column once instead of
-/// pasting its expression into every use.
+/// windows) the difference is taken as it is. The steps are [`Stages`], so
+/// that ClickHouse computes each value once and analyses it once.
 pub(crate) fn histogram_rate(
     windows: &str,
     range_ms: i64,
@@ -116,33 +133,56 @@ pub(crate) fn histogram_rate(
     } else {
         String::new()
     };
+    // One sample of an anchored window differs from itself by 0.
+    let fewest = if extrapolate { 2 } else { 1 };
+    let sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values", GAUGE_HINT);
+    let dstart = format!(
+        "if((w[1].1 - (t - {range_ms})) / 1000 >= _avg * 1.1, _avg / 2, (w[1].1 - (t - {range_ms})) / 1000)"
+    );
+    let factor = if extrapolate {
+        format!("if(_si = 0, 1, (_si + ({zero_bound}) + _dend) / _si){per_second}")
+    } else {
+        format!("1{per_second}")
+    };
+    let (ms, nc) = (
+        format!("arrayMin(arrayMap(x -> x.2.schema, {counted}))"),
+        format!("arrayCount(x -> x.2.schema = -53, {counted})"),
+    );
+    let mixed_kinds = format!("_nc > 0 AND _nc < length({counted})");
+    // The first values read the window's columns (their subquery is
+    // small); then few steps of several values each, since every step
+    // hands on the values still to be read, and that costs analysis too.
+    let rate = Stages::start(&[
+        ("w", "w"),
+        ("t", "t"),
+        ("_n", "length(w)"),
+        ("_resets", &resets),
+    ])
+    .then(&[
+        ("_parts", parts),
+        ("_ms", &ms),
+        ("_zt", "arrayMax(arrayMap(x -> x.2.zero_threshold, w))"),
+        ("_nc", &nc),
+        ("_si", "(w[_n].1 - w[1].1) / 1000"),
+        ("_avg", "(w[_n].1 - w[1].1) / 1000 / (_n - 1)"),
+    ])
+    .then(&[
+        ("_mixed_kinds", mixed_kinds.as_str()),
+        ("_raw", &sum),
+        ("_dstart", &dstart),
+        (
+            "_dend",
+            "if((t - w[_n].1) / 1000 >= _avg * 1.1, _avg / 2, (t - w[_n].1) / 1000)",
+        ),
+    ])
+    .then(&[("_factor", &factor)])
+    .finish(&format!(
+        "tuple(_n >= {fewest} AND NOT _mixed_kinds, {})",
+        scaled("_raw", "_factor")
+    ));
+    // `_r` is read from a subquery: an alias used again in its own SELECT
+    // is analysed again at each use.
     format!(
-        "SELECT fp, t, _n >= {fewest} AND NOT _mixed_kinds AS _ok, {rh} AS _rh FROM (\
-           SELECT fp, t, w, _n, _resets, _raw, _mixed_kinds, \
-             (w[_n].1 - w[1].1) / 1000 AS _si, _si / (_n - 1) AS _avg, \
-             if((w[1].1 - (t - {range_ms})) / 1000 >= _avg * 1.1, _avg / 2, (w[1].1 - (t - {range_ms})) / 1000) AS _dstart, \
-             if((t - w[_n].1) / 1000 >= _avg * 1.1, _avg / 2, (t - w[_n].1) / 1000) AS _dend, \
-             ({zero_bound}) AS _dstart0, \
-             {extrapolation}{per_second} AS _factor \
-           FROM (\
-             SELECT fp, t, w, _n, _resets, _mixed_kinds, {sum} AS _raw FROM (\
-               SELECT fp, t, w, _n, _resets, {parts} AS _parts, \
-                 arrayMin(arrayMap(x -> x.2.schema, {counted})) AS _ms, \
-                 arrayMax(arrayMap(x -> x.2.zero_threshold, w)) AS _zt, \
-                 arrayCount(x -> x.2.schema = -53, {counted}) AS _nc, \
-                 _nc > 0 AND _nc < length({counted}) AS _mixed_kinds \
-               FROM (SELECT fp, t, w, length(w) AS _n, {resets} AS _resets FROM ({windows}))\
-             )\
-           )\
-         )",
-        // One sample of an anchored window differs from itself by 0.
-        fewest = if extrapolate { 2 } else { 1 },
-        extrapolation = if extrapolate {
-            "if(_si = 0, 1, (_si + _dstart0 + _dend) / _si)"
-        } else {
-            "1"
-        },
-        sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values", GAUGE_HINT),
-        rh = scaled("_raw", "_factor"),
+        "SELECT fp, t, _r.1 AS _ok, _r.2 AS _rh FROM (SELECT fp, t, {rate} AS _r FROM ({windows}))"
     )
 }
