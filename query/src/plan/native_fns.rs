@@ -200,7 +200,7 @@ fn quantile_of(q: &str, h: &str) -> String {
         ]
         .concat()
     })
-    .then(&vec![
+    .then(&[
         // Custom buckets answer their finite bound in the -Inf and +Inf
         // buckets, and a rank never reached the upper bound of the last
         // bucket (NaN with NaN observations).
@@ -359,7 +359,7 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
         val("_nh_o", only_negative(h)),
     ]);
     let chain = Stages::start(&start)
-        .then(&vec![
+        .then(&[
             val("_nh_b", bucket_list()),
             // Counts before and at each bucket, as Prometheus's running
             // rank and count.
@@ -372,7 +372,7 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_p", "_nh_p"),
             val("_nh_o", "_nh_o"),
         ])
-        .then(&vec![
+        .then(&[
             // Prometheus takes 0 as the lower bound of a bucket across 0 when
             // there are only positive buckets, as its upper when there are
             // only negative ones (counting the layout, empty buckets
@@ -389,7 +389,7 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_m", "_nh_m"),
             val("_nh_u", "_nh_u"),
         ])
-        .then(&vec![
+        .then(&[
             val("_nh_b", "_nh_b"),
             val("_nh_s", "_nh_s"),
             val("_nh_jl", find_bucket("_nh_l")),
@@ -419,7 +419,7 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
             ]
             .concat(),
         )
-        .then(&vec![
+        .then(&[
             val("_nh_rl", rank_in_bucket("l")),
             val("_nh_jl", "_nh_jl"),
             val("_nh_ah", "_nh_ah"),
@@ -432,7 +432,7 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
             val("_nh_t", "_nh_t"),
             val("_nh_n", "_nh_n"),
         ])
-        .then(&vec![
+        .then(&[
             val("_nh_rl", "_nh_rl"),
             val("_nh_jl", "_nh_jl"),
             val("_nh_rh", rank_in_bucket("h")),
@@ -507,7 +507,7 @@ fn variance(h: &str) -> String {
         format!("({} / {})", field(h, "sum"), field(h, "count")),
     ));
     let terms = Stages::start(&start)
-        .then(&vec![
+        .then(&[
             val("_nh_b", bucket_list()),
             val("_nh_u", "_nh_u"),
             val("_nh_m", "_nh_m"),
