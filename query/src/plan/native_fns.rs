@@ -13,13 +13,12 @@
 //! zero bucket when its count is positive, positive buckets up.
 //!
 //! Two costs shape the SQL. ClickHouse's analyzer spends time growing with
-//! the square of a lambda's size (so these expressions belong at the top
-//! level of a `SELECT`, not inside a caller's lambda), and a lambda over an
-//! array copies every column it captures once per element. So the work is
-//! a chain of [`Stages`], small lambdas over a one-element array of a tuple, each
-//! taking the values it needs as parameters (the histogram's fields are
-//! read once, before the first), and the lambdas over buckets capture only
-//! scalars and the custom bounds.
+//! the square of a lambda's size (see [`super::stages`]), and a lambda over
+//! an array copies every column it captures once per element. So the work
+//! is a chain of [`Stages`], small lambdas over a one-element array of a
+//! tuple, each taking the values it needs as parameters (the histogram's
+//! fields are read once, before the first), and the lambdas over buckets
+//! capture only scalars and the custom bounds.
 
 use super::stages::{Stages, let_in};
 
