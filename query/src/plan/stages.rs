@@ -35,7 +35,8 @@ impl Stages {
     }
 
     /// Adds values computed from the ones before; every earlier value
-    /// stays available by name.
+    /// stays available by name. A value reads the steps before it, never
+    /// another value of its own step.
     pub(crate) fn then<N: AsRef<str>, E: AsRef<str>>(mut self, values: &[(N, E)]) -> Self {
         self.steps.push(
             values
