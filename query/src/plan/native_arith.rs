@@ -180,11 +180,16 @@ fn side_trim(h: &str, upper: bool, positive: bool) -> String {
     } else {
         format!("multiIf(_c = 0, (0, 0), _lo >= _tr_x, {whole}, _up > _tr_x, {cut}, (0, 0))")
     };
-    let kept = let_in(&[("_k", &kept)], "tuple(toFloat64(_k.1), toFloat64(_k.2))");
+    let kept = float_pair(&kept);
     format!(
         "arrayMap((_c, _lo, _up) -> {kept}, \
            {h}.{counts}, arrayMap(i -> {lo}, {h}.{index}), arrayMap(i -> {up}, {h}.{index}))"
     )
+}
+
+/// The pair `(count, midpoint)` as two Float64, computed once.
+fn float_pair(pair: &str) -> String {
+    let_in(&[("_k", pair)], "tuple(toFloat64(_k.1), toFloat64(_k.2))")
 }
 
 /// `TrimBuckets(x, upper)`: the histogram `h` with the observations above
@@ -221,10 +226,11 @@ fn trimmed(h: &str, x: &str, upper: bool) -> String {
                ({zc} * ((_tr_zu - _tr_x) / (_tr_zu - _tr_zl)), (_tr_x + _tr_zu) / 2))"
         )
     };
-    let zero = format!(
-        "if({zc} > 0, tuple(toFloat64(({zero_kept}).1), toFloat64(({zero_kept}).2)), \
-           tuple(toFloat64({zc}), toFloat64(0)))"
+    let zero_kept = let_in(
+        &[("_k", &zero_kept)],
+        "tuple(toFloat64(_k.1), toFloat64(_k.2))",
     );
+    let zero = format!("if({zc} > 0, {zero_kept}, tuple(toFloat64({zc}), toFloat64(0)))");
     let counts = |side: &str| format!("arrayMap(b -> b.1, {side})");
     let changed =
         |side: &str, counts: &str| format!("arrayExists((b, c) -> b.1 != c, {side}, {h}.{counts})");

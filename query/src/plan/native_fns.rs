@@ -17,8 +17,9 @@
 //! an array copies every column it captures once per element. So the work
 //! is a chain of [`Stages`], small lambdas over a one-element array of a
 //! tuple, each taking the values it needs as parameters (the histogram's
-//! fields are read once, before the first), and the lambdas over buckets
-//! capture only scalars and the custom bounds.
+//! fields are read once, before the first; what a later step reads is
+//! handed on by `Stages` itself), and the lambdas over buckets capture
+//! only scalars and the custom bounds.
 
 use super::stages::{Stages, let_in};
 
@@ -96,88 +97,54 @@ fn quantile_of(q: &str, h: &str) -> String {
         val("_nh_p", only_positive(h)),
         val("_nh_o", only_negative(h)),
     ];
-    let rest = [
-        "_nh_f", "_nh_r", "_nh_n", "_nh_m", "_nh_u", "_nh_p", "_nh_o",
-    ];
-    let layout = ["_nh_ni", "_nh_pi", "_nh_zw", "_nh_w", "_nh_z", "_nh_v"];
     let chain = Stages::start(&start)
         .then(
-            &[
-                // The counts in walking order.
-                vec![val("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))")],
-                pass(&layout),
-                pass(&rest),
-            ]
-            .concat(),
+            // The counts in walking order.
+            &[val("_nh_d", "if(_nh_f, _nh_c, arrayReverse(_nh_c))")],
         )
         .then(
-            &[
-                // Running counts (`arrayCumSum` adds in order, as
-                // Prometheus's loop).
-                vec![val("_nh_s", "arrayCumSum(_nh_d)")],
-                pass(&["_nh_d"]),
-                pass(&layout),
-                pass(&rest),
-            ]
-            .concat(),
+            // Running counts (`arrayCumSum` adds in order, as Prometheus's
+            // loop).
+            &[val("_nh_s", "arrayCumSum(_nh_d)")],
         )
         .then(
-            &[
-                // The first nonempty bucket walked whose running count
-                // reaches the rank.
-                vec![val(
-                    "_nh_k",
-                    "arrayFirstIndex((_nh_e, _nh_a) -> _nh_e != 0 AND _nh_a >= _nh_r, _nh_d, _nh_s)",
-                )],
-                pass(&["_nh_d", "_nh_s"]),
-                pass(&layout),
-                pass(&rest),
-            ]
-            .concat(),
+            // The first nonempty bucket walked whose running count reaches
+            // the rank.
+            &[val(
+                "_nh_k",
+                "arrayFirstIndex((_nh_e, _nh_a) -> _nh_e != 0 AND _nh_a >= _nh_r, _nh_d, _nh_s)",
+            )],
         )
-        .then(
-            &[
-                vec![
-                    // The bucket found (its position upwards), else the last
-                    // one walked.
-                    val(
-                        "_nh_at",
-                        "if(_nh_k = 0, if(_nh_f, toInt64(length(_nh_d)), 1), \
+        .then(&[
+            // The bucket found (its position upwards), else the last
+            // one walked.
+            val(
+                "_nh_at",
+                "if(_nh_k = 0, if(_nh_f, toInt64(length(_nh_d)), 1), \
                          if(_nh_f, toInt64(_nh_k), toInt64(length(_nh_d)) + 1 - _nh_k))",
-                    ),
-                    val("_nh_len", "toInt64(length(_nh_d))"),
-                    val("_nh_a", "if(_nh_k = 0, _nh_s[-1], _nh_s[_nh_k])"),
-                    val("_nh_cs", "_nh_d[if(_nh_k = 0, -1, toInt64(_nh_k))]"),
-                    val("_nh_cl", "_nh_d[-1]"),
-                    // With NaN observations Prometheus walks on past the
-                    // bucket found to count the rest, which leaves its bucket
-                    // variable on the last bucket: it interpolates there.
-                    val(
-                        "_nh_y",
-                        "isNaN(_nh_m) AND _nh_k > 0 AND _nh_k < length(_nh_d)",
-                    ),
-                ],
-                pass(&layout),
-                pass(&rest),
-            ]
-            .concat(),
-        );
-    let state = ["_nh_a", "_nh_cs", "_nh_cl", "_nh_y"];
+            ),
+            val("_nh_len", "toInt64(length(_nh_d))"),
+            val("_nh_a", "if(_nh_k = 0, _nh_s[-1], _nh_s[_nh_k])"),
+            val("_nh_cs", "_nh_d[if(_nh_k = 0, -1, toInt64(_nh_k))]"),
+            val("_nh_cl", "_nh_d[-1]"),
+            // With NaN observations Prometheus walks on past the
+            // bucket found to count the rest, which leaves its bucket
+            // variable on the last bucket: it interpolates there.
+            val(
+                "_nh_y",
+                "isNaN(_nh_m) AND _nh_k > 0 AND _nh_k < length(_nh_d)",
+            ),
+        ]);
     // The bounds of the bucket at that position and of the last one;
     // zeros, as Prometheus's zero-value bucket, when there is none.
-    let chain = bucket_bounds(
-        chain,
-        &[("p", "_nh_at"), ("l", "_nh_len")],
-        &[&state[..], &rest[..]].concat(),
-    )
-    .then(&{
-        // Across zero with buckets on one side only (counting the
-        // layout, empty buckets included), zero bounds the other side;
-        // a custom -Inf lower bound becomes zero.
-        let across = "(NOT _nh_u AND _nh_lop < 0 AND _nh_upp > 0)";
-        let empty = "_nh_len = 0";
-        [
-            vec![
+    let chain = bucket_bounds(chain, &[("p", "_nh_at"), ("l", "_nh_len")])
+        .then(&{
+            // Across zero with buckets on one side only (counting the
+            // layout, empty buckets included), zero bounds the other side;
+            // a custom -Inf lower bound becomes zero.
+            let across = "(NOT _nh_u AND _nh_lop < 0 AND _nh_upp > 0)";
+            let empty = "_nh_len = 0";
+            [
                 val("_nh_i", format!("if({empty}, 0, _nh_lop)")),
                 val("_nh_j", format!("if({empty}, 0, _nh_upp)")),
                 // Rounding can take the running count past the count.
@@ -193,31 +160,26 @@ fn quantile_of(q: &str, h: &str) -> String {
                     "_nh_h",
                     format!("multiIf({empty}, 0, {across} AND _nh_o, 0, _nh_upp)"),
                 ),
-            ],
-            pass(&["_nh_lol", "_nh_upl", "_nh_cs", "_nh_cl", "_nh_y"]),
-            pass(&["_nh_f", "_nh_r", "_nh_m", "_nh_u"]),
-        ]
-        .concat()
-    })
-    .then(&[
-        // Custom buckets answer their finite bound in the -Inf and +Inf
-        // buckets, and a rank never reached the upper bound of the last
-        // bucket (NaN with NaN observations).
-        val(
-            "_nh_e",
-            "multiIf(_nh_u AND _nh_i = -inf AND _nh_j <= 0, (_nh_j, 1), \
+            ]
+        })
+        .then(&[
+            // Custom buckets answer their finite bound in the -Inf and +Inf
+            // buckets, and a rank never reached the upper bound of the last
+            // bucket (NaN with NaN observations).
+            val(
+                "_nh_e",
+                "multiIf(_nh_u AND _nh_i = -inf AND _nh_j <= 0, (_nh_j, 1), \
                  _nh_u AND _nh_i != -inf AND _nh_j = inf, (_nh_i, 1), \
                  _nh_a < _nh_r, (if(isNaN(_nh_m), nan, _nh_h), 1), (0, 0))",
-        ),
-        val("_nh_i", "if(_nh_y, _nh_lol, _nh_g)"),
-        val("_nh_j", "if(_nh_y, _nh_upl, _nh_h)"),
-        // How far into the bucket the rank is.
-        val(
-            "_nh_x",
-            "if(_nh_f, _nh_r - (_nh_a - _nh_cs), _nh_a - _nh_r) / if(_nh_y, _nh_cl, _nh_cs)",
-        ),
-        val("_nh_u", "_nh_u"),
-    ]);
+            ),
+            val("_nh_i", "if(_nh_y, _nh_lol, _nh_g)"),
+            val("_nh_j", "if(_nh_y, _nh_upl, _nh_h)"),
+            // How far into the bucket the rank is.
+            val(
+                "_nh_x",
+                "if(_nh_f, _nh_r - (_nh_a - _nh_cs), _nh_a - _nh_r) / if(_nh_y, _nh_cl, _nh_cs)",
+            ),
+        ]);
     // Linear for custom buckets and across zero, else on a log scale
     // (mirrored for negative buckets).
     let value = chain.finish(
@@ -233,10 +195,9 @@ fn quantile_of(q: &str, h: &str) -> String {
 /// positions `(suffix, position)` (1-based, within the layout) as
 /// `_nh_lo{suffix}` and `_nh_up{suffix}`, from the layout values
 /// `_nh_ni`, `_nh_pi`, `_nh_zw`, `_nh_w`, `_nh_z`, `_nh_v` (see
-/// [`layout`]), keeping `keep` and the positions.
-fn bucket_bounds(chain: Stages, at: &[(&str, &str)], keep: &[&str]) -> Stages {
+/// [`layout`]).
+fn bucket_bounds(chain: Stages, at: &[(&str, &str)]) -> Stages {
     let name = |p: &str, s: &str| format!("_nh_{p}{s}");
-    let positions: Vec<&str> = at.iter().map(|(_, p)| *p).collect();
     let mut sides = Vec::new();
     for (s, p) in at {
         // Negative buckets first (highest index first), then the zero
@@ -253,45 +214,21 @@ fn bucket_bounds(chain: Stages, at: &[(&str, &str)], keep: &[&str]) -> Stages {
             ),
         ));
     }
-    let bounds = ["_nh_w", "_nh_z", "_nh_v"];
-    let chain = chain.then(&[sides, pass(&positions), pass(keep), pass(&bounds)].concat());
+    let chain = chain.then(&sides);
     let mut raw = Vec::new();
     for (s, _) in at {
         let i = name("i", s);
         raw.push((name("n", s), exp_bound(&format!("({i} - 1) * _nh_w"))));
         raw.push((name("f", s), exp_bound(&format!("{i} * _nh_w"))));
     }
-    let sides: Vec<String> = at
-        .iter()
-        .flat_map(|(s, _)| [name("s", s), name("i", s)])
-        .collect();
-    let chain = chain.then(
-        &[
-            raw,
-            pass(&sides),
-            pass(&positions),
-            pass(keep),
-            pass(&["_nh_z", "_nh_v"]),
-        ]
-        .concat(),
-    );
+    let chain = chain.then(&raw);
     let mut magnitudes = Vec::new();
     for (s, _) in at {
         let (i, n, f) = (name("i", s), name("n", s), name("f", s));
         magnitudes.push((name("a", s), magnitude_near(&i, &n)));
         magnitudes.push((name("b", s), magnitude_far(&i, &f)));
     }
-    let side_names: Vec<String> = at.iter().map(|(s, _)| name("s", s)).collect();
-    let chain = chain.then(
-        &[
-            magnitudes,
-            pass(&side_names),
-            pass(&positions),
-            pass(keep),
-            pass(&["_nh_z"]),
-        ]
-        .concat(),
-    );
+    let chain = chain.then(&magnitudes);
     let mut arranged = Vec::new();
     for (s, _) in at {
         let (side, a, b) = (name("s", s), name("a", s), name("b", s));
@@ -304,7 +241,7 @@ fn bucket_bounds(chain: Stages, at: &[(&str, &str)], keep: &[&str]) -> Stages {
             format!("multiIf({side} < 0, -{a}, {side} = 0, _nh_z, {b})"),
         ));
     }
-    chain.then(&[arranged, pass(&positions), pass(keep)].concat())
+    chain.then(&arranged)
 }
 
 /// The bound of a bucket nearer zero, in magnitude, from its index `i` and
@@ -320,11 +257,6 @@ fn magnitude_near(i: &str, near: &str) -> String {
 /// `i` and the exponential bound `far` of index i.
 fn magnitude_far(i: &str, far: &str) -> String {
     format!("if(_nh_u, if({i} >= length(_nh_v), inf, _nh_v[{i} + 1]), {far})")
-}
-
-/// Values carried unchanged to the next step.
-fn pass<N: AsRef<str>>(names: &[N]) -> Values {
-    names.iter().map(|n| val(n.as_ref(), n.as_ref())).collect()
 }
 
 /// Named SQL values of a [`Stages`] step.
@@ -363,13 +295,6 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
             // Counts before and at each bucket, as Prometheus's running
             // rank and count.
             val("_nh_s", "arrayCumSum(_nh_c)"),
-            val("_nh_l", "_nh_l"),
-            val("_nh_h", "_nh_h"),
-            val("_nh_n", "_nh_n"),
-            val("_nh_m", "_nh_m"),
-            val("_nh_u", "_nh_u"),
-            val("_nh_p", "_nh_p"),
-            val("_nh_o", "_nh_o"),
         ])
         .then(&[
             // Prometheus takes 0 as the lower bound of a bucket across 0 when
@@ -381,64 +306,26 @@ fn fraction_of(lower: &str, upper: &str, h: &str) -> String {
                 "arrayMap(_nh_t -> (if(_nh_t.1 <= 0 AND _nh_t.2 >= 0 AND _nh_p, 0, _nh_t.1), \
                  if(_nh_t.1 <= 0 AND _nh_t.2 >= 0 AND _nh_o, 0, _nh_t.2), _nh_t.3), _nh_b)",
             ),
-            val("_nh_s", "_nh_s"),
-            val("_nh_l", "_nh_l"),
-            val("_nh_h", "_nh_h"),
-            val("_nh_n", "_nh_n"),
-            val("_nh_m", "_nh_m"),
-            val("_nh_u", "_nh_u"),
         ])
         .then(&[
-            val("_nh_b", "_nh_b"),
-            val("_nh_s", "_nh_s"),
             val("_nh_jl", find_bucket("_nh_l")),
             val("_nh_jh", find_bucket("_nh_h")),
-            val("_nh_l", "_nh_l"),
-            val("_nh_h", "_nh_h"),
-            val("_nh_n", "_nh_n"),
-            val("_nh_m", "_nh_m"),
-            val("_nh_u", "_nh_u"),
         ])
         .then(
             &[
                 bucket_at("l"),
                 bucket_at("h"),
                 vec![
-                    val("_nh_l", "_nh_l"),
-                    val("_nh_h", "_nh_h"),
-                    val("_nh_jl", "_nh_jl"),
-                    val("_nh_jh", "_nh_jh"),
-                    val("_nh_u", "_nh_u"),
                     // With NaN observations the share is of the observations
                     // in the buckets (summed in walking order), else of the
                     // count.
                     val("_nh_t", "if(isNaN(_nh_m), _nh_s[-1], _nh_n)"),
-                    val("_nh_n", "_nh_n"),
                 ],
             ]
             .concat(),
         )
-        .then(&[
-            val("_nh_rl", rank_in_bucket("l")),
-            val("_nh_jl", "_nh_jl"),
-            val("_nh_ah", "_nh_ah"),
-            val("_nh_bh", "_nh_bh"),
-            val("_nh_ch", "_nh_ch"),
-            val("_nh_dh", "_nh_dh"),
-            val("_nh_h", "_nh_h"),
-            val("_nh_jh", "_nh_jh"),
-            val("_nh_u", "_nh_u"),
-            val("_nh_t", "_nh_t"),
-            val("_nh_n", "_nh_n"),
-        ])
-        .then(&[
-            val("_nh_rl", "_nh_rl"),
-            val("_nh_jl", "_nh_jl"),
-            val("_nh_rh", rank_in_bucket("h")),
-            val("_nh_jh", "_nh_jh"),
-            val("_nh_t", "_nh_t"),
-            val("_nh_n", "_nh_n"),
-        ]);
+        .then(&[val("_nh_rl", rank_in_bucket("l"))])
+        .then(&[val("_nh_rh", rank_in_bucket("h"))]);
     // Not found, or past the total: the total.
     let value = chain.finish(
         "(if(_nh_jh = 0 OR _nh_rh > _nh_t, _nh_t, _nh_rh) \
@@ -508,8 +395,6 @@ fn variance(h: &str) -> String {
     let terms = Stages::start(&start)
         .then(&[
             val("_nh_b", bucket_list()),
-            val("_nh_u", "_nh_u"),
-            val("_nh_m", "_nh_m"),
         ])
         // An empty bucket is skipped; adding 0 instead leaves the
         // compensated sum as it was.
