@@ -480,6 +480,7 @@ pub(crate) fn store_settings(args: &BenchClickHouseArgs, database: &str) -> Stor
         connect_timeout: Duration::from_secs(5),
         query_timeout: Duration::from_secs(120),
         retry: RetryPolicy::default(),
+        topology_settings: Vec::new(),
     }
 }
 

@@ -38,8 +38,9 @@ pub enum Command {
     /// rules (scale ingest by running more of these in one Kafka group).
     Ingest(ConfigArgs),
     /// Run only the managed local ClickHouse in the foreground until
-    /// interrupted, printing its URL (for tools, tests and debugging).
-    Clickhouse(ConfigArgs),
+    /// interrupted, printing its URL (for tools, tests and debugging); with
+    /// --cluster, a replicated, sharded cluster of them on loopback.
+    Clickhouse(ClickhouseArgs),
     /// Create or upgrade the ClickHouse schema, then exit.
     Migrate(ConfigArgs),
     /// Print the effective configuration (file + environment + flags) as YAML.
@@ -116,6 +117,31 @@ fn topic_format(s: &str) -> Result<(String, KafkaFormat), String> {
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+/// `comet clickhouse`.
+#[derive(Debug, Clone, Args)]
+pub struct ClickhouseArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Run a replicated, sharded cluster instead of one server:
+    /// SHARDSxREPLICAS servers (e.g. 2x2) named `comet` in their
+    /// remote_servers, coordinated by a ZooKeeper, all on free loopback
+    /// ports under --data-dir. Prints every node's URL, one per line, shard
+    /// by shard; point Comet at any of them with `--clickhouse-cluster comet`
+    #[arg(long, value_name = "SHARDSxREPLICAS")]
+    pub cluster: Option<comet_schema::managed::ClusterShape>,
+
+    /// The ZooKeeper launcher a cluster uses (made by
+    /// scripts/install-zookeeper.sh); a relative path is also looked for
+    /// beside the comet executable and above it
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = ".tools/zookeeper/bin/comet-zookeeper"
+    )]
+    pub zookeeper: PathBuf,
 }
 
 /// Options shared by every command. Each maps to one configuration key.
@@ -229,6 +255,14 @@ pub struct ConfigArgs {
     /// [config: clickhouse.cluster; default: single server]
     #[arg(long, env = "COMET_CLICKHOUSE_CLUSTER", value_name = "NAME")]
     pub clickhouse_cluster: Option<String>,
+
+    /// In a cluster, how many replicas of each shard must hold an insert's
+    /// rows before Comet acknowledges it: `auto` (a majority of the shard's
+    /// replicas) or a number (1: one replica; the others copy the rows
+    /// later, and a lost disk loses what they had not copied yet)
+    /// [config: clickhouse.insert_quorum; default auto]
+    #[arg(long, env = "COMET_CLICKHOUSE_INSERT_QUORUM", value_name = "auto|N")]
+    pub clickhouse_insert_quorum: Option<String>,
 
     /// Time allowed to open a connection to ClickHouse
     /// [config: clickhouse.connect_timeout; default 5s]
@@ -706,11 +740,10 @@ impl Command {
     /// The configuration options, for commands that use the configuration.
     pub fn config_args(&self) -> Option<&ConfigArgs> {
         match self {
-            Command::Serve(a)
-            | Command::Ingest(a)
-            | Command::Clickhouse(a)
-            | Command::Migrate(a)
-            | Command::Config(a) => Some(a),
+            Command::Serve(a) | Command::Ingest(a) | Command::Migrate(a) | Command::Config(a) => {
+                Some(a)
+            }
+            Command::Clickhouse(c) => Some(&c.config),
             Command::Promqltest(p) => Some(&p.config),
             Command::Explain(e) => Some(&e.config),
             Command::Rules(RulesCommand::Test(t)) => Some(&t.config),

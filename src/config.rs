@@ -491,6 +491,9 @@ pub struct ClickHouseConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Cluster name for `ON CLUSTER` DDL and Distributed tables.
     pub cluster: Option<String>,
+    /// In a cluster: replicas per shard that must hold an insert's rows
+    /// before it is acknowledged, `auto` (a majority) or a number.
+    pub insert_quorum: String,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -557,6 +560,7 @@ impl Default for ClickHouseConfig {
             database: "comet".into(),
             tls_ca_file: None,
             cluster: None,
+            insert_quorum: "auto".into(),
             connect_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(120),
             startup_timeout: Duration::from_secs(60),
@@ -634,6 +638,7 @@ impl Config {
         overlay!(ch.database, a.clickhouse_database);
         overlay!(optional ch.tls_ca_file, a.clickhouse_tls_ca_file);
         overlay!(optional ch.cluster, a.clickhouse_cluster);
+        overlay!(ch.insert_quorum, a.clickhouse_insert_quorum);
         overlay!(ch.connect_timeout, a.clickhouse_connect_timeout);
         overlay!(ch.query_timeout, a.clickhouse_query_timeout);
         overlay!(ch.startup_timeout, a.clickhouse_startup_timeout);
@@ -772,6 +777,12 @@ impl Config {
                 "clickhouse.database {db:?} must be non-empty and use only letters, digits and _"
             );
         }
+        let quorum = &self.clickhouse.insert_quorum;
+        if quorum != "auto" && !quorum.parse::<u32>().is_ok_and(|n| n >= 1) {
+            bail!(
+                "clickhouse.insert_quorum {quorum:?} must be auto or a number of replicas (1 or more)"
+            );
+        }
         if let Some(url) = &self.clickhouse.url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -902,6 +913,7 @@ impl Config {
                 initial_backoff: ch.retry_initial_backoff,
                 max_backoff: ch.retry_max_backoff,
             },
+            topology_settings: self.schema_options().topology_settings(&ch.insert_quorum),
         }
     }
 
@@ -925,6 +937,7 @@ impl Config {
             tcp_port: m.tcp_port,
             startup_timeout: m.startup_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            cluster: None,
         }
     }
 
@@ -1282,6 +1295,7 @@ mod tests {
             ("clickhouse-database", "d"),
             ("clickhouse-tls-ca-file", "/ca.pem"),
             ("clickhouse-cluster", "c"),
+            ("clickhouse-insert-quorum", "2"),
             ("clickhouse-connect-timeout", "9s"),
             ("clickhouse-query-timeout", "9s"),
             ("clickhouse-startup-timeout", "9s"),

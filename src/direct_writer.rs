@@ -176,6 +176,7 @@ mod tests {
                 compression: true,
                 query_timeout: Duration::from_secs(60),
                 retry: RetryPolicy::default(),
+                topology_settings: Vec::new(),
             },
             plan: PlanSettings::default(),
         };

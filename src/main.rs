@@ -78,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(_) => serve::serve(config, serve::Role::All).await,
             Command::Ingest(_) => serve::serve(config, serve::Role::Ingest).await,
-            Command::Clickhouse(_) => serve::clickhouse(config).await,
+            Command::Clickhouse(args) => serve::clickhouse(config, args).await,
             Command::Migrate(_) => serve::migrate_only(config).await,
             Command::Promqltest(args) => promqltest::run(config, args).await,
             Command::Rules(RulesCommand::Test(args)) => rules::test(config, args).await,

@@ -445,9 +445,26 @@ fn reload_on_sighup(ruler: Ruler) -> anyhow::Result<()> {
 }
 
 /// `comet clickhouse`: the managed server alone, in the foreground.
-pub async fn clickhouse(config: Config) -> anyhow::Result<()> {
+pub async fn clickhouse(config: Config, args: crate::cli::ClickhouseArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
+    if let Some(shape) = args.cluster {
+        let exe = std::env::current_exe().ok();
+        let launcher = comet_schema::managed::locate_beside_exe(&args.zookeeper, exe.as_deref());
+        let cluster = comet_schema::managed::ManagedCluster::start(
+            shape,
+            &config.managed_settings(),
+            launcher,
+        )
+        .await?;
+        // The URLs on stdout, alone, so scripts can read them.
+        for url in cluster.urls() {
+            println!("{url}");
+        }
+        shutdown.cancelled().await;
+        cluster.shutdown().await;
+        return Ok(());
+    }
     let managed =
         ManagedClickHouse::start(config.managed_settings(), ManagedMetrics::unregistered()).await?;
     // The URL on stdout, alone, so scripts can read it.

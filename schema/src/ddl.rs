@@ -270,6 +270,29 @@ impl SchemaOptions {
         }
     }
 
+    /// The settings every statement on the tables needs.
+    ///
+    /// On a cluster, inserts into the Distributed tables would otherwise be
+    /// acknowledged while their rows are still queued on the receiving node
+    /// (lost with it, and invisible on the other shards until sent): an
+    /// insert waits until every shard that gets rows has them
+    /// (`distributed_foreground_insert`), each on `quorum` replicas (`auto`:
+    /// a majority); parallel quorum inserts keep concurrent batches from
+    /// waiting for each other. Queries whose `IN` subqueries read another
+    /// Distributed table run them once and send the result to every shard
+    /// (`GLOBAL IN`), which is right whatever the subquery reads.
+    pub fn topology_settings(&self, quorum: &str) -> Vec<(&'static str, String)> {
+        match self.topology {
+            Topology::SingleNode => Vec::new(),
+            Topology::Cluster { .. } => vec![
+                ("distributed_product_mode", "global".into()),
+                ("distributed_foreground_insert", "1".into()),
+                ("insert_quorum", quorum.into()),
+                ("insert_quorum_parallel", "1".into()),
+            ],
+        }
+    }
+
     /// `database`.`table`, quoted.
     pub fn qualified(&self, table: &str) -> String {
         format!(

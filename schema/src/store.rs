@@ -35,6 +35,10 @@ pub struct StoreSettings {
     /// server as `max_execution_time` so it stops working too.
     pub query_timeout: Duration,
     pub retry: RetryPolicy,
+    /// ClickHouse settings sent with every statement: what the topology
+    /// needs for durable inserts and correct queries
+    /// ([`crate::SchemaOptions::topology_settings`]).
+    pub topology_settings: Vec<(&'static str, String)>,
 }
 
 /// Exponential backoff with jitter for transient failures.
@@ -151,7 +155,7 @@ impl Store {
             // ClickHouse closes idle keep-alive connections after 3 s.
             .pool_idle_timeout(Duration::from_secs(2))
             .build(connector(&settings)?);
-        let client = Client::with_http_client(http_client)
+        let mut client = Client::with_http_client(http_client)
             .with_url(settings.url.trim_end_matches('/'))
             .with_user(&settings.user)
             .with_password(&settings.password)
@@ -167,6 +171,9 @@ impl Store {
                 "max_execution_time",
                 settings.query_timeout.as_secs().max(1).to_string(),
             );
+        for (name, value) in &settings.topology_settings {
+            client = client.with_setting(*name, value.as_str());
+        }
         Ok(Self {
             client,
             settings: Arc::new(settings),
@@ -463,6 +470,7 @@ mod tests {
             compression: true,
             query_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
+            topology_settings: Vec::new(),
         })
         .unwrap_err();
         assert!(err.to_string().contains("must start with http://"));

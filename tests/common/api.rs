@@ -8,7 +8,7 @@ use comet_schema::prompb::v1;
 use prost::Message;
 use serde_json::Value;
 
-use super::{CometProcess, serve_new_database};
+use super::{CometProcess, serve_new_database, unique_database};
 
 /// One sample every 15 s over the last 30 minutes.
 pub const SCRAPE_MS: i64 = 15_000;
@@ -30,8 +30,26 @@ pub struct ApiComet {
 
 impl ApiComet {
     pub async fn start(extra: &[&str]) -> Self {
-        let (mut process, database) = serve_new_database("comet_api", extra);
-        process.wait_ready(Duration::from_secs(120)).await;
+        let (process, database) = serve_new_database("comet_api", extra);
+        Self::ready(process, database).await
+    }
+
+    /// [`ApiComet::start`] on the ClickHouse at `url` (a cluster's node).
+    pub async fn start_on(url: &str, extra: &[&str]) -> Self {
+        let database = unique_database("comet_api");
+        let mut args = vec![
+            "serve",
+            "--clickhouse-url",
+            url,
+            "--clickhouse-database",
+            &database,
+        ];
+        args.extend_from_slice(extra);
+        Self::ready(CometProcess::spawn(&args), database).await
+    }
+
+    async fn ready(mut process: CometProcess, database: String) -> Self {
+        process.wait_ready(Duration::from_secs(180)).await;
         Self {
             process,
             database,

@@ -153,6 +153,7 @@ pub fn store_settings(database: &str) -> StoreSettings {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(500),
         },
+        topology_settings: Vec::new(),
     }
 }
 

@@ -963,6 +963,7 @@ mod tests {
                 tcp_port: port(),
                 startup_timeout: Duration::from_secs(180),
                 shutdown_timeout: Duration::from_secs(10),
+                cluster: None,
             };
             let server = ManagedClickHouse::start(settings, ManagedMetrics::unregistered())
                 .await

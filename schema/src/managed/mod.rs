@@ -20,6 +20,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+mod cluster;
+mod zookeeper;
+
+pub use cluster::{CLUSTER_NAME, ClusterNode, ClusterShape, ManagedCluster};
+pub use zookeeper::ManagedZooKeeper;
+
 const LAUNCHER: &str = include_str!("launch_clickhouse.py");
 /// The chdb release whose library exports the server entry point.
 pub const CHDB_VERSION: &str = "3.7.2";
@@ -36,6 +42,8 @@ pub struct ManagedSettings {
     pub startup_timeout: Duration,
     /// How long a clean shutdown may take before the server is killed.
     pub shutdown_timeout: Duration,
+    /// This server's place in a managed cluster; `None` for a single server.
+    pub cluster: Option<ClusterNode>,
 }
 
 #[derive(Debug, Error)]
@@ -54,6 +62,18 @@ pub enum ManagedError {
     #[error("cannot prepare the managed ClickHouse directory {path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the managed cluster needs ZooKeeper, and its launcher {launcher} is missing; run \
+         `scripts/install-zookeeper.sh` (Debian's ZooKeeper 3.8, unpacked into .tools) or set \
+         --zookeeper"
+    )]
+    MissingZooKeeper { launcher: PathBuf },
+    #[error("cannot start the managed ZooKeeper with {launcher}")]
+    SpawnZooKeeper {
+        launcher: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -114,7 +134,7 @@ impl ManagedClickHouse {
     ) -> Result<Self, ManagedError> {
         // Absolute paths: the server runs in its own directory.
         let exe = std::env::current_exe().ok();
-        let venv = locate_venv(&settings.venv, exe.as_deref());
+        let venv = locate_beside_exe(&settings.venv, exe.as_deref());
         let venv = std::fs::canonicalize(&venv).unwrap_or(venv);
         let python = venv.join("bin").join("python");
         if !python.exists() {
@@ -253,21 +273,22 @@ impl Launch {
     }
 }
 
-/// Where the venv is: the path as given when it exists (absolute, or
-/// relative to the working directory); else a relative path is looked for
-/// beside the executable and in the directories above it, so a Comet
-/// started elsewhere (`/srv/comet/target/release/comet serve` from `/`)
-/// still finds its checkout's `.chdb-venv`.
-pub fn locate_venv(venv: &Path, exe: Option<&Path>) -> PathBuf {
-    if venv.is_absolute() || venv.exists() {
-        return venv.to_path_buf();
+/// Where a file of the checkout is (the venv, the ZooKeeper launcher): the
+/// path as given when it exists (absolute, or relative to the working
+/// directory); else a relative path is looked for beside the executable and
+/// in the directories above it, so a Comet started elsewhere
+/// (`/srv/comet/target/release/comet serve` from `/`) still finds its
+/// checkout's `.chdb-venv`.
+pub fn locate_beside_exe(path: &Path, exe: Option<&Path>) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
     }
     exe.and_then(Path::parent)
         .into_iter()
         .flat_map(Path::ancestors)
-        .map(|dir| dir.join(venv))
+        .map(|dir| dir.join(path))
         .find(|candidate| candidate.exists())
-        .unwrap_or_else(|| venv.to_path_buf())
+        .unwrap_or_else(|| path.to_path_buf())
 }
 
 /// Looks for `lib/python3.*/site-packages/chdb/_chdb.abi3.so` in the venv.
@@ -451,6 +472,7 @@ fn server_config(root: &Path, settings: &ManagedSettings) -> String {
         <engine>ENGINE = MergeTree PARTITION BY event_date ORDER BY (event_date, event_time) TTL event_date + INTERVAL 7 DAY DELETE</engine>
     </query_log>
     <max_server_memory_usage_to_ram_ratio>0.75</max_server_memory_usage_to_ram_ratio>
+{cluster}
     <users>
         <default>
             <password></password>
@@ -473,6 +495,11 @@ fn server_config(root: &Path, settings: &ManagedSettings) -> String {
 "#,
         http = settings.http_port,
         tcp = settings.tcp_port,
+        cluster = settings
+            .cluster
+            .as_ref()
+            .map(ClusterNode::server_config)
+            .unwrap_or_default(),
     )
 }
 
@@ -491,14 +518,14 @@ mod tests {
         let relative = Path::new(".venv-test");
         assert!(!relative.exists());
         assert_eq!(
-            locate_venv(relative, Some(&exe)),
+            locate_beside_exe(relative, Some(&exe)),
             checkout.join(".venv-test")
         );
         // An absolute path, or nothing found, stays as given.
         let absolute = root.path().join("elsewhere");
-        assert_eq!(locate_venv(&absolute, Some(&exe)), absolute);
+        assert_eq!(locate_beside_exe(&absolute, Some(&exe)), absolute);
         assert_eq!(
-            locate_venv(Path::new(".missing-venv"), Some(&exe)),
+            locate_beside_exe(Path::new(".missing-venv"), Some(&exe)),
             Path::new(".missing-venv")
         );
     }
@@ -511,6 +538,7 @@ mod tests {
             tcp_port: 19000,
             startup_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
+            cluster: None,
         }
     }
 

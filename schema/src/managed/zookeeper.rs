@@ -1,0 +1,170 @@
+//! A ZooKeeper for the managed cluster: the coordinator its replicated
+//! tables and `ON CLUSTER` DDL need (the chdb server is built without
+//! ClickHouse Keeper). It is Debian's ZooKeeper 3.8, unpacked by
+//! `scripts/install-zookeeper.sh` with a launcher that takes a `zoo.cfg`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use super::ManagedError;
+
+/// A running standalone ZooKeeper on loopback.
+pub struct ManagedZooKeeper {
+    child: Child,
+    port: u16,
+}
+
+impl ManagedZooKeeper {
+    /// Writes its config under `dir`, starts `launcher` on `port` and waits
+    /// until it answers `ruok` with `imok`.
+    pub async fn start(
+        launcher: &Path,
+        dir: &Path,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Self, ManagedError> {
+        if !launcher.exists() {
+            return Err(ManagedError::MissingZooKeeper {
+                launcher: launcher.to_path_buf(),
+            });
+        }
+        // Absolute: ZooKeeper runs in its own directory.
+        let launcher =
+            std::fs::canonicalize(launcher).map_err(|source| ManagedError::SpawnZooKeeper {
+                launcher: launcher.to_path_buf(),
+                source,
+            })?;
+        let spawn_error = |source| ManagedError::SpawnZooKeeper {
+            launcher: launcher.clone(),
+            source,
+        };
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ManagedError::Io { path, source }
+        };
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).map_err(io(&data))?;
+        let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
+        let config = dir.join("zoo.cfg");
+        std::fs::write(&config, zoo_cfg(&dir.join("data"), port)).map_err(io(&config))?;
+        let log_path = dir.join("zookeeper.log");
+        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+        let log_err = log.try_clone().map_err(spawn_error)?;
+        let mut child = Command::new(&launcher)
+            .arg(&config)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_error)?;
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(ManagedError::ExitedEarly {
+                    status: status.to_string(),
+                    log: tail(&log_path, 15),
+                });
+            }
+            if ruok(port).await {
+                break;
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill().await;
+                return Err(ManagedError::NotReady {
+                    port,
+                    waited: started.elapsed(),
+                    log: log_path,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        info!(port, took = ?started.elapsed(), "managed ZooKeeper is up");
+        Ok(Self { child, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after `timeout`).
+    pub async fn shutdown(mut self, timeout: Duration) {
+        if let Some(pid) = self.child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        if tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .is_err()
+        {
+            warn!("managed ZooKeeper did not stop in time; killing it");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// A standalone server on loopback only, with only the four-letter
+/// commands a health check needs and no admin web server.
+fn zoo_cfg(data: &Path, port: u16) -> String {
+    format!(
+        "# Written by Comet at every start of the managed ZooKeeper; edits are lost.\n\
+         tickTime=2000\n\
+         dataDir={}\n\
+         clientPort={port}\n\
+         clientPortAddress=127.0.0.1\n\
+         maxClientCnxns=0\n\
+         admin.enableServer=false\n\
+         4lw.commands.whitelist=ruok,srvr\n\
+         autopurge.purgeInterval=1\n",
+        data.display()
+    )
+}
+
+/// `ruok` answered with `imok`.
+async fn ruok(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"ruok").await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer == b"imok")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Ok(true))
+    )
+}
+
+fn tail(path: &PathBuf, n: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..]
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Err(_) => "  (no log output)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_listens_on_loopback_only() {
+        let cfg = zoo_cfg(Path::new("/d"), 2181);
+        assert!(cfg.contains("clientPortAddress=127.0.0.1\n"));
+        assert!(cfg.contains("clientPort=2181\n"));
+        assert!(cfg.contains("admin.enableServer=false"));
+    }
+}
