@@ -9,6 +9,7 @@ scripts/install-peers.sh
 scripts/install-prometheus3.sh
 scripts/install-test-clients.sh
 scripts/install-kafka-broker.sh
+scripts/install-zookeeper.sh
 
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check
