@@ -9,77 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use comet_schema::prompb::v1;
 use common::api::{ApiComet, fixture, now_ms, series, write_to};
-use common::{COMET, chdb_venv, http_query_on, set_parent_death_signal, workspace_dir};
+use common::cluster::{REPLICAS, cluster_urls};
+use common::http_query_on;
 use serde_json::Value;
-
-const SHARDS: usize = 2;
-const REPLICAS: usize = 2;
-
-/// The ZooKeeper launcher `scripts/install-zookeeper.sh` makes.
-fn zookeeper_launcher() -> PathBuf {
-    std::env::var_os("COMET_TEST_ZOOKEEPER_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join(".tools/zookeeper"))
-        .join("bin/comet-zookeeper")
-}
-
-/// The HTTP URLs of the test cluster's nodes, shard by shard (started once
-/// per test binary, stopped with it).
-fn cluster_urls() -> &'static [String] {
-    static URLS: OnceLock<Vec<String>> = OnceLock::new();
-    URLS.get_or_init(|| {
-        let launcher = zookeeper_launcher();
-        assert!(
-            launcher.exists(),
-            "{} is missing: run scripts/install-zookeeper.sh",
-            launcher.display()
-        );
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let mut cmd = Command::new(COMET);
-            cmd.args(["clickhouse", "--log-level", "warn", "--cluster"])
-                .arg(format!("{SHARDS}x{REPLICAS}"))
-                .arg("--zookeeper")
-                .arg(&launcher)
-                .arg("--data-dir")
-                .arg(dir.path())
-                .arg("--managed-clickhouse-venv")
-                .arg(chdb_venv())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
-            set_parent_death_signal(&mut cmd);
-            let mut child: Child = cmd.spawn().expect("cannot run comet clickhouse --cluster");
-            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-            let urls: Vec<String> = (0..SHARDS * REPLICAS)
-                .map(|_| lines.next().and_then(Result::ok).unwrap_or_default())
-                .collect();
-            tx.send(urls).expect("send URLs");
-            // The parent of record for PDEATHSIG, and the data, live as
-            // long as the test process.
-            let _keep = (dir, child);
-            loop {
-                std::thread::park();
-            }
-        });
-        let urls = rx
-            .recv_timeout(Duration::from_secs(300))
-            .expect("the test cluster did not start");
-        assert!(
-            urls.iter().all(|u| u.starts_with("http://")),
-            "comet clickhouse --cluster printed {urls:?}"
-        );
-        urls
-    })
-}
 
 /// `comet serve` in cluster mode on the first node, on a new database.
 async fn cluster_comet() -> ApiComet {

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cluster;
 pub mod peers;
 pub mod sender;
 pub mod throttle;
