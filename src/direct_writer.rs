@@ -178,6 +178,7 @@ mod tests {
                 retry: RetryPolicy::default(),
                 topology_settings: Vec::new(),
             },
+            topology: comet_schema::Topology::SingleNode,
             plan: PlanSettings::default(),
         };
         let dir = std::env::temp_dir().join(format!("comet_loader_{}", std::process::id()));

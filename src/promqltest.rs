@@ -112,6 +112,7 @@ pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
     let backend = Backend::connect(&config, &prometheus::Registry::new()).await?;
     let runner = Runner {
         store: backend.store.settings().clone(),
+        topology: config.schema_options().topology,
         plan: config.plan_settings(),
     };
     let mut reports = Vec::new();

@@ -103,8 +103,7 @@ async fn acknowledged_samples_are_on_every_shard_and_replica_at_once() {
     assert_eq!(series_rows, 1000);
 }
 
-/// The answer of a query, without what may legitimately differ between two
-/// databases (nothing, for these queries).
+/// The `data` of an API answer.
 async fn answer(comet: &ApiComet, path: &str, params: &[(&str, &str)]) -> Value {
     comet.data(path, params).await
 }
@@ -114,6 +113,14 @@ async fn queries_on_the_cluster_answer_as_on_one_server() {
     let end = now_ms();
     let data = fixture(end);
     let (cluster, single) = tokio::join!(cluster_comet(), ApiComet::start(&[]));
+    // A second Comet on the same database, talking to a node of the other
+    // shard: two Comets in front of one cluster answer alike.
+    let second = ApiComet::start_on_database(
+        &cluster_urls()[REPLICAS],
+        &cluster.database,
+        &["--clickhouse-cluster", "comet"],
+    )
+    .await;
     cluster.write(&data).await;
     single.write(&data).await;
     // Also the larger load, so aggregations combine rows of both shards.
@@ -137,10 +144,16 @@ async fn queries_on_the_cluster_answer_as_on_one_server() {
     ];
     for q in queries {
         let instant = [("query", q), ("time", t.as_str())];
+        let on_cluster = answer(&cluster, "/api/v1/query", &instant).await;
         assert_eq!(
-            answer(&cluster, "/api/v1/query", &instant).await,
+            on_cluster,
             answer(&single, "/api/v1/query", &instant).await,
             "instant {q}"
+        );
+        assert_eq!(
+            on_cluster,
+            answer(&second, "/api/v1/query", &instant).await,
+            "instant {q} through the second Comet"
         );
         let range = [
             ("query", q),

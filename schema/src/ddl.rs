@@ -311,6 +311,25 @@ impl SchemaOptions {
         )
     }
 
+    /// `DROP DATABASE`, on every node of a cluster, waiting until its
+    /// replicated tables have left Keeper (so it can be created again).
+    pub fn drop_database(&self) -> String {
+        format!(
+            "DROP DATABASE IF EXISTS {}{} SYNC",
+            quote_identifier(&self.database),
+            self.on_cluster()
+        )
+    }
+
+    /// Empties `spec`'s table (each node's storage table in a cluster).
+    pub fn truncate(&self, spec: &TableSpec) -> String {
+        format!(
+            "TRUNCATE TABLE IF EXISTS {}{} SYNC",
+            self.qualified(&self.storage_table(spec)),
+            self.on_cluster()
+        )
+    }
+
     /// The name of the table that holds the rows on a node: the table itself
     /// on a single server, `<name>_local` in a cluster.
     pub fn storage_table(&self, spec: &TableSpec) -> String {

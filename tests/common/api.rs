@@ -36,7 +36,12 @@ impl ApiComet {
 
     /// [`ApiComet::start`] on the ClickHouse at `url` (a cluster's node).
     pub async fn start_on(url: &str, extra: &[&str]) -> Self {
-        let database = unique_database("comet_api");
+        Self::start_on_database(url, &unique_database("comet_api"), extra).await
+    }
+
+    /// [`ApiComet::start_on`] an existing `database` (a second Comet).
+    pub async fn start_on_database(url: &str, database: &str, extra: &[&str]) -> Self {
+        let database = database.to_string();
         let mut args = vec![
             "serve",
             "--clickhouse-url",

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use comet_schema::ddl::{DATA_TABLES, quote_identifier};
+use comet_schema::ddl::DATA_TABLES;
 use comet_schema::histogram::{CUSTOM_BUCKETS_SCHEMA, HistogramCounts, NativeHistogram};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::model::STALE_NAN_BITS;
@@ -145,6 +145,8 @@ pub trait Loader: Send {
 pub struct Runner {
     /// Where ClickHouse is; each file gets its own database.
     pub store: StoreSettings,
+    /// A single server or a cluster.
+    pub topology: Topology,
     pub plan: PlanSettings,
 }
 
@@ -214,11 +216,7 @@ impl Runner {
                     loader.close().await;
                     for table in DATA_TABLES {
                         store
-                            .execute(&format!(
-                                "TRUNCATE TABLE {}.{}",
-                                quote_identifier(&database),
-                                quote_identifier(table.name)
-                            ))
+                            .execute(&self.schema(&database).truncate(table))
                             .await
                             .map_err(|e| RunError::Store(e.to_string()))?;
                     }
@@ -248,14 +246,19 @@ impl Runner {
             }
         }
         loader.close().await;
-        let _ = store
-            .execute(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                quote_identifier(&database)
-            ))
-            .await;
+        let _ = store.execute(&self.schema(&database).drop_database()).await;
         report.tiers.sort();
         Ok(report)
+    }
+
+    /// The schema of a file's `database`, without retention: the scripts'
+    /// samples are from 1970.
+    fn schema(&self, database: &str) -> SchemaOptions {
+        SchemaOptions {
+            database: database.to_string(),
+            retention: None,
+            topology: self.topology.clone(),
+        }
     }
 
     /// Drops and recreates `database` on the runner's server, migrated to
@@ -266,19 +269,11 @@ impl Runner {
             ..self.store.clone()
         };
         let store = Store::new(settings).map_err(|e| RunError::Store(e.to_string()))?;
+        let options = self.schema(database);
         store
-            .execute(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                quote_identifier(database)
-            ))
+            .execute(&options.drop_database())
             .await
             .map_err(|e| RunError::Store(e.to_string()))?;
-        // No retention: the scripts' samples are from 1970.
-        let options = SchemaOptions {
-            database: database.to_string(),
-            retention: None,
-            topology: Topology::SingleNode,
-        };
         migrate(&store, &options, latest_version())
             .await
             .map_err(|e| RunError::Store(e.to_string()))?;

@@ -190,7 +190,13 @@ pub struct RuleTester {
 impl RuleTester {
     pub fn new(store: comet_schema::StoreSettings, plan: PlanSettings) -> Self {
         Self {
-            runner: Runner { store, plan },
+            // Test groups' databases are scratch space on the server Comet
+            // talks to, also in front of a cluster.
+            runner: Runner {
+                store,
+                topology: comet_schema::Topology::SingleNode,
+                plan,
+            },
         }
     }
 
