@@ -78,30 +78,44 @@ impl ClickHouseStats {
         Ok(())
     }
 
-    /// Refreshes the gauges every [`REFRESH`] until `stop` is cancelled. A
-    /// failed read is logged and leaves the last values.
+    /// Refreshes the gauges every [`REFRESH`] until `stop` is cancelled.
     pub fn spawn(self, store: Store, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                // A read retrying against an unreachable server must not
-                // hold up shutdown.
-                let result = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    result = self.refresh(&store) => result,
-                };
-                match result {
-                    Ok(()) => debug!("ClickHouse table statistics refreshed"),
-                    Err(err) => {
-                        warn!(error = %error_chain(&err), "cannot read ClickHouse table statistics")
-                    }
-                }
-            }
+        every_refresh("ClickHouse table statistics", stop, move || {
+            let (stats, store) = (self.clone(), store.clone());
+            async move { stats.refresh(&store).await }
         })
     }
+}
+
+/// Runs `refresh` every [`REFRESH`] until `stop` is cancelled. A failed
+/// read is logged and leaves the last values.
+pub fn every_refresh<F, Fut>(
+    what: &'static str,
+    stop: CancellationToken,
+    mut refresh: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), comet_schema::store::StoreError>> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            // A read retrying against an unreachable server must not
+            // hold up shutdown.
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                result = refresh() => result,
+            };
+            match result {
+                Ok(()) => debug!(what, "refreshed"),
+                Err(err) => warn!(what, error = %error_chain(&err), "cannot read"),
+            }
+        }
+    })
 }

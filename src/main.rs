@@ -10,6 +10,7 @@ mod bench_queries;
 mod bench_query;
 mod cli;
 mod clickhouse_stats;
+mod cluster_stats;
 mod config;
 mod direct_writer;
 mod explain;

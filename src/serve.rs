@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::{self, Auth};
 use crate::clickhouse_stats::ClickHouseStats;
+use crate::cluster_stats::ClusterStats;
 use crate::config::Config;
 use crate::direct_writer::DirectWriter;
 use crate::http::{self, AppState};
@@ -209,7 +210,13 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         reload_on_sighup(rules.ruler.clone())?;
     }
     let stats_stop = CancellationToken::new();
-    let stats = ClickHouseStats::new(&registry)?.spawn(backend.store.clone(), stats_stop.clone());
+    let mut stats =
+        vec![ClickHouseStats::new(&registry)?.spawn(backend.store.clone(), stats_stop.clone())];
+    if let Some(cluster) = &config.clickhouse.cluster {
+        stats.push(
+            ClusterStats::new(&registry, cluster)?.spawn(backend.store.clone(), stats_stop.clone()),
+        );
+    }
     state.set_ready(backend.store.clone(), router);
     // The OTLP listeners serve once the receiver exists; until then their
     // connections wait in the backlog.
@@ -246,7 +253,9 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         }
     }
     stats_stop.cancel();
-    let _ = stats.await;
+    for task in stats {
+        let _ = task.await;
+    }
     if let Some(kafka) = kafka {
         // Stores and commits what it received, before the writer stops.
         kafka.shutdown(config.shutdown_timeout).await;

@@ -11,8 +11,8 @@ mod common;
 
 use comet_schema::prompb::v1;
 use common::api::{ApiComet, fixture, now_ms, series, write_to};
-use common::cluster::{REPLICAS, cluster_urls};
-use common::http_query_on;
+use common::cluster::{REPLICAS, SHARDS, cluster_urls};
+use common::{http_query_on, metric_value};
 use serde_json::Value;
 
 /// `comet serve` in cluster mode on the first node, on a new database.
@@ -101,6 +101,32 @@ async fn acknowledged_samples_are_on_every_shard_and_replica_at_once() {
     )
     .await;
     assert_eq!(series_rows, 1000);
+
+    // /metrics shows the cluster's health: every replica answering, none
+    // read-only (read every 15 s; the first read is at start-up).
+    let waiting = std::time::Instant::now();
+    loop {
+        let metrics = comet.metrics().await;
+        let answering = metric_value(&metrics, "comet_clickhouse_cluster_replicas_answering ");
+        if answering == (SHARDS * REPLICAS) as f64 {
+            assert_eq!(
+                metric_value(&metrics, "comet_clickhouse_cluster_replicas "),
+                (SHARDS * REPLICAS) as f64
+            );
+            let replicas: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("comet_clickhouse_replica_readonly_tables{"))
+                .collect();
+            assert_eq!(replicas.len(), SHARDS * REPLICAS, "{metrics}");
+            assert!(replicas.iter().all(|l| l.ends_with(" 0")), "{replicas:?}");
+            break;
+        }
+        assert!(
+            waiting.elapsed() < std::time::Duration::from_secs(60),
+            "replicas answering: {answering}\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// The `data` of an API answer.
