@@ -94,7 +94,7 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         let scrapes = (i64::from(args.minutes) * 60_000 / SCRAPE_MS) as usize;
         let started = Instant::now();
         let dataset = Dataset::generate(targets, scrapes, SCRAPE_MS, last_ms);
-        load_comet(&store, &dataset).await?;
+        load_comet(&store, &args.clickhouse.schema(&args.database), &dataset).await?;
         eprintln!(
             "bench: loaded {} series x {} scrapes in {:.1?}",
             dataset.series.len(),

@@ -36,7 +36,7 @@ use comet_ingest::{IngestMetrics, Series, SeriesSamples, WriteBatch, Writer, Wri
 use comet_query::api::{ApiSettings, CacheSettings};
 use comet_query::engine::QueryRange;
 use comet_query::value::format_labels;
-use comet_schema::ddl::quote_identifier;
+use comet_schema::ddl::{SAMPLES, SERIES};
 use comet_schema::migrate::{latest_version, migrate};
 use comet_schema::{
     Labels, NameValidation, RetryPolicy, Sample, SchemaOptions, Store, StoreSettings, Topology,
@@ -80,6 +80,25 @@ pub struct BenchClickHouseArgs {
         value_name = "PASSWORD"
     )]
     pub clickhouse_password: String,
+    /// Cluster name (from the servers' remote_servers): the data set goes
+    /// into Replicated tables behind Distributed ones, as
+    /// `comet serve --clickhouse-cluster` makes them
+    #[arg(long, env = "COMET_CLICKHOUSE_CLUSTER", value_name = "NAME")]
+    pub clickhouse_cluster: Option<String>,
+}
+
+impl BenchClickHouseArgs {
+    /// The bench database's schema: no retention (the data may be old).
+    pub(crate) fn schema(&self, database: &str) -> SchemaOptions {
+        SchemaOptions {
+            database: database.to_string(),
+            retention: None,
+            topology: match &self.clickhouse_cluster {
+                Some(name) => Topology::Cluster { name: name.clone() },
+                None => Topology::SingleNode,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -480,26 +499,19 @@ pub(crate) fn store_settings(args: &BenchClickHouseArgs, database: &str) -> Stor
         connect_timeout: Duration::from_secs(5),
         query_timeout: Duration::from_secs(120),
         retry: RetryPolicy::default(),
-        topology_settings: Vec::new(),
+        topology_settings: args.schema(database).topology_settings("auto"),
     }
 }
 
 /// Drops and recreates the database, loads the data set through the
 /// writer, and merges the tables to their settled state.
-pub(crate) async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Result<()> {
-    let database = store.database().to_string();
-    store
-        .execute(&format!(
-            "DROP DATABASE IF EXISTS {} SYNC",
-            quote_identifier(&database)
-        ))
-        .await?;
-    let options = SchemaOptions {
-        database: database.clone(),
-        retention: None,
-        topology: Topology::SingleNode,
-    };
-    migrate(store, &options, latest_version())
+pub(crate) async fn load_comet(
+    store: &Store,
+    options: &SchemaOptions,
+    dataset: &Dataset,
+) -> anyhow::Result<()> {
+    store.execute(&options.drop_database()).await?;
+    migrate(store, options, latest_version())
         .await
         .context("schema migration failed")?;
 
@@ -536,13 +548,8 @@ pub(crate) async fn load_comet(store: &Store, dataset: &Dataset) -> anyhow::Resu
         result.context("writer task")??;
     }
     writer.shutdown().await;
-    for table in ["series", "samples"] {
-        store
-            .execute(&format!(
-                "OPTIMIZE TABLE {}.{table} FINAL",
-                quote_identifier(&database)
-            ))
-            .await?;
+    for table in [&SERIES, &SAMPLES] {
+        store.execute(&options.optimize_final(table)).await?;
     }
     #[derive(clickhouse::Row, Deserialize)]
     struct Count {
@@ -1163,7 +1170,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse.clickhouse_url))?;
     let clickhouse_version = store.server_version().await?;
     let started = Instant::now();
-    load_comet(&store, &dataset).await?;
+    load_comet(&store, &args.clickhouse.schema(&args.database), &dataset).await?;
     eprintln!(
         "bench: loaded into ClickHouse {clickhouse_version} (database {}) in {:.1?}",
         args.database,

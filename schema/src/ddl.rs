@@ -321,6 +321,16 @@ impl SchemaOptions {
         )
     }
 
+    /// Merges `spec`'s table to its settled state (each node's storage
+    /// table in a cluster).
+    pub fn optimize_final(&self, spec: &TableSpec) -> String {
+        format!(
+            "OPTIMIZE TABLE {}{} FINAL",
+            self.qualified(&self.storage_table(spec)),
+            self.on_cluster()
+        )
+    }
+
     /// Empties `spec`'s table (each node's storage table in a cluster).
     pub fn truncate(&self, spec: &TableSpec) -> String {
         format!(
