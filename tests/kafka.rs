@@ -308,41 +308,89 @@ fn serve_kafka(database: &str, kafka: &[&str], extra: &[&str]) -> CometProcess {
     serve_database(database, &args)
 }
 
+/// [`serve_kafka`] on the ClickHouse at `url`.
+fn serve_kafka_on(url: &str, database: &str, kafka: &[&str], extra: &[&str]) -> CometProcess {
+    let mut args = vec![
+        "serve",
+        "--clickhouse-url",
+        url,
+        "--clickhouse-database",
+        database,
+    ];
+    args.extend_from_slice(kafka);
+    args.extend_from_slice(extra);
+    CometProcess::spawn(&args)
+}
+
 /// (a) `kill -9` mid-stream, restart: every sample stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_and_doubles_nothing() {
-    const MESSAGES: u64 = 6000;
+    let url = common::clickhouse_url();
+    kill_9_mid_stream("crash", 6000, &url, &url, &[]).await;
+}
+
+/// (a) on a replicated, sharded cluster: the restarted Comet talks to a
+/// node of the other shard, and the exactly-once ledger (replicated
+/// tables read through Distributed ones) still stores every sample once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_on_a_cluster_loses_and_doubles_nothing() {
+    let urls = common::cluster::cluster_urls();
+    let second = &urls[common::cluster::REPLICAS];
+    // Fewer messages: each small batch waits for both replicas of a shard.
+    kill_9_mid_stream(
+        "crash_cluster",
+        2000,
+        &urls[0],
+        second,
+        &["--clickhouse-cluster", "comet"],
+    )
+    .await;
+}
+
+/// Produces `messages` to topic `name`, kills a consuming Comet (on `first_url`)
+/// mid-stream and starts another (on `second_url`); checks every sample is
+/// stored once.
+async fn kill_9_mid_stream(
+    name: &str,
+    messages: u64,
+    first_url: &str,
+    second_url: &str,
+    extra: &[&str],
+) {
     const SERIES: usize = 20;
+    let metric = format!("kafka_{name}");
     let broker = Broker::start();
-    broker.create_topic("crash", 4);
+    broker.create_topic(name, 4);
     let base = now_ms() - 3_600_000;
     produce(
         &broker.producer(),
-        "crash",
+        name,
         4,
-        "kafka_crash",
+        &metric,
         SERIES,
-        0..MESSAGES,
+        0..messages,
         base,
     )
     .await;
-    let database = unique_database("kafka_crash");
+    let database = unique_database(&format!("kafka_{name}"));
     let brokers = broker.address();
-    let kafka = kafka_args(&brokers, "crash", "crash-group");
+    let group = format!("{name}-group");
+    let kafka = kafka_args(&brokers, name, &group);
     // Small batches, so many are in flight when the process dies.
-    let small = [
+    let mut flags = vec![
         "--kafka-batch-max-messages",
         "20",
         "--kafka-batch-linger",
         "50ms",
     ];
-    let url = common::clickhouse_url();
-    let mut first = serve_kafka(&database, &kafka, &small);
+    flags.extend_from_slice(extra);
+    let url = first_url;
+    let mut first = serve_kafka_on(first_url, &database, &kafka, &flags);
     first.wait_ready(WAIT).await;
-    let total = MESSAGES * SERIES as u64;
+    let total = messages * SERIES as u64;
     let started = Instant::now();
     let at_kill = loop {
-        let n = stored(&url, &database, "kafka_crash").await;
+        let n = stored(url, &database, &metric).await;
         if n >= total / 5 {
             break n;
         }
@@ -360,11 +408,11 @@ async fn kill_9_mid_stream_loses_and_doubles_nothing() {
         "all {total} samples were in before the kill; nothing tested"
     );
 
-    let second = serve_kafka(&database, &kafka, &small);
-    assert_exactly(&url, &database, "kafka_crash", total, &[&first, &second]).await;
+    let second = serve_kafka_on(second_url, &database, &kafka, &flags);
+    assert_exactly(url, &database, &metric, total, &[&first, &second]).await;
     // Offsets are committed up to the end of every partition.
     wait_metric(&second, "comet_kafka_committed_offset", |v| {
-        v == MESSAGES as f64
+        v == messages as f64
     })
     .await;
     let m = second.metrics_text().await;
