@@ -567,3 +567,124 @@ fn docker_compose_config_accepts_it_where_available() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// docker-compose.cluster.yml layers a 2 x 2 cluster on the stack: every
+/// node in the cluster configuration is a service that mounts it, each
+/// with its own (shard, replica) macros, all users alike, Keeper wired and
+/// checked, and Comet in cluster mode under the cluster's name.
+#[test]
+fn the_cluster_overlay_is_a_replicated_sharded_cluster() {
+    let base = compose();
+    let mut overlay = yaml("docker-compose.cluster.yml");
+    // The nodes share a template through a YAML merge key, as Compose reads it.
+    overlay.apply_merge().expect("YAML merge keys");
+    let cluster_xml = std::fs::read_to_string(root().join("deploy/cluster/clickhouse-cluster.xml"))
+        .expect("deploy/cluster/clickhouse-cluster.xml");
+    // The replicas named in remote_servers, shard by shard.
+    let shards: Vec<Vec<String>> = cluster_xml
+        .split("<shard>")
+        .skip(1)
+        .map(|shard| {
+            shard
+                .split("<host>")
+                .skip(1)
+                .filter_map(|h| h.split("</host>").next().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    assert!(shards.iter().all(|s| s.len() == 2), "{shards:?}");
+    assert!(cluster_xml.contains("<comet>") && cluster_xml.contains("<host>keeper</host>"));
+    assert!(cluster_xml.contains(r#"<shard from_env="COMET_SHARD"/>"#));
+    assert!(cluster_xml.contains(r#"<replica from_env="COMET_REPLICA"/>"#));
+
+    let env = |svc: &Value, key: &str| -> Option<String> {
+        svc["environment"][key].as_str().map(str::to_string)
+    };
+    let mut macros = BTreeSet::new();
+    for (shard, hosts) in shards.iter().enumerate() {
+        for host in hosts {
+            let svc = &overlay["services"][host.as_str()];
+            assert!(svc.is_mapping(), "{host} is not a service of the overlay");
+            assert_eq!(
+                mounted_at(
+                    &overlay,
+                    host,
+                    "/etc/clickhouse-server/config.d/cluster.xml"
+                ),
+                "deploy/cluster/clickhouse-cluster.xml"
+            );
+            assert_eq!(
+                env(svc, "COMET_SHARD"),
+                Some((shard + 1).to_string()),
+                "{host}"
+            );
+            assert_eq!(env(svc, "COMET_REPLICA").as_deref(), Some(host.as_str()));
+            assert!(macros.insert(host.clone()));
+            // The first node is the stack's own `clickhouse`, with its user.
+            let user_from = if host == "clickhouse" {
+                &base["services"]["clickhouse"]
+            } else {
+                svc
+            };
+            assert_eq!(env(user_from, "CLICKHOUSE_USER").as_deref(), Some("comet"));
+            assert_eq!(
+                env(user_from, "CLICKHOUSE_PASSWORD").as_deref(),
+                Some("comet")
+            );
+            assert_eq!(
+                svc["depends_on"]["keeper"]["condition"].as_str(),
+                Some("service_healthy"),
+                "{host}"
+            );
+        }
+    }
+    assert!(
+        cluster_xml
+            .matches("<user>comet</user><password>comet</password>")
+            .count()
+            == 4
+    );
+    assert_eq!(
+        mounted_at(
+            &overlay,
+            "keeper",
+            "/etc/clickhouse-keeper/keeper_config.xml"
+        ),
+        "deploy/cluster/keeper.xml"
+    );
+    let keeper = std::fs::read_to_string(root().join("deploy/cluster/keeper.xml")).unwrap();
+    assert!(keeper.contains("<tcp_port>9181</tcp_port>") && keeper.contains("<port>9182</port>"));
+    let comet = &overlay["services"]["comet"];
+    assert_eq!(
+        env(comet, "COMET_CLICKHOUSE_CLUSTER").as_deref(),
+        Some("comet")
+    );
+    // Comet keeps the base stack's URL: the first node.
+    assert_eq!(
+        env(&base["services"]["comet"], "COMET_CLICKHOUSE_URL").as_deref(),
+        Some("http://clickhouse:8123")
+    );
+
+    let probe = Command::new("docker").args(["compose", "version"]).output();
+    if probe.is_ok_and(|p| p.status.success()) {
+        let out = Command::new("docker")
+            .args([
+                "compose",
+                "-f",
+                "docker-compose.yml",
+                "-f",
+                "docker-compose.cluster.yml",
+                "config",
+                "-q",
+            ])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
