@@ -7,7 +7,6 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
 use tracing::info;
 
@@ -116,7 +115,6 @@ impl ClusterNode {
 pub struct ManagedCluster {
     zookeeper: ManagedZooKeeper,
     nodes: Vec<ManagedClickHouse>,
-    shutdown_timeout: Duration,
 }
 
 /// A free TCP port on loopback (free when asked).
@@ -145,6 +143,7 @@ impl ManagedCluster {
             &base.data_dir.join("zookeeper"),
             free_port()?,
             base.startup_timeout,
+            base.shutdown_timeout,
         )
         .await?;
         let mut tcp_ports = Vec::new();
@@ -196,15 +195,11 @@ impl ManagedCluster {
             for node in nodes {
                 node.shutdown().await;
             }
-            zookeeper.shutdown(base.shutdown_timeout).await;
+            zookeeper.shutdown().await;
             return Err(err);
         }
         info!(%shape, nodes = nodes.len(), "managed cluster is up");
-        Ok(Self {
-            zookeeper,
-            nodes,
-            shutdown_timeout: base.shutdown_timeout,
-        })
+        Ok(Self { zookeeper, nodes })
     }
 
     /// Every node's HTTP URL, shard by shard, replica by replica.
@@ -216,7 +211,7 @@ impl ManagedCluster {
     pub async fn shutdown(self) {
         futures_util::future::join_all(self.nodes.into_iter().map(ManagedClickHouse::shutdown))
             .await;
-        self.zookeeper.shutdown(self.shutdown_timeout).await;
+        self.zookeeper.shutdown().await;
     }
 }
 

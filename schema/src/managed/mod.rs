@@ -365,7 +365,7 @@ async fn supervise(
                 warn!(%status, "managed ClickHouse exited unexpectedly");
             }
             _ = stop.changed() => {
-                terminate(&mut child, settings.shutdown_timeout).await;
+                terminate(&mut child, "ClickHouse", settings.shutdown_timeout).await;
                 metrics.up.set(0);
                 return;
             }
@@ -394,21 +394,18 @@ async fn supervise(
     }
 }
 
-/// SIGTERM, wait, then SIGKILL.
-async fn terminate(child: &mut Child, timeout: Duration) {
+/// SIGTERM, wait, then SIGKILL; `what` names the process in the logs.
+async fn terminate(child: &mut Child, what: &str, timeout: Duration) {
     let Some(pid) = child.id() else { return };
-    info!(pid, "stopping the managed ClickHouse");
+    info!(pid, "stopping the managed {what}");
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
         return;
     }
     match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(_) => info!("managed ClickHouse stopped"),
+        Ok(_) => info!("managed {what} stopped"),
         Err(_) => {
-            warn!(
-                ?timeout,
-                "managed ClickHouse did not stop in time; killing it"
-            );
+            warn!(?timeout, "managed {what} did not stop in time; killing it");
             let _ = child.kill().await;
         }
     }

@@ -9,24 +9,66 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::ManagedError;
 
-/// A running standalone ZooKeeper on loopback.
+/// A running standalone ZooKeeper on loopback, restarted when it dies.
 pub struct ManagedZooKeeper {
-    child: Child,
     port: u16,
+    stop: watch::Sender<bool>,
+    supervisor: JoinHandle<()>,
+}
+
+/// How to start the ZooKeeper process.
+struct Launch {
+    launcher: PathBuf,
+    /// How long a clean stop may take before it is killed.
+    shutdown_timeout: Duration,
+    config: PathBuf,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self) -> Result<Child, ManagedError> {
+        let spawn_error = |source| ManagedError::SpawnZooKeeper {
+            launcher: self.launcher.clone(),
+            source,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|source| ManagedError::Io {
+                path: self.log.clone(),
+                source,
+            })?;
+        let log_err = log.try_clone().map_err(spawn_error)?;
+        Command::new(&self.launcher)
+            .arg(&self.config)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_error)
+    }
 }
 
 impl ManagedZooKeeper {
     /// Writes its config under `dir`, starts `launcher` on `port` and waits
-    /// until it answers `ruok` with `imok`.
+    /// (up to `timeout`) until it answers `ruok` with `imok`.
     pub async fn start(
         launcher: &Path,
         dir: &Path,
         port: u16,
         timeout: Duration,
+        shutdown_timeout: Duration,
     ) -> Result<Self, ManagedError> {
         if !launcher.exists() {
             return Err(ManagedError::MissingZooKeeper {
@@ -39,10 +81,6 @@ impl ManagedZooKeeper {
                 launcher: launcher.to_path_buf(),
                 source,
             })?;
-        let spawn_error = |source| ManagedError::SpawnZooKeeper {
-            launcher: launcher.clone(),
-            source,
-        };
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ManagedError::Io { path, source }
@@ -52,25 +90,20 @@ impl ManagedZooKeeper {
         let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
         let config = dir.join("zoo.cfg");
         std::fs::write(&config, zoo_cfg(&dir.join("data"), port)).map_err(io(&config))?;
-        let log_path = dir.join("zookeeper.log");
-        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
-        let log_err = log.try_clone().map_err(spawn_error)?;
-        let mut child = Command::new(&launcher)
-            .arg(&config)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)?;
+        let launch = Launch {
+            launcher,
+            shutdown_timeout,
+            config,
+            log: dir.join("zookeeper.log"),
+            dir,
+        };
+        let mut child = launch.spawn()?;
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(ManagedError::ExitedEarly {
                     status: status.to_string(),
-                    log: tail(&log_path, 15),
+                    log: tail(&launch.log, 15),
                 });
             }
             if ruok(port).await {
@@ -81,31 +114,58 @@ impl ManagedZooKeeper {
                 return Err(ManagedError::NotReady {
                     port,
                     waited: started.elapsed(),
-                    log: log_path,
+                    log: launch.log,
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         info!(port, took = ?started.elapsed(), "managed ZooKeeper is up");
-        Ok(Self { child, port })
+        let (stop, stop_rx) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(child, launch, stop_rx));
+        Ok(Self {
+            port,
+            stop,
+            supervisor,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Stops it (SIGTERM, then SIGKILL after `timeout`).
-    pub async fn shutdown(mut self, timeout: Duration) {
-        if let Some(pid) = self.child.id() {
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    /// Stops it (SIGTERM, then SIGKILL after its shutdown timeout).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.supervisor.await;
+    }
+}
+
+/// Restarts ZooKeeper when it dies (after a second, so one that cannot
+/// start does not spin); stops it when asked.
+async fn supervise(mut child: Child, launch: Launch, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                warn!(%status, "managed ZooKeeper exited unexpectedly; restarting it");
+            }
+            _ = stop.changed() => {
+                super::terminate(&mut child, "ZooKeeper", launch.shutdown_timeout).await;
+                return;
+            }
         }
-        if tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .is_err()
-        {
-            warn!("managed ZooKeeper did not stop in time; killing it");
-            let _ = self.child.kill().await;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            match launch.spawn() {
+                Ok(next) => {
+                    child = next;
+                    break;
+                }
+                Err(err) => warn!(error = %err, "cannot restart the managed ZooKeeper"),
+            }
         }
     }
 }
@@ -142,7 +202,7 @@ async fn ruok(port: u16) -> bool {
     )
 }
 
-fn tail(path: &PathBuf, n: usize) -> String {
+fn tail(path: &Path, n: usize) -> String {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
