@@ -460,6 +460,128 @@ async fn reloads_keep_alert_state() {
     assert_eq!(info["data"]["reloadConfigSuccess"], false);
 }
 
+const TWO_RULERS: &str = r#"
+groups:
+  - name: probes
+    interval: 1s
+    rules:
+      - record: probe:success:min
+        expr: min by (instance, job) (probe_success)
+      - alert: ProbeDown
+        expr: probe:success:min == 0
+        labels:
+          severity: page
+"#;
+
+/// Two Comets in front of one database, both running the same rules (how
+/// Comet scales out: every Comet evaluates): both evaluate the groups at
+/// the same aligned times, so what they record lands on the same (series,
+/// time) and reads keep it once, and Alertmanager merges their identical
+/// alerts into one.
+#[tokio::test]
+async fn two_comets_running_the_same_rules_record_and_alert_once() {
+    let mut am = Alertmanager::start(
+        "route:\n  receiver: 'null'\n  group_wait: 1s\nreceivers:\n  - name: 'null'\n",
+    );
+    am.wait_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, TWO_RULERS).unwrap();
+    let rules_path = rules.display().to_string();
+    let am_url = am.url();
+    let flags = rule_flags(
+        &rules_path,
+        &[
+            "--rules-alertmanagers",
+            &am_url,
+            "--rules-resend-delay",
+            "1s",
+            "--ingest-batch-linger",
+            "50ms",
+        ],
+    );
+    let (mut first, database) = serve_new_database("comet_rules_two", &flags);
+    first.wait_ready(Duration::from_secs(120)).await;
+    let mut second = common::serve_database(&database, &flags);
+    second.wait_ready(Duration::from_secs(120)).await;
+    let _feeder = Feeder::start(vec![first.url("/api/v1/write")], 0.0);
+
+    // Both fire it; Alertmanager holds one alert.
+    for comet in [&first, &second] {
+        wait_for(
+            "a firing alert on each Comet",
+            Duration::from_secs(30),
+            || async {
+                comet_alerts(comet, "ProbeDown")
+                    .await
+                    .into_iter()
+                    .find(|a| a["state"] == "firing")
+            },
+        )
+        .await;
+    }
+    let am_alerts = wait_for(
+        "the alert in Alertmanager",
+        Duration::from_secs(30),
+        || async {
+            let alerts = get_json(&format!("{am_url}/api/v2/alerts")).await;
+            let alerts = alerts.as_array().cloned().unwrap_or_default();
+            (!alerts.is_empty()).then_some(alerts)
+        },
+    )
+    .await;
+    assert_eq!(am_alerts.len(), 1, "{am_alerts:?}");
+    assert_eq!(am_alerts[0]["labels"]["alertname"], "ProbeDown");
+
+    // They record at the same aligned times: one offset within the second,
+    // never two values at one time (identical inserts are even stored
+    // once: the samples table deduplicates repeated blocks).
+    let url = clickhouse_url();
+    let (rows, times, offsets, valued) = wait_for(
+        "ten recorded evaluations",
+        Duration::from_secs(60),
+        || async {
+            let text = common::http_query_on(
+                &url,
+                &format!(
+                    "SELECT count(), uniqExact(timestamp_ms), uniqExact(timestamp_ms % 1000), \
+                            uniqExact(timestamp_ms, value) \
+                     FROM {database}.samples WHERE metric_name = 'probe:success:min' FORMAT TSV"
+                ),
+            )
+            .await;
+            let n: Vec<u64> = text
+                .split_whitespace()
+                .map(|f| f.parse().unwrap())
+                .collect();
+            (n[1] >= 10).then(|| (n[0], n[1], n[2], n[3]))
+        },
+    )
+    .await;
+    assert_eq!(
+        offsets, 1,
+        "evaluation times not aligned: {rows} rows at {times} times"
+    );
+    assert_eq!(
+        valued, times,
+        "a time with two values: {rows} rows at {times} times"
+    );
+    // A query sees one sample per time.
+    let body = get_json(&format!(
+        "{}?query=count_over_time(probe%3Asuccess%3Amin%5B5s%5D)",
+        second.url("/api/v1/query")
+    ))
+    .await;
+    let per_5s: f64 = body["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(per_5s <= 5.0, "{body}");
+    for comet in [&mut first, &mut second] {
+        assert!(comet.terminate().await.success(), "{}", comet.log_text());
+    }
+}
+
 /// Object keys and value types, recursively (arrays by their first item).
 fn shape(v: &Value) -> Value {
     match v {
