@@ -215,3 +215,43 @@ async fn queries_on_the_cluster_answer_as_on_one_server() {
         answer(&single, "/api/v1/label/instance/values", &window).await
     );
 }
+
+/// Files of the upstream PromQL suite run on the cluster in every test run
+/// (about 180 cases; the whole suite, `comet promqltest --clickhouse-cluster
+/// comet`, takes about 20 minutes there and passes as on one server).
+const SUITE_ON_THE_CLUSTER: &[&str] = &[
+    "at_modifier.test",
+    "range_queries.test",
+    "selectors.test",
+    "staleness.test",
+    "subquery.test",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_promql_files_pass_on_the_cluster_as_on_one_server() {
+    let dir = std::env::var_os("COMET_PROMQLTEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::workspace_dir().join("../shared/promqltest"));
+    let files: Vec<std::path::PathBuf> = SUITE_ON_THE_CLUSTER.iter().map(|f| dir.join(f)).collect();
+    if !files.iter().all(|f| f.exists()) {
+        eprintln!("no PromQL test scripts in {}; skipped", dir.display());
+        return;
+    }
+    let baseline = common::workspace_dir().join("query/promqltest.baseline");
+    let mut args = vec![
+        "promqltest".to_string(),
+        "--log-level".into(),
+        "warn".into(),
+        "--clickhouse-url".into(),
+        cluster_urls()[0].clone(),
+        "--clickhouse-cluster".into(),
+        "comet".into(),
+        "--baseline".into(),
+        baseline.display().to_string(),
+    ];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Fails unless every file passes at least its baseline's cases.
+    let out = common::comet_stdout(&args).await;
+    assert!(out.contains(" passed, "), "{out}");
+}
