@@ -12,15 +12,15 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use comet_query::api::{ApiSettings, router};
 use comet_schema::Store;
 use prometheus::Registry;
 
 use crate::bench_query::{
-    BenchClickHouseArgs, DASHBOARD_QUERIES, Dataset, SERIES_PER_TARGET, load_comet, percentile,
-    store_settings,
+    BenchClickHouseArgs, DASHBOARD_QUERIES, Dataset, SERIES_PER_TARGET, connect, load_comet,
+    percentile,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -82,11 +82,7 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let last_ms = now_ms / 60_000 * 60_000;
-    let store = Store::new(store_settings(&args.clickhouse, &args.database))?;
-    store
-        .wait_until_reachable(Duration::from_secs(30))
-        .await
-        .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse.clickhouse_url))?;
+    let store = connect(&args.clickhouse, &args.database).await?;
     let end_ms = if args.reuse {
         last_ms
     } else {

@@ -499,8 +499,20 @@ pub(crate) fn store_settings(args: &BenchClickHouseArgs, database: &str) -> Stor
         connect_timeout: Duration::from_secs(5),
         query_timeout: Duration::from_secs(120),
         retry: RetryPolicy::default(),
-        topology_settings: args.schema(database).topology_settings("auto"),
+        // Set once connected: `Store::for_topology`.
+        topology_settings: Vec::new(),
     }
+}
+
+/// The bench's store on its ClickHouse, once it answers, with the settings
+/// its topology needs.
+pub(crate) async fn connect(args: &BenchClickHouseArgs, database: &str) -> anyhow::Result<Store> {
+    let store = Store::new(store_settings(args, database))?;
+    store
+        .wait_until_reachable(Duration::from_secs(30))
+        .await
+        .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse_url))?;
+    Ok(store.for_topology(&args.schema(database), "auto").await?)
 }
 
 /// Drops and recreates the database, loads the data set through the
@@ -1163,11 +1175,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
         step_ms,
     };
 
-    let store = Store::new(store_settings(&args.clickhouse, &args.database))?;
-    store
-        .wait_until_reachable(Duration::from_secs(30))
-        .await
-        .with_context(|| format!("ClickHouse at {} is not reachable; start one with `comet clickhouse` and pass its URL as --clickhouse-url", args.clickhouse.clickhouse_url))?;
+    let store = connect(&args.clickhouse, &args.database).await?;
     let clickhouse_version = store.server_version().await?;
     let started = Instant::now();
     load_comet(&store, &args.clickhouse.schema(&args.database), &dataset).await?;

@@ -913,7 +913,8 @@ impl Config {
                 initial_backoff: ch.retry_initial_backoff,
                 max_backoff: ch.retry_max_backoff,
             },
-            topology_settings: self.schema_options().topology_settings(&ch.insert_quorum),
+            // Set once connected: `Store::for_topology` resolves the quorum.
+            topology_settings: Vec::new(),
         }
     }
 

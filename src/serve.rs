@@ -64,12 +64,23 @@ impl Backend {
             (None, Some(url)) => url.clone(),
             (None, None) => unreachable!("managed is started when no URL is set"),
         };
-        let backend = Self {
+        let mut backend = Self {
             store: Store::new(config.store_settings(url))?,
             managed,
         };
-        match backend.wait_until_reachable(config).await {
-            Ok(()) => Ok(backend),
+        let topology = async {
+            backend.wait_until_reachable(config).await?;
+            backend
+                .store
+                .for_topology(&config.schema_options(), &config.clickhouse.insert_quorum)
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        match topology.await {
+            Ok(store) => {
+                backend.store = store;
+                Ok(backend)
+            }
             Err(err) => {
                 backend.shutdown().await;
                 Err(err)

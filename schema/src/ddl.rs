@@ -277,8 +277,9 @@ impl SchemaOptions {
     /// (lost with it, and invisible on the other shards until sent): an
     /// insert waits until every shard that gets rows has them
     /// (`distributed_foreground_insert`), each on `quorum` replicas (`auto`:
-    /// a majority); parallel quorum inserts keep concurrent batches from
-    /// waiting for each other. Queries whose `IN` subqueries read another
+    /// a majority, which the caller resolves to a number: ClickHouse 25.8
+    /// waits forever on `auto` with one replica); parallel quorum inserts
+    /// keep concurrent batches from waiting for each other. Queries whose `IN` subqueries read another
     /// Distributed table run them once and send the result to every shard
     /// (`GLOBAL IN`), which is right whatever the subquery reads.
     pub fn topology_settings(&self, quorum: &str) -> Vec<(&'static str, String)> {

@@ -14,6 +14,8 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use thiserror::Error;
+
+use crate::ddl::{SchemaOptions, Topology};
 use tracing::{debug, warn};
 
 /// How to reach ClickHouse and how patiently.
@@ -239,6 +241,51 @@ impl Store {
     pub async fn server_version(&self) -> Result<String, StoreError> {
         self.fetch_one(self.client.query("SELECT version()"), "read server version")
             .await
+    }
+
+    /// The fewest replicas any shard of `cluster` has, from the server's
+    /// `remote_servers`; 0 when it does not know the cluster.
+    pub async fn cluster_min_replicas(&self, cluster: &str) -> Result<u64, StoreError> {
+        self.fetch_one(
+            self.client
+                .query(
+                    "SELECT toUInt64(min(replicas)) FROM (SELECT shard_num, count() AS replicas \
+                     FROM system.clusters WHERE cluster = ? GROUP BY shard_num)",
+                )
+                .bind(cluster),
+            "read the cluster's replicas",
+        )
+        .await
+    }
+
+    /// This store with the settings `options`' topology needs
+    /// ([`SchemaOptions::topology_settings`]), an insert quorum of `auto`
+    /// resolved to a majority of the smallest shard's replicas. A cluster
+    /// the server does not know is an error.
+    pub async fn for_topology(
+        &self,
+        options: &SchemaOptions,
+        quorum: &str,
+    ) -> Result<Self, StoreError> {
+        let quorum = match &options.topology {
+            Topology::SingleNode => quorum.to_string(),
+            Topology::Cluster { name } => {
+                let replicas = self.cluster_min_replicas(name).await?;
+                if replicas == 0 {
+                    return Err(StoreError::Settings(format!(
+                        "cluster {name:?} is not in the ClickHouse server's remote_servers"
+                    )));
+                }
+                match quorum {
+                    "auto" => (replicas / 2 + 1).to_string(),
+                    n => n.to_string(),
+                }
+            }
+        };
+        Self::new(StoreSettings {
+            topology_settings: options.topology_settings(&quorum),
+            ..(*self.settings).clone()
+        })
     }
 
     /// Runs a statement that returns nothing (DDL), retrying transient
