@@ -26,34 +26,10 @@ if [ -x "$LAUNCHER" ] && zk_version | grep -q "version $WANT"; then
   echo "install-zookeeper: $(zk_version) already in $ROOT (run $LAUNCHER ZOO_CFG)"
   exit 0
 fi
-command -v apt-get >/dev/null 2>&1 || die "apt-get is missing (this script expects Debian)"
-command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is missing (this script expects Debian)"
-
 started=$(date +%s)
-# The machine's own Debian mirror, from its deb822 or one-line sources.
-mirror=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-if [ -z "$mirror" ]; then
-  mirror=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:.*\/debian\/?$/) {print $i; exit}}' \
-    /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -r "$keyring" ] || die "$keyring is missing (package debian-archive-keyring)"
-
-state=$(mktemp -d -t comet-apt-XXXXXX)
-trap 'rm -rf "$state"' EXIT
-mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/download"
-echo "deb [signed-by=$keyring] $mirror bookworm main" >"$state/sources.list"
-apt_private=(-o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
-  # Kept even where docker-clean turns it off: the closure walk below calls
-  # apt-cache once per level, and each call would rebuild it (1 s each).
-  -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin)
-# As root, apt would hand the downloads to its `_apt` user, which cannot
-# write into our private directories.
-if [ "$(id -u)" -eq 0 ]; then
-  apt_private+=(-o APT::Sandbox::User=root)
-fi
+# shellcheck source=scripts/private-apt.sh
+. scripts/private-apt.sh
+private_apt bookworm
 
 echo "install-zookeeper: fetching Debian bookworm's zookeeper and its Java libraries from $mirror (private apt state)"
 apt-get "${apt_private[@]}" -q update >"$state/update.log" 2>&1 || {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::CometProcess;
 use common::cluster::{Cluster, SHARDS, cluster};
-use common::sender::{Sender, Stored};
+use common::sender::{Sender, settle_and_count};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::Mutex;
@@ -47,6 +47,20 @@ async fn cluster_comet(cluster: &Cluster) -> (CometProcess, String) {
     (comet, database)
 }
 
+/// The Comet's log, for failure messages.
+fn log(comet: &CometProcess) -> String {
+    format!("--- comet log:\n{}", comet.log_text())
+}
+
+/// [`cluster_comet`] with a Prometheus remote-writing to it, after
+/// [`BEFORE`] of healthy sending.
+async fn under_load(cluster: &Cluster) -> (CometProcess, String, Sender) {
+    let (comet, database) = cluster_comet(cluster).await;
+    let mut sender = Sender::start(&comet.url("/api/v1/write")).await;
+    sender.run_for(BEFORE, &|| log(&comet)).await;
+    (comet, database, sender)
+}
+
 /// A query through Comet's API: its HTTP status and body.
 async fn query(comet: &CometProcess, promql: &str) -> (u16, String) {
     let response = reqwest::Client::new()
@@ -68,18 +82,9 @@ async fn settle_and_check(
     database: &str,
     context: &dyn Fn() -> String,
 ) {
-    sender.stop_scraping().await;
-    let counters = sender.settle(context).await;
-    assert!(
-        counters.failed == 0.0 && counters.dropped == 0.0,
-        "Prometheus failed or dropped samples: {counters:?}\n{}",
-        context()
-    );
     // The check's own subqueries read Distributed tables too.
     let url = format!("{}/?distributed_product_mode=global", cluster.urls[0]);
-    let stored = Stored::read(&url, database).await;
-    let local = sender.local_samples().await;
-    stored.assert_exactly(&counters, &local, &context());
+    let (stored, counters) = settle_and_count(sender, &url, database, context).await;
     eprintln!("cluster_faults: settled {counters:?}\n  stored {stored:?}");
 }
 
@@ -90,10 +95,7 @@ async fn settle_and_check(
 async fn a_replica_of_each_shard_killed_loses_nothing() {
     let _turn = TURN.lock().await;
     let cluster = cluster();
-    let (mut comet, database) = cluster_comet(cluster).await;
-    let mut sender = Sender::start(&comet.url("/api/v1/write")).await;
-    let log = |comet: &CometProcess| format!("--- comet log:\n{}", comet.log_text());
-    sender.run_for(BEFORE, &|| log(&comet)).await;
+    let (mut comet, database, mut sender) = under_load(cluster).await;
 
     let victims: Vec<(usize, u32)> = (1..=SHARDS)
         .map(|shard| {
@@ -142,10 +144,7 @@ async fn a_replica_of_each_shard_killed_loses_nothing() {
 async fn zookeeper_stopped_for_30s_loses_nothing() {
     let _turn = TURN.lock().await;
     let cluster = cluster();
-    let (mut comet, database) = cluster_comet(cluster).await;
-    let mut sender = Sender::start(&comet.url("/api/v1/write")).await;
-    let log = |comet: &CometProcess| format!("--- comet log:\n{}", comet.log_text());
-    sender.run_for(BEFORE, &|| log(&comet)).await;
+    let (mut comet, database, mut sender) = under_load(cluster).await;
 
     let zookeeper = cluster.zookeeper_pid().expect("the cluster's ZooKeeper");
     let before = sender.counters().await;

@@ -556,14 +556,24 @@ fn docker_compose_config_accepts_it_where_available() {
         // No compose plugin on this machine: the YAML checks above stand.
         return;
     }
+    docker_compose_config(&["docker-compose.yml"]);
+}
+
+/// `docker compose -f FILE... config -q` must accept the files.
+fn docker_compose_config(files: &[&str]) {
+    let mut args = vec!["compose"];
+    for file in files {
+        args.extend(["-f", file]);
+    }
+    args.extend(["config", "-q"]);
     let out = Command::new("docker")
-        .args(["compose", "-f", "docker-compose.yml", "config", "-q"])
+        .args(&args)
         .current_dir(root())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "docker {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -668,23 +678,6 @@ fn the_cluster_overlay_is_a_replicated_sharded_cluster() {
 
     let probe = Command::new("docker").args(["compose", "version"]).output();
     if probe.is_ok_and(|p| p.status.success()) {
-        let out = Command::new("docker")
-            .args([
-                "compose",
-                "-f",
-                "docker-compose.yml",
-                "-f",
-                "docker-compose.cluster.yml",
-                "config",
-                "-q",
-            ])
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        docker_compose_config(&["docker-compose.yml", "docker-compose.cluster.yml"]);
     }
 }

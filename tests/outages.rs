@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::CometProcess;
 use common::peers::sum_metric;
-use common::sender::{Sender, Stored};
+use common::sender::{Sender, Stored, settle_and_count};
 use common::throttle::ThrottledProxy;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -60,28 +60,6 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// Stops scraping, waits for the queue to settle, and checks that
-/// ClickHouse holds exactly what Prometheus delivered; returns what was
-/// stored and the counters.
-async fn settle_and_count(
-    sender: &mut Sender,
-    clickhouse: &str,
-    database: &str,
-    context: &dyn Fn() -> String,
-) -> (Stored, common::sender::Counters) {
-    sender.stop_scraping().await;
-    let counters = sender.settle(context).await;
-    assert!(
-        counters.failed == 0.0 && counters.dropped == 0.0,
-        "Prometheus failed or dropped samples: {counters:?}\n{}",
-        context()
-    );
-    let stored = Stored::read(clickhouse, database).await;
-    let local = sender.local_samples().await;
-    stored.assert_exactly(&counters, &local, &context());
-    (stored, counters)
 }
 
 /// (a) ClickHouse is SIGKILLed for 30 s and restarted on the same ports

@@ -176,6 +176,10 @@ groups:
           cluster: "{{ $externalLabels.cluster }}"
 "#;
 
+/// An Alertmanager configuration that receives and sends nothing on.
+const NULL_RECEIVER: &str =
+    "route:\n  receiver: 'null'\n  group_wait: 1s\nreceivers:\n  - name: 'null'\n";
+
 fn rule_flags<'a>(rules: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut flags = vec!["--rules-files", rules];
     flags.extend_from_slice(extra);
@@ -184,9 +188,7 @@ fn rule_flags<'a>(rules: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn alertmanager_receives_alerts_and_restarts_keep_the_for_clock() {
-    let mut am = Alertmanager::start(
-        "route:\n  receiver: 'null'\n  group_wait: 1s\nreceivers:\n  - name: 'null'\n",
-    );
+    let mut am = Alertmanager::start(NULL_RECEIVER);
     am.wait_ready().await;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
@@ -480,9 +482,7 @@ groups:
 /// alerts into one.
 #[tokio::test]
 async fn two_comets_running_the_same_rules_record_and_alert_once() {
-    let mut am = Alertmanager::start(
-        "route:\n  receiver: 'null'\n  group_wait: 1s\nreceivers:\n  - name: 'null'\n",
-    );
+    let mut am = Alertmanager::start(NULL_RECEIVER);
     am.wait_ready().await;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");

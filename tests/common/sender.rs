@@ -325,3 +325,25 @@ impl Stored {
         assert!(self.stale > 0, "no staleness marker stored: {self:?}");
     }
 }
+
+/// Stops scraping, waits for the queue to settle, and checks that
+/// ClickHouse holds exactly what Prometheus delivered; returns what was
+/// stored and the counters.
+pub async fn settle_and_count(
+    sender: &mut Sender,
+    clickhouse: &str,
+    database: &str,
+    context: &dyn Fn() -> String,
+) -> (Stored, Counters) {
+    sender.stop_scraping().await;
+    let counters = sender.settle(context).await;
+    assert!(
+        counters.failed == 0.0 && counters.dropped == 0.0,
+        "Prometheus failed or dropped samples: {counters:?}\n{}",
+        context()
+    );
+    let stored = Stored::read(clickhouse, database).await;
+    let local = sender.local_samples().await;
+    stored.assert_exactly(&counters, &local, &context());
+    (stored, counters)
+}

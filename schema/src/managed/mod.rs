@@ -246,31 +246,32 @@ struct Launch {
 
 impl Launch {
     fn spawn(&self) -> Result<Child, ManagedError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.layout.launcher_log)
-            .map_err(|source| ManagedError::Io {
-                path: self.layout.launcher_log.clone(),
-                source,
-            })?;
-        let log_err = log.try_clone().map_err(ManagedError::Spawn)?;
-        Command::new(&self.python)
+        let mut command = Command::new(&self.python);
+        command
             .arg(&self.layout.launcher)
             .arg(&self.library)
             .arg(&self.layout.config)
             .current_dir(&self.layout.root)
-            .env("CLICKHOUSE_WATCHDOG_ENABLE", "0")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group: a Ctrl-C in the terminal reaches Comet,
-            // which then stops the server in order, instead of both at once.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(ManagedError::Spawn)
+            .env("CLICKHOUSE_WATCHDOG_ENABLE", "0");
+        spawn_logged(command, &self.layout.launcher_log).map_err(ManagedError::Spawn)
     }
+}
+
+/// Starts `command` with its output appended to `log`, in its own process
+/// group (a Ctrl-C in the terminal reaches Comet, which then stops its
+/// children in order, instead of all at once), killed if dropped.
+fn spawn_logged(mut command: Command, log: &Path) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
 }
 
 /// Where a file of the checkout is (the venv, the ZooKeeper launcher): the

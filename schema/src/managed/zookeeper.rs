@@ -4,7 +4,6 @@
 //! `scripts/install-zookeeper.sh` with a launcher that takes a `zoo.cfg`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,29 +33,12 @@ struct Launch {
 
 impl Launch {
     fn spawn(&self) -> Result<Child, ManagedError> {
-        let spawn_error = |source| ManagedError::SpawnZooKeeper {
+        let mut command = Command::new(&self.launcher);
+        command.arg(&self.config).current_dir(&self.dir);
+        super::spawn_logged(command, &self.log).map_err(|source| ManagedError::SpawnZooKeeper {
             launcher: self.launcher.clone(),
             source,
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|source| ManagedError::Io {
-                path: self.log.clone(),
-                source,
-            })?;
-        let log_err = log.try_clone().map_err(spawn_error)?;
-        Command::new(&self.launcher)
-            .arg(&self.config)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)
+        })
     }
 }
 
