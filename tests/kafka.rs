@@ -423,17 +423,49 @@ async fn kill_9_mid_stream(
 /// its partitions; the totals are exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_leaving_hands_over_its_partitions() {
-    const MESSAGES: u64 = 4000;
-    const SERIES: usize = 10;
-    let broker = Broker::start();
-    broker.create_topic("shared", 4);
-    let database = unique_database("kafka_group");
-    let brokers = broker.address();
-    let kafka = kafka_args(&brokers, "shared", "shared-group");
     let url = common::clickhouse_url();
-    let mut leaving = serve_kafka(&database, &kafka, &[]);
+    hand_over("shared", 4000, &url, &url, &[]).await;
+}
+
+/// (b) on a replicated, sharded cluster, the two Comets on nodes of
+/// different shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_leaving_hands_over_its_partitions_on_a_cluster() {
+    let urls = common::cluster::cluster_urls();
+    let other = &urls[common::cluster::REPLICAS];
+    // Fewer messages: each batch waits for both replicas of a shard.
+    hand_over(
+        "shared_cluster",
+        1600,
+        other,
+        &urls[0],
+        &["--clickhouse-cluster", "comet"],
+    )
+    .await;
+}
+
+/// Two Comets consume topic `name` in one group (the leaving one on
+/// `leaving_url`, the staying one on `staying_url`); the first leaves while
+/// `messages` are produced; every sample is stored once.
+async fn hand_over(
+    name: &str,
+    messages: u64,
+    leaving_url: &str,
+    staying_url: &str,
+    extra: &[&str],
+) {
+    const SERIES: usize = 10;
+    let metric = format!("kafka_{name}");
+    let broker = Broker::start();
+    broker.create_topic(name, 4);
+    let database = unique_database(&format!("kafka_{name}"));
+    let brokers = broker.address();
+    let group = format!("{name}-group");
+    let kafka = kafka_args(&brokers, name, &group);
+    let url = staying_url;
+    let mut leaving = serve_kafka_on(leaving_url, &database, &kafka, extra);
     leaving.wait_ready(WAIT).await;
-    let mut staying = serve_kafka(&database, &kafka, &[]);
+    let mut staying = serve_kafka_on(staying_url, &database, &kafka, extra);
     staying.wait_ready(WAIT).await;
     // Both get partitions once the group has rebalanced.
     wait_metric(&staying, "comet_kafka_committed_offset", |_| true).await;
@@ -462,14 +494,14 @@ async fn a_consumer_leaving_hands_over_its_partitions() {
     // Produced over a few seconds while the first consumer leaves.
     let produced = async {
         for step in 0..10 {
-            let from = step * MESSAGES / 10;
+            let from = step * messages / 10;
             produce(
                 &producer,
-                "shared",
+                name,
                 4,
-                "kafka_group",
+                &metric,
                 SERIES,
-                from..from + MESSAGES / 10,
+                from..from + messages / 10,
                 base,
             )
             .await;
@@ -487,16 +519,36 @@ async fn a_consumer_leaving_hands_over_its_partitions() {
         leaving.log_text()
     );
     assert_exactly(
-        &url,
+        url,
         &database,
-        "kafka_group",
-        MESSAGES * SERIES as u64,
+        &metric,
+        messages * SERIES as u64,
         &[&staying, &leaving],
     )
     .await;
-    // The one that stayed owns and has committed every partition.
+    // The one that stayed owns every partition: one more message on each
+    // is consumed and committed by it (the leaver may have committed its
+    // partitions to their end before leaving).
+    produce(
+        &producer,
+        name,
+        4,
+        &metric,
+        SERIES,
+        messages..messages + 4,
+        base,
+    )
+    .await;
+    assert_exactly(
+        url,
+        &database,
+        &metric,
+        (messages + 4) * SERIES as u64,
+        &[&staying, &leaving],
+    )
+    .await;
     wait_metric(&staying, "comet_kafka_committed_offset", |v| {
-        v == MESSAGES as f64
+        v == (messages + 4) as f64
     })
     .await;
 }
