@@ -14,9 +14,9 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use thiserror::Error;
+use tracing::{debug, warn};
 
 use crate::ddl::{SchemaOptions, Topology};
-use tracing::{debug, warn};
 
 /// How to reach ClickHouse and how patiently.
 #[derive(Debug, Clone)]
@@ -261,7 +261,8 @@ impl Store {
     /// This store with the settings `options`' topology needs
     /// ([`SchemaOptions::topology_settings`]), an insert quorum of `auto`
     /// resolved to a majority of the smallest shard's replicas. A cluster
-    /// the server does not know is an error.
+    /// the server does not know, or a quorum larger than a shard, is an
+    /// error.
     pub async fn for_topology(
         &self,
         options: &SchemaOptions,
@@ -278,6 +279,12 @@ impl Store {
                 }
                 match quorum {
                     "auto" => (replicas / 2 + 1).to_string(),
+                    n if n.parse::<u64>().is_ok_and(|n| n > replicas) => {
+                        return Err(StoreError::Settings(format!(
+                            "an insert quorum of {n} cannot be met: a shard of cluster {name:?} \
+                             has {replicas} replicas"
+                        )));
+                    }
                     n => n.to_string(),
                 }
             }
