@@ -180,36 +180,61 @@ groups:
 const NULL_RECEIVER: &str =
     "route:\n  receiver: 'null'\n  group_wait: 1s\nreceivers:\n  - name: 'null'\n";
 
-fn rule_flags<'a>(rules: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut flags = vec!["--rules-files", rules];
-    flags.extend_from_slice(extra);
-    flags
+/// A real Alertmanager, a rule file, and the flags of a Comet that
+/// evaluates the file and sends its alerts there (plus `extra`).
+struct RulesToAlertmanager {
+    am: Alertmanager,
+    am_url: String,
+    rules: String,
+    extra: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl RulesToAlertmanager {
+    async fn start(rules_yaml: &str, extra: &[&str]) -> Self {
+        let mut am = Alertmanager::start(NULL_RECEIVER);
+        am.wait_ready().await;
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.yml");
+        std::fs::write(&rules, rules_yaml).unwrap();
+        Self {
+            am_url: am.url(),
+            am,
+            rules: rules.display().to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        }
+    }
+
+    fn flags(&self) -> Vec<&str> {
+        let mut flags = vec![
+            "--rules-files",
+            &self.rules,
+            "--rules-alertmanagers",
+            &self.am_url,
+            "--ingest-batch-linger",
+            "50ms",
+        ];
+        flags.extend(self.extra.iter().map(String::as_str));
+        flags
+    }
 }
 
 #[tokio::test]
 async fn alertmanager_receives_alerts_and_restarts_keep_the_for_clock() {
-    let mut am = Alertmanager::start(NULL_RECEIVER);
-    am.wait_ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, E2E_RULES).unwrap();
-    let rules_path = rules.display().to_string();
-    let am_url = am.url();
-    let flags = rule_flags(
-        &rules_path,
+    let setup = RulesToAlertmanager::start(
+        E2E_RULES,
         &[
-            "--rules-alertmanagers",
-            &am_url,
             "--rules-resend-delay",
             "2s",
             "--rules-external-labels",
             "cluster=test",
             "--rules-for-grace-period",
             "1s",
-            "--ingest-batch-linger",
-            "50ms",
         ],
-    );
+    )
+    .await;
+    let (am, rules_path, flags) = (&setup.am, &setup.rules, setup.flags());
     let (mut comet, database) = serve_new_database("comet_rules_am", &flags);
     comet.wait_ready(Duration::from_secs(120)).await;
     let feeder = Feeder::start(vec![comet.url("/api/v1/write")], 0.0);
@@ -482,24 +507,8 @@ groups:
 /// alerts into one.
 #[tokio::test]
 async fn two_comets_running_the_same_rules_record_and_alert_once() {
-    let mut am = Alertmanager::start(NULL_RECEIVER);
-    am.wait_ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, TWO_RULERS).unwrap();
-    let rules_path = rules.display().to_string();
-    let am_url = am.url();
-    let flags = rule_flags(
-        &rules_path,
-        &[
-            "--rules-alertmanagers",
-            &am_url,
-            "--rules-resend-delay",
-            "1s",
-            "--ingest-batch-linger",
-            "50ms",
-        ],
-    );
+    let setup = RulesToAlertmanager::start(TWO_RULERS, &["--rules-resend-delay", "1s"]).await;
+    let (am_url, flags) = (&setup.am_url, setup.flags());
     let (mut first, database) = serve_new_database("comet_rules_two", &flags);
     first.wait_ready(Duration::from_secs(120)).await;
     let mut second = common::serve_database(&database, &flags);

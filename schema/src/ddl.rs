@@ -279,9 +279,10 @@ impl SchemaOptions {
     /// (`distributed_foreground_insert`), each on `quorum` replicas (`auto`:
     /// a majority, which the caller resolves to a number: ClickHouse 25.8
     /// waits forever on `auto` with one replica); parallel quorum inserts
-    /// keep concurrent batches from waiting for each other. Queries whose `IN` subqueries read another
-    /// Distributed table run them once and send the result to every shard
-    /// (`GLOBAL IN`), which is right whatever the subquery reads.
+    /// keep concurrent batches from waiting for each other. Queries whose
+    /// `IN` subqueries read another Distributed table run them once and
+    /// send the result to every shard (`GLOBAL IN`), which is right
+    /// whatever the subquery reads.
     pub fn topology_settings(&self, quorum: &str) -> Vec<(&'static str, String)> {
         match self.topology {
             Topology::SingleNode => Vec::new(),

@@ -269,7 +269,7 @@ impl Store {
         quorum: &str,
     ) -> Result<Self, StoreError> {
         let quorum = match &options.topology {
-            Topology::SingleNode => quorum.to_string(),
+            Topology::SingleNode => return Ok(self.clone()),
             Topology::Cluster { name } => {
                 let replicas = self.cluster_min_replicas(name).await?;
                 if replicas == 0 {

@@ -313,7 +313,13 @@ async fn wait_ready(
         if let Ok(Some(status)) = child.try_wait() {
             return Err(ManagedError::ExitedEarly {
                 status: status.to_string(),
-                log: last_log_lines(layout, 15),
+                log: last_log_lines(
+                    &[
+                        layout.launcher_log.clone(),
+                        layout.log_dir.join("clickhouse-server.err.log"),
+                    ],
+                    15,
+                ),
             });
         }
         if ping(settings.http_port).await {
@@ -412,13 +418,12 @@ async fn terminate(child: &mut Child, what: &str, timeout: Duration) {
     }
 }
 
-fn last_log_lines(layout: &Layout, n: usize) -> String {
+/// The last `n` lines of each of `files` that exists, indented, for an
+/// error message.
+fn last_log_lines(files: &[PathBuf], n: usize) -> String {
     let mut lines = Vec::new();
-    for file in [
-        layout.launcher_log.clone(),
-        layout.log_dir.join("clickhouse-server.err.log"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(&file) {
+    for file in files {
+        if let Ok(text) = std::fs::read_to_string(file) {
             let tail: Vec<&str> = text.lines().rev().take(n).collect();
             lines.extend(tail.into_iter().rev().map(|l| format!("  {l}")));
         }

@@ -85,7 +85,7 @@ impl ManagedZooKeeper {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(ManagedError::ExitedEarly {
                     status: status.to_string(),
-                    log: tail(&launch.log, 15),
+                    log: super::last_log_lines(std::slice::from_ref(&launch.log), 15),
                 });
             }
             if ruok(port).await {
@@ -182,20 +182,6 @@ async fn ruok(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(2), attempt).await,
         Ok(Ok(true))
     )
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(n)..]
-                .iter()
-                .map(|l| format!("  {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-        Err(_) => "  (no log output)".into(),
-    }
 }
 
 #[cfg(test)]
