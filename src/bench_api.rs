@@ -6,9 +6,10 @@
 //! - the label and series endpoints as Grafana calls them, each run with a
 //!   new time range (so ClickHouse answers, not the cache), then repeated
 //!   (from the cache);
-//! - a dashboard of range queries refreshed every step, its window sliding
-//!   forward like a live Grafana dashboard's, with the results cache's hits
-//!   and misses.
+//! - a dashboard of aggregating panels, each cold (no cached answer), then
+//!   loaded and refreshed every step, its window sliding forward like a
+//!   live Grafana dashboard's, with the results cache's hits and misses and
+//!   ClickHouse's peak memory per panel.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,8 +20,8 @@ use comet_schema::Store;
 use prometheus::Registry;
 
 use crate::bench_query::{
-    BenchClickHouseArgs, DASHBOARD_QUERIES, Dataset, SERIES_PER_TARGET, connect, load_comet,
-    percentile,
+    AGGREGATING_PANELS, BenchClickHouseArgs, Dataset, SERIES_PER_TARGET, connect, load_comet,
+    peak_memory_by_query, percentile,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -139,40 +140,109 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         );
     }
 
-    println!(
-        "\nDashboard of {} range queries (1 h, step 30 s), refreshed {} times\n",
-        DASHBOARD_QUERIES.len(),
-        args.refreshes
-    );
-    println!("| refresh | total ms | cache hits | partial | misses |");
-    println!("|---|---|---|---|---|");
+    dashboard(&args, &store, &client, &base, &registry, end_ms).await?;
+    server.abort();
+    Ok(())
+}
+
+/// The large dashboard: each aggregating panel cold (a range no cached
+/// answer covers) `--runs` times, then the dashboard loaded and refreshed
+/// `--refreshes` times one step apart as Grafana does (each refresh a
+/// partial hit computing only the steps newer than the results cache's
+/// freshness), p50/p95 per panel, with ClickHouse's peak memory per panel.
+async fn dashboard(
+    args: &BenchApiArgs,
+    store: &Store,
+    client: &reqwest::Client,
+    base: &str,
+    registry: &Registry,
+    end_ms: i64,
+) -> anyhow::Result<()> {
+    let since = SystemTime::now();
     let last_end = end_ms / REFRESH_STEP_MS * REFRESH_STEP_MS;
-    let mut before = cache_counts(&registry);
-    for refresh in 0..args.refreshes as i64 {
-        let end = last_end - (args.refreshes as i64 - 1 - refresh) * REFRESH_STEP_MS;
-        let started = Instant::now();
-        for query in DASHBOARD_QUERIES {
-            range_query(&client, &base, query, end - 3_600_000, end).await?;
+    let panels = AGGREGATING_PANELS.len();
+    let mut cold = vec![Vec::new(); panels];
+    let mut refresh = vec![Vec::new(); panels];
+    let mut series = vec![0; panels];
+    // Cold: every run a range aligned differently (a new cache key) and
+    // ending before the refreshes' ranges, panels interleaved.
+    for run in 0..args.runs as i64 {
+        let end = last_end - REFRESH_STEP_MS * (args.refreshes as i64 + 1) - 1 - run;
+        for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
+            let (took, n) = range_query(client, base, query, end - 3_600_000, end).await?;
+            cold[i].push(took);
+            series[i] = n;
         }
-        let took = started.elapsed();
-        let after = cache_counts(&registry);
-        println!(
-            "| {} | {:.0} | {} | {} | {} |",
-            refresh + 1,
-            took.as_secs_f64() * 1000.0,
+    }
+    let mut totals = Vec::new();
+    let mut before = cache_counts(registry);
+    for load in 0..=args.refreshes as i64 {
+        let end = last_end - (args.refreshes as i64 - load) * REFRESH_STEP_MS;
+        let started = Instant::now();
+        for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
+            let (took, _) = range_query(client, base, query, end - 3_600_000, end).await?;
+            // The first load fills the cache; the refreshes are timed.
+            if load > 0 {
+                refresh[i].push(took);
+            }
+        }
+        let after = cache_counts(registry);
+        totals.push((
+            started.elapsed(),
             after.0 - before.0,
             after.1 - before.1,
-            after.2 - before.2
-        );
+            after.2 - before.2,
+        ));
         before = after;
     }
-    let (hits, partial, misses) = cache_counts(&registry);
+    let queries: Vec<String> = AGGREGATING_PANELS.iter().map(|q| q.to_string()).collect();
+    let peaks = peak_memory_by_query(store, store.database(), &queries, since).await;
+
+    println!(
+        "\nDashboard of {panels} aggregating panels (1 h range, step 30 s): cold over {} runs, refresh over {} refreshes one step apart (p50 / p95 ms)\n",
+        args.runs, args.refreshes
+    );
+    println!(
+        "| panel | cold p50 | cold p95 | refresh p50 | refresh p95 | CH peak MiB | series | query |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
+        let peak = peaks
+            .as_ref()
+            .and_then(|p| p[i])
+            .map_or("unknown".to_string(), |b| {
+                format!("{:.1}", b as f64 / 1048576.0)
+            });
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {peak} | {} | `{query}` |",
+            i + 1,
+            ms(percentile(&cold[i], 0.5)),
+            ms(percentile(&cold[i], 0.95)),
+            ms(percentile(&refresh[i], 0.5)),
+            ms(percentile(&refresh[i], 0.95)),
+            series[i],
+        );
+    }
+    println!("\n| load | total ms | cache hits | partial | misses |");
+    println!("|---|---|---|---|---|");
+    for (load, (took, hits, partial, misses)) in totals.iter().enumerate() {
+        let what = if load == 0 {
+            "first".to_string()
+        } else {
+            format!("refresh {load}")
+        };
+        println!(
+            "| {what} | {:.0} | {hits} | {partial} | {misses} |",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+    let (hits, partial, misses) = cache_counts(registry);
     let lookups = (hits + partial + misses).max(1);
     println!(
         "\nresults cache: {hits} hits, {partial} partial hits (only the newest steps computed), {misses} misses: {:.0}% served at least partly from the cache",
         100.0 * (hits + partial) as f64 / lookups as f64
     );
-    server.abort();
     Ok(())
 }
 
@@ -223,30 +293,34 @@ async fn catalog(
     Ok((took, body["data"].as_array().map_or(0, Vec::len)))
 }
 
+/// One range query: its latency to the last byte and its series.
 async fn range_query(
     client: &reqwest::Client,
     base: &str,
     query: &str,
     start_ms: i64,
     end_ms: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Duration, usize)> {
     let params = [
         ("query", query.to_string()),
         ("start", seconds(start_ms)),
         ("end", seconds(end_ms)),
         ("step", "30".to_string()),
     ];
-    let body: serde_json::Value = client
+    let started = Instant::now();
+    let body = client
         .post(format!("{base}/api/v1/query_range"))
         .form(&params)
         .send()
         .await?
-        .json()
+        .bytes()
         .await?;
+    let took = started.elapsed();
+    let body: serde_json::Value = serde_json::from_slice(&body)?;
     if body["status"] != "success" {
         bail!("{query}: {body}");
     }
-    Ok(())
+    Ok((took, body["data"]["result"].as_array().map_or(0, Vec::len)))
 }
 
 fn seconds(ms: i64) -> String {

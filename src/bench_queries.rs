@@ -21,3 +21,16 @@ pub const MORE_QUERIES: [&str; 4] = [
     "max by (job) (node_memory_free_bytes) / 1024 / 1024",
     "predict_linear(node_memory_free_bytes[1h], 4*3600) < 0",
 ];
+
+/// The aggregating panels of `comet bench api`'s large dashboard: what a
+/// dashboard over 100,000 series shows (sums, a quantile, a top k, counts,
+/// a ratio), each answer a handful of series; all of them among the
+/// queries above, whose answers the bench compares with Prometheus's.
+pub const AGGREGATING_PANELS: [&str; 6] = [
+    DASHBOARD_QUERIES[1],
+    DASHBOARD_QUERIES[2],
+    DASHBOARD_QUERIES[3],
+    DASHBOARD_QUERIES[6],
+    DASHBOARD_QUERIES[5],
+    MORE_QUERIES[2],
+];

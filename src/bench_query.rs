@@ -156,7 +156,7 @@ pub struct BenchQueryArgs {
     pub work_dir: Option<PathBuf>,
 }
 
-pub use crate::bench_queries::{DASHBOARD_QUERIES, MORE_QUERIES};
+pub use crate::bench_queries::{AGGREGATING_PANELS, DASHBOARD_QUERIES, MORE_QUERIES};
 
 // ---------------------------------------------------------------------------
 // The data set
@@ -1377,7 +1377,7 @@ pub async fn run(args: BenchQueryArgs) -> anyhow::Result<()> {
 /// The most memory ClickHouse used for any timed statement of each query
 /// (bytes, from `system.query_log`, where Comet's statements carry their
 /// PromQL as `log_comment`); None when the server keeps no query log.
-async fn peak_memory_by_query(
+pub(crate) async fn peak_memory_by_query(
     store: &Store,
     database: &str,
     queries: &[String],
