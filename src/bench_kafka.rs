@@ -3,18 +3,23 @@
 //! after insert: messages/s and samples/s (from Comet's committed offsets),
 //! consumer lag over time, and CPU seconds per million samples.
 //!
-//! Start Comet (with `--kafka-topics` set to the bench topic) after the
-//! fill has finished to measure a pure drain; started earlier, it is bound
-//! by the producer.
+//! Between the fill and Comet's drain, a bare librdkafka consumer (no
+//! decoding, no storing, no commits) reads the same messages: the broker's
+//! and librdkafka's own limit, which Comet's drain is reported against.
+//!
+//! Start Comet (with `--kafka-topics` set to the bench topic) when the bench
+//! says it waits for it, to measure a pure drain; started earlier, it is
+//! bound by the producer and shares the machine with the bare consumer.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::bench::{RemoteWriteShape, encode_requests, fetch_text};
 
@@ -88,6 +93,7 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
 
     let client = reqwest::Client::new();
     let before = committed(&client, &args).await.unwrap_or(0.0);
+    let first_offsets = high_watermarks(&config, &args).await?;
     let started = Instant::now();
     for (i, chunk) in requests.chunks(2000).enumerate() {
         let sends = chunk.iter().enumerate().map(|(j, r)| {
@@ -103,9 +109,22 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
     }
     let fill = started.elapsed();
     eprintln!(
-        "bench: topic {} filled in {fill:.1?} ({:.0} messages/s); waiting for Comet at {}",
+        "bench: topic {} filled in {fill:.1?} ({:.0} messages/s)",
         args.topic,
         requests.len() as f64 / fill.as_secs_f64(),
+    );
+    let end_offsets = high_watermarks(&config, &args).await?;
+    let bare = bare_drain(&config, &args, &first_offsets, &end_offsets).await?;
+    let bare_rate = bare.messages as f64 / bare.took.as_secs_f64();
+    println!(
+        "bare librdkafka consumer: {} messages ({:.1} MB) in {:.2}s: {bare_rate:.0} messages/s, {:.0} samples/s (no decoding, storing or commits)",
+        bare.messages,
+        bare.bytes as f64 / 1e6,
+        bare.took.as_secs_f64(),
+        bare_rate * args.samples_per_message as f64,
+    );
+    eprintln!(
+        "bench: waiting for Comet at {} (start it now)",
         args.metrics_url
     );
 
@@ -162,11 +181,12 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
     // Messages committed before the first observation are not timed.
     let timed_messages = target - first;
     let timed_samples = timed_messages * args.samples_per_message as f64;
+    let comet_rate = timed_messages / elapsed;
     println!(
-        "drained {} messages ({samples} samples) in {elapsed:.2}s: {:.0} messages/s, {:.0} samples/s (commit after insert)",
+        "Comet drained {} messages ({samples} samples) in {elapsed:.2}s: {comet_rate:.0} messages/s, {:.0} samples/s (commit after insert): {:.0}% of the bare consumer",
         requests.len(),
-        timed_messages / elapsed,
-        timed_samples / elapsed
+        timed_samples / elapsed,
+        100.0 * comet_rate / bare_rate
     );
     if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
         println!(
@@ -180,6 +200,83 @@ pub async fn run(args: BenchKafkaArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Each partition's high watermark: where the next message will be.
+async fn high_watermarks(config: &ClientConfig, args: &BenchKafkaArgs) -> anyhow::Result<Vec<i64>> {
+    let config = config.clone();
+    let topic = args.topic.clone();
+    let partitions = args.partitions;
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().context("Kafka consumer")?;
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(30))
+                    .map(|(_, high)| high)
+                    .with_context(|| format!("watermarks of {topic}/{p}"))
+            })
+            .collect()
+    })
+    .await?
+}
+
+struct BareDrain {
+    messages: u64,
+    bytes: u64,
+    took: Duration,
+}
+
+/// Reads `from..to` of every partition with a plain librdkafka consumer
+/// (assigned, not in a group; the payload only touched), timed from the
+/// first message to the last.
+async fn bare_drain(
+    config: &ClientConfig,
+    args: &BenchKafkaArgs,
+    from: &[i64],
+    to: &[i64],
+) -> anyhow::Result<BareDrain> {
+    let mut config = config.clone();
+    config
+        .set(
+            "group.id",
+            format!("comet-bench-bare-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let mut assignment = TopicPartitionList::new();
+    for (p, offset) in from.iter().enumerate() {
+        assignment.add_partition_offset(&args.topic, p as i32, Offset::Offset(*offset))?;
+    }
+    let wanted: i64 = to.iter().zip(from).map(|(t, f)| t - f).sum();
+    let timeout = args.timeout;
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().context("Kafka consumer")?;
+        consumer.assign(&assignment)?;
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        let deadline = Instant::now() + timeout;
+        let mut first: Option<Instant> = None;
+        while (messages as i64) < wanted {
+            if Instant::now() > deadline {
+                bail!("the bare consumer read only {messages} of {wanted} messages in {timeout:?}");
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    first.get_or_insert_with(Instant::now);
+                    messages += 1;
+                    bytes += message.payload().map_or(0, <[u8]>::len) as u64;
+                }
+                Some(Err(err)) => bail!("bare consumer: {err}"),
+                None => {}
+            }
+        }
+        Ok(BareDrain {
+            messages,
+            bytes,
+            took: first.map_or(Duration::ZERO, |f| f.elapsed()),
+        })
+    })
+    .await?
 }
 
 async fn committed(client: &reqwest::Client, args: &BenchKafkaArgs) -> Option<f64> {

@@ -560,9 +560,16 @@ pub struct ConfigArgs {
     pub kafka_workers_per_partition: Option<usize>,
 
     /// Messages queued per partition before it is paused (backpressure)
-    /// [config: kafka.queue_messages; default 1000]
+    /// [config: kafka.queue_messages; default 10000]
     #[arg(long, env = "COMET_KAFKA_QUEUE_MESSAGES", value_name = "N")]
     pub kafka_queue_messages: Option<usize>,
+
+    /// Bytes of message payloads queued per partition before it is paused
+    /// (backpressure), e.g. 16MiB; keep it above a few of librdkafka's
+    /// fetches (`max.partition.fetch.bytes`, 1 MiB by default)
+    /// [config: kafka.queue_bytes; default 16MiB]
+    #[arg(long, env = "COMET_KAFKA_QUEUE_BYTES", value_name = "SIZE")]
+    pub kafka_queue_bytes: Option<ByteSize>,
 
     /// Cut a Kafka batch (one deduplicated insert) at this many samples
     /// [config: kafka.batch_max_samples; default 200000]

@@ -255,8 +255,10 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
     /// Messages of one partition decoded at once.
     pub workers_per_partition: usize,
-    /// Messages queued per partition before the partition is paused.
+    /// Messages queued per partition before the partition is paused...
     pub queue_messages: usize,
+    /// ...or bytes of their payloads.
+    pub queue_bytes: ByteSize,
     /// A batch (one deduplicated insert) is cut at this many samples...
     pub batch_max_samples: usize,
     /// ...or messages...
@@ -289,6 +291,7 @@ impl Default for KafkaConfig {
             dlq_topic: String::new(),
             workers_per_partition: k.workers_per_partition,
             queue_messages: k.queue_messages,
+            queue_bytes: ByteSize::b(k.queue_bytes as u64),
             batch_max_samples: k.batch_max_samples,
             batch_max_messages: k.batch_max_messages,
             batch_linger: k.batch_linger,
@@ -721,6 +724,7 @@ impl Config {
         overlay!(k.dlq_topic, a.kafka_dlq_topic);
         overlay!(k.workers_per_partition, a.kafka_workers_per_partition);
         overlay!(k.queue_messages, a.kafka_queue_messages);
+        overlay!(k.queue_bytes, a.kafka_queue_bytes);
         overlay!(k.batch_max_samples, a.kafka_batch_max_samples);
         overlay!(k.batch_max_messages, a.kafka_batch_max_messages);
         overlay!(k.batch_linger, a.kafka_batch_linger);
@@ -979,6 +983,9 @@ impl Config {
             dlq_topic: (!k.dlq_topic.is_empty()).then(|| k.dlq_topic.clone()),
             workers_per_partition: k.workers_per_partition.max(1),
             queue_messages: k.queue_messages.max(1),
+            queue_bytes: usize::try_from(k.queue_bytes.as_u64())
+                .unwrap_or(usize::MAX)
+                .max(1),
             batch_max_samples: k.batch_max_samples.max(1),
             batch_max_messages: k.batch_max_messages.max(1),
             batch_linger: k.batch_linger,
@@ -1344,6 +1351,7 @@ mod tests {
             ("kafka-dlq-topic", "dlq"),
             ("kafka-workers-per-partition", "9"),
             ("kafka-queue-messages", "9"),
+            ("kafka-queue-bytes", "9KiB"),
             ("kafka-batch-max-samples", "9"),
             ("kafka-batch-max-messages", "9"),
             ("kafka-batch-linger", "9s"),

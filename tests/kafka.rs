@@ -577,8 +577,9 @@ async fn clickhouse_outage_pauses_and_loses_nothing() {
     args.extend([
         "--kafka-dlq-topic",
         "outage-dlq",
-        "--kafka-queue-messages",
-        "5",
+        // A few messages' payloads: the byte bound pauses the partitions.
+        "--kafka-queue-bytes",
+        "1KiB",
         "--kafka-workers-per-partition",
         "1",
         "--kafka-batch-max-messages",

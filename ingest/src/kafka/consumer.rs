@@ -24,7 +24,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, error, info, warn};
 
 use super::Pipeline;
-use super::partition::{self, NO_POSITION, PartitionId, PartitionWorker};
+use super::partition::{self, NO_POSITION, PartitionId, PartitionWorker, payload_len};
 
 type Key = (String, i32);
 
@@ -228,25 +228,22 @@ impl DispatchContext {
     /// pauses the partition when the worker's queue is full.
     pub fn route(&self, consumer: &GroupConsumer, message: OwnedMessage) {
         let mut partitions = self.partitions();
-        let key = (message.topic().to_string(), message.partition());
-        let Some(assigned) = partitions.get_mut(&key) else {
-            debug!(topic = %key.0, partition = key.1, "message for a partition no longer assigned");
+        // Found by scanning the few assigned partitions: no key (and no
+        // String) is built per message.
+        let (topic, partition) = (message.topic(), message.partition());
+        let Some((key, assigned)) = partitions
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        else {
+            debug!(%topic, partition, "message for a partition no longer assigned");
             return;
         };
         if !assigned.held.is_empty() {
             assigned.held.push_back(message);
             return;
         }
-        let Some(queue) = &assigned.worker.queue else {
-            return;
-        };
-        match queue.try_send(message) {
-            Ok(()) => {}
-            Err(TrySendError::Full(message)) => {
-                assigned.held.push_back(message);
-                self.pause(consumer, &key, assigned);
-            }
-            Err(TrySendError::Closed(_)) => {}
+        if !self.enqueue(assigned, message) {
+            self.pause(consumer, key, assigned);
         }
     }
 
@@ -256,21 +253,57 @@ impl DispatchContext {
         let mut partitions = self.partitions();
         for (key, assigned) in partitions.iter_mut() {
             while let Some(message) = assigned.held.pop_front() {
-                let Some(queue) = &assigned.worker.queue else {
-                    assigned.held.clear();
+                if !self.enqueue(assigned, message) {
                     break;
-                };
-                match queue.try_send(message) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(message)) => {
-                        assigned.held.push_front(message);
-                        break;
-                    }
-                    Err(TrySendError::Closed(_)) => assigned.held.clear(),
                 }
             }
-            if assigned.paused && assigned.held.is_empty() {
+            // Resumed only once the queue is half empty: each pause makes
+            // librdkafka drop what it prefetched and fetch it again, so a
+            // partition that resumed at the first free slot would pause
+            // and refetch over and over.
+            let bytes = assigned.worker.queued_bytes.load(Ordering::Acquire);
+            let half_empty = bytes * 2 <= self.pipeline.settings.queue_bytes
+                && assigned
+                    .worker
+                    .queue
+                    .as_ref()
+                    .is_none_or(|q| q.capacity() * 2 >= q.max_capacity());
+            if assigned.paused && assigned.held.is_empty() && half_empty {
                 self.resume(consumer, key, assigned);
+            }
+        }
+    }
+
+    /// Puts `message` in its worker's queue if the queue has room for it
+    /// (in messages and bytes; an empty queue takes any message), else
+    /// holds it at the front of `held`; false when held.
+    fn enqueue(&self, assigned: &mut Assigned, message: OwnedMessage) -> bool {
+        let Some(queue) = &assigned.worker.queue else {
+            // Revoked: its worker takes nothing more.
+            assigned.held.clear();
+            return true;
+        };
+        let size = payload_len(&message);
+        let queued = &assigned.worker.queued_bytes;
+        let bytes = queued.load(Ordering::Acquire);
+        if bytes > 0 && bytes + size > self.pipeline.settings.queue_bytes {
+            assigned.held.push_front(message);
+            return false;
+        }
+        // Counted before it can be received, so the worker never takes off
+        // more than was added.
+        queued.fetch_add(size, Ordering::AcqRel);
+        match queue.try_send(message) {
+            Ok(()) => true,
+            Err(TrySendError::Full(message)) => {
+                queued.fetch_sub(size, Ordering::AcqRel);
+                assigned.held.push_front(message);
+                false
+            }
+            Err(TrySendError::Closed(_)) => {
+                queued.fetch_sub(size, Ordering::AcqRel);
+                assigned.held.clear();
+                true
             }
         }
     }

@@ -55,8 +55,12 @@ pub struct KafkaSettings {
     pub dlq_topic: Option<String>,
     /// Messages decoded at once per partition.
     pub workers_per_partition: usize,
-    /// Messages queued per partition before it is paused.
+    /// Messages queued per partition before it is paused...
     pub queue_messages: usize,
+    /// ...or bytes of their payloads. Room for several fetches, since
+    /// librdkafka hands a whole fetch over at once and every pause makes it
+    /// drop what it prefetched and fetch it again.
+    pub queue_bytes: usize,
     /// Cut a batch at this many samples, messages, or this long after its
     /// first message.
     pub batch_max_samples: usize,
@@ -84,7 +88,8 @@ impl Default for KafkaSettings {
             librdkafka: BTreeMap::new(),
             dlq_topic: None,
             workers_per_partition: 2,
-            queue_messages: 1000,
+            queue_messages: 10_000,
+            queue_bytes: 16 << 20,
             batch_max_samples: 200_000,
             batch_max_messages: 5_000,
             batch_linger: Duration::from_millis(200),

@@ -1,6 +1,7 @@
 //! One assigned partition: a bounded queue of messages from the consumer,
-//! a fixed pool of decoders (`workers_per_partition` messages decoded at
-//! once, results taken back in offset order), batches cut by size, message
+//! a fixed pool of decoders (`workers_per_partition` runs of queued
+//! messages decoded at once, each run as one blocking task, results taken
+//! back in offset order), batches cut by size, message
 //! count or linger (or exactly as the ledger planned them, when replaying),
 //! and deduplicated inserts through the shared writer. The position to
 //! commit only moves past a batch once it and every batch before it are
@@ -8,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
@@ -36,6 +37,9 @@ pub const NO_POSITION: i64 = -1;
 pub struct PartitionWorker {
     /// Messages in; dropping it tells the worker to drain and finish.
     pub queue: Option<mpsc::Sender<OwnedMessage>>,
+    /// Payload bytes in the queue (added by the sender, taken off by the
+    /// worker), bounded by `queue_bytes`.
+    pub queued_bytes: Arc<AtomicUsize>,
     /// The offset that may be committed ([`NO_POSITION`] until a batch is
     /// stored).
     pub position: Arc<AtomicI64>,
@@ -90,7 +94,9 @@ pub fn spawn(
     let position = Arc::new(AtomicI64::new(NO_POSITION));
     let stop = CancellationToken::new();
     let counters = Arc::new(MessageCounters::new(&pipeline, &id));
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let worker = Worker {
+        queued_bytes: Arc::clone(&queued_bytes),
         counters,
         pipeline,
         id: Arc::new(id),
@@ -104,11 +110,22 @@ pub fn spawn(
     let task = runtime.spawn(worker.run(rx));
     PartitionWorker {
         queue: Some(tx),
+        queued_bytes,
         position,
         stop,
         task,
     }
 }
+
+/// A message's payload size, what `queue_bytes` counts.
+pub fn payload_len(message: &OwnedMessage) -> usize {
+    message.payload().map_or(0, <[u8]>::len)
+}
+
+/// Most messages one decode task takes from the queue at once: enough that
+/// the hand-off to the blocking pool costs little per message, few enough
+/// that a run of large messages does not hold up the batch behind it.
+const DECODE_RUN_MESSAGES: usize = 256;
 
 /// A decoded message (or one set aside) in offset order.
 struct Processed {
@@ -145,6 +162,7 @@ impl OpenBatch {
 
 struct Worker {
     counters: Arc<MessageCounters>,
+    queued_bytes: Arc<AtomicUsize>,
     pipeline: Arc<Pipeline>,
     id: Arc<PartitionId>,
     plan: VecDeque<PlannedRange>,
@@ -164,6 +182,7 @@ impl Worker {
         let max_inflight = settings.max_inflight_batches.max(1);
         let mut decoding = FuturesOrdered::new();
         let mut inserting: FuturesUnordered<InsertTask> = FuturesUnordered::new();
+        let mut inbox = Vec::with_capacity(DECODE_RUN_MESSAGES);
         let mut closed = false;
         loop {
             if closed && decoding.is_empty() {
@@ -185,18 +204,25 @@ impl Worker {
                 _ = self.stop.cancelled() => return,
                 Some(done) = inserting.next(), if !inserting.is_empty() => self.stored(done),
                 Some(processed) = decoding.next(), if !decoding.is_empty() && room => {
-                    inserting.extend(self.add(processed));
+                    for p in processed {
+                        inserting.extend(self.add(p));
+                    }
                 }
-                received = rx.recv(), if !closed && decoding.len() < workers => match received {
-                    Some(message) => decoding.push_back(process(
-                        Arc::clone(&self.pipeline),
-                        Arc::clone(&self.counters),
-                        Arc::clone(&self.id),
-                        message,
-                        self.stop.clone(),
-                    )),
-                    None => closed = true,
-                },
+                received = rx.recv_many(&mut inbox, DECODE_RUN_MESSAGES), if !closed && decoding.len() < workers => {
+                    if received == 0 {
+                        closed = true;
+                    } else {
+                        let bytes: usize = inbox.iter().map(payload_len).sum();
+                        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                        decoding.push_back(process(
+                            Arc::clone(&self.pipeline),
+                            Arc::clone(&self.counters),
+                            Arc::clone(&self.id),
+                            std::mem::take(&mut inbox),
+                            self.stop.clone(),
+                        ));
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && room => {
                     if let Some(open) = self.open.take() {
                         inserting.push(self.cut(open));
@@ -323,103 +349,106 @@ impl Worker {
     }
 }
 
-/// Decodes one message (on the blocking pool), setting aside what cannot
-/// be decoded in the dead-letter topic.
+/// Decodes a run of messages in one task on the blocking pool, setting
+/// aside what cannot be decoded in the dead-letter topic; the results in
+/// offset order.
 async fn process(
     pipeline: Arc<Pipeline>,
     counters: Arc<MessageCounters>,
     id: Arc<PartitionId>,
-    message: OwnedMessage,
+    messages: Vec<OwnedMessage>,
     stop: CancellationToken,
-) -> Processed {
-    let offset = message.offset();
-    counters.messages.inc();
+) -> Vec<Processed> {
+    counters.messages.inc_by(messages.len() as u64);
     counters
         .bytes
-        .inc_by(message.payload().map_or(0, <[u8]>::len) as u64);
-    let header = message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|h| h.key == FORMAT_HEADER)
-            .and_then(|h| h.value.map(<[u8]>::to_vec))
-    });
+        .inc_by(messages.iter().map(payload_len).sum::<usize>() as u64);
+    let first_offset = messages.first().map_or(0, Message::offset);
     let decoder = pipeline.decoder.clone();
     let topic_format = id.format;
-    let (message, result) = match tokio::task::spawn_blocking(move || {
-        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
-        let result = message_format(header.as_deref(), topic_format)
-            .and_then(|format| decoder.decode(format, message.payload(), timestamp_ms));
-        (message, result)
+    let decoded = match tokio::task::spawn_blocking(move || {
+        messages
+            .into_iter()
+            .map(|message| {
+                let header = message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == FORMAT_HEADER)
+                        .and_then(|h| h.value)
+                });
+                let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
+                let result = message_format(header, topic_format)
+                    .and_then(|format| decoder.decode(format, message.payload(), timestamp_ms));
+                (message, result)
+            })
+            .collect::<Vec<_>>()
     })
     .await
     {
         Ok(done) => done,
         Err(err) => {
-            // The message went with the failed task; its offset is not
-            // committed past, so the partition's next owner reads it again.
-            error!(topic = %id.topic, partition = id.partition, offset, error = %err, "Kafka decoder failed");
+            // The messages went with the failed task; nothing from here on
+            // is committed, so the partition's next owner reads them again.
+            error!(topic = %id.topic, partition = id.partition, offset = first_offset, error = %err, "Kafka decoder failed");
             stop.cancel();
-            return Processed {
-                offset,
-                decoded: None,
-            };
+            return Vec::new();
         }
     };
-    match result {
-        Ok(decoded) => {
-            counters.samples.inc_by(decoded.received);
-            counters.received.inc_by(decoded.received);
-            if !decoded.rejections.is_empty() {
-                for r in &decoded.rejections {
-                    pipeline
-                        .ingest
-                        .samples_rejected
-                        .with_label_values(&[SOURCE, r.reason])
-                        .inc_by(r.samples);
+    let mut processed = Vec::with_capacity(decoded.len());
+    for (message, result) in decoded {
+        let offset = message.offset();
+        let decoded = match result {
+            Ok(decoded) => {
+                counters.samples.inc_by(decoded.received);
+                counters.received.inc_by(decoded.received);
+                if !decoded.rejections.is_empty() {
+                    for r in &decoded.rejections {
+                        pipeline
+                            .ingest
+                            .samples_rejected
+                            .with_label_values(&[SOURCE, r.reason])
+                            .inc_by(r.samples);
+                    }
+                    let reasons: Vec<String> = decoded
+                        .rejections
+                        .iter()
+                        .map(|r| format!("{} {}: {}", r.samples, r.reason, r.message))
+                        .collect();
+                    // The valid part is stored; the whole message goes to
+                    // the dead-letter topic for the record.
+                    dead_letter(
+                        &pipeline,
+                        &id,
+                        &message,
+                        "partially_invalid",
+                        &reasons.join("; "),
+                        &stop,
+                    )
+                    .await;
                 }
-                let reasons: Vec<String> = decoded
-                    .rejections
-                    .iter()
-                    .map(|r| format!("{} {}: {}", r.samples, r.reason, r.message))
-                    .collect();
-                // The valid part is stored; the whole message goes to the
-                // dead-letter topic for the record.
+                Some(decoded)
+            }
+            Err(err) => {
+                pipeline
+                    .metrics
+                    .decode_errors
+                    .with_label_values(&[id.topic.as_str(), id.label.as_str(), err.reason()])
+                    .inc();
                 dead_letter(
                     &pipeline,
                     &id,
                     &message,
-                    "partially_invalid",
-                    &reasons.join("; "),
+                    err.reason(),
+                    &err.to_string(),
                     &stop,
                 )
                 .await;
+                None
             }
-            Processed {
-                offset,
-                decoded: Some(decoded),
-            }
-        }
-        Err(err) => {
-            pipeline
-                .metrics
-                .decode_errors
-                .with_label_values(&[id.topic.as_str(), id.label.as_str(), err.reason()])
-                .inc();
-            dead_letter(
-                &pipeline,
-                &id,
-                &message,
-                err.reason(),
-                &err.to_string(),
-                &stop,
-            )
-            .await;
-            Processed {
-                offset,
-                decoded: None,
-            }
-        }
+        };
+        processed.push(Processed { offset, decoded });
     }
+    processed
 }
 
 /// Sends `message` to the dead-letter topic, retrying until the broker
