@@ -621,9 +621,13 @@ async fn clickhouse_outage_pauses_and_loses_nothing() {
         base,
     )
     .await;
-    // The queues fill up and the partitions are paused, not buffered.
+    // The queues fill up and the partitions are paused, not buffered: each
+    // queue holds at most its 1 KiB (or a single larger message) while
+    // the other 800 messages wait in the broker.
     wait_metric(&comet, "comet_kafka_partition_paused", |v| v >= 1.0).await;
     wait_metric(&comet, "comet_kafka_insert_retries_total", |v| v >= 1.0).await;
+    let queued = wait_metric(&comet, "comet_kafka_queued_bytes", |v| v > 0.0).await;
+    assert!(queued <= 2.0 * (1024.0 + 4096.0), "{queued} bytes queued");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m = comet.metrics_text().await;
     assert_eq!(metric_sum(&m, "comet_kafka_dlq_messages_total"), 0.0, "{m}");
@@ -645,6 +649,7 @@ async fn clickhouse_outage_pauses_and_loses_nothing() {
     .await;
     wait_metric(&comet, "comet_kafka_committed_offset", |v| v == 1000.0).await;
     wait_metric(&comet, "comet_kafka_partition_paused", |v| v == 0.0).await;
+    wait_metric(&comet, "comet_kafka_queued_bytes", |v| v == 0.0).await;
     let m = comet.metrics_text().await;
     assert_eq!(metric_sum(&m, "comet_kafka_dlq_messages_total"), 0.0);
     assert_eq!(

@@ -355,11 +355,18 @@ impl DispatchContext {
         }
     }
 
-    /// Consumer lag per partition from librdkafka's statistics: the
-    /// partition's high watermark less the committed position.
+    /// Consumer lag per partition from librdkafka's statistics (the
+    /// partition's high watermark less the committed position), and the
+    /// bytes in each partition's queue.
     fn update_lag(&self, statistics: &Statistics) {
         let partitions = self.partitions();
         for (key, assigned) in partitions.iter() {
+            let queued = assigned.worker.queued_bytes.load(Ordering::Acquire);
+            self.pipeline
+                .metrics
+                .queued_bytes
+                .with_label_values(&[key.0.as_str(), &key.1.to_string()])
+                .set(i64::try_from(queued).unwrap_or(i64::MAX));
             let Some(stats) = statistics
                 .topics
                 .get(&key.0)

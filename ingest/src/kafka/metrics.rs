@@ -22,6 +22,8 @@ pub struct KafkaMetrics {
     pub lag: IntGaugeVec,
     /// 1 while the partition is paused for backpressure.
     pub paused: IntGaugeVec,
+    /// Payload bytes waiting in the partition's queue (`queue_bytes`).
+    pub queued_bytes: IntGaugeVec,
     /// Times a partition was paused.
     pub pauses: IntCounterVec,
     /// The last committed offset.
@@ -48,6 +50,7 @@ impl KafkaMetrics {
         registry.register(Box::new(m.dlq_messages.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.paused.clone()))?;
+        registry.register(Box::new(m.queued_bytes.clone()))?;
         registry.register(Box::new(m.pauses.clone()))?;
         registry.register(Box::new(m.committed_offset.clone()))?;
         registry.register(Box::new(m.batches.clone()))?;
@@ -100,6 +103,10 @@ impl KafkaMetrics {
                 "comet_kafka_partition_paused",
                 "1 while the partition is paused because ingest is behind (backpressure).",
             ),
+            queued_bytes: gauge(
+                "comet_kafka_queued_bytes",
+                "Payload bytes received and waiting for the partition's decoders (bounded by kafka.queue_bytes), as of librdkafka's last statistics.",
+            ),
             pauses: counter(
                 "comet_kafka_partition_pauses_total",
                 "Times a partition was paused for backpressure.",
@@ -143,7 +150,12 @@ impl KafkaMetrics {
     /// Drops the per-partition series of a partition no longer assigned.
     pub fn forget_partition(&self, topic: &str, partition: &str) {
         let labels = [topic, partition];
-        for gauge in [&self.lag, &self.paused, &self.committed_offset] {
+        for gauge in [
+            &self.lag,
+            &self.paused,
+            &self.queued_bytes,
+            &self.committed_offset,
+        ] {
             let _ = gauge.remove_label_values(&labels);
         }
     }

@@ -128,10 +128,13 @@ pub const EXACT_MEANS_MARKER: &str = "COMET_EXACT_MEANS_NEEDED";
 pub(crate) fn mean_array(values: &str, means: Means) -> String {
     let sum = kahan_total("_ms");
     let overflows = format!("isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v)");
-    let incremental = match means {
-        // throwIf's own condition keeps it right whether or not `if`
-        // evaluates only the branch it takes.
-        Means::Fast => format!("toFloat64(throwIf({overflows}, '{EXACT_MEANS_MARKER}'))"),
+    let body = match means {
+        // The condition is written once, in throwIf alone: inside a lambda
+        // `if` evaluates both branches, so `if(c, throwIf(c), ..)` paid
+        // for the condition twice.
+        Means::Fast => format!(
+            "if(throwIf({overflows}, '{EXACT_MEANS_MARKER}') = 0, {sum} / length(_ms_v), 0)"
+        ),
         Means::Exact => {
             // The first value whose running sum is infinite switches to the
             // incremental mean, starting from the mean of the values before it.
@@ -140,18 +143,15 @@ pub(crate) fn mean_array(values: &str, means: Means) -> String {
                 "arrayMap((i, m, c) -> (m + i, {}), [x / k], [((k - 1) / k) * acc.1], [((k - 1) / k) * acc.2])[1]",
                 kahan_c("i", "m", "c")
             );
-            format!(
+            let incremental = format!(
                 "arrayMap(p -> if(p < 2, {sum} / length(_ms_v), arrayMap(r -> r.1 + r.2, [arrayFold((acc, x, k) -> {step}, \
                    arraySlice(_ms_v, p), arraySlice(arrayEnumerate(_ms_v), p), \
                    (_ms_s[p - 1] / (p - 1), _ms_c[p - 1] / (p - 1)))])[1]), [{at}])[1]"
-            )
+            );
+            format!("if({overflows}, {incremental}, {sum} / length(_ms_v))")
         }
     };
-    with_kahan_prefixes(
-        values,
-        "_ms",
-        &format!("if({overflows}, {incremental}, {sum} / length(_ms_v))"),
-    )
+    with_kahan_prefixes(values, "_ms", &body)
 }
 
 /// An array sorted ascending with NaN first, as Go's `sort.Float64s`.
