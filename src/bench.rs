@@ -61,6 +61,18 @@ pub struct BenchIngestArgs {
     /// Extra process ids whose CPU time counts as the receiver's (e.g. its ClickHouse)
     #[arg(long = "cpu-pid", value_name = "PID")]
     pub cpu_pids: Vec<u32>,
+    /// Remote-write only: after the run against --url, send the same
+    /// pre-encoded requests to this second receiver (e.g. VictoriaMetrics
+    /// at http://127.0.0.1:8428) and report both side by side
+    #[arg(long, value_name = "URL")]
+    pub compare: Option<String>,
+    /// Where to read the second receiver's process_cpu_seconds_total
+    /// (default: <COMPARE>/metrics)
+    #[arg(long, value_name = "URL")]
+    pub compare_metrics_url: Option<String>,
+    /// Extra process ids whose CPU time counts as the second receiver's
+    #[arg(long = "compare-cpu-pid", value_name = "PID")]
+    pub compare_cpu_pids: Vec<u32>,
     /// Metric name prefix of the generated series
     #[arg(long, default_value = "comet_bench")]
     pub prefix: String,
@@ -289,17 +301,143 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         bytes as f64 / (1 << 20) as f64,
         target.describe()
     );
+    if args.compare.is_some() && args.protocol != BenchProtocol::RemoteWrite {
+        bail!("--compare works with --protocol remote-write only");
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
+    let requests = Arc::new(requests);
     let metrics_url = args
         .metrics_url
         .clone()
         .unwrap_or_else(|| format!("{}/metrics", args.url.trim_end_matches('/')));
-    let cpu_before = cpu_seconds(&client, &metrics_url, &args.cpu_pids).await;
+    let first = send_all(
+        &args,
+        &client,
+        &requests,
+        &target,
+        &metrics_url,
+        &args.cpu_pids,
+    )
+    .await?;
+    first.print(unit, total_samples, &metrics_url);
+    let mut reports = vec![(args.url.clone(), first)];
+    if let Some(compare) = &args.compare {
+        let target = Target::RemoteWrite(format!("{}{}", compare.trim_end_matches('/'), args.path));
+        let metrics_url = args
+            .compare_metrics_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/metrics", compare.trim_end_matches('/')));
+        eprintln!("bench: the same requests to {}", target.describe());
+        let second = send_all(
+            &args,
+            &client,
+            &requests,
+            &target,
+            &metrics_url,
+            &args.compare_cpu_pids,
+        )
+        .await?;
+        println!("\n{compare}:");
+        second.print(unit, total_samples, &metrics_url);
+        reports.push((compare.clone(), second));
+        println!("\n| receiver | {unit}/s | CPU-s per million {unit} | p50 ms | p99 ms |");
+        println!("|---|---:|---:|---:|---:|");
+        for (url, r) in &reports {
+            println!(
+                "| {url} | {:.0} | {} | {:.2} | {:.2} |",
+                r.throughput(),
+                r.cpu_per_million()
+                    .map_or("unknown".to_string(), |c| format!("{c:.2}")),
+                r.p50.as_secs_f64() * 1000.0,
+                r.p99.as_secs_f64() * 1000.0,
+            );
+        }
+        if let [(_, a), (_, b)] = &reports[..] {
+            println!(
+                "\nfirst / second: throughput {:.2}x, CPU per million {unit} {}",
+                a.throughput() / b.throughput(),
+                match (a.cpu_per_million(), b.cpu_per_million()) {
+                    (Some(x), Some(y)) => format!("{:.2}x", x / y),
+                    _ => "unknown".into(),
+                }
+            );
+        }
+    }
+    for (url, r) in &reports {
+        if r.acked < total_samples as u64 {
+            bail!(
+                "{url}: {} {unit} were not acknowledged",
+                total_samples as u64 - r.acked
+            );
+        }
+    }
+    Ok(())
+}
 
+/// What one run against one receiver measured.
+struct RunReport {
+    acked: u64,
+    rejected: u64,
+    failed: u64,
+    retries: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    /// The receiver's CPU seconds over the run (with its --cpu-pid).
+    cpu: Option<f64>,
+}
+
+impl RunReport {
+    fn throughput(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_per_million(&self) -> Option<f64> {
+        self.cpu
+            .filter(|_| self.acked > 0)
+            .map(|cpu| cpu / (self.acked as f64 / 1e6))
+    }
+
+    fn print(&self, unit: &str, total: usize, metrics_url: &str) {
+        println!("{unit} sent and acknowledged: {} of {total}", self.acked);
+        if self.rejected > 0 {
+            println!(
+                "{unit} reported rejected by the receiver: {}",
+                self.rejected
+            );
+        }
+        println!("failed requests (not retryable): {}", self.failed);
+        println!("retried requests: {}", self.retries);
+        println!("elapsed: {:.2?}", self.elapsed);
+        println!("throughput: {:.0} {unit}/s", self.throughput());
+        println!(
+            "request latency: p50 {:.2?}, p99 {:.2?}",
+            self.p50, self.p99
+        );
+        match (self.cpu, self.cpu_per_million()) {
+            (Some(cpu), Some(per_million)) => println!(
+                "receiver CPU: {cpu:.2} s total, {per_million:.2} CPU-seconds per million {unit}"
+            ),
+            _ => println!("receiver CPU: unknown (no process_cpu_seconds_total at {metrics_url})"),
+        }
+    }
+}
+
+/// Sends every request to `target` with `--concurrency` senders (at
+/// `--rate` if set), retrying what the receiver asks to be retried.
+async fn send_all(
+    args: &BenchIngestArgs,
+    client: &reqwest::Client,
+    requests: &Arc<Vec<Request>>,
+    target: &Target,
+    metrics_url: &str,
+    cpu_pids: &[u32],
+) -> anyhow::Result<RunReport> {
+    let cpu_before = cpu_seconds(client, metrics_url, cpu_pids).await;
     let shared = Arc::new(Shared {
-        requests,
+        requests: Arc::clone(requests),
         next: AtomicUsize::new(0),
         acked: AtomicU64::new(0),
         retries: AtomicU64::new(0),
@@ -341,7 +479,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         latencies.extend(w.await.context("sender task")?);
     }
     let elapsed = started.elapsed();
-    let cpu_after = cpu_seconds(&client, &metrics_url, &args.cpu_pids).await;
+    let cpu_after = cpu_seconds(client, metrics_url, cpu_pids).await;
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -349,45 +487,18 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             .copied()
             .unwrap_or_default()
     };
-    let acked = shared.acked.load(Ordering::Relaxed);
-    println!("{unit} sent and acknowledged: {acked} of {total_samples}");
-    let rejected = shared.rejected.load(Ordering::Relaxed);
-    if rejected > 0 {
-        println!("{unit} reported rejected by the receiver: {rejected}");
-    }
-    println!(
-        "failed requests (not retryable): {}",
-        shared.failed.load(Ordering::Relaxed)
-    );
-    println!(
-        "retried requests: {}",
-        shared.retries.load(Ordering::Relaxed)
-    );
-    println!("elapsed: {elapsed:.2?}");
-    println!(
-        "throughput: {:.0} {unit}/s",
-        acked as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "request latency: p50 {:.2?}, p99 {:.2?}",
-        pct(0.50),
-        pct(0.99)
-    );
-    match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) if acked > 0 => println!(
-            "receiver CPU: {:.2} s total, {:.2} CPU-seconds per million {unit}",
-            after - before,
-            (after - before) / (acked as f64 / 1e6)
-        ),
-        _ => println!("receiver CPU: unknown (no process_cpu_seconds_total at {metrics_url})"),
-    }
-    if acked < total_samples as u64 {
-        bail!(
-            "{} {unit} were not acknowledged",
-            total_samples as u64 - acked
-        );
-    }
-    Ok(())
+    Ok(RunReport {
+        acked: shared.acked.load(Ordering::Relaxed),
+        rejected: shared.rejected.load(Ordering::Relaxed),
+        failed: shared.failed.load(Ordering::Relaxed),
+        retries: shared.retries.load(Ordering::Relaxed),
+        elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        cpu: cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| after - before),
+    })
 }
 
 /// Where requests go.
@@ -409,7 +520,7 @@ impl Target {
 }
 
 struct Shared {
-    requests: Vec<Request>,
+    requests: Arc<Vec<Request>>,
     next: AtomicUsize,
     acked: AtomicU64,
     retries: AtomicU64,

@@ -782,16 +782,21 @@ async fn clickhouse_down_answers_503_and_not_ready() {
 }
 
 /// The load generator works end to end (a smoke run, not a measurement):
-/// everything it sends is acknowledged and stored once.
+/// everything it sends is acknowledged and stored once, by the receiver
+/// and by the one it is compared with (`--compare`).
 #[tokio::test]
 async fn bench_ingest_smoke_run_stores_every_sample() {
     let comet = Comet::start(&[]).await;
+    let second = Comet::start(&[]).await;
     let url = comet.process.url("");
+    let compare = second.process.url("");
     let stdout = common::comet_stdout(&[
         "bench",
         "ingest",
         "--url",
         &url,
+        "--compare",
+        &compare,
         "--series",
         "300",
         "--samples",
@@ -816,4 +821,20 @@ async fn bench_ingest_smoke_run_stores_every_sample() {
         1500
     );
     assert_eq!(comet.count("series").await, 300);
+    // The same requests went to the second receiver after the first, and
+    // both appear side by side.
+    assert_eq!(
+        stdout
+            .matches("samples sent and acknowledged: 1500 of 1500")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("| {compare} |")), "{stdout}");
+    assert_eq!(
+        second
+            .count("samples WHERE metric_name LIKE 'smoke_%'")
+            .await,
+        1500
+    );
 }
