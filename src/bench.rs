@@ -259,6 +259,9 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             "--series, --concurrency and the request size (--samples-per-request, or --otlp-metrics and --otlp-points) must be at least 1"
         );
     }
+    if args.compare.is_some() && args.protocol != BenchProtocol::RemoteWrite {
+        bail!("--compare works with --protocol remote-write only");
+    }
     let (requests, target, unit) = match args.protocol {
         BenchProtocol::RemoteWrite => (
             encode_requests(&RemoteWriteShape {
@@ -267,7 +270,7 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
                 samples_per_request: args.samples_per_request,
                 prefix: &args.prefix,
             }),
-            Target::RemoteWrite(format!("{}{}", args.url.trim_end_matches('/'), args.path)),
+            Target::remote_write(&args.url, &args.path),
             "samples",
         ),
         protocol => {
@@ -301,17 +304,11 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         bytes as f64 / (1 << 20) as f64,
         target.describe()
     );
-    if args.compare.is_some() && args.protocol != BenchProtocol::RemoteWrite {
-        bail!("--compare works with --protocol remote-write only");
-    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let requests = Arc::new(requests);
-    let metrics_url = args
-        .metrics_url
-        .clone()
-        .unwrap_or_else(|| format!("{}/metrics", args.url.trim_end_matches('/')));
+    let metrics_url = cpu_metrics_url(args.metrics_url.as_deref(), &args.url);
     let first = send_all(
         &args,
         &client,
@@ -324,11 +321,8 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     first.print(unit, total_samples, &metrics_url);
     let mut reports = vec![(args.url.clone(), first)];
     if let Some(compare) = &args.compare {
-        let target = Target::RemoteWrite(format!("{}{}", compare.trim_end_matches('/'), args.path));
-        let metrics_url = args
-            .compare_metrics_url
-            .clone()
-            .unwrap_or_else(|| format!("{}/metrics", compare.trim_end_matches('/')));
+        let target = Target::remote_write(compare, &args.path);
+        let metrics_url = cpu_metrics_url(args.compare_metrics_url.as_deref(), compare);
         eprintln!("bench: the same requests to {}", target.describe());
         let second = send_all(
             &args,
@@ -374,6 +368,15 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where a receiver's `process_cpu_seconds_total` is read: `explicit`, or
+/// `<base_url>/metrics`.
+fn cpu_metrics_url(explicit: Option<&str>, base_url: &str) -> String {
+    explicit.map_or_else(
+        || format!("{}/metrics", base_url.trim_end_matches('/')),
+        str::to_string,
+    )
 }
 
 /// What one run against one receiver measured.
@@ -510,6 +513,10 @@ enum Target {
 }
 
 impl Target {
+    fn remote_write(base_url: &str, path: &str) -> Self {
+        Target::RemoteWrite(format!("{}{path}", base_url.trim_end_matches('/')))
+    }
+
     fn describe(&self) -> String {
         match self {
             Target::RemoteWrite(url) => format!("remote-write {url}"),

@@ -20,7 +20,7 @@ use comet_schema::Store;
 use prometheus::Registry;
 
 use crate::bench_query::{
-    AGGREGATING_PANELS, BenchClickHouseArgs, Dataset, SERIES_PER_TARGET, connect, load_comet,
+    AGGREGATING_PANELS, BenchClickHouseArgs, Dataset, SERIES_PER_TARGET, connect, load_comet, mib,
     peak_memory_by_query, percentile,
 };
 
@@ -130,7 +130,6 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
                 catalog(&client, &base, path, matcher, end_ms - 3_600_000, end_ms).await?;
             warm.push(took);
         }
-        let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
         println!(
             "| {what} | {:.1} | {:.1} | {:.2} | {:.2} | {results} |",
             ms(percentile(&cold, 0.5)),
@@ -206,14 +205,11 @@ async fn dashboard(
         "| panel | cold p50 | cold p95 | refresh p50 | refresh p95 | CH peak MiB | series | query |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
-    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
     for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
         let peak = peaks
             .as_ref()
             .and_then(|p| p[i])
-            .map_or("unknown".to_string(), |b| {
-                format!("{:.1}", b as f64 / 1048576.0)
-            });
+            .map_or("unknown".to_string(), mib);
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {peak} | {} | `{query}` |",
             i + 1,
@@ -291,6 +287,11 @@ async fn catalog(
         bail!("{path}: {body}");
     }
     Ok((took, body["data"].as_array().map_or(0, Vec::len)))
+}
+
+/// A latency in ms for the tables (NaN when nothing was timed).
+fn ms(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// One range query: its latency to the last byte and its series.

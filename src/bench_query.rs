@@ -1412,6 +1412,11 @@ pub(crate) async fn peak_memory_by_query(
     )
 }
 
+/// Bytes as MiB with one decimal, as the reports print peak memory.
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / f64::from(1 << 20))
+}
+
 /// Cores, load average and available memory, from /proc where there is
 /// one.
 fn machine_state() -> String {
@@ -1541,9 +1546,7 @@ fn report_table(
                 Err(_) => line.extend(["error".into(), "-".into(), "-".into()]),
             }
             if let (0, Some(peaks)) = (s, peak_memory) {
-                line.push(peaks[i].map_or("-".into(), |b| {
-                    format!("{:.1}", b as f64 / f64::from(1 << 20))
-                }));
+                line.push(peaks[i].map_or("-".into(), mib));
             }
         }
         for (k, (numerator, _)) in ratios.iter().enumerate() {
