@@ -5,6 +5,7 @@ use promql_parser::parser::{Call, Expr};
 
 use super::extended::RangeModifier;
 use super::native_ops::FLOAT_COLUMNS;
+use super::stages::let_in;
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, bad, label_value, lit};
 
 /// How a range function's value is computed from a window (`_vals`,
@@ -68,31 +69,60 @@ fn kahan_errors(values: &str, sums: &str) -> String {
     )
 }
 
-/// `body` over `values` bound once as `{p}_v`, their running sums as
-/// `{p}_s` and the running Kahan-Neumaier compensations as `{p}_c`
-/// (Prometheus's `kahanSumInc` without a fold: the running sum is the
-/// prefix sum, the compensation the prefix sum of each step's rounding
-/// error). Each is the parameter of a lambda over a one-element array:
-/// ClickHouse would evaluate every textual copy again.
-fn with_kahan_prefixes(values: &str, p: &str, body: &str) -> String {
+/// `body` over `values` bound as `{p}_v` and their running sums as `{p}_s`
+/// (`arrayCumSum` adds in order, so these are the sums Prometheus's loop
+/// sees), each the parameter of one lambda over one-element arrays:
+/// ClickHouse would evaluate every textual copy again. ClickHouse's
+/// analyzer pays for every level of lambdas, and more than linearly for a
+/// lambda's size, so values without a lambda of their own are written
+/// twice rather than bound in a level of their own.
+fn with_running_sums(values: &str, p: &str, body: &str) -> String {
+    let (v, sums) = (format!("{p}_v"), format!("{p}_s"));
+    if values.contains("->") {
+        let sums_of_v = format!("arrayCumSum({v})");
+        let_in(&[(&v, values)], &let_in(&[(&sums, &sums_of_v)], body))
+    } else {
+        let sums_of_values = format!("arrayCumSum({values})");
+        let_in(&[(&v, values), (&sums, &sums_of_values)], body)
+    }
+}
+
+/// The Kahan-Neumaier compensation of the values bound by
+/// [`with_running_sums`] as `{p}_v` and `{p}_s`: the sum of each step's
+/// rounding error, added in order (Prometheus's `kahanSumInc` without a
+/// fold).
+fn kahan_compensation(p: &str) -> String {
     format!(
-        "arrayMap({p}_v -> arrayMap({p}_s -> arrayMap({p}_c -> {body}, [arrayCumSum({})])[1], \
-           [arrayCumSum({p}_v)])[1], [{values}])[1]",
+        "arrayCumSum({})[-1]",
         kahan_errors(&format!("{p}_v"), &format!("{p}_s"))
     )
 }
 
-/// The compensated total from the prefixes of [`with_kahan_prefixes`]. A
+/// The compensated total of the values bound by [`with_running_sums`]. A
 /// sum that became infinite never becomes finite again, and Prometheus
 /// drops the compensation then, so it only counts while the total is
 /// finite.
 fn kahan_total(p: &str) -> String {
-    format!("if(isFinite({p}_s[-1]), {p}_s[-1] + {p}_c[-1], {p}_s[-1])")
+    format!(
+        "if(isFinite({p}_s[-1]), {p}_s[-1] + {}, {p}_s[-1])",
+        kahan_compensation(p)
+    )
 }
 
 /// Kahan-Neumaier summation as Prometheus's `kahanSumInc` does it.
 pub(crate) fn kahan_sum(values: &str) -> String {
-    with_kahan_prefixes(values, "_ks", &kahan_total("_ks"))
+    with_running_sums(values, "_ks", &kahan_total("_ks"))
+}
+
+/// [`kahan_sum`] of each array of `arrays` (an array of arrays, one per
+/// step), NULL for an empty one. The running sums are a second array over
+/// the steps, so the per-step lambda binds nothing.
+pub(crate) fn kahan_sum_each(arrays: &str) -> String {
+    format!(
+        "arrayMap((_ks_v, _ks_s) -> if(empty(_ks_v), NULL, toFloat64({})), \
+           {arrays}, arrayMap(c -> arrayCumSum(c), {arrays}))",
+        kahan_total("_ks")
+    )
 }
 
 /// The compensation term after adding `inc` to `sum` (Neumaier's step, as
@@ -126,18 +156,41 @@ pub const EXACT_MEANS_MARKER: &str = "COMET_EXACT_MEANS_NEEDED";
 /// mean from that value on (so the order of `values` matters there, as in
 /// Prometheus).
 pub(crate) fn mean_array(values: &str, means: Means) -> String {
-    let sum = kahan_total("_ms");
-    let overflows = format!("isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v)");
-    let body = match means {
-        // The condition is written once, in throwIf alone: inside a lambda
-        // `if` evaluates both branches, so `if(c, throwIf(c), ..)` paid
-        // for the condition twice.
-        Means::Fast => format!(
-            "if(throwIf({overflows}, '{EXACT_MEANS_MARKER}') = 0, {sum} / length(_ms_v), 0)"
+    with_running_sums(values, "_ms", &mean_of_running_sums(means))
+}
+
+/// [`mean_array`] of each array of `arrays` (an array of arrays, one per
+/// step), NULL for an empty one; as [`kahan_sum_each`], the running sums
+/// are an array over the steps of their own.
+pub(crate) fn mean_each(arrays: &str, means: Means) -> String {
+    format!(
+        "arrayMap((_ms_v, _ms_s) -> if(empty(_ms_v), NULL, toFloat64({})), \
+           {arrays}, arrayMap(c -> arrayCumSum(c), {arrays}))",
+        mean_of_running_sums(means)
+    )
+}
+
+/// The mean of the values bound by [`with_running_sums`] as `_ms_v` and
+/// `_ms_s`.
+fn mean_of_running_sums(means: Means) -> String {
+    let overflows =
+        |sum: &str| format!("isInfinite({sum}) AND NOT arrayExists(x -> isInfinite(x), _ms_v)");
+    match means {
+        // The total is bound once, and the condition is written once, in
+        // throwIf alone: inside a lambda `if` evaluates both branches, so
+        // `if(c, throwIf(c), ..)` paid for the condition twice.
+        Means::Fast => let_in(
+            &[("_ms_t", &kahan_total("_ms"))],
+            &format!(
+                "if(throwIf({}, '{EXACT_MEANS_MARKER}') = 0, _ms_t / length(_ms_v), 0)",
+                overflows("_ms_t")
+            ),
         ),
         Means::Exact => {
             // The first value whose running sum is infinite switches to the
-            // incremental mean, starting from the mean of the values before it.
+            // incremental mean, starting from the mean of the values before
+            // it; that needs the running compensations `_ms_c` too.
+            let sum = "if(isFinite(_ms_s[-1]), _ms_s[-1] + _ms_c[-1], _ms_s[-1])";
             let at = "arrayFirstIndex(x -> isInfinite(x), _ms_s)";
             let step = format!(
                 "arrayMap((i, m, c) -> (m + i, {}), [x / k], [((k - 1) / k) * acc.1], [((k - 1) / k) * acc.2])[1]",
@@ -148,10 +201,18 @@ pub(crate) fn mean_array(values: &str, means: Means) -> String {
                    arraySlice(_ms_v, p), arraySlice(arrayEnumerate(_ms_v), p), \
                    (_ms_s[p - 1] / (p - 1), _ms_c[p - 1] / (p - 1)))])[1]), [{at}])[1]"
             );
-            format!("if({overflows}, {incremental}, {sum} / length(_ms_v))")
+            let_in(
+                &[(
+                    "_ms_c",
+                    &format!("arrayCumSum({})", kahan_errors("_ms_v", "_ms_s")),
+                )],
+                &format!(
+                    "if({}, {incremental}, {sum} / length(_ms_v))",
+                    overflows(sum)
+                ),
+            )
         }
-    };
-    with_kahan_prefixes(values, "_ms", &body)
+    }
 }
 
 /// An array sorted ascending with NaN first, as Go's `sort.Float64s`.
@@ -184,27 +245,61 @@ fn extrapolated(counter: bool, rate: bool) -> String {
     format!("{res} * (({si} + {dstart} + {dend}) / {si}){per_second}")
 }
 
-/// `result`, over `_slope` and `_intercept` of the least-squares line
-/// through the window with `x` in seconds relative to `intercept_time`
-/// (Prometheus's `linearRegression`). The offsets and the sums are bound
-/// once as lambda parameters: every textual copy would be evaluated, and
-/// planned, again.
-fn with_linear_regression(intercept_time: &str, result: &str) -> String {
-    let sums = format!(
-        "arrayMap(_lr_x -> (arrayReduce('sumKahan', _lr_x), \
-           arraySum(arrayMap((x1, y1) -> x1 * y1, _lr_x, _vals)), \
-           arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, _lr_x))), \
-         [arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)])[1]"
+/// What a window's least-squares line gives.
+#[derive(Clone, Copy)]
+enum Regression {
+    /// The slope (`deriv`).
+    Slope,
+    /// The line's value `p1` seconds after the intercept time
+    /// (`predict_linear`).
+    Predicted,
+}
+
+/// The slope, or the predicted value, of the least-squares line through
+/// the window with `x` in seconds relative to `intercept_time`
+/// (Prometheus's `linearRegression`). The offsets and the constant-values
+/// flag, then the sums, are bound once as parameters of one lambda each:
+/// every textual copy would be evaluated again, and ClickHouse's analyzer
+/// pays for every level of lambdas and far more for tuples in them.
+fn linear_regression(intercept_time: &str, what: Regression) -> String {
+    // The sums over `_lr_x` and `_vals`: x, xy, x², y.
+    let slope = "(_lr_sxy - _lr_sx * _lr_sy / _n) / (_lr_sx2 - _lr_sx * _lr_sx / _n)";
+    // All values equal: slope 0 and intercept the value, NaN for both
+    // when it is infinite.
+    let (constant, general) = match what {
+        Regression::Slope => (
+            "if(isInfinite(_vals[1]), nan, 0)".to_string(),
+            slope.to_string(),
+        ),
+        Regression::Predicted => (
+            "if(isInfinite(_vals[1]), nan, 0 * p1 + _vals[1])".to_string(),
+            format!("({slope}) * p1 + (_lr_sy / _n - ({slope}) * _lr_sx / _n)"),
+        ),
+    };
+    let sums = let_in(
+        &[
+            ("_lr_sx", "arrayReduce('sumKahan', _lr_x)"),
+            (
+                "_lr_sxy",
+                "arraySum(arrayMap((x1, y1) -> x1 * y1, _lr_x, _vals))",
+            ),
+            (
+                "_lr_sx2",
+                "arrayReduce('sumKahan', arrayMap(x1 -> x1 * x1, _lr_x))",
+            ),
+            ("_lr_sy", "arraySum(_vals)"),
+        ],
+        &general,
     );
-    // `_lr_s` = (sum x, sum xy, sum x²); `_lr_c`: all values equal.
-    let slope = "if(_lr_c, if(isInfinite(_vals[1]), nan, 0), \
-         (_lr_s.2 - _lr_s.1 * _lr_y / _n) / (_lr_s.3 - _lr_s.1 * _lr_s.1 / _n))";
-    let intercept =
-        "if(_lr_c, if(isInfinite(_vals[1]), nan, _vals[1]), _lr_y / _n - (_slope) * _lr_s.1 / _n)";
-    format!(
-        "arrayMap((_lr_s, _lr_c, _lr_y) -> arrayMap(_slope -> arrayMap(_intercept -> {result}, \
-           [{intercept}])[1], [{slope}])[1], \
-         [{sums}], [arrayAll(y1 -> y1 = _vals[1], _vals)], [arraySum(_vals)])[1]"
+    let_in(
+        &[
+            (
+                "_lr_x",
+                &format!("arrayMap(x1 -> (x1 - {intercept_time}) / 1000, _ts)"),
+            ),
+            ("_lr_c", "arrayAll(y1 -> y1 = _vals[1], _vals)"),
+        ],
+        &format!("if(_lr_c, {constant}, {sums})"),
     )
 }
 
@@ -315,11 +410,8 @@ pub(super) fn range_fn(name: &str, means: Means) -> Option<RangeFn> {
             2,
         ),
         "idelta" => f("_vals[_n] - _vals[_n - 1]", 2),
-        "deriv" => f(&with_linear_regression("_ts[1]", "_slope"), 2),
-        "predict_linear" => f(
-            &with_linear_regression("t", "(_slope) * p1 + (_intercept)"),
-            2,
-        ),
+        "deriv" => f(&linear_regression("_ts[1]", Regression::Slope), 2),
+        "predict_linear" => f(&linear_regression("t", Regression::Predicted), 2),
         "double_exponential_smoothing" | "holt_winters" => f(
             "arrayFold((acc, x) -> (acc.1 + 1, acc.3, \
                p1 * x + (1 - p1) * (acc.3 + if(acc.1 = 1, acc.4, p2 * (acc.3 - acc.2) + (1 - p2) * acc.4)), \

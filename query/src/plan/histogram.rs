@@ -90,22 +90,29 @@ impl Planner {
     /// them as [`Self::bucket_quantile`] does.
     pub(crate) fn series_histogram_quantile(&mut self, phi: f64, rel: &str) -> String {
         let le = label_value("'le'", "labels");
+        // Per step: the sorted distinct bounds; the counts summed per bound
+        // and made monotonic; the bucket holding the rank. Each is an array
+        // over the steps, and the last lambda takes all three: ClickHouse's
+        // analyzer pays far more for one lambda over tuples than for
+        // lambdas of a few parameters each.
+        let bounds = "arrayMap(u -> arraySort(arrayDistinct(u)), _us)";
+        let counts = format!(
+            "arrayMap(s -> arrayMap(i -> arrayMax(arraySlice(s, 1, i)), arrayEnumerate(s)), \
+               arrayMap((b, u, c) -> arrayMap(x -> arraySum(arrayFilter((y, z) -> z = x, c, u)), b), \
+                 {bounds}, _us, _cs))"
+        );
         let q = super::lit(phi);
-        // Per step: (bounds, counts) -> (sorted distinct bounds, counts
-        // summed per bound) -> counts made monotonic -> rank -> bucket.
-        let bounds = "arrayMap((u, c) -> (arraySort(arrayDistinct(u)), u, c), _us, _cs)";
-        let summed = format!(
-            "arrayMap(x -> (x.1, arrayMap(b -> arraySum(arrayFilter((y, z) -> z = b, x.3, x.2)), x.1)), {bounds})"
+        let rank = |cnt: &str| format!("({q} * {cnt}[length({cnt})])");
+        let buckets = format!("arrayMap(c -> {}, {counts})", rank_bucket("c", &rank("c")));
+        // φ is known here: out of [0, 1] (or NaN) every present step has
+        // the same answer, as in `bucketQuantile`.
+        let value = match quantile_outside(phi) {
+            Some(constant) => constant.to_string(),
+            None => bucket_value("ub", "cnt", &rank("cnt"), "b"),
+        };
+        let vals = format!(
+            "arrayMap((ub, cnt, b) -> if(length(ub) = 0, NULL, toFloat64({value})), {bounds}, {counts}, {buckets})"
         );
-        let monotonic = format!(
-            "arrayMap(x -> (x.1, arrayMap(i -> arrayMax(arraySlice(x.2, 1, i)), arrayEnumerate(x.2))), {summed})"
-        );
-        let ranked = format!("arrayMap(x -> (x.1, x.2, {q} * x.2[length(x.2)]), {monotonic})");
-        let bucketed = format!(
-            "arrayMap(x -> (x.1, x.2, x.3, {}), {ranked})",
-            rank_bucket("x.2", "x.3")
-        );
-        let value = quantile_value("x.1", "x.2", &q, "x.3", "x.4");
         let duplicate = fail_if(&[(
             "arrayExists(c -> c > 1, _present)",
             "'vector cannot contain metrics with the same labelset'",
@@ -116,8 +123,7 @@ impl Planner {
                SELECT labels, vals, \
                  sumForEach(arrayMap(x -> toUInt32(x IS NOT NULL), vals)) OVER (PARTITION BY labels) AS _present \
                FROM (\
-                 SELECT {dropped} AS labels, \
-                   arrayMap(x -> if(length(x.1) = 0, NULL, toFloat64({value})), {bucketed}) AS vals \
+                 SELECT {dropped} AS labels, {vals} AS vals \
                  FROM (\
                    SELECT arrayFilter(x -> x.1 != 'le', labels) AS _k, \
                      groupArrayForEach(arrayMap(x -> if(x IS NULL, NULL, _le), vals)) AS _us, \
@@ -182,8 +188,30 @@ fn rank_bucket(cnt: &str, rank: &str) -> String {
 /// counts `cnt`, the quantile `q`, its rank and the bucket `b` holding it.
 fn quantile_value(ub: &str, cnt: &str, q: &str, rank: &str, b: &str) -> String {
     format!(
-        "multiIf(isNaN({q}), nan, {q} < 0, -inf, {q} > 1, inf, \
-           NOT isInfinite({ub}[length({ub})]) OR {ub}[length({ub})] < 0, nan, \
+        "multiIf(isNaN({q}), nan, {q} < 0, -inf, {q} > 1, inf, {})",
+        bucket_value(ub, cnt, rank, b)
+    )
+}
+
+/// The answer of `bucketQuantile` for a φ outside [0, 1] or NaN, which
+/// does not depend on the buckets; `None` for a φ inside.
+fn quantile_outside(phi: f64) -> Option<&'static str> {
+    if phi.is_nan() {
+        Some("nan")
+    } else if phi < 0.0 {
+        Some("-inf")
+    } else if phi > 1.0 {
+        Some("inf")
+    } else {
+        None
+    }
+}
+
+/// `bucketQuantile` for a φ in [0, 1], from sorted upper bounds `ub`,
+/// monotonic counts `cnt`, the rank and the bucket `b` holding it.
+fn bucket_value(ub: &str, cnt: &str, rank: &str, b: &str) -> String {
+    format!(
+        "multiIf(NOT isInfinite({ub}[length({ub})]) OR {ub}[length({ub})] < 0, nan, \
            length({ub}) < 2, nan, {cnt}[length({cnt})] = 0 OR isNaN({cnt}[length({cnt})]), nan, \
            {b} = length({ub}), {ub}[length({ub}) - 1], \
            {b} = 1 AND {ub}[1] <= 0, {ub}[1], \

@@ -23,7 +23,7 @@
 
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 
-use super::functions::{RangeFn, kahan_sum, mean_array, quantile_sql, sort_nan_first};
+use super::functions::{RangeFn, kahan_sum_each, mean_each, quantile_sql, sort_nan_first};
 use super::selector::{not_stale, subquery_grid};
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, lit};
 
@@ -567,32 +567,46 @@ impl Planner {
             ("quantile", Some(Expr::NumberLiteral(n))) => Some(n.val),
             _ => return None,
         };
-        let value = match op {
-            "quantile" => quantile_sql(&lit(phi?), &sort_nan_first("c")),
-            "sum" => kahan_sum("c"),
-            "avg" => mean_array("c", self.means),
-            "min" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), c)))"
-                .to_string(),
-            "max" => "if(arrayAll(x -> isNaN(x), c), nan, arrayMax(arrayFilter(x -> NOT isNaN(x), c)))"
-                .to_string(),
-            "count" => "toFloat64(length(c))".to_string(),
-            "group" => "toFloat64(1)".to_string(),
-            "stddev" => "if(arrayExists(x -> isNaN(x) OR isInfinite(x), c), nan, arrayReduce('stddevPopStable', c))"
-                .to_string(),
-            "stdvar" => "if(arrayExists(x -> isNaN(x) OR isInfinite(x), c), nan, arrayReduce('varPopStable', c))"
-                .to_string(),
-            _ => return None,
-        };
         // In the members' own statement layer where they are not grouped
         // already.
         let members = rel.ungrouped_projection();
+        let member_vals = &members.vals;
+        // Each step's values as an array `c` and what they become.
+        let per_step = |value: &str| {
+            format!(
+                "arrayMap(c -> if(empty(c), NULL, toFloat64({value})), groupArrayForEach({member_vals}))"
+            )
+        };
+        let vals = match op {
+            // The running sums are an array over the steps of their own.
+            "sum" => kahan_sum_each(&format!("groupArrayForEach({member_vals})")),
+            // Counting needs no array of the values.
+            "count" => {
+                format!("arrayMap(n -> if(n = 0, NULL, toFloat64(n)), countForEach({member_vals}))")
+            }
+            "group" => {
+                format!("arrayMap(n -> if(n = 0, NULL, toFloat64(1)), countForEach({member_vals}))")
+            }
+            "quantile" => per_step(&quantile_sql(&lit(phi?), &sort_nan_first("c"))),
+            "avg" => mean_each(&format!("groupArrayForEach({member_vals})"), self.means),
+            "min" => per_step(
+                "if(arrayAll(x -> isNaN(x), c), nan, arrayMin(arrayFilter(x -> NOT isNaN(x), c)))",
+            ),
+            "max" => per_step(
+                "if(arrayAll(x -> isNaN(x), c), nan, arrayMax(arrayFilter(x -> NOT isNaN(x), c)))",
+            ),
+            "stddev" => per_step(
+                "if(arrayExists(x -> isNaN(x) OR isInfinite(x), c), nan, arrayReduce('stddevPopStable', c))",
+            ),
+            "stdvar" => per_step(
+                "if(arrayExists(x -> isNaN(x) OR isInfinite(x), c), nan, arrayReduce('varPopStable', c))",
+            ),
+            _ => return None,
+        };
         let (key, dn) = self.group_key(&a.modifier, &members.labels, &members.dn);
         Some(SeriesRel::Projection(Projection {
             labels: key,
-            vals: format!(
-                "arrayMap(c -> if(empty(c), NULL, toFloat64({value})), groupArrayForEach({}))",
-                members.vals
-            ),
+            vals,
             dn,
             from: members.from,
             grouped: true,
@@ -665,6 +679,70 @@ mod tests {
             assert!(
                 !plan.sql.contains("GROUP BY fingerprint, timestamp_ms"),
                 "{query}"
+            );
+        }
+    }
+
+    /// How deep lambdas nest in `sql`: a lambda inside another's body is
+    /// one deeper. ClickHouse's analyzer pays for each level again (and
+    /// more than linearly for a large body), so shared values are bound in
+    /// one lambda of several parameters, not one level each.
+    fn lambda_depth(sql: &str) -> usize {
+        let bytes = sql.as_bytes();
+        // Each lambda body as a byte range: from its arrow to the comma or
+        // bracket that closes the argument it is.
+        let mut bodies = Vec::new();
+        for (at, _) in sql.match_indices("->") {
+            let mut depth = 0i32;
+            let mut end = bytes.len();
+            for (k, b) in bytes.iter().enumerate().skip(at + 2) {
+                match b {
+                    b'(' | b'[' => depth += 1,
+                    b')' | b']' if depth == 0 => {
+                        end = k;
+                        break;
+                    }
+                    b')' | b']' => depth -= 1,
+                    b',' if depth == 0 => {
+                        end = k;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            bodies.push((at, end));
+        }
+        bodies
+            .iter()
+            .map(|(at, _)| 1 + bodies.iter().filter(|(s, e)| s < at && at < e).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn dashboard_shapes_nest_few_lambdas() {
+        assert_eq!(lambda_depth("arrayMap(x -> x + 1, a)"), 1);
+        assert_eq!(
+            lambda_depth("arrayMap(x -> arrayMap(y -> y, x), a), arrayMap(z -> z, b)"),
+            2
+        );
+        for (query, most) in [
+            ("sum by (job) (rate(http_requests_total[5m]))", 2),
+            ("avg by (job) (up)", 3),
+            ("sum_over_time(x[10m])", 3),
+            ("avg_over_time(x[10m])", 4),
+            ("predict_linear(x[1h], 3600)", 3),
+            (
+                "histogram_quantile(0.9, sum by (le) (rate(request_seconds_bucket[5m])))",
+                3,
+            ),
+        ] {
+            let plan = plan(query, range(), &PlanSettings::default()).unwrap();
+            let depth = lambda_depth(&plan.sql);
+            assert!(
+                depth <= most,
+                "{query}: lambdas nest {depth} deep: {}",
+                plan.sql
             );
         }
     }
