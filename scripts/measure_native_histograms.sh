@@ -32,7 +32,7 @@ common="metric_name LowCardinality(String), fingerprint UInt64,
   timestamp_ms Int64 CODEC(DoubleDelta, ZSTD(1)), start_timestamp_ms Int64 CODEC(DoubleDelta, ZSTD(1)),
   float_histogram Bool, schema Int8, reset_hint Enum8('unknown' = 0, 'reset' = 1, 'not_reset' = 2, 'gauge' = 3),
   zero_threshold Float64 CODEC(Gorilla, ZSTD(1)), sum Float64 CODEC(Gorilla, ZSTD(1)), custom_values Array(Float64) CODEC(ZSTD(1))"
-tail="ENGINE = MergeTree PARTITION BY toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC')) ORDER BY (metric_name, fingerprint, timestamp_ms)"
+tail="ENGINE = MergeTree PARTITION BY toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC')) ORDER BY (metric_name, intDiv(timestamp_ms, 3600000), fingerprint, timestamp_ms)"
 declare -A layouts=(
   [f64_gorilla]="zero_count Float64 CODEC(Gorilla, ZSTD(1)), count Float64 CODEC(Gorilla, ZSTD(1)),
     positive_index Array(Int32) CODEC(Delta, ZSTD(1)), positive_count Array(Float64) CODEC(Gorilla, ZSTD(1)),

@@ -42,7 +42,7 @@ pub enum Command {
     /// --cluster, a replicated, sharded cluster of them on loopback.
     Clickhouse(ClickhouseArgs),
     /// Create or upgrade the ClickHouse schema, then exit.
-    Migrate(ConfigArgs),
+    Migrate(MigrateArgs),
     /// Print the effective configuration (file + environment + flags) as YAML.
     Config(ConfigArgs),
     /// Run PromQL test scripts (Prometheus's promqltest format) against the
@@ -117,6 +117,21 @@ fn topic_format(s: &str) -> Result<(String, KafkaFormat), String> {
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+/// `comet migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Also rebuild the sample tables of a database made before Comet
+    /// sorted samples hour first (the start-up log warns of them), while
+    /// Comet keeps running: new rows go to the rebuilt table at once, older
+    /// days return to queries as they are copied, one day at a time. Safe
+    /// to interrupt and run again. Single server only
+    #[arg(long)]
+    pub resort_samples: bool,
 }
 
 /// `comet clickhouse`.
@@ -747,9 +762,8 @@ impl Command {
     /// The configuration options, for commands that use the configuration.
     pub fn config_args(&self) -> Option<&ConfigArgs> {
         match self {
-            Command::Serve(a) | Command::Ingest(a) | Command::Migrate(a) | Command::Config(a) => {
-                Some(a)
-            }
+            Command::Serve(a) | Command::Ingest(a) | Command::Config(a) => Some(a),
+            Command::Migrate(m) => Some(&m.config),
             Command::Clickhouse(c) => Some(&c.config),
             Command::Promqltest(p) => Some(&p.config),
             Command::Explain(e) => Some(&e.config),

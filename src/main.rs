@@ -80,7 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_) => serve::serve(config, serve::Role::All).await,
             Command::Ingest(_) => serve::serve(config, serve::Role::Ingest).await,
             Command::Clickhouse(args) => serve::clickhouse(config, args).await,
-            Command::Migrate(_) => serve::migrate_only(config).await,
+            Command::Migrate(args) => serve::migrate_only(config, args.resort_samples).await,
             Command::Promqltest(args) => promqltest::run(config, args).await,
             Command::Rules(RulesCommand::Test(args)) => rules::test(config, args).await,
             Command::Config(_)

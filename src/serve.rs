@@ -116,6 +116,13 @@ impl Backend {
             retention_changed = report.retention_changed,
             "schema is up to date"
         );
+        for table in &report.outdated_sort_keys {
+            warn!(
+                table = %table,
+                "table is sorted series first, as before Comet sorted samples hour first: queries \
+                 read whole days of each series; `comet migrate --resort-samples` rebuilds it"
+            );
+        }
         Ok(())
     }
 
@@ -495,8 +502,21 @@ pub async fn clickhouse(config: Config, args: crate::cli::ClickhouseArgs) -> any
 }
 
 /// `comet migrate`.
-pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
+/// `comet migrate`: the schema brought up to date and, with
+/// `resort_samples`, the sample tables rebuilt with the current sort key.
+pub async fn migrate_only(config: Config, resort_samples: bool) -> anyhow::Result<()> {
     let backend = Backend::start(&config, &Registry::new()).await?;
+    let resorted = if resort_samples {
+        comet_schema::migrate::resort_sample_tables(&backend.store, &config.schema_options())
+            .await
+            .context("re-sorting the sample tables failed")
+            .map(Some)
+    } else {
+        Ok(None)
+    };
     backend.shutdown().await;
+    if let Some(tables) = resorted? {
+        info!(?tables, "sample tables re-sorted");
+    }
     Ok(())
 }

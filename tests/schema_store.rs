@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use comet_schema::ddl::{DATA_TABLES, SchemaOptions, Topology};
 use comet_schema::migrate::{
-    MIGRATIONS, MigrationError, applied_versions, latest_version, migrate,
+    MIGRATIONS, MigrationError, applied_versions, latest_version, migrate, resort_sample_tables,
 };
 use comet_schema::model::{STALE_NAN_BITS, stale_nan};
 use comet_schema::rows::{MetadataRow, SampleRow, SeriesRow, day_of_timestamp_ms};
@@ -37,10 +37,10 @@ async fn migrations_create_the_designed_tables() {
         "comet_schema_migrations\tReplacingMergeTree\tversion\t\n\
          comet_schema_settings\tReplacingMergeTree\tname\t\n\
          exemplars\tReplacingMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
-         histograms\tMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
+         histograms\tMergeTree\tmetric_name, intDiv(timestamp_ms, 3600000), fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
          kafka_batches\tReplacingMergeTree\tconsumer_group, topic, partition, first_offset\t\n\
          metadata\tReplacingMergeTree\tmetric_family_name, type, unit, help\t\n\
-         samples\tMergeTree\tmetric_name, fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
+         samples\tMergeTree\tmetric_name, intDiv(timestamp_ms, 3600000), fingerprint, timestamp_ms\ttoDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC'))\n\
          series\tReplacingMergeTree\tmetric_name, date, fingerprint\ttoYYYYMM(date)\n\
          series_activity\tAggregatingMergeTree\thour, metric_name, fingerprint\ttoYYYYMM(hour)\n\
          series_activity_histograms_mv\tMaterializedView\t\t\n\
@@ -111,6 +111,94 @@ async fn second_start_is_a_no_op_and_upgrade_applies_the_rest() {
     assert_eq!(again.from_version, latest_version());
     let versions = applied_versions(&db.store, &db.options).await.unwrap();
     assert_eq!(versions.len(), MIGRATIONS.len());
+}
+
+#[tokio::test]
+async fn sample_tables_sorted_series_first_are_reported_and_resorted() {
+    // A database made before the hour-first sort key: its samples table
+    // sorted series first (as migration 1 then made it), with rows.
+    let db = TestDb::empty(Some(Duration::from_secs(30 * 86400)));
+    db.store
+        .execute(&db.options.create_database())
+        .await
+        .unwrap();
+    db.store
+        .execute(&format!(
+            "CREATE TABLE `{}`.samples (metric_name LowCardinality(String), fingerprint UInt64, \
+             timestamp_ms Int64 CODEC(DoubleDelta, ZSTD(1)), value Float64 CODEC(Gorilla, ZSTD(1))) \
+             ENGINE = MergeTree PARTITION BY toDate(toDateTime(intDiv(timestamp_ms, 1000), 'UTC')) \
+             ORDER BY (metric_name, fingerprint, timestamp_ms)",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    // Three days of two series, now and in the days before.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    db.store
+        .execute(&format!(
+            "INSERT INTO `{}`.samples SELECT 'm', number % 2, {now_ms} - intDiv(number, 2) * 3600000, number \
+             FROM numbers(144)",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let report = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap();
+    assert_eq!(report.outdated_sort_keys, vec!["samples".to_string()]);
+
+    let rebuilt = resort_sample_tables(&db.store, &db.options).await.unwrap();
+    assert_eq!(rebuilt, vec!["samples".to_string()]);
+    let name = db.name();
+    assert_eq!(
+        db.text(&format!(
+            "SELECT sorting_key, engine_full LIKE '%TTL%', engine_full LIKE '%non_replicated_deduplication_window = 10000%' \
+             FROM system.tables WHERE database = '{name}' AND name LIKE 'samples%' FORMAT TSVRaw"
+        ))
+        .await,
+        "metric_name, intDiv(timestamp_ms, 3600000), fingerprint, timestamp_ms\t1\t1\n"
+    );
+    // Every row is there once, and new rows still reach the activity view.
+    assert_eq!(
+        db.text(&format!(
+            "SELECT count(), uniqExact(fingerprint, timestamp_ms), sum(value) FROM `{name}`.samples FORMAT TSVRaw"
+        ))
+        .await,
+        "144\t144\t10296\n"
+    );
+    db.store
+        .execute(&format!(
+            "INSERT INTO `{name}`.samples VALUES ('fresh', 7, {now_ms}, 1)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.text(&format!(
+            "SELECT count() FROM `{name}`.series_activity WHERE metric_name = 'fresh' FORMAT TSVRaw"
+        ))
+        .await,
+        "1\n"
+    );
+    // Done: nothing to report or to do again.
+    let report = migrate(&db.store, &db.options, latest_version())
+        .await
+        .unwrap();
+    assert!(report.outdated_sort_keys.is_empty(), "{report:?}");
+    assert!(
+        resort_sample_tables(&db.store, &db.options)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Every table a migration creates has the current key.
+    let fresh = TestDb::new().await;
+    let report = migrate(&fresh.store, &fresh.options, latest_version())
+        .await
+        .unwrap();
+    assert!(report.outdated_sort_keys.is_empty(), "{report:?}");
 }
 
 #[tokio::test]

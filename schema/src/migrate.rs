@@ -11,7 +11,8 @@ use tracing::info;
 
 use crate::ddl::quote_string;
 use crate::ddl::{
-    DATA_TABLES, EXEMPLARS, HISTOGRAMS, METADATA, SAMPLES, SERIES, SchemaOptions, Topology,
+    DATA_TABLES, EXEMPLARS, HISTOGRAMS, METADATA, SAMPLES, SAMPLES_ORDER_BY, SERIES, SchemaOptions,
+    TableSpec, Topology,
 };
 use crate::store::{Store, StoreError};
 
@@ -143,6 +144,11 @@ pub enum MigrationError {
         #[source]
         source: StoreError,
     },
+    #[error(
+        "re-sorting the sample tables is supported on a single server only; on a cluster, \
+         rebuild each shard's tables by hand"
+    )]
+    ResortOnCluster,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -154,6 +160,11 @@ pub struct MigrationReport {
     pub to_version: u32,
     pub applied: Vec<u32>,
     pub retention_changed: bool,
+    /// Sample tables created before [`SAMPLES_ORDER_BY`] and still sorted
+    /// series first (right, but a query reads whole days of each series),
+    /// or whose [`resort_sample_tables`] was left half done. ClickHouse
+    /// cannot change a sort key in place.
+    pub outdated_sort_keys: Vec<String>,
 }
 
 /// Brings the database up to `up_to` (normally [`latest_version`]) and the
@@ -183,6 +194,7 @@ pub async fn migrate(
         to_version: from_version,
         applied: Vec::new(),
         retention_changed: false,
+        outdated_sort_keys: Vec::new(),
     };
     for migration in MIGRATIONS
         .iter()
@@ -216,7 +228,165 @@ pub async fn migrate(
     }
 
     report.retention_changed = reconcile_retention(store, options).await?;
+    report.outdated_sort_keys = outdated_sort_keys(store, options).await?;
     Ok(report)
+}
+
+/// The sort key [`SAMPLES_ORDER_BY`] as ClickHouse lists it (without the
+/// parentheses).
+fn wanted_sort_key() -> &'static str {
+    SAMPLES_ORDER_BY
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+}
+
+/// The sample tables a [`resort_sample_tables`] would rebuild, and the
+/// name each one's old rows wait under while it runs.
+const RESORTED: [(TableSpec, &str); 2] = [
+    (SAMPLES, "samples_resorted"),
+    (HISTOGRAMS, "histograms_resorted"),
+];
+
+/// The sort keys of the tables named `names` that exist.
+async fn sort_keys(
+    store: &Store,
+    options: &SchemaOptions,
+    names: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    store
+        .fetch_all(
+            store
+                .server_client()
+                .query(
+                    "SELECT name, sorting_key FROM system.tables WHERE database = ? AND name IN ?",
+                )
+                .bind(&options.database)
+                .bind(names),
+            "read the sample tables' sort keys",
+        )
+        .await
+}
+
+/// The sample tables whose sort key is not [`SAMPLES_ORDER_BY`], or whose
+/// re-sort was left half done (old rows still wait in its `_resorted`
+/// table).
+async fn outdated_sort_keys(
+    store: &Store,
+    options: &SchemaOptions,
+) -> Result<Vec<String>, StoreError> {
+    let storage: Vec<String> = RESORTED
+        .iter()
+        .map(|(spec, _)| options.storage_table(spec))
+        .collect();
+    let mut names: Vec<&str> = storage.iter().map(String::as_str).collect();
+    names.extend(RESORTED.iter().map(|(_, old)| *old));
+    let keys = sort_keys(store, options, &names).await?;
+    let mut outdated = Vec::new();
+    for (name, key) in &keys {
+        let table = match name.strip_suffix("_resorted") {
+            Some(table) => table,
+            None if key != wanted_sort_key() => name.as_str(),
+            None => continue,
+        };
+        if !outdated.iter().any(|t: &String| t == table) {
+            outdated.push(table.to_string());
+        }
+    }
+    outdated.sort();
+    Ok(outdated)
+}
+
+/// Rebuilds the sample tables sorted series first with
+/// [`SAMPLES_ORDER_BY`] while Comet keeps writing: an empty table with the
+/// new key takes the old one's name at once (`EXCHANGE TABLES`, so new
+/// rows and the materialized views go to it), then the old rows are copied
+/// into it one day (partition) at a time, each day dropped from the old
+/// table once copied. Queries see the older days come back as they are
+/// copied. Interrupted, it resumes where it stopped; a day copied twice
+/// (a stop between its copy and its drop) leaves duplicate rows, which
+/// queries ignore. Returns the tables rebuilt.
+pub async fn resort_sample_tables(
+    store: &Store,
+    options: &SchemaOptions,
+) -> Result<Vec<String>, MigrationError> {
+    if options.topology != Topology::SingleNode {
+        return Err(MigrationError::ResortOnCluster);
+    }
+    let mut rebuilt = Vec::new();
+    for (spec, old_name) in RESORTED {
+        let table = spec.name;
+        let keys = sort_keys(store, options, &[table, old_name]).await?;
+        let key_of = |name: &str| {
+            keys.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, k)| k.as_str())
+        };
+        let exchange = format!(
+            "EXCHANGE TABLES {} AND {}",
+            options.qualified(table),
+            options.qualified(old_name)
+        );
+        match (key_of(table), key_of(old_name)) {
+            // Not begun: make the new table and give it the name.
+            (Some(current), None) if current != wanted_sort_key() => {
+                for sql in options.create_table(&spec.renamed(old_name)) {
+                    store.execute(&sql).await?;
+                }
+                if let Some(sql) = deduplication_window(options, old_name) {
+                    store.execute(&sql).await?;
+                }
+                store.execute(&exchange).await?;
+            }
+            // Made but not yet given the name.
+            (Some(current), Some(made))
+                if current != wanted_sort_key() && made == wanted_sort_key() =>
+            {
+                store.execute(&exchange).await?;
+            }
+            // Given the name: old rows are still to be copied.
+            (Some(_), Some(_)) => {}
+            // Sorted already, or no such table.
+            _ => continue,
+        }
+        let days: Vec<String> = store
+            .fetch_all(
+                store
+                    .server_client()
+                    .query(
+                        "SELECT DISTINCT partition_id FROM system.parts \
+                         WHERE database = ? AND table = ? AND active ORDER BY partition_id",
+                    )
+                    .bind(&options.database)
+                    .bind(old_name),
+                "list the days to copy",
+            )
+            .await?;
+        for (done, day) in days.iter().enumerate() {
+            info!(table, day = %day, done, of = days.len(), "copying a day into the re-sorted table");
+            store
+                .execute(&format!(
+                    "INSERT INTO {} SELECT * FROM {} WHERE _partition_id = {} \
+                     SETTINGS insert_deduplicate = 0",
+                    options.qualified(table),
+                    options.qualified(old_name),
+                    quote_string(day)
+                ))
+                .await?;
+            store
+                .execute(&format!(
+                    "ALTER TABLE {} DROP PARTITION ID {}",
+                    options.qualified(old_name),
+                    quote_string(day)
+                ))
+                .await?;
+        }
+        store
+            .execute(&format!("DROP TABLE {} SYNC", options.qualified(old_name)))
+            .await?;
+        info!(table, days = days.len(), "table re-sorted");
+        rebuilt.push(table.to_string());
+    }
+    Ok(rebuilt)
 }
 
 /// Tables that record the schema's own state. In a cluster they are

@@ -1,6 +1,7 @@
 //! Selectors: series matching on the `series` table, samples read by the
-//! sort key `(metric_name, fingerprint, timestamp_ms)`, the lookback of
-//! instant vectors and the windows of range vectors.
+//! sort key (`comet_schema::ddl::SAMPLES_ORDER_BY`: metric, hour,
+//! fingerprint, time), the lookback of instant vectors and the windows of
+//! range vectors.
 //!
 //! Both expand samples onto steps instead of searching samples per step:
 //! a sample is the latest one for the steps from its own timestamp until the
