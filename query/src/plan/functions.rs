@@ -118,10 +118,16 @@ pub(crate) fn kahan_sum(values: &str) -> String {
 /// step), NULL for an empty one. The running sums are a second array over
 /// the steps, so the per-step lambda binds nothing.
 pub(crate) fn kahan_sum_each(arrays: &str) -> String {
+    each_with_running_sums(arrays, "_ks", &kahan_total("_ks"))
+}
+
+/// `body` for each array of `arrays` (an array of arrays, one per step),
+/// NULL for an empty one, with the array as `{p}_v` and its running sums
+/// as `{p}_s`, both parameters of the one lambda over the steps.
+fn each_with_running_sums(arrays: &str, p: &str, body: &str) -> String {
     format!(
-        "arrayMap((_ks_v, _ks_s) -> if(empty(_ks_v), NULL, toFloat64({})), \
-           {arrays}, arrayMap(c -> arrayCumSum(c), {arrays}))",
-        kahan_total("_ks")
+        "arrayMap(({p}_v, {p}_s) -> if(empty({p}_v), NULL, toFloat64({body})), \
+           {arrays}, arrayMap(c -> arrayCumSum(c), {arrays}))"
     )
 }
 
@@ -163,11 +169,7 @@ pub(crate) fn mean_array(values: &str, means: Means) -> String {
 /// step), NULL for an empty one; as [`kahan_sum_each`], the running sums
 /// are an array over the steps of their own.
 pub(crate) fn mean_each(arrays: &str, means: Means) -> String {
-    format!(
-        "arrayMap((_ms_v, _ms_s) -> if(empty(_ms_v), NULL, toFloat64({})), \
-           {arrays}, arrayMap(c -> arrayCumSum(c), {arrays}))",
-        mean_of_running_sums(means)
-    )
+    each_with_running_sums(arrays, "_ms", &mean_of_running_sums(means))
 }
 
 /// The mean of the values bound by [`with_running_sums`] as `_ms_v` and
