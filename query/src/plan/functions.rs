@@ -733,7 +733,7 @@ impl Planner {
             scalars.push(s);
         }
         if !extended {
-            if let Some(rel) = self.series_grid_function(name, &m, grid, f.keeps_name)? {
+            if let Some(rel) = self.series_grid_function(name, &m, grid, &scalars, f.keeps_name)? {
                 return Ok(Node::Series(rel));
             }
             if let Some(rel) = self.series_window_function(&m, grid, &f, &scalars)? {

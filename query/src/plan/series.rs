@@ -11,8 +11,9 @@
 //! results leave ClickHouse one row per series.
 //!
 //! The nodes that have a series-major form produce it (selectors, the range
-//! functions ClickHouse's `timeSeries*ToGrid` aggregates compute exactly,
-//! per-value functions, arithmetic and comparisons with a scalar, and the
+//! functions ClickHouse's `timeSeries*ToGrid` aggregates compute, the other
+//! range functions over each series' sorted sample arrays, per-value
+//! functions, arithmetic and comparisons with a scalar, and the
 //! aggregations without a parameter); every other node reads its inputs as
 //! row relations, and [`Planner::series_rows`] turns a series-major
 //! relation into one (`ARRAY JOIN` over the step grid).
@@ -27,17 +28,30 @@ use super::functions::{RangeFn, kahan_sum_each, mean_each, quantile_sql, sort_na
 use super::selector::{not_stale, subquery_grid};
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, lit};
 
-/// The `timeSeries*ToGrid` aggregate that computes a range function
-/// exactly as Prometheus does, and the factor applied to its result.
-pub(crate) fn grid_function(name: &str, range_ms: i64) -> Option<(&'static str, Option<f64>)> {
-    Some(match name {
-        "rate" => ("timeSeriesRateToGrid", None),
-        "increase" => ("timeSeriesRateToGrid", Some(range_ms as f64 / 1000.0)),
-        "delta" => ("timeSeriesDeltaToGrid", None),
-        "irate" => ("timeSeriesInstantRateToGrid", None),
-        "idelta" => ("timeSeriesInstantDeltaToGrid", None),
+/// The `timeSeries*ToGrid` aggregate that computes a range function as
+/// Prometheus does: its name, the parameters it takes after the window
+/// (from the function's constant arguments), and the factor applied to its
+/// result. `None` for other functions, or arguments that vary by step.
+pub(crate) fn grid_function(
+    name: &str,
+    range_ms: i64,
+    scalars: &[Scalar],
+) -> Option<(&'static str, Option<String>, Option<f64>)> {
+    Some(match (name, scalars) {
+        ("rate", []) => ("timeSeriesRateToGrid", None, None),
+        ("increase", []) => ("timeSeriesRateToGrid", None, Some(range_ms as f64 / 1000.0)),
+        ("delta", []) => ("timeSeriesDeltaToGrid", None, None),
+        ("irate", []) => ("timeSeriesInstantRateToGrid", None, None),
+        ("idelta", []) => ("timeSeriesInstantDeltaToGrid", None, None),
         // Its slope is per unit of the DateTime64(3) timestamps: ms.
-        "deriv" => ("timeSeriesDerivToGrid", Some(1000.0)),
+        ("deriv", []) => ("timeSeriesDerivToGrid", None, Some(1000.0)),
+        // The same least-squares line as `deriv`, its value the given
+        // seconds after the step (Prometheus's intercept time). Like
+        // `deriv`, a window of one repeated value answers it within a few
+        // ulps, where Prometheus returns the value itself.
+        ("predict_linear", [Scalar::Lit(seconds)]) if seconds.is_finite() => {
+            ("timeSeriesPredictLinearToGrid", Some(lit(*seconds)), None)
+        }
         _ => return None,
     })
 }
@@ -273,7 +287,7 @@ impl Planner {
         Ok(with_labels(&values, &labels, true))
     }
 
-    /// A range function ClickHouse's grid aggregates compute exactly, over a
+    /// A range function ClickHouse's grid aggregates compute, over a
     /// selector without `@`; `None` when `m` is another kind of range. The
     /// aggregate reads the table's rows directly: it orders the samples
     /// and keeps one per timestamp itself.
@@ -282,10 +296,11 @@ impl Planner {
         name: &str,
         m: &Matrix,
         grid: &Grid,
+        scalars: &[Scalar],
         keeps_name: bool,
     ) -> Result<Option<SeriesRel>, PlanError> {
-        let (Some((function, factor)), Source::Selector(vs), None) =
-            (grid_function(name, m.range), &m.source, m.at)
+        let (Some((function, extra, factor)), Source::Selector(vs), None) =
+            (grid_function(name, m.range, scalars), &m.source, m.at)
         else {
             return Ok(None);
         };
@@ -295,8 +310,9 @@ impl Planner {
         let lo = grid.start - m.offset - m.range;
         let hi = grid.end - m.offset;
         let (rows, labels) = self.samples_of(vs, lo, hi)?;
+        let extra = extra.map(|p| format!(", {p}")).unwrap_or_default();
         let aggregate = format!(
-            "{function}({})({}, value)",
+            "{function}({}{extra})({}, value)",
             grid_parameters(grid, m.range),
             sample_time(m.offset)
         );
@@ -731,7 +747,8 @@ mod tests {
             ("avg by (job) (up)", 3),
             ("sum_over_time(x[10m])", 3),
             ("avg_over_time(x[10m])", 4),
-            ("predict_linear(x[1h], 3600)", 3),
+            ("predict_linear(x[1h], 3600)", 1),
+            ("deriv(x[1h])", 1),
             (
                 "histogram_quantile(0.9, sum by (le) (rate(request_seconds_bucket[5m])))",
                 3,
@@ -858,6 +875,20 @@ mod tests {
         // Label values only as parameters.
         assert!(!plan.sql.contains("'http_requests_total'"), "{}", plan.sql);
         assert!(plan.params.iter().any(|(_, v)| v == "http_requests_total"));
+        // predict_linear by a constant duration is the same kind of
+        // aggregate, its duration one more parameter.
+        let predicted = super::super::plan(
+            "predict_linear(node_filesystem_avail_bytes[1h], 4 * 3600) < 0",
+            range(),
+            &PlanSettings::default(),
+        )
+        .unwrap();
+        let sql = &predicted.sql;
+        assert!(
+            sql.contains("timeSeriesPredictLinearToGrid(") && sql.contains("toFloat64(14400.0))("),
+            "{sql}"
+        );
+        assert!(!sql.contains("arrayReduceInRanges"), "{sql}");
     }
 
     #[test]
@@ -865,7 +896,7 @@ mod tests {
         // Over a selector: windows are slices of each series' arrays.
         for query in [
             "avg_over_time(node_load1[10m])",
-            "predict_linear(node_filesystem_avail_bytes[1h], 4 * 3600) < 0",
+            "stddev_over_time(node_load1[10m])",
             "quantile_over_time(0.9, node_load1[10m] offset 1h)",
             "sum_over_time(node_load1[10m])",
         ] {
