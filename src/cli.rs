@@ -47,7 +47,9 @@ pub enum Command {
     Config(ConfigArgs),
     /// Run PromQL test scripts (Prometheus's promqltest format) against the
     /// engine and ClickHouse: a fresh database per file, data loaded through
-    /// the ingest path; prints per-file pass counts and `N passed, M failed`.
+    /// the ingest path, each instant `eval` also checked as the middle step
+    /// of a range query (as upstream does); prints per-file pass counts and
+    /// `N passed, M failed`.
     Promqltest(crate::promqltest::PromqltestArgs),
     /// Print the single ClickHouse SQL statement a PromQL query becomes (with
     /// its parameters as `SET param_...` lines), without running it.

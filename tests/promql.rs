@@ -146,6 +146,37 @@ fn anchored_and_smoothed_range_vectors_are_their_boundaries_and_inner_samples() 
     );
 }
 
+/// Range queries over selectors run ClickHouse's grid aggregates (instant
+/// queries read rows), so these cases are evaluated over a range: the
+/// line of `deriv` and `predict_linear` with an offset, a negative
+/// duration and one repeated value.
+const LINEAR_REGRESSION: &str = r#"
+load 1m
+  m 0+10x60
+  c 5+0x60
+
+eval range from 20m to 30m step 5m predict_linear(m[10m] offset 10m, 600)
+  {} 300 350 400
+
+eval range from 20m to 30m step 5m predict_linear(m[10m], -300)
+  {} 150 200 250
+
+eval range from 20m to 30m step 5m deriv(m[10m] offset 10m)
+  {} 0.16666666666666666 0.16666666666666666 0.16666666666666666
+
+eval range from 20m to 30m step 5m predict_linear(c[10m], 600)
+  {} 5 5 5
+"#;
+
+#[test]
+fn linear_regression_over_ranges_predicts_from_the_evaluation_time() {
+    let report = promqltest("regression.test", LINEAR_REGRESSION);
+    assert!(
+        report.lines().any(|l| l == "4 passed, 0 failed"),
+        "{report}"
+    );
+}
+
 #[test]
 fn user_strings_are_parameters_not_sql() {
     let hostile = [

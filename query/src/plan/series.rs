@@ -28,30 +28,54 @@ use super::functions::{RangeFn, kahan_sum_each, mean_each, quantile_sql, sort_na
 use super::selector::{not_stale, subquery_grid};
 use super::{Grid, Matrix, Node, PlanError, Planner, Scalar, Source, lit};
 
-/// The `timeSeries*ToGrid` aggregate that computes a range function as
-/// Prometheus does: its name, the parameters it takes after the window
-/// (from the function's constant arguments), and the factor applied to its
-/// result. `None` for other functions, or arguments that vary by step.
-pub(crate) fn grid_function(
-    name: &str,
-    range_ms: i64,
-    scalars: &[Scalar],
-) -> Option<(&'static str, Option<String>, Option<f64>)> {
+/// A `timeSeries*ToGrid` aggregate that computes a range function as
+/// Prometheus does.
+pub(crate) struct GridAggregate {
+    pub function: &'static str,
+    /// Parameters after the window (from the function's constant
+    /// arguments).
+    pub extra: Option<String>,
+    /// Applied to the aggregate's result.
+    pub factor: Option<f64>,
+    /// Whether the window's length and ends enter the result (`rate`'s
+    /// extrapolation), or only decide which samples are in it.
+    pub extrapolated: bool,
+}
+
+/// The grid aggregate of range function `name` over the window `m`; `None`
+/// for other functions, or arguments that vary by step.
+pub(crate) fn grid_function(name: &str, m: &Matrix, scalars: &[Scalar]) -> Option<GridAggregate> {
+    let of = |function, extra, factor, extrapolated| GridAggregate {
+        function,
+        extra,
+        factor,
+        extrapolated,
+    };
     Some(match (name, scalars) {
-        ("rate", []) => ("timeSeriesRateToGrid", None, None),
-        ("increase", []) => ("timeSeriesRateToGrid", None, Some(range_ms as f64 / 1000.0)),
-        ("delta", []) => ("timeSeriesDeltaToGrid", None, None),
-        ("irate", []) => ("timeSeriesInstantRateToGrid", None, None),
-        ("idelta", []) => ("timeSeriesInstantDeltaToGrid", None, None),
+        ("rate", []) => of("timeSeriesRateToGrid", None, None, true),
+        ("increase", []) => of(
+            "timeSeriesRateToGrid",
+            None,
+            Some(m.range as f64 / 1000.0),
+            true,
+        ),
+        ("delta", []) => of("timeSeriesDeltaToGrid", None, None, true),
+        ("irate", []) => of("timeSeriesInstantRateToGrid", None, None, false),
+        ("idelta", []) => of("timeSeriesInstantDeltaToGrid", None, None, false),
         // Its slope is per unit of the DateTime64(3) timestamps: ms.
-        ("deriv", []) => ("timeSeriesDerivToGrid", None, Some(1000.0)),
+        ("deriv", []) => of("timeSeriesDerivToGrid", None, Some(1000.0), false),
         // The same least-squares line as `deriv`, its value the given
-        // seconds after the step (Prometheus's intercept time). Like
-        // `deriv`, a window of one repeated value answers it within a few
-        // ulps, where Prometheus returns the value itself.
-        ("predict_linear", [Scalar::Lit(seconds)]) if seconds.is_finite() => {
-            ("timeSeriesPredictLinearToGrid", Some(lit(*seconds)), None)
-        }
+        // seconds after the step. Prometheus's line starts at the
+        // evaluation time, the samples' times are moved by the offset onto
+        // the grid: the offset is predicted further. Like `deriv`, a window
+        // of one repeated value answers it within a few ulps, where
+        // Prometheus returns the value itself.
+        ("predict_linear", [Scalar::Lit(seconds)]) if seconds.is_finite() => of(
+            "timeSeriesPredictLinearToGrid",
+            Some(lit(seconds + m.offset as f64 / 1000.0)),
+            None,
+            false,
+        ),
         _ => return None,
     })
 }
@@ -82,6 +106,62 @@ const RESAMPLE_SHIFT_MS: i64 = 1 << 40;
 /// A sample's time shifted by `shift` ms, as the grid aggregates take it.
 fn sample_time(shift: i64) -> String {
     format!("fromUnixTimestamp64Milli(timestamp_ms + {shift}, 'UTC')")
+}
+
+/// Nanoseconds per millisecond.
+const NS_PER_MS: i64 = 1_000_000;
+
+/// The grid aggregates' windows are closed, `[t - range, t]`, where
+/// Prometheus's are left-open. Where the window only decides which samples
+/// are in it, it is 1 ms shorter (times are whole ms). Where its length and
+/// ends enter the result (`rate`'s extrapolation), times are in ns and
+/// every sample 1 ns early instead: a sample at `t - range` falls out of the
+/// window of `t`, one at `t` stays in, durations between samples are
+/// unchanged, and those to the window's ends change by 1 ns together (the
+/// extrapolated interval only when one end is cut at half a sample
+/// interval). (A regression keeps ms: its sums of squared times are exact
+/// in ms, not in ns.) The aggregate's grid and window parameters and the
+/// time of a sample moved by `offset` ms onto the grid; `None` where a
+/// time of the grid or of the samples `(lo, hi]` is beyond
+/// `DateTime64(9)` (the year 2262).
+fn range_grid(
+    grid: &Grid,
+    window: i64,
+    extrapolated: bool,
+    offset: i64,
+    (lo, hi): (i64, i64),
+) -> Option<(String, String)> {
+    if !extrapolated {
+        return Some((
+            grid_parameters(grid, (window - 1).max(0)),
+            sample_time(offset),
+        ));
+    }
+    let end = grid.start + (grid.n() - 1).max(0) * grid.step;
+    let ns = |ms: i64| ms.checked_mul(NS_PER_MS);
+    let (start, end) = (ns(grid.start)?, ns(end)?);
+    ns(lo)?;
+    ns(hi)?;
+    Some((
+        format!(
+            "fromUnixTimestamp64Nano(toInt64({start}), 'UTC'), fromUnixTimestamp64Nano(toInt64({end}), 'UTC'), {}, {}",
+            seconds(grid.step),
+            seconds(window)
+        ),
+        format!(
+            "fromUnixTimestamp64Nano(timestamp_ms * {NS_PER_MS} {}, 'UTC')",
+            signed(ns(offset)? - 1)
+        ),
+    ))
+}
+
+/// `+ n` or `- n`, added to a term.
+fn signed(n: i64) -> String {
+    if n < 0 {
+        format!("- {}", n.unsigned_abs())
+    } else {
+        format!("+ {n}")
+    }
 }
 
 /// Applies the per-value SQL `f` (of a non-NULL Float64 `x`) to every value
@@ -299,8 +379,16 @@ impl Planner {
         scalars: &[Scalar],
         keeps_name: bool,
     ) -> Result<Option<SeriesRel>, PlanError> {
-        let (Some((function, extra, factor)), Source::Selector(vs), None) =
-            (grid_function(name, m.range, scalars), &m.source, m.at)
+        let (
+            Some(GridAggregate {
+                function,
+                extra,
+                factor,
+                extrapolated,
+            }),
+            Source::Selector(vs),
+            None,
+        ) = (grid_function(name, m, scalars), &m.source, m.at)
         else {
             return Ok(None);
         };
@@ -309,13 +397,13 @@ impl Planner {
         }
         let lo = grid.start - m.offset - m.range;
         let hi = grid.end - m.offset;
+        let Some((parameters, time)) = range_grid(grid, m.range, extrapolated, m.offset, (lo, hi))
+        else {
+            return Ok(None);
+        };
         let (rows, labels) = self.samples_of(vs, lo, hi)?;
         let extra = extra.map(|p| format!(", {p}")).unwrap_or_default();
-        let aggregate = format!(
-            "{function}({}{extra})({}, value)",
-            grid_parameters(grid, m.range),
-            sample_time(m.offset)
-        );
+        let aggregate = format!("{function}({parameters}{extra})({time}, value)");
         let vals = match factor {
             None => aggregate,
             Some(f) => map_values(&aggregate, &format!("x * {}", lit(f))),
@@ -866,6 +954,13 @@ mod tests {
         )
         .unwrap();
         assert!(plan.sql.contains("timeSeriesRateToGrid"), "{}", plan.sql);
+        // Windows left-open as Prometheus's: `rate`'s samples 1 ns early.
+        assert!(
+            plan.sql
+                .contains("fromUnixTimestamp64Nano(timestamp_ms * 1000000 - 1, 'UTC')"),
+            "{}",
+            plan.sql
+        );
         assert!(
             plan.sql.contains("groupArrayForEach(s.vals)"),
             "{}",
@@ -889,6 +984,8 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains("arrayReduceInRanges"), "{sql}");
+        // Its window only decides which samples are in it: 1 ms shorter.
+        assert!(sql.contains("toDecimal64('3599.999', 3)"), "{sql}");
     }
 
     #[test]
