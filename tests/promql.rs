@@ -82,14 +82,17 @@ fn promqltest(name: &str, script: &str) -> String {
     format!("{stdout}\n{stderr}")
 }
 
+/// Runs `script` through [`promqltest`] and checks that all of its `cases`
+/// pass (`-v` lists any failure with its reason).
+fn all_pass(name: &str, script: &str, cases: usize) {
+    let report = promqltest(name, script);
+    let all = format!("{cases} passed, 0 failed");
+    assert!(report.lines().any(|l| l == all), "{report}");
+}
+
 #[test]
 fn adversarial_label_values_and_regexes_cannot_alter_the_sql() {
-    let report = promqltest("adversarial.test", ADVERSARIAL);
-    // Every case passes; `-v` would list any failure with its reason.
-    assert!(
-        report.lines().any(|l| l == "13 passed, 0 failed"),
-        "{report}"
-    );
+    all_pass("adversarial.test", ADVERSARIAL, 13);
 }
 
 /// Anchored and smoothed range vectors returned as such (Prometheus's
@@ -139,11 +142,7 @@ eval instant at 30s notregular[20s] anchored
 
 #[test]
 fn anchored_and_smoothed_range_vectors_are_their_boundaries_and_inner_samples() {
-    let report = promqltest("extended.test", EXTENDED_RANGE_VECTORS);
-    assert!(
-        report.lines().any(|l| l == "9 passed, 0 failed"),
-        "{report}"
-    );
+    all_pass("extended.test", EXTENDED_RANGE_VECTORS, 9);
 }
 
 /// Range queries over selectors run ClickHouse's grid aggregates (instant
@@ -170,11 +169,7 @@ eval range from 20m to 30m step 5m predict_linear(c[10m], 600)
 
 #[test]
 fn linear_regression_over_ranges_predicts_from_the_evaluation_time() {
-    let report = promqltest("regression.test", LINEAR_REGRESSION);
-    assert!(
-        report.lines().any(|l| l == "4 passed, 0 failed"),
-        "{report}"
-    );
+    all_pass("regression.test", LINEAR_REGRESSION, 4);
 }
 
 #[test]
