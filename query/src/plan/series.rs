@@ -87,12 +87,17 @@ fn seconds(ms: i64) -> String {
     format!("toDecimal64('{sign}{}.{:03}', 3)", ms / 1000, ms % 1000)
 }
 
+/// The grid's last step (its `end` may lie between steps).
+fn last_step(grid: &Grid) -> i64 {
+    grid.start + (grid.n() - 1).max(0) * grid.step
+}
+
 /// The parameters `(start, end, step, window)` of a grid aggregate on `grid`.
 fn grid_parameters(grid: &Grid, window: i64) -> String {
-    let end = grid.start + (grid.n() - 1).max(0) * grid.step;
     format!(
-        "fromUnixTimestamp64Milli(toInt64({}), 'UTC'), fromUnixTimestamp64Milli(toInt64({end}), 'UTC'), {}, {}",
+        "fromUnixTimestamp64Milli(toInt64({}), 'UTC'), fromUnixTimestamp64Milli(toInt64({}), 'UTC'), {}, {}",
         grid.start,
+        last_step(grid),
         seconds(grid.step),
         seconds(window)
     )
@@ -137,9 +142,8 @@ fn range_grid(
             sample_time(offset),
         ));
     }
-    let end = grid.start + (grid.n() - 1).max(0) * grid.step;
     let ns = |ms: i64| ms.checked_mul(NS_PER_MS);
-    let (start, end) = (ns(grid.start)?, ns(end)?);
+    let (start, end) = (ns(grid.start)?, ns(last_step(grid))?);
     ns(lo)?;
     ns(hi)?;
     Some((

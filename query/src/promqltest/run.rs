@@ -707,9 +707,10 @@ async fn in_range_mode(
         let (kind, m) = classify(e);
         (kind, format!("range mode: {m}"))
     })?;
+    // The samples at `at`, a scalar when the instant query's answer was.
     let middle = match value {
-        QueryValue::Matrix(series) => QueryValue::Vector(
-            series
+        QueryValue::Matrix(series) => {
+            let samples: Vec<value::Sample> = series
                 .into_iter()
                 .filter_map(|s| {
                     let float = s.points.iter().find(|p| p.t == at).map(|p| value::Sample {
@@ -728,15 +729,12 @@ async fn in_range_mode(
                             })
                     })
                 })
-                .collect(),
-        ),
-        other => other,
-    };
-    let middle = match middle {
-        QueryValue::Vector(samples) if scalar => match samples.first() {
-            Some(s) => QueryValue::Scalar(s.point),
-            None => QueryValue::Vector(samples),
-        },
+                .collect();
+            match samples.first() {
+                Some(s) if scalar => QueryValue::Scalar(s.point),
+                _ => QueryValue::Vector(samples),
+            }
+        }
         other => other,
     };
     compare(eval, instant, middle).map_err(|m| (FailureKind::Mismatch, format!("range mode: {m}")))
