@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use bytesize::ByteSize;
 
 use crate::config::{
-    KafkaFormat, LogFormat, NameScheme, OtlpDelta, OtlpExponential, OtlpTranslation,
+    KafkaFormat, LogFormat, NameScheme, OtlpDelta, OtlpExponential, OtlpTranslation, SoleWriter,
 };
 
 #[derive(Debug, Parser)]
@@ -678,9 +678,22 @@ pub struct ConfigArgs {
     pub query_results_cache_bytes: Option<ByteSize>,
 
     /// Range-query steps newer than this are never cached, since samples
-    /// may still arrive for them [config: query.results_cache_freshness; default 10m]
+    /// may still arrive for them; not used when this Comet is the sole
+    /// writer [config: query.results_cache_freshness; default 10m]
     #[arg(long, env = "COMET_QUERY_RESULTS_CACHE_FRESHNESS", value_name = "DURATION", value_parser = duration)]
     pub query_results_cache_freshness: Option<Duration>,
+
+    /// Whether every write to the database goes through this Comet; then
+    /// the results cache keeps every step up to now and recomputes only
+    /// those a later write reaches back to (a dashboard refresh costs its
+    /// newest steps). auto: yes with the managed ClickHouse, no with
+    /// --clickhouse-url [config: query.results_cache_sole_writer; default auto]
+    #[arg(
+        long,
+        env = "COMET_QUERY_RESULTS_CACHE_SOLE_WRITER",
+        value_name = "MODE"
+    )]
+    pub query_results_cache_sole_writer: Option<SoleWriter>,
 
     /// Prometheus rule files to evaluate: paths or globs, comma-separated;
     /// re-read on SIGHUP and POST /-/reload [config: rules.rule_files; default: none]

@@ -411,9 +411,25 @@ pub struct QueryConfig {
     pub catalog_cache_ttl: Duration,
     /// Memory for cached range-query results.
     pub results_cache_bytes: ByteSize,
-    /// Steps newer than this are never cached.
+    /// Steps newer than this are never cached, unless every write goes
+    /// through this Comet (`results_cache_sole_writer`).
     #[serde(with = "humantime_serde")]
     pub results_cache_freshness: Duration,
+    /// Whether every write to the database goes through this Comet.
+    pub results_cache_sole_writer: SoleWriter,
+}
+
+/// Whether every write to the database goes through this Comet (its
+/// remote-write, OTLP, Kafka and rules): then the results cache keeps
+/// every step up to now and recomputes only those a later write reaches
+/// back to. `auto` is yes with the managed ClickHouse, no with a
+/// `clickhouse.url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SoleWriter {
+    Auto,
+    Yes,
+    No,
 }
 
 impl Default for QueryConfig {
@@ -432,6 +448,7 @@ impl Default for QueryConfig {
             catalog_cache_ttl: cache.catalog_ttl,
             results_cache_bytes: ByteSize::b(cache.results_max_bytes),
             results_cache_freshness: cache.results_freshness,
+            results_cache_sole_writer: SoleWriter::Auto,
         }
     }
 }
@@ -744,6 +761,10 @@ impl Config {
         overlay!(q.catalog_cache_ttl, a.query_catalog_cache_ttl);
         overlay!(q.results_cache_bytes, a.query_results_cache_bytes);
         overlay!(q.results_cache_freshness, a.query_results_cache_freshness);
+        overlay!(
+            q.results_cache_sole_writer,
+            a.query_results_cache_sole_writer
+        );
         let r = &mut self.rules;
         overlay!(r.rule_files, a.rules_files);
         overlay!(r.evaluation_interval, a.rules_evaluation_interval);
@@ -1047,6 +1068,11 @@ impl Config {
                 catalog_ttl: q.catalog_cache_ttl,
                 results_max_bytes: q.results_cache_bytes.as_u64(),
                 results_freshness: q.results_cache_freshness,
+                results_sole_writer: match q.results_cache_sole_writer {
+                    SoleWriter::Auto => self.clickhouse.url.is_none(),
+                    SoleWriter::Yes => true,
+                    SoleWriter::No => false,
+                },
                 ..CacheSettings::default()
             },
             slow_query_threshold: q.slow_query_threshold,
@@ -1369,6 +1395,7 @@ mod tests {
             ("query-catalog-cache-ttl", "9s"),
             ("query-results-cache-bytes", "9KiB"),
             ("query-results-cache-freshness", "9s"),
+            ("query-results-cache-sole-writer", "yes"),
             ("rules-files", "/etc/comet/rules/*.yml"),
             ("rules-evaluation-interval", "9s"),
             ("rules-alertmanagers", "http://am:9093"),

@@ -777,6 +777,74 @@ async fn range_results_are_cached_by_step_except_recent_steps() {
     );
 }
 
+/// With every write going through this Comet, a refresh with nothing
+/// written since is answered from the cache alone, and a late sample makes
+/// it compute again exactly the steps from the sample's time on.
+#[tokio::test]
+async fn the_sole_writers_cache_recomputes_only_the_steps_a_late_sample_reaches() {
+    let comet = ApiComet::start(&["--query-results-cache-sole-writer", "yes"]).await;
+    let end = now_ms() - 5_000;
+    comet.write(&fixture(end)).await;
+    let step = 30_000;
+    let end = end - end.rem_euclid(step);
+    let ask = |query: &'static str, from: i64| {
+        let comet = &comet;
+        async move {
+            comet
+                .data(
+                    "/api/v1/query_range",
+                    &[
+                        ("query", query),
+                        ("step", "30"),
+                        ("start", &secs(from)),
+                        ("end", &secs(end)),
+                    ],
+                )
+                .await
+        }
+    };
+    let cached = "sum by (code) (rate(http_requests_total[1m]))";
+    // The same meaning in other words: never answered from the cache.
+    let uncached = "sum by (code) (rate(http_requests_total{job=\"api\"}[1m]))";
+    let lookups = |text: &str, result: &str| {
+        metric(
+            text,
+            &format!("comet_query_cache_requests_total{{cache=\"results\",result=\"{result}\"}}"),
+        )
+    };
+    ask(cached, end - 20 * 60_000).await;
+    // Nothing written since: every step, the newest too, is cached.
+    let again = ask(cached, end - 19 * 60_000).await;
+    let metrics = comet.metrics().await;
+    assert_eq!(lookups(&metrics, "miss"), 1.0, "{metrics}");
+    assert_eq!(lookups(&metrics, "hit"), 1.0, "{metrics}");
+    assert_eq!(again, ask(uncached, end - 19 * 60_000).await);
+
+    // A late series whose samples start 10 minutes back.
+    let late: Vec<(i64, f64)> = (0..=40)
+        .map(|i| (end - 10 * 60_000 + i * 15_000, i as f64 * 60.0))
+        .collect();
+    comet
+        .write(&comet_schema::prompb::v1::WriteRequest {
+            timeseries: vec![series(
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("instance", "late:80"),
+                    ("code", "500"),
+                ],
+                late,
+            )],
+            ..Default::default()
+        })
+        .await;
+    let after = ask(cached, end - 19 * 60_000).await;
+    let metrics = comet.metrics().await;
+    assert_eq!(lookups(&metrics, "partial"), 1.0, "{metrics}");
+    assert_ne!(after, again, "the late samples are in the answer");
+    assert_eq!(after, ask(uncached, end - 19 * 60_000).await);
+}
+
 #[tokio::test]
 async fn means_whose_sums_overflow_answer_as_prometheus() {
     // Sums beyond ±1.8e308 switch Prometheus to an incremental mean; Comet's

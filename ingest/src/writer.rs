@@ -455,6 +455,20 @@ impl Flusher {
             .await?;
         // Queryable at once by this process's engines.
         comet_schema::histogram_names::note(&self.store, rows.iter().map(|r| r.metric_name));
+        // Cached answers from this sample time on may have changed.
+        let oldest = batch
+            .iter()
+            .flat_map(|p| {
+                let samples = p.batch.series.iter().flat_map(|s| &s.samples);
+                let histograms = p.batch.histograms.iter().flat_map(|s| &s.histograms);
+                samples
+                    .map(|s| s.timestamp_ms)
+                    .chain(histograms.map(|h| h.timestamp_ms))
+            })
+            .min();
+        if let Some(oldest) = oldest {
+            comet_schema::recent_writes::note(&self.store, oldest);
+        }
         Ok(())
     }
 

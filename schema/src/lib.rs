@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod model;
 pub mod nhcb;
 pub mod prompb;
+pub mod recent_writes;
 pub mod rows;
 pub mod store;
 

@@ -4,14 +4,20 @@
 //! - **series**: a `match[]` set and time range -> the matching series'
 //!   label sets, for the series and label endpoints (short TTL);
 //! - **labels**: label names and values per request (short TTL);
-//! - **results**: range-query results per (query, step, alignment). Only
-//!   steps older than `results_freshness` are kept, since newer data may
-//!   still arrive; a later request reuses the cached steps and computes only
-//!   the ones after them (the newest steps of a dashboard refresh).
+//! - **results**: range-query results per (query, step, alignment); a later
+//!   request reuses the cached steps and computes only the ones after them
+//!   (the newest steps of a dashboard refresh). Which steps may be kept:
+//!   when every write goes through this process (`results_sole_writer`),
+//!   every step up to now, trimmed at the next request to before the oldest
+//!   sample written since (`comet_schema::recent_writes`); otherwise only
+//!   steps older than `results_freshness`, since newer data may still
+//!   arrive.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use comet_schema::recent_writes::Mark;
 
 use moka::future::Cache;
 use prometheus::IntCounterVec;
@@ -32,8 +38,11 @@ pub struct CacheSettings {
     /// Most bytes of cached range results.
     pub results_max_bytes: u64,
     /// Steps newer than this are never cached (late samples may still
-    /// change them).
+    /// change them); not used when `results_sole_writer`.
     pub results_freshness: Duration,
+    /// Every write to the database goes through this process, so what it
+    /// wrote tells which cached steps are still right.
+    pub results_sole_writer: bool,
 }
 
 impl Default for CacheSettings {
@@ -44,6 +53,7 @@ impl Default for CacheSettings {
             results_ttl: Duration::from_secs(600),
             results_max_bytes: 256 << 20,
             results_freshness: Duration::from_secs(600),
+            results_sole_writer: false,
         }
     }
 }
@@ -56,6 +66,8 @@ pub struct Extent {
     pub start: i64,
     pub end: i64,
     pub series: Vec<Series>,
+    /// Right for every write noted before this mark.
+    pub as_of: Mark,
 }
 
 impl Extent {
@@ -81,6 +93,7 @@ pub struct Caches {
     pub labels: Cache<String, Arc<Vec<String>>>,
     pub results: Cache<String, Arc<Extent>>,
     pub results_freshness: Duration,
+    pub results_sole_writer: bool,
     lookups: IntCounterVec,
 }
 
@@ -116,6 +129,7 @@ impl Caches {
             labels,
             results,
             results_freshness: settings.results_freshness,
+            results_sole_writer: settings.results_sole_writer,
             lookups,
         }
     }

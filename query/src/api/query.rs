@@ -6,9 +6,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
-use promql_parser::parser::Expr;
+use promql_parser::parser::{Expr, Offset};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use tracing::{debug, warn};
+
+use std::sync::Arc;
+
+use comet_schema::recent_writes::{self, WrittenSince};
 
 use super::Api;
 use super::cache::{Extent, merge, up_to};
@@ -124,13 +128,18 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
             start.rem_euclid(step_ms)
         )
     });
+    // Before the lookup: what is written from here on is not in the cache.
+    let asked_at = recent_writes::mark(api.engine.store());
+    let look_ahead = look_ahead_ms(&expr);
     let cached = match &key {
         Some(k) => api.caches.results.get(k).await,
         None => None,
     };
     // Reuse a cached extent that starts at or before this range and reaches
-    // into it; compute only the steps after it.
-    let usable = cached.filter(|e| e.start <= start && e.end >= start - step_ms);
+    // into it, as far as it is still right; compute only the steps after it.
+    let usable = cached
+        .and_then(|e| api.still_right(e, step_ms, look_ahead))
+        .filter(|e| e.start <= start && e.end >= start - step_ms);
     let (fresh_start, result) = match &usable {
         Some(extent) if extent.end >= end => (None, "hit"),
         Some(extent) => (Some(extent.end + step_ms), "partial"),
@@ -164,8 +173,12 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
         (_, value) => value,
     };
     if let (Some(key), QueryValue::Matrix(series)) = (key, &value) {
-        let cutoff = plan::system_time_ms(std::time::SystemTime::now())
-            - api.caches.results_freshness.as_millis() as i64;
+        // Steps after now have no samples yet; without the sole writer's
+        // notes, neither steps that late samples may still reach.
+        let mut cutoff = plan::system_time_ms(std::time::SystemTime::now()) - look_ahead;
+        if !api.caches.results_sole_writer {
+            cutoff -= api.caches.results_freshness.as_millis() as i64;
+        }
         let last_old_step = start + (cutoff.min(end) - start).div_euclid(step_ms) * step_ms;
         // Only when this answer caches more steps than the entry it used.
         if last_old_step >= start && cached_end.is_none_or(|e| last_old_step > e) {
@@ -177,6 +190,7 @@ async fn run_range(api: &Api, params: &Params) -> Result<Response, ApiError> {
                         start,
                         end: last_old_step,
                         series: up_to(series, last_old_step),
+                        as_of: asked_at,
                     }),
                 )
                 .await;
@@ -213,6 +227,30 @@ fn cacheable(expr: &Expr) -> bool {
     !found.0
 }
 
+/// How far after a step the samples its answer reads may lie: the
+/// negative offsets of `expr` added up (an upper bound over its nesting).
+fn look_ahead_ms(expr: &Expr) -> i64 {
+    struct NegativeOffsets(i64);
+    impl ExprVisitor for NegativeOffsets {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+            let offset = match expr {
+                Expr::VectorSelector(vs) => vs.offset.as_ref(),
+                Expr::MatrixSelector(ms) => ms.vs.offset.as_ref(),
+                Expr::Subquery(sq) => sq.offset.as_ref(),
+                _ => None,
+            };
+            if let Some(Offset::Neg(d)) = offset {
+                self.0 = self.0.saturating_add(d.as_millis() as i64);
+            }
+            Ok(true)
+        }
+    }
+    let mut found = NegativeOffsets(0);
+    let _ = walk_expr(&mut found, expr);
+    found.0
+}
+
 /// `11000` as `11,000`, as Prometheus writes the point limit.
 fn group_thousands(n: i64) -> String {
     let digits = n.to_string();
@@ -243,6 +281,39 @@ fn respond(value: &QueryValue, params: &Params, stats: &QueryStats, elapsed: Dur
 }
 
 impl Api {
+    /// The part of a cached extent still right now. With every write going
+    /// through this process, the steps before the oldest sample written
+    /// since the extent was computed (less the query's `look_ahead`);
+    /// otherwise all of it (only steps past `results_freshness` were kept).
+    fn still_right(
+        &self,
+        extent: Arc<Extent>,
+        step_ms: i64,
+        look_ahead: i64,
+    ) -> Option<Arc<Extent>> {
+        if !self.caches.results_sole_writer {
+            return Some(extent);
+        }
+        let first_changed = match recent_writes::since(self.engine.store(), extent.as_of) {
+            WrittenSince::Nothing => return Some(extent),
+            WrittenSince::Oldest(ms) => ms.saturating_sub(look_ahead),
+            WrittenSince::Unknown => return None,
+        };
+        if first_changed > extent.end {
+            return Some(extent);
+        }
+        // The last step before the first changed sample time.
+        let end = extent.start + (first_changed - 1 - extent.start).div_euclid(step_ms) * step_ms;
+        (end >= extent.start).then(|| {
+            Arc::new(Extent {
+                start: extent.start,
+                end,
+                series: up_to(&extent.series, end),
+                as_of: extent.as_of,
+            })
+        })
+    }
+
     /// Runs a plan within `limits`, counting what ClickHouse read and
     /// logging slow queries with their PromQL and SQL; also returns how
     /// long it took.
