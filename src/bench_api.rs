@@ -8,8 +8,10 @@
 //!   (from the cache);
 //! - a dashboard of aggregating panels, each cold (no cached answer), then
 //!   loaded and refreshed every step, its window sliding forward like a
-//!   live Grafana dashboard's, with the results cache's hits and misses and
-//!   ClickHouse's peak memory per panel.
+//!   live Grafana dashboard's, under both results cache policies (this
+//!   process the sole writer, as with the managed ClickHouse; or only steps
+//!   past the freshness window, as with an external one), with the cache's
+//!   hits and misses and ClickHouse's peak memory per panel.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -101,9 +103,25 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         dataset.end_ms
     };
 
-    // The API in-process, over real HTTP on loopback.
-    let registry = Registry::new();
-    let (base, server) = serve_api(store.clone(), ApiSettings::default(), &registry).await?;
+    // The API in-process, over real HTTP on loopback, once per results
+    // cache policy: as with the managed ClickHouse (this process the sole
+    // writer) and as with an external one (only steps older than the
+    // freshness window cached).
+    let policies = [("sole writer", true), ("freshness 10m", false)];
+    let mut apis = Vec::new();
+    for (name, sole_writer) in policies {
+        let registry = Registry::new();
+        let mut settings = ApiSettings::default();
+        settings.cache.results_sole_writer = sole_writer;
+        let (base, server) = serve_api(store.clone(), settings, &registry).await?;
+        apis.push(Policy {
+            name,
+            base,
+            registry,
+            server,
+        });
+    }
+    let base = apis[0].base.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
@@ -139,106 +157,138 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         );
     }
 
-    dashboard(&args, &store, &client, &base, &registry, end_ms).await?;
-    server.abort();
+    dashboard(&args, &store, &client, &apis, end_ms).await?;
+    for api in apis {
+        api.server.abort();
+    }
     Ok(())
+}
+
+/// The API served with one results cache policy.
+struct Policy {
+    name: &'static str,
+    base: String,
+    registry: Registry,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// The large dashboard: each aggregating panel cold (a range no cached
 /// answer covers) `--runs` times, then the dashboard loaded and refreshed
-/// `--refreshes` times one step apart as Grafana does (each refresh a
-/// partial hit computing only the steps newer than the results cache's
-/// freshness), p50/p95 per panel, with ClickHouse's peak memory per panel.
+/// `--refreshes` times one step apart as Grafana does, under each results
+/// cache policy, the policies interleaved load by load (each refresh a
+/// partial hit computing only the steps the policy cannot reuse); p50/p95
+/// per panel, with ClickHouse's peak memory per panel.
 async fn dashboard(
     args: &BenchApiArgs,
     store: &Store,
     client: &reqwest::Client,
-    base: &str,
-    registry: &Registry,
+    apis: &[Policy],
     end_ms: i64,
 ) -> anyhow::Result<()> {
     let since = SystemTime::now();
     let last_end = end_ms / REFRESH_STEP_MS * REFRESH_STEP_MS;
     let panels = AGGREGATING_PANELS.len();
     let mut cold = vec![Vec::new(); panels];
-    let mut refresh = vec![Vec::new(); panels];
+    let mut refresh = vec![vec![Vec::new(); panels]; apis.len()];
     let mut series = vec![0; panels];
     // Cold: every run a range aligned differently (a new cache key) and
     // ending before the refreshes' ranges, panels interleaved.
     for run in 0..args.runs as i64 {
         let end = last_end - REFRESH_STEP_MS * (args.refreshes as i64 + 1) - 1 - run;
         for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
-            let (took, n) = range_query(client, base, query, end - 3_600_000, end).await?;
+            let (took, n) = range_query(client, &apis[0].base, query, end - 3_600_000, end).await?;
             cold[i].push(took);
             series[i] = n;
         }
     }
-    let mut totals = Vec::new();
-    let mut before = cache_counts(registry);
+    let mut totals = vec![Vec::new(); apis.len()];
+    let mut before: Vec<_> = apis.iter().map(|a| cache_counts(&a.registry)).collect();
     for load in 0..=args.refreshes as i64 {
         let end = last_end - (args.refreshes as i64 - load) * REFRESH_STEP_MS;
-        let started = Instant::now();
-        for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
-            let (took, _) = range_query(client, base, query, end - 3_600_000, end).await?;
-            // The first load fills the cache; the refreshes are timed.
-            if load > 0 {
-                refresh[i].push(took);
+        for (p, api) in apis.iter().enumerate() {
+            let started = Instant::now();
+            for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
+                let (took, _) = range_query(client, &api.base, query, end - 3_600_000, end).await?;
+                // The first load fills the cache; the refreshes are timed.
+                if load > 0 {
+                    refresh[p][i].push(took);
+                }
             }
+            let after = cache_counts(&api.registry);
+            totals[p].push((
+                started.elapsed(),
+                after.0 - before[p].0,
+                after.1 - before[p].1,
+                after.2 - before[p].2,
+            ));
+            before[p] = after;
         }
-        let after = cache_counts(registry);
-        totals.push((
-            started.elapsed(),
-            after.0 - before.0,
-            after.1 - before.1,
-            after.2 - before.2,
-        ));
-        before = after;
     }
     let queries: Vec<String> = AGGREGATING_PANELS.iter().map(|q| q.to_string()).collect();
     let peaks = peak_memory_by_query(store, store.database(), &queries, since).await;
 
     println!(
-        "\nDashboard of {panels} aggregating panels (1 h range, step 30 s): cold over {} runs, refresh over {} refreshes one step apart (p50 / p95 ms)\n",
+        "\nDashboard of {panels} aggregating panels (1 h range, step 30 s): cold over {} runs, refresh over {} refreshes one step apart (p50 / p95 ms), under each results cache policy\n",
         args.runs, args.refreshes
     );
+    let names: Vec<String> = apis
+        .iter()
+        .map(|a| format!("refresh p50 ({0}) | refresh p95 ({0})", a.name))
+        .collect();
     println!(
-        "| panel | cold p50 | cold p95 | refresh p50 | refresh p95 | CH peak MiB | series | query |"
+        "| panel | cold p50 | cold p95 | {} | CH peak MiB | series | query |",
+        names.join(" | ")
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "|---|---:|---:|{}---:|---:|---|",
+        "---:|---:|".repeat(apis.len())
+    );
     for (i, query) in AGGREGATING_PANELS.iter().enumerate() {
         let peak = peaks
             .as_ref()
             .and_then(|p| p[i])
             .map_or("unknown".to_string(), mib);
+        let refreshes: Vec<String> = refresh
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.1} | {:.1}",
+                    ms(percentile(&r[i], 0.5)),
+                    ms(percentile(&r[i], 0.95))
+                )
+            })
+            .collect();
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {peak} | {} | `{query}` |",
+            "| {} | {:.1} | {:.1} | {} | {peak} | {} | `{query}` |",
             i + 1,
             ms(percentile(&cold[i], 0.5)),
             ms(percentile(&cold[i], 0.95)),
-            ms(percentile(&refresh[i], 0.5)),
-            ms(percentile(&refresh[i], 0.95)),
+            refreshes.join(" | "),
             series[i],
         );
     }
-    println!("\n| load | total ms | cache hits | partial | misses |");
-    println!("|---|---|---|---|---|");
-    for (load, (took, hits, partial, misses)) in totals.iter().enumerate() {
-        let what = if load == 0 {
-            "first".to_string()
-        } else {
-            format!("refresh {load}")
-        };
+    for (p, api) in apis.iter().enumerate() {
+        println!("\nResults cache policy: {}\n", api.name);
+        println!("| load | total ms | cache hits | partial | misses |");
+        println!("|---|---|---|---|---|");
+        for (load, (took, hits, partial, misses)) in totals[p].iter().enumerate() {
+            let what = if load == 0 {
+                "first".to_string()
+            } else {
+                format!("refresh {load}")
+            };
+            println!(
+                "| {what} | {:.0} | {hits} | {partial} | {misses} |",
+                took.as_secs_f64() * 1000.0
+            );
+        }
+        let (hits, partial, misses) = cache_counts(&api.registry);
+        let lookups = (hits + partial + misses).max(1);
         println!(
-            "| {what} | {:.0} | {hits} | {partial} | {misses} |",
-            took.as_secs_f64() * 1000.0
+            "\nresults cache: {hits} hits, {partial} partial hits (only the steps after the reusable ones computed), {misses} misses: {:.0}% served at least partly from the cache",
+            100.0 * (hits + partial) as f64 / lookups as f64
         );
     }
-    let (hits, partial, misses) = cache_counts(registry);
-    let lookups = (hits + partial + misses).max(1);
-    println!(
-        "\nresults cache: {hits} hits, {partial} partial hits (only the newest steps computed), {misses} misses: {:.0}% served at least partly from the cache",
-        100.0 * (hits + partial) as f64 / lookups as f64
-    );
     Ok(())
 }
 

@@ -438,8 +438,11 @@ impl Flusher {
                 value: sample.value,
             }));
         }
-        self.insert::<SampleRowRef<'static>>("samples", &rows, token)
-            .await?;
+        let stored = self
+            .insert::<SampleRowRef<'static>>("samples", &rows, token)
+            .await;
+        self.note_written(rows.iter().map(|r| r.timestamp_ms));
+        stored?;
 
         // Under the same token: ClickHouse keeps tokens per table.
         let mut rows: Vec<HistogramRowRef<'_>> = Vec::with_capacity(histograms);
@@ -451,25 +454,23 @@ impl Flusher {
                     .map(|h| HistogramRowRef::new(metric_name, s.fingerprint(), h)),
             );
         }
-        self.insert::<HistogramRowRef<'static>>("histograms", &rows, token)
-            .await?;
+        let stored = self
+            .insert::<HistogramRowRef<'static>>("histograms", &rows, token)
+            .await;
+        self.note_written(rows.iter().map(|r| r.timestamp_ms));
+        stored?;
         // Queryable at once by this process's engines.
         comet_schema::histogram_names::note(&self.store, rows.iter().map(|r| r.metric_name));
-        // Cached answers from this sample time on may have changed.
-        let oldest = batch
-            .iter()
-            .flat_map(|p| {
-                let samples = p.batch.series.iter().flat_map(|s| &s.samples);
-                let histograms = p.batch.histograms.iter().flat_map(|s| &s.histograms);
-                samples
-                    .map(|s| s.timestamp_ms)
-                    .chain(histograms.map(|h| h.timestamp_ms))
-            })
-            .min();
-        if let Some(oldest) = oldest {
+        Ok(())
+    }
+
+    /// Tells this process's results cache that answers from the oldest of
+    /// `timestamps` on may have changed: after every insert, also a failed
+    /// one (ClickHouse may have stored its rows all the same).
+    fn note_written(&self, timestamps: impl Iterator<Item = i64>) {
+        if let Some(oldest) = timestamps.min() {
             comet_schema::recent_writes::note(&self.store, oldest);
         }
-        Ok(())
     }
 
     async fn insert<T>(
