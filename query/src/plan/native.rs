@@ -414,7 +414,7 @@ impl Planner {
 
     /// Whether `expr` may evaluate to histograms: a selector that may
     /// read them, or a function of histograms that returns histograms.
-    fn reads_histograms(&self, expr: &Expr) -> bool {
+    pub(super) fn reads_histograms(&self, expr: &Expr) -> bool {
         match expr {
             Expr::Paren(p) => self.reads_histograms(&p.expr),
             Expr::VectorSelector(vs) => self.may_read_histograms(vs),

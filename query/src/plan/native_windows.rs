@@ -2,8 +2,9 @@
 //! histograms: `resets`, `changes`, `irate`, `idelta`, `sum_over_time`,
 //! `avg_over_time`, `last_over_time`, `first_over_time`,
 //! `count_over_time`, `present_over_time`, `ts_of_last_over_time` and
-//! `ts_of_first_over_time` of a plain range selector that may read
-//! histograms (and which windows `absent_over_time` finds samples in).
+//! `ts_of_first_over_time` of a plain range selector or a subquery that
+//! may read histograms (and which windows `absent_over_time` finds samples
+//! in).
 //!
 //! Each window is `w Array(Tuple(ts Int64, is_h UInt8, v Float64, h
 //! HISTOGRAM))`, both kinds by time. A window of floats alone is computed
@@ -23,7 +24,7 @@ use super::native::no_histogram;
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_ops::histograms_equal;
 use super::native_rate::{GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum};
-use super::selector::{not_stale, window_rows};
+use super::selector::{not_stale, subquery_grid, window_rows};
 use super::{Grid, Matrix, Node, PlanError, Planner, Source};
 
 /// What a function returns for a window that holds histograms.
@@ -324,22 +325,25 @@ impl Planner {
         )))
     }
 
-    /// The plain range selector `arg` if it may read histograms.
+    /// The plain range selector or subquery `arg` if it may read
+    /// histograms.
     fn histogram_matrix(
         &mut self,
         arg: Option<&Expr>,
         grid: &Grid,
     ) -> Result<Option<Matrix>, PlanError> {
-        let Some(Expr::MatrixSelector(ms)) = arg else {
+        let reads = match arg {
+            Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
+            Some(Expr::Subquery(sq)) => self.reads_histograms(&sq.expr),
+            _ => false,
+        };
+        let Some(arg) = arg.filter(|_| reads) else {
             return Ok(None);
         };
-        if !self.may_read_histograms(&ms.vs) {
-            return Ok(None);
-        }
-        let m = self.matrix(&Expr::MatrixSelector(ms.clone()), grid)?;
+        let m = self.matrix(arg, grid)?;
         // Of the extended windows only anchored ones reach this module
         // (`resets` and `changes`; the rates are `native_rate`'s).
-        if m.modifier == RangeModifier::Smoothed || !matches!(m.source, Source::Selector(_)) {
+        if m.modifier == RangeModifier::Smoothed {
             return Ok(None);
         }
         Ok(Some(m))
@@ -377,6 +381,37 @@ impl Planner {
         ))
     }
 
+    /// The points of subquery `expr` at `step` in `(lo, hi]`, as samples of
+    /// both kinds `(fp, ts, is_h, sv, sh)` shifted by `offset`, and its
+    /// series `(fp, series_labels)` (a name its functions drop, dropped).
+    fn mixed_subquery_samples(
+        &mut self,
+        expr: &Expr,
+        step: i64,
+        offset: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Result<(String, String), PlanError> {
+        let inner = subquery_grid(lo, hi, step);
+        let rows = match self.node(expr, &inner)? {
+            Node::Mixed(rows) => rows,
+            node => format!(
+                "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats})",
+                none = no_histogram(),
+                floats = self.rows_of(node, expr, &inner)?,
+            ),
+        };
+        let named = format!(
+            "SELECT sipHash64(_l) AS fp, _l, t, v, h, is_h FROM (\
+               SELECT if(dn = 1, {dropped}, labels) AS _l, t, v, h, is_h FROM ({rows}))",
+            dropped = super::drop_name("labels"),
+        );
+        Ok((
+            format!("SELECT fp, t + {offset} AS ts, is_h, v AS sv, h AS sh FROM ({named})"),
+            format!("SELECT fp, any(_l) AS series_labels FROM ({named}) GROUP BY fp"),
+        ))
+    }
+
     /// Windows of floats and histograms of the selector of `m` on `grid`:
     /// rows `(labels, t, te, R, w)` with `w` the samples of both kinds by
     /// time (see the module notes), staleness markers left out; `te` is
@@ -388,11 +423,6 @@ impl Planner {
         grid: &Grid,
         anchor: bool,
     ) -> Result<String, PlanError> {
-        let Source::Selector(vs) = &m.source else {
-            return Err(PlanError::Unsupported(
-                "histograms in a subquery's windows".into(),
-            ));
-        };
         let eval = match m.at {
             Some(t) => Grid::instant(t),
             None => *grid,
@@ -401,25 +431,31 @@ impl Planner {
         let lo = eval.start - m.offset - back;
         let forward = m.reach_forward(self.lookback);
         let hi = eval.end - m.offset + forward;
-        let matched = self.matched_series(vs, lo, hi)?;
-        let within = format!(
-            "WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
-            matched.samples_filter
-        );
-        let samples = format!(
-            "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(0) AS is_h, \
-               any(value) AS sv, {none} AS sh \
-             FROM samples {within} GROUP BY fingerprint, timestamp_ms HAVING {float_fresh} \
-             UNION ALL \
-             SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(1) AS is_h, \
-               toFloat64(0) AS sv, any({stored}) AS sh \
-             FROM histograms {within} GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
-            offset = m.offset,
-            none = no_histogram(),
-            stored = super::native::stored_histogram(),
-            float_fresh = not_stale("any(value)"),
-            fresh = not_stale("any(sum)"),
-        );
+        let (samples, labels) = match &m.source {
+            Source::Selector(vs) => {
+                let matched = self.matched_series(vs, lo, hi)?;
+                let within = format!(
+                    "WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
+                    matched.samples_filter
+                );
+                let samples = format!(
+                    "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(0) AS is_h, \
+                       any(value) AS sv, {none} AS sh \
+                     FROM samples {within} GROUP BY fingerprint, timestamp_ms HAVING {float_fresh} \
+                     UNION ALL \
+                     SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(1) AS is_h, \
+                       toFloat64(0) AS sv, any({stored}) AS sh \
+                     FROM histograms {within} GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
+                    offset = m.offset,
+                    none = no_histogram(),
+                    stored = super::native::stored_histogram(),
+                    float_fresh = not_stale("any(value)"),
+                    fresh = not_stale("any(sum)"),
+                );
+                (samples, matched.labelled)
+            }
+            Source::Subquery { expr, step } => self.mixed_subquery_samples(expr, *step, m.offset, lo, hi)?,
+        };
         let windows = window_rows(&samples, "(ts, is_h, sv, sh)", "te", &eval, back, forward);
         let steps = match m.at {
             Some(_) => format!("ARRAY JOIN {} AS t", grid.steps()),
@@ -433,7 +469,6 @@ impl Planner {
             "SELECT l.series_labels AS labels, {t} AS t, win.te AS te, toInt64({range}) AS R, win.w AS w \
              FROM ({windows}) AS win INNER JOIN ({labels}) AS l ON win.fp = l.fp {steps}",
             range = m.range,
-            labels = matched.labelled,
         );
         Ok(match m.modifier {
             // From the last sample at or before the start (not the
@@ -471,6 +506,10 @@ mod tests {
             ("changes(h[5m] anchored)", PlanKind::Vector),
             ("h smoothed", PlanKind::Mixed),
             ("histogram_count(h smoothed)", PlanKind::Vector),
+            // Subqueries of histograms: windows of the points they return.
+            ("sum_over_time(h[4m:1m])", PlanKind::Mixed),
+            ("avg_over_time(h[10m:1m] offset 1m)", PlanKind::Mixed),
+            ("count_over_time((h * 2)[5m:])", PlanKind::Vector),
         ] {
             let planned = plan(query, Grid::range(0, 600_000, 60_000), &settings())
                 .unwrap_or_else(|e| panic!("{query}: {e}"));
