@@ -20,7 +20,7 @@ use super::functions::string_arg;
 use super::native_fns;
 use super::native_rate;
 use super::selector::{not_stale, window_rows};
-use super::{Grid, Node, PlanError, Planner, Scalar, drop_name, fail_if};
+use super::{Grid, Node, PlanError, Planner, Scalar, Source, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
 
 use native_fns::HISTOGRAM_TYPE;
@@ -234,8 +234,9 @@ impl Planner {
         }
     }
 
-    /// `rate`, `increase` and `delta` of a range selector that may read
-    /// histograms: the float results and the histogram results together.
+    /// `rate`, `increase` and `delta` of a range selector or subquery that
+    /// may read histograms: the float results and the histogram results
+    /// together.
     fn native_rate_call(&mut self, call: &Call, grid: &Grid) -> Result<Option<Node>, PlanError> {
         let name = call.func.name;
         let (is_counter, is_rate) = match name {
@@ -244,10 +245,12 @@ impl Planner {
             "delta" => (false, false),
             _ => return Ok(None),
         };
-        let Some(Expr::MatrixSelector(ms)) = call.args.args.first().map(|a| unparen(a)) else {
-            return Ok(None);
+        let reads = match call.args.args.first().map(|a| unparen(a)) {
+            Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
+            Some(Expr::Subquery(sq)) => self.reads_histograms(&sq.expr),
+            _ => false,
         };
-        if !self.may_read_histograms(&ms.vs) {
+        if !reads {
             return Ok(None);
         }
         let m = match self.node(&call.args.args[0], grid)? {
@@ -261,7 +264,7 @@ impl Planner {
         };
         let floats = self.range_call(name, f, call, grid)?;
         let floats = self.rows_of(floats, &call.args.args[0], grid)?;
-        let histograms = self.plain_native_rate(&ms.vs, &m, grid, is_counter, is_rate)?;
+        let histograms = self.plain_native_rate(&m, grid, is_counter, is_rate)?;
         let both = format!(
             "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats}) \
              UNION ALL {histograms}",
@@ -273,12 +276,11 @@ impl Planner {
     }
 
     /// The histogram results of `rate`, `increase` or `delta` over the
-    /// plain or anchored range `m` of `vs`, as mixed rows. An anchored
+    /// plain or anchored range `m`, as mixed rows. An anchored
     /// window starts at the last sample at or before its start and is not
     /// extrapolated (Prometheus's `extendedHistogramRate`).
     fn plain_native_rate(
         &mut self,
-        vs: &VectorSelector,
         m: &super::Matrix,
         grid: &Grid,
         is_counter: bool,
@@ -288,7 +290,7 @@ impl Planner {
             Some(t) => Grid::instant(t),
             None => *grid,
         };
-        let (windows, labels) = self.histogram_windows(vs, m, &eval)?;
+        let (windows, labels) = self.histogram_windows(m, &eval)?;
         let anchored = m.modifier == RangeModifier::Anchored;
         let windows = if anchored {
             format!(
@@ -311,30 +313,42 @@ impl Planner {
         })
     }
 
-    /// Windows of the histograms of `vs` (read as `m` says) on `eval`:
+    /// Windows of the histograms of `m`'s selector or subquery on `eval`:
     /// rows `(fp, t, w)` with `w` the window's `(ts, h)` by time, staleness
     /// markers left out; and the series' labels `(fp, series_labels)`.
     fn histogram_windows(
         &mut self,
-        vs: &VectorSelector,
         m: &super::Matrix,
         eval: &Grid,
     ) -> Result<(String, String), PlanError> {
         let back = m.reach_back(self.lookback);
         let lo = eval.start - m.offset - back;
         let hi = eval.end - m.offset;
-        let matched = self.matched_series(vs, lo, hi)?;
-        let samples = format!(
-            "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any({stored}) AS sh \
-             FROM histograms WHERE {filter} AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
-             GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
-            offset = m.offset,
-            stored = stored_histogram(),
-            filter = matched.samples_filter,
-            fresh = not_stale("any(sum)"),
-        );
+        let (samples, labels) = match &m.source {
+            Source::Selector(vs) => {
+                let matched = self.matched_series(vs, lo, hi)?;
+                let samples = format!(
+                    "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any({stored}) AS sh \
+                     FROM histograms WHERE {filter} AND timestamp_ms > {lo} AND timestamp_ms <= {hi} \
+                     GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
+                    offset = m.offset,
+                    stored = stored_histogram(),
+                    filter = matched.samples_filter,
+                    fresh = not_stale("any(sum)"),
+                );
+                (samples, matched.labelled)
+            }
+            Source::Subquery { expr, step } => {
+                let (points, labels) =
+                    self.mixed_subquery_samples(expr, *step, m.offset, lo, hi)?;
+                (
+                    format!("SELECT fp, ts, sh FROM ({points}) WHERE is_h = 1"),
+                    labels,
+                )
+            }
+        };
         let windows = window_rows(&samples, "(ts, sh)", "t", eval, back, 0);
-        Ok((windows, matched.labelled))
+        Ok((windows, labels))
     }
 
     /// An aggregation of floats and histograms: `sum` and `avg` add the
@@ -546,6 +560,10 @@ mod tests {
         assert_eq!(planned.kind, PlanKind::Mixed);
         let planned = plan("histogram_count(h)", Grid::instant(0), &settings).unwrap();
         assert_eq!(planned.kind, PlanKind::Vector);
+        // Rates of a subquery's histograms too.
+        let planned = plan("increase(h[10m:3m])", Grid::instant(600_000), &settings).unwrap();
+        assert_eq!(planned.kind, PlanKind::Mixed);
+        assert!(planned.sql.contains("WHERE is_h = 1"), "{}", planned.sql);
     }
 
     #[test]

@@ -384,7 +384,7 @@ impl Planner {
     /// The points of subquery `expr` at `step` in `(lo, hi]`, as samples of
     /// both kinds `(fp, ts, is_h, sv, sh)` shifted by `offset`, and its
     /// series `(fp, series_labels)` (a name its functions drop, dropped).
-    fn mixed_subquery_samples(
+    pub(super) fn mixed_subquery_samples(
         &mut self,
         expr: &Expr,
         step: i64,
@@ -454,7 +454,9 @@ impl Planner {
                 );
                 (samples, matched.labelled)
             }
-            Source::Subquery { expr, step } => self.mixed_subquery_samples(expr, *step, m.offset, lo, hi)?,
+            Source::Subquery { expr, step } => {
+                self.mixed_subquery_samples(expr, *step, m.offset, lo, hi)?
+            }
         };
         let windows = window_rows(&samples, "(ts, is_h, sv, sh)", "te", &eval, back, forward);
         let steps = match m.at {
