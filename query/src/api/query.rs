@@ -2,6 +2,7 @@
 //! `/api/v1/parse_query`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -9,8 +10,6 @@ use axum::response::Response;
 use promql_parser::parser::{Expr, Offset};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use tracing::{debug, warn};
-
-use std::sync::Arc;
 
 use comet_schema::recent_writes::{self, WrittenSince};
 
