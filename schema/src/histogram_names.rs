@@ -37,17 +37,13 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Default::default)
 }
 
-fn key(store: &Store) -> (String, String) {
-    (store.settings().url.clone(), store.database().to_string())
-}
-
 /// Records that `names` have histogram samples in `store` (called by a
 /// writer once they are stored).
 pub fn note<'a>(store: &Store, names: impl IntoIterator<Item = &'a str>) {
     let Ok(mut registry) = registry().lock() else {
         return;
     };
-    let known = registry.entry(key(store)).or_default();
+    let known = registry.entry(store.identity()).or_default();
     let missing: Vec<&str> = names
         .into_iter()
         .filter(|n| !known.names.contains(*n))
@@ -62,7 +58,7 @@ pub fn note<'a>(store: &Store, names: impl IntoIterator<Item = &'a str>) {
 /// Forgets what is known of `store` (after its tables are emptied).
 pub fn forget(store: &Store) {
     if let Ok(mut registry) = registry().lock() {
-        registry.remove(&key(store));
+        registry.remove(&store.identity());
     }
 }
 
@@ -70,7 +66,7 @@ pub fn forget(store: &Store) {
 /// ClickHouse when what is known is older than [`MAX_AGE`].
 pub async fn current(store: &Store) -> Result<Arc<BTreeSet<String>>, StoreError> {
     let cached = registry().lock().ok().and_then(|registry| {
-        registry.get(&key(store)).and_then(|known| {
+        registry.get(&store.identity()).and_then(|known| {
             known
                 .fetched
                 .is_some_and(|at| at.elapsed() < MAX_AGE)
@@ -88,7 +84,7 @@ pub async fn current(store: &Store) -> Result<Arc<BTreeSet<String>>, StoreError>
     let mut registry = registry()
         .lock()
         .map_err(|_| StoreError::Settings("the histogram name cache is poisoned".into()))?;
-    let known = registry.entry(key(store)).or_default();
+    let known = registry.entry(store.identity()).or_default();
     // Names noted while the read ran stay: they are stored too.
     let mut names: BTreeSet<String> = read.into_iter().collect();
     names.extend(known.names.iter().cloned());

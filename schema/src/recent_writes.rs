@@ -86,15 +86,14 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Default::default)
 }
 
-fn key(store: &Store) -> (String, String) {
-    (store.settings().url.clone(), store.database().to_string())
-}
-
 /// Records that samples as old as `oldest_ms` were just stored in `store`
 /// (called by a writer once ClickHouse accepted them).
 pub fn note(store: &Store, oldest_ms: i64) {
     if let Ok(mut registry) = registry().lock() {
-        registry.entry(key(store)).or_default().note(oldest_ms);
+        registry
+            .entry(store.identity())
+            .or_default()
+            .note(oldest_ms);
     }
 }
 
@@ -104,7 +103,7 @@ pub fn mark(store: &Store) -> Mark {
     let next = registry()
         .lock()
         .ok()
-        .and_then(|registry| registry.get(&key(store)).map(|notes| notes.next));
+        .and_then(|registry| registry.get(&store.identity()).map(|notes| notes.next));
     Mark(next.unwrap_or(0))
 }
 
@@ -114,7 +113,7 @@ pub fn since(store: &Store, from: Mark) -> WrittenSince {
         return WrittenSince::Unknown;
     };
     registry
-        .get(&key(store))
+        .get(&store.identity())
         .map_or(WrittenSince::Nothing, |notes| notes.since(from))
 }
 

@@ -186,6 +186,13 @@ impl Store {
         &self.settings
     }
 
+    /// The server and database this store writes to: the key of the
+    /// process-wide registries that writers and engines share
+    /// (`histogram_names`, `recent_writes`).
+    pub fn identity(&self) -> (String, String) {
+        (self.settings().url.clone(), self.database().to_string())
+    }
+
     pub fn database(&self) -> &str {
         &self.settings.database
     }

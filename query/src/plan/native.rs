@@ -245,12 +245,8 @@ impl Planner {
             "delta" => (false, false),
             _ => return Ok(None),
         };
-        let reads = match call.args.args.first().map(|a| unparen(a)) {
-            Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
-            Some(Expr::Subquery(sq)) => self.reads_histograms(&sq.expr),
-            _ => false,
-        };
-        if !reads {
+        let range = call.args.args.first().map(|a| unparen(a));
+        if !range.is_some_and(|r| is_range(r) && self.reads_histograms(r)) {
             return Ok(None);
         }
         let m = match self.node(&call.args.args[0], grid)? {
@@ -426,12 +422,15 @@ impl Planner {
         format!("SELECT {alias}.*, {value} AS {name} FROM {from}")
     }
 
-    /// Whether `expr` may evaluate to histograms: a selector that may
-    /// read them, or a function of histograms that returns histograms.
+    /// Whether `expr` may evaluate to histograms (or, a range vector, hold
+    /// them): a selector that may read them, a subquery of such an
+    /// expression, or a function of histograms that returns histograms.
     pub(super) fn reads_histograms(&self, expr: &Expr) -> bool {
         match expr {
             Expr::Paren(p) => self.reads_histograms(&p.expr),
             Expr::VectorSelector(vs) => self.may_read_histograms(vs),
+            Expr::MatrixSelector(ms) => self.may_read_histograms(&ms.vs),
+            Expr::Subquery(sq) => self.reads_histograms(&sq.expr),
             Expr::Aggregate(a)
                 if matches!(
                     a.op.to_string().to_lowercase().as_str(),
@@ -443,12 +442,11 @@ impl Planner {
             // Operators may pass histograms through (see `native_ops`).
             Expr::Binary(b) => self.reads_histograms(&b.lhs) || self.reads_histograms(&b.rhs),
             Expr::Unary(u) => self.reads_histograms(&u.expr),
-            Expr::Call(c) if super::native_windows::returns_histograms(c.func.name) => {
-                match c.args.args.first().map(|a| unparen(a)) {
-                    Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
-                    _ => false,
-                }
-            }
+            Expr::Call(c) if super::native_windows::returns_histograms(c.func.name) => c
+                .args
+                .args
+                .first()
+                .is_some_and(|a| self.reads_histograms(a)),
             _ => false,
         }
     }
@@ -476,6 +474,11 @@ fn may_keep_le(expr: &Expr) -> bool {
         }
         _ => true,
     }
+}
+
+/// Whether `expr` is a range selector or a subquery.
+pub(super) fn is_range(expr: &Expr) -> bool {
+    matches!(expr, Expr::MatrixSelector(_) | Expr::Subquery(_))
 }
 
 /// `expr` without enclosing parentheses.

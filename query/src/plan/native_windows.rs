@@ -20,7 +20,7 @@ use promql_parser::parser::{Call, Expr};
 
 use super::extended::RangeModifier;
 use super::functions::{Means, range_fn, unparen};
-use super::native::no_histogram;
+use super::native::{is_range, no_histogram};
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_ops::histograms_equal;
 use super::native_rate::{GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum};
@@ -332,12 +332,7 @@ impl Planner {
         arg: Option<&Expr>,
         grid: &Grid,
     ) -> Result<Option<Matrix>, PlanError> {
-        let reads = match arg {
-            Some(Expr::MatrixSelector(ms)) => self.may_read_histograms(&ms.vs),
-            Some(Expr::Subquery(sq)) => self.reads_histograms(&sq.expr),
-            _ => false,
-        };
-        let Some(arg) = arg.filter(|_| reads) else {
+        let Some(arg) = arg.filter(|a| is_range(a) && self.reads_histograms(a)) else {
             return Ok(None);
         };
         let m = self.matrix(arg, grid)?;
