@@ -27,6 +27,7 @@ mod native_arith;
 mod native_fns;
 mod native_ops;
 mod native_rate;
+mod native_sum;
 mod native_windows;
 mod selector;
 mod series;

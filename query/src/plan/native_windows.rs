@@ -24,6 +24,7 @@ use super::native::{is_range, no_histogram};
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_ops::histograms_equal;
 use super::native_rate::{GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum};
+use super::native_sum::compensated_total;
 use super::selector::{not_stale, subquery_grid, window_rows};
 use super::{Grid, Matrix, Node, PlanError, Planner, Source};
 
@@ -82,17 +83,6 @@ fn as_gauge(h: &str) -> String {
 /// Whether the histograms `hs` mix exponential and custom buckets.
 fn mixes_schemas(hs: &str) -> String {
     format!("(arrayExists(x -> x.schema = -53, {hs}) AND arrayExists(x -> x.schema != -53, {hs}))")
-}
-
-/// The sum of the histograms `hs` (an array), as a `HISTOGRAM_TYPE`.
-fn histogram_total(hs: &str) -> String {
-    signed_sum(
-        &format!("arrayMap(x -> (x, toFloat64(1)), {hs})"),
-        &format!("arrayMin(x -> x.schema, {hs})"),
-        &format!("arrayMax(x -> x.zero_threshold, {hs})"),
-        &format!("{hs}[length({hs})].custom_values"),
-        &combined_hint(&format!("arrayMap(x -> x.reset_hint, {hs})")),
-    )
 }
 
 /// Whether the range function `name` of a range selector may return
@@ -180,12 +170,9 @@ fn window_fn(name: &str, means: Means) -> Option<WindowFn> {
             value: sample("1"),
         },
         "sum_over_time" | "avg_over_time" => {
-            let total = histogram_total("_hs");
-            let h = if name == "avg_over_time" {
-                scaled(&total, "(1 / _n)")
-            } else {
-                total
-            };
+            let mean = (name == "avg_over_time").then_some(means);
+            let hint = combined_hint("arrayMap(x -> x.reset_hint, _cs_h)");
+            let h = compensated_total("_hs", &hint, mean);
             WindowFn {
                 kind: Kind::Sample,
                 keeps_name: false,
