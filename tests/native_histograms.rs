@@ -159,6 +159,24 @@ fn custom(timestamp: i64) -> v1::Histogram {
     }
 }
 
+/// Numbers Go's `%g` writes in exponent form, and plain ones: schema -1,
+/// so bucket 10 is (2^18, 2^20].
+fn wide(timestamp: i64) -> v1::Histogram {
+    v1::Histogram {
+        count: Some(Count::CountFloat(2.5e6)),
+        sum: 1.5e-7,
+        schema: -1,
+        zero_threshold: 1e-5,
+        zero_count: Some(ZeroCount::ZeroCountFloat(5e5)),
+        negative_spans: spans(&[(-3, 1)]),
+        negative_counts: vec![0.5],
+        positive_spans: spans(&[(10, 2)]),
+        positive_counts: vec![1e6, 999_999.5],
+        timestamp,
+        ..Default::default()
+    }
+}
+
 /// Schema 9: buckets 1..=4 (1, 2, 3, 4) become schema 8's 1, 2 (3, 7).
 fn fine(timestamp: i64) -> v1::Histogram {
     v1::Histogram {
@@ -555,12 +573,37 @@ async fn histograms_answer_queries_as_prometheus_writes_them() {
                 vec![integer(t)],
             ),
             series(&[("__name__", "custom_h")], vec![custom(t)]),
+            series(&[("__name__", "wide_h")], vec![wide(t)]),
         ],
         metadata: vec![],
     };
     let response = comet.write_v1(&request).await;
     assert_eq!(response.status(), 204, "{:?}", response.text().await);
     let at = t + 1_000;
+
+    // count_values labels a histogram with its `String()`, numbers as
+    // Go's `%g` writes them.
+    let counted = query_result(
+        &comet,
+        r#"count_values("h", {__name__=~"custom_h|wide_h"})"#,
+        at,
+    )
+    .await;
+    let mut labels: Vec<&str> = counted
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"]["h"].as_str().unwrap())
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            "{count:2.5e+06, sum:1.5e-07, [-0.015625,-0.00390625):0.5, [-1e-05,1e-05]:500000, \
+             (262144,1.048576e+06]:1e+06, (1.048576e+06,4.194304e+06]:999999.5}",
+            "{count:6, sum:2, [-Inf,0.1]:1, (0.1,0.5]:2, (1,+Inf]:3}",
+        ]
+    );
 
     // The histogram itself: count, sum and the buckets holding
     // observations, lowest first, each `[boundaries, lower, upper, count]`.

@@ -4,6 +4,7 @@
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::functions::{kahan_sum, mean_array, quantile_sql, sort_nan_first, unparen};
+use super::go_text::go_float_text;
 use super::{Grid, Node, PlanError, Planner, Scalar, bad};
 
 impl Planner {
@@ -155,54 +156,40 @@ impl Planner {
                 )))
             }
             "count_values" => {
-                let label = match unparen(param) {
-                    Expr::StringLiteral(s) => s.val.clone(),
-                    _ => return Err(bad("expected string literal as count_values() label")),
-                };
-                if label.is_empty() {
-                    return Err(bad(format!("invalid label name {label:?}")));
-                }
-                let lp = self.string(&label);
                 let input = self.aggregation_input(&rel, None);
-                let text = go_float_text("_v");
-                Ok(Node::Vector(format!(
-                    "SELECT arraySort(arrayPushBack(arrayFilter(x -> x.1 != {lp}, _g), ({lp}, _s))) AS labels, \
-                       _t AS t, toFloat64(count()) AS v, toUInt8(0) AS dn \
-                     FROM (SELECT {key} AS _g, _t, \
-                       {text} AS _s \
-                       FROM ({input})) \
-                     GROUP BY _g, _t, _s"
-                )))
+                self.count_values(param, &key, &input, &go_float_text("_v"))
             }
             other => Err(PlanError::Unsupported(format!(
                 "aggregation {other} is not supported yet"
             ))),
         }
     }
-}
 
-/// SQL for the text of the float `value` as Go's `strconv.FormatFloat(v,
-/// 'f', -1, 64)` writes it (how `count_values` labels its values): the
-/// shortest digits that read back as `value`, never in exponent form.
-/// ClickHouse's `toString` gives the same digits but switches to an
-/// exponent for very large and very small numbers (`3.0381164756586635e300`),
-/// which is moved into the digits here.
-fn go_float_text(value: &str) -> String {
-    // Inline aliases name the pieces of `toString`'s `[-]D[.DDD]eX`.
-    let plain = "concat(if(_gf_neg, '-', ''), \
-         if(_gf_point >= length(_gf_digits), \
-            concat(_gf_digits, repeat('0', toUInt64(_gf_point - length(_gf_digits)))), \
-         if(_gf_point <= 0, \
-            concat('0.', repeat('0', toUInt64(-_gf_point)), _gf_digits), \
-            concat(substring(_gf_digits, 1, _gf_point), '.', substring(_gf_digits, _gf_point + 1)))))";
-    let pieces = "(startsWith(_gf_text, '-') AS _gf_neg), \
-         (splitByChar('e', if(_gf_neg, substring(_gf_text, 2), _gf_text)) AS _gf_parts), \
-         (splitByChar('.', _gf_parts[1]) AS _gf_mantissa), \
-         (concat(_gf_mantissa[1], if(length(_gf_mantissa) > 1, _gf_mantissa[2], '')) AS _gf_digits), \
-         (toInt64(length(_gf_mantissa[1])) + toInt64OrZero(_gf_parts[2]) AS _gf_point)";
-    format!(
-        "multiIf(isNaN({value}), 'NaN', {value} = inf, '+Inf', {value} = -inf, '-Inf', \
-           position((toString({value}) AS _gf_text), 'e') = 0, _gf_text, \
-           tuple({pieces}, {plain}).6)"
-    )
+    /// `count_values` with the label named by `param`, over `input`
+    /// (columns `_l`, `_t` and those `key` and `text` read), each sample
+    /// counted under its value's `text`. Groups are counted by their
+    /// labels once the value is set, as Prometheus does: a label the
+    /// value overwrites no longer tells groups apart.
+    pub(super) fn count_values(
+        &mut self,
+        param: &Expr,
+        key: &str,
+        input: &str,
+        text: &str,
+    ) -> Result<Node, PlanError> {
+        let label = match unparen(param) {
+            Expr::StringLiteral(s) => s.val.clone(),
+            _ => return Err(bad("expected string literal as count_values() label")),
+        };
+        if label.is_empty() {
+            return Err(bad(format!("invalid label name {label:?}")));
+        }
+        let lp = self.string(&label);
+        Ok(Node::Vector(format!(
+            "SELECT arraySort(arrayPushBack(arrayFilter(x -> x.1 != {lp}, _g), ({lp}, _s))) AS labels, \
+               _t AS t, toFloat64(count()) AS v, toUInt8(0) AS dn \
+             FROM (SELECT {key} AS _g, _t, {text} AS _s FROM ({input})) \
+             GROUP BY labels, t"
+        )))
+    }
 }

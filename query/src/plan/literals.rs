@@ -32,6 +32,10 @@ pub fn check_utf8(query: &str) -> Result<(), String> {
                 let (decoded, end) = unquote(bytes, i + 1, quote);
                 if std::str::from_utf8(&decoded).is_err() {
                     let literal = &query[start..end.min(query.len())];
+                    // As Prometheus words it where the literal names a label.
+                    if names_count_values_label(&query[..start]) {
+                        return Err(format!("invalid label name {literal}"));
+                    }
                     return Err(format!(
                         "string literal {literal} is not valid UTF-8 once unescaped"
                     ));
@@ -42,6 +46,13 @@ pub fn check_utf8(query: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a literal after `before` is the label argument of
+/// `count_values` (its first, perhaps in parentheses).
+fn names_count_values_label(before: &str) -> bool {
+    let opening = before.trim_end_matches(|c: char| c.is_whitespace() || c == '(');
+    opening.len() < before.len() && opening.trim_end().ends_with("count_values")
 }
 
 /// Decodes a literal from `from` (just after the opening quote) to its
@@ -98,6 +109,14 @@ mod tests {
     fn byte_escapes_must_form_utf8() {
         assert!(check_utf8(r#"label_replace(m, "\xff", "", "src", "(.*)")"#).is_err());
         assert!(check_utf8(r#"m{a='\377'}"#).is_err());
+        assert_eq!(
+            check_utf8(r#"count_values ( ("a\xc5z"), m)"#),
+            Err(r#"invalid label name "a\xc5z""#.to_string())
+        );
+        assert!(
+            check_utf8(r#"label_replace(m, "\xff", "", "src", "(.*)")"#)
+                .is_err_and(|e| e.contains("not valid UTF-8"))
+        );
         // Two bytes that together are "ÿ", and escapes of whole characters.
         assert!(check_utf8(r#"m{a="\xc3\xbf", b="\u00ff", c="\U0001F600"}"#).is_ok());
         // Raw strings and comments do not unescape.

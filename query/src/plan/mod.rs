@@ -18,6 +18,7 @@ mod aggregate;
 mod binary;
 mod extended;
 mod functions;
+mod go_text;
 mod guard;
 mod histogram;
 mod info;

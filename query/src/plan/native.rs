@@ -17,6 +17,7 @@ use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use super::extended::RangeModifier;
 use super::functions::string_arg;
+use super::go_text;
 use super::native_fns;
 use super::native_rate;
 use super::native_sum;
@@ -386,8 +387,18 @@ impl Planner {
             }
             // They choose series by their labels, whatever their samples.
             "limitk" | "limit_ratio" => return self.mixed_limit(a, rel, grid),
-            // Prometheus ignores histograms in these; count_values leaves
-            // them out until evaluated.
+            "count_values" => {
+                let Some(param) = &a.param else {
+                    return Err(super::bad("aggregation count_values needs a parameter"));
+                };
+                let text = format!(
+                    "if(_is_h, {}, {})",
+                    go_text::histogram_text("_h"),
+                    go_text::go_float_text("_v")
+                );
+                return self.count_values(param, &key, &input, &text);
+            }
+            // Prometheus ignores histograms in these.
             _ => return self.aggregate_node(a, floats(), grid),
         };
         // The group's histograms are gathered first and added up a layer

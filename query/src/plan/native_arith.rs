@@ -24,7 +24,6 @@ pub(crate) fn histogram_sum(l: &str, r: &str, sign: f64) -> String {
         &format!("[({l}, toFloat64(1)), ({r}, toFloat64({sign}))]"),
         &format!("least({l}.schema, {r}.schema)"),
         &format!("greatest({l}.zero_threshold, {r}.zero_threshold)"),
-        &format!("{l}.custom_values"),
         &hint,
     )
 }
@@ -88,7 +87,7 @@ fn divided(h: &str, x: &str) -> String {
 
 /// The bound at bucket index `i` (`getBound`): custom bounds with -Inf
 /// below the first and +Inf after the last, else 2^(i·2^-schema).
-fn bound(h: &str, i: &str) -> String {
+pub(crate) fn bound(h: &str, i: &str) -> String {
     format!(
         "if({h}.schema = -53, \
            multiIf(({i}) < 0, -inf, ({i}) >= length({h}.custom_values), inf, {h}.custom_values[({i}) + 1]), \

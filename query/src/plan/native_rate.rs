@@ -13,23 +13,49 @@ use super::stages::{Stages, let_in};
 /// Whether histogram `c` is a counter reset after `p` (Prometheus's
 /// `DetectReset`, with hints as its storage hands them back: an explicit
 /// reset is one, a gauge never, anything else is found by comparing).
+/// Custom buckets with other bounds are compared at the bounds both have.
 pub(crate) fn detect_reset(c: &str, p: &str) -> String {
-    // p's buckets at c's schema, summed by index; each must not exceed
-    // c's bucket at the same index (a missing one counts as empty).
+    // p's buckets at c's schema (or the common custom bounds), summed by
+    // index; each must not exceed c's at the same index (a missing one
+    // counts as empty).
+    let bounds = format!("arrayIntersect({c}.custom_values, {p}.custom_values)");
     let decreased = |index: &str, counts: &str| {
         format!(
-            "arrayExists((k, x) -> x > arraySum(arrayMap((ck, cc) -> if(ck = k, cc, 0), {c}.{index}, {c}.{counts})), \
-               (arrayReduce('sumMap', [arrayMap(i -> bitShiftRight(i - 1, {p}.schema - {c}.schema) + 1, {p}.{index})], [{p}.{counts}]) AS _pm_{index}).1, _pm_{index}.2)"
+            "arrayExists((k, x) -> x > arraySum(arrayMap((ck, cc) -> if({c_index} = k, cc, 0), {c}.{index}, {c}.{counts})), \
+               (arrayReduce('sumMap', [arrayMap(i -> {p_index}, {p}.{index})], [{p}.{counts}]) AS _pm_{index}).1, _pm_{index}.2)",
+            c_index = reconciled_index(c, "ck", &format!("{c}.schema"), &bounds),
+            p_index = reconciled_index(p, "i", &format!("{c}.schema"), &bounds),
         )
     };
     format!(
         "multiIf({c}.reset_hint = 1, 1, {c}.reset_hint = 3, 0, \
            {c}.count < {p}.count OR ({c}.schema = -53) != ({p}.schema = -53) \
-           OR ({c}.schema = -53 AND {c}.custom_values != {p}.custom_values) \
            OR {c}.schema > {p}.schema OR {c}.zero_threshold < {p}.zero_threshold \
            OR {c}.zero_count < {p}.zero_count OR {pos} OR {neg}, 1, 0)",
         pos = decreased("positive_index", "positive_counts"),
         neg = decreased("negative_index", "negative_counts"),
+    )
+}
+
+/// Bucket `i` of histogram `h` as an index at the exponential schema `ms`
+/// (`h`'s or a smaller one), or for custom buckets at the custom bounds
+/// `bounds` (some of `h`'s): the bucket its upper bound falls in, which
+/// is how Prometheus reconciles mismatched custom bounds.
+pub(crate) fn reconciled_index(h: &str, i: &str, ms: &str, bounds: &str) -> String {
+    format!(
+        "toInt32(if({h}.schema = -53, \
+           toInt64(if({i} < length({h}.custom_values), arrayCount(b -> b < {h}.custom_values[{i} + 1], {bounds}), length({bounds}))), \
+           bitShiftRight({i} - 1, greatest(0, {h}.schema - {ms})) + 1))"
+    )
+}
+
+/// The custom bounds every custom-bucket histogram of `hs` (an array of
+/// `HISTOGRAM_TYPE`) has: Prometheus adds histograms with mismatched
+/// bounds at their intersection.
+pub(crate) fn common_bounds(hs: &str) -> String {
+    format!(
+        "arrayFilter(b -> arrayAll(x -> x.schema != -53 OR has(x.custom_values, b), {hs}), \
+           arrayFirst(x -> x.schema = -53, {hs}).custom_values)"
     )
 }
 
@@ -46,14 +72,16 @@ pub(crate) fn combined_hint(hints: &str) -> String {
 }
 
 /// The signed sum of histograms `parts Array(Tuple(h, sign))` at schema
-/// `ms` and zero threshold `zt`, as a `HISTOGRAM_TYPE` with the
-/// counter-reset hint `hint`. Each argument is computed once.
-pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, custom: &str, hint: &str) -> String {
+/// `ms` and zero threshold `zt` (custom buckets at the bounds they all
+/// have), as a `HISTOGRAM_TYPE` with the counter-reset hint `hint`. Each
+/// argument is computed once.
+pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, hint: &str) -> String {
     let buckets = |index: &str, counts: &str| {
         format!(
             "arrayReduce('sumMap', \
-               [arrayFlatten(arrayMap(x -> arrayMap(i -> toInt32(bitShiftRight(i - 1, x.1.schema - _ssm) + 1), x.1.{index}), _ssp))], \
-               [arrayFlatten(arrayMap(x -> arrayMap(v -> v * x.2, x.1.{counts}), _ssp))])"
+               [arrayFlatten(arrayMap(x -> arrayMap(i -> {}, x.1.{index}), _ssp))], \
+               [arrayFlatten(arrayMap(x -> arrayMap(v -> v * x.2, x.1.{counts}), _ssp))])",
+            reconciled_index("x.1", "i", "_ssm", "_ssc"),
         )
     };
     let total = |field: &str| format!("arraySum(arrayMap(x -> x.1.{field} * x.2, _ssp))");
@@ -71,14 +99,11 @@ pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, custom: &str, hint: &s
         ),
     );
     let_in(
-        &[
-            ("_ssp", parts),
-            ("_ssm", ms),
-            ("_ssz", zt),
-            ("_ssc", custom),
-            ("_ssh", hint),
-        ],
-        &body,
+        &[("_ssp", parts), ("_ssm", ms), ("_ssz", zt), ("_ssh", hint)],
+        &let_in(
+            &[("_ssc", &common_bounds("arrayMap(x -> x.1, _ssp)"))],
+            &body,
+        ),
     )
 }
 
@@ -135,7 +160,7 @@ pub(crate) fn histogram_rate(
     };
     // One sample of an anchored window differs from itself by 0.
     let fewest = if extrapolate { 2 } else { 1 };
-    let sum = signed_sum("_parts", "_ms", "_zt", "w[_n].2.custom_values", GAUGE_HINT);
+    let sum = signed_sum("_parts", "_ms", "_zt", GAUGE_HINT);
     let dstart = format!(
         "if((w[1].1 - (t - {range_ms})) / 1000 >= _avg * 1.1, _avg / 2, (w[1].1 - (t - {range_ms})) / 1000)"
     );

@@ -8,12 +8,13 @@
 
 use super::functions::{Means, kahan_sum, mean_array};
 use super::native_fns::HISTOGRAM_TYPE;
+use super::native_rate::{common_bounds, reconciled_index};
 use super::stages::let_in;
 
 /// The total (`mean` `None`) or the mean of the histograms `hs` (an array
 /// of `HISTOGRAM_TYPE`, in the order Prometheus adds them, all with
 /// exponential buckets or all with custom ones) at their smallest schema
-/// and largest zero threshold, with counter-reset hint `hint` (which may
+/// (or the custom bounds they all have) and largest zero threshold, with counter-reset hint `hint` (which may
 /// read the histograms as `_cs_h`). Buckets whose total is zero are left
 /// out, as Prometheus's `Compact(0)` does.
 pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> String {
@@ -27,8 +28,8 @@ pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> St
     let at_schema = |index: &str, counts: &str| {
         format!(
             "arrayMap(x -> arrayReduce('sumMap', \
-               [arrayMap(i -> toInt32(bitShiftRight(i - 1, x.schema - _cs_m) + 1), x.{index})], \
-               [x.{counts}]), _cs_h)"
+               [arrayMap(i -> {}, x.{index})], [x.{counts}]), _cs_h)",
+            reconciled_index("x", "i", "_cs_m", "_cs_cv")
         )
     };
     // `(index, total)` of every index any histogram has, by index, with
@@ -45,7 +46,7 @@ pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> St
     let histogram = format!(
         "CAST(tuple(_cs_m, _cs_z, {zero}, {count}, {sum}, arrayMap(b -> b.1, _cs_pb), \
            arrayMap(b -> b.2, _cs_pb), arrayMap(b -> b.1, _cs_nb), arrayMap(b -> b.2, _cs_nb), \
-           _cs_h[-1].custom_values, _cs_hint), '{HISTOGRAM_TYPE}')",
+           _cs_cv, _cs_hint), '{HISTOGRAM_TYPE}')",
         zero = field("zero_count"),
         count = field("count"),
         sum = field("sum"),
@@ -67,6 +68,7 @@ pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> St
             &[
                 ("_cs_m", "arrayMin(x -> x.schema, _cs_h)"),
                 ("_cs_z", "arrayMax(x -> x.zero_threshold, _cs_h)"),
+                ("_cs_cv", &common_bounds("_cs_h")),
                 ("_cs_hint", hint),
             ],
             &per_histogram,

@@ -191,7 +191,6 @@ fn window_fn(name: &str, means: Means) -> Option<WindowFn> {
                 "[(w[_n].4, toFloat64(1)), (w[_n - 1].4, toFloat64(-1))]",
                 "least(w[_n].4.schema, w[_n - 1].4.schema)",
                 "greatest(w[_n].4.zero_threshold, w[_n - 1].4.zero_threshold)",
-                "w[_n].4.custom_values",
                 GAUGE_HINT,
             );
             let h = if name == "irate" {
@@ -295,7 +294,6 @@ impl Planner {
             "[(_ah, 1 - _f), (_bh, _f)]",
             "least(_ah.schema, _bh.schema)",
             "greatest(_ah.zero_threshold, _bh.zero_threshold)",
-            "_bh.custom_values",
             "_bh.reset_hint",
         );
         let histogram = format!(
