@@ -14,8 +14,10 @@ use comet_schema::prompb::v1::histogram::{Count, ZeroCount};
 use comet_schema::prompb::v1::{self, BucketSpan};
 use comet_schema::prompb::v2;
 use comet_schema::{CounterResetHint, HistogramCounts, Labels, NameValidation, NativeHistogram};
+use common::peers::Prometheus;
 use common::{CometProcess, TestDb, http_query, metric_value, serve_new_database};
 use prost::Message;
+use serde_json::Value;
 
 const START: Duration = Duration::from_secs(120);
 const V2_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
@@ -796,4 +798,73 @@ async fn operators_scale_trim_compare_and_select_histograms() {
     assert_eq!(trimmed[0]["metric"]["__name__"], "op_seconds");
     let scaled = query_result(&comet, "op_seconds{job=\"a\"} * 1", at).await;
     assert!(scaled[0]["metric"].get("__name__").is_none());
+}
+
+/// A query result sorted by series, so two servers' answers compare.
+fn sorted_result(result: &Value) -> Value {
+    let mut result = result.clone();
+    if let Some(series) = result.as_array_mut() {
+        series.sort_by_key(|s| s["metric"].to_string());
+    }
+    result
+}
+
+/// A real Prometheus 3.5 with `remote_read` pointed at Comet reads back
+/// integer and float histograms (and a counter over time) and answers as
+/// Comet's own API does. Custom buckets are left out: Prometheus 3.5's
+/// remote-read client loses their bounds and then panics writing them.
+#[tokio::test]
+async fn prometheus_reads_histograms_back_over_remote_read() {
+    let comet = Comet::start().await;
+    let t = now_ms() - 120_000;
+    let t = t - t % 1000;
+    let request = v1::WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "rpc_seconds"), ("job", "api")],
+                vec![integer(t)],
+            ),
+            series(&[("__name__", "float_h")], vec![float(t)]),
+            series(&[("__name__", "wide_h")], vec![wide(t)]),
+            series(
+                &[("__name__", "req_seconds")],
+                (0..5).map(|i| counter(t + i * 15_000, i)).collect(),
+            ),
+        ],
+        metadata: vec![],
+    };
+    let response = comet.write_v1(&request).await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+
+    let mut reader = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\n\
+         remote_read:\n  - url: {}\n    read_recent: true\n    remote_timeout: 30s\n",
+        comet.process.url("/api/v1/read")
+    ));
+    reader.wait_ready().await;
+    let at_ms = t + 60_000;
+    let at = at_ms as f64 / 1000.0;
+    for query in [
+        "rpc_seconds",
+        "float_h",
+        "wide_h",
+        "req_seconds",
+        "req_seconds[2m]",
+        "histogram_count(rpc_seconds)",
+        "histogram_sum(float_h)",
+        "rate(req_seconds[1m])",
+        "histogram_quantile(0.9, rate(req_seconds[1m]))",
+    ] {
+        let theirs = sorted_result(&reader.query_at(query, at).await["result"]);
+        let ours = sorted_result(&query_result(&comet, query, at_ms).await);
+        assert!(
+            theirs.as_array().is_some_and(|r| !r.is_empty()),
+            "{query}: Prometheus read nothing: {theirs}"
+        );
+        assert_eq!(
+            theirs, ours,
+            "{query}: Prometheus (remote-read) and Comet differ"
+        );
+    }
+    reader.stop().await;
 }

@@ -386,7 +386,7 @@ impl Engine {
                     let (rows, stats) = fetch_all::<SeriesRow>(q).await?;
                     Ok::<_, clickhouse::error::Error>((Rows::Series(rows), stats))
                 }
-                PlanKind::Mixed => {
+                PlanKind::Mixed | PlanKind::MixedMatrix => {
                     let (rows, stats) = fetch_all::<MixedRow>(q).await?;
                     Ok((Rows::Mixed(rows), stats))
                 }
@@ -531,7 +531,7 @@ fn shape(rows: Rows, kind: &PlanKind, instant: bool) -> Result<QueryValue, Query
                 "series rows for a plan that is not series-major".into(),
             )),
         },
-        Rows::Mixed(rows) => shape_mixed(rows, instant),
+        Rows::Mixed(rows) => shape_mixed(rows, instant && *kind != PlanKind::MixedMatrix),
     }
 }
 

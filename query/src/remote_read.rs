@@ -1,7 +1,8 @@
 //! `POST /api/v1/read`: Prometheus remote-read with the SAMPLES response
 //! type, so a Prometheus server with `remote_read` pointed at Comet answers
-//! PromQL from Comet's data.
+//! PromQL from Comet's data, native histograms included.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::Router;
@@ -12,13 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use clickhouse::Row;
 use comet_schema::Store;
+use comet_schema::histogram::StoredHistograms;
 use comet_schema::prompb::v1;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use crate::matchers::{MatchOp, Matcher, to_sql};
+use crate::matchers::{MatchOp, Matcher, SqlCondition, to_sql};
 
 /// Limits of the remote-read endpoint.
 #[derive(Debug, Clone)]
@@ -185,14 +187,18 @@ impl RemoteRead {
             .map_err(|m| ReadError(StatusCode::BAD_REQUEST, m))?;
         let condition =
             to_sql(&matchers).map_err(|e| ReadError(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let sql = format!(
+        let matched = format!(
             "WITH matched AS (
                 SELECT fingerprint, any(labels) AS series_labels FROM series
                 WHERE date >= toDate(fromUnixTimestamp64Milli({{start:Int64}}, 'UTC'))
                   AND date <= toDate(fromUnixTimestamp64Milli({{end:Int64}}, 'UTC'))
                   AND {cond}
                 GROUP BY fingerprint
-            )
+            )",
+            cond = condition.sql
+        );
+        let sql = format!(
+            "{matched}
             SELECT any(m.series_labels) AS labels, arraySort(groupArray((s.timestamp_ms, s.value))) AS points
             FROM (
                 SELECT fingerprint, timestamp_ms, any(value) AS value FROM samples
@@ -202,50 +208,97 @@ impl RemoteRead {
             ) AS s
             INNER JOIN matched AS m ON m.fingerprint = s.fingerprint
             GROUP BY s.fingerprint
-            ORDER BY labels",
-            cond = condition.sql
+            ORDER BY labels"
         );
+        // Histograms by series as columns in time order, one sample per
+        // timestamp (a retried batch may have stored one twice).
+        let columns = StoredHistograms::COLUMNS;
+        let tuple = columns.join(", ");
+        let by_time = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("arrayMap(x -> x.{}, _sorted) AS {c}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let histogram_sql = format!(
+            "{matched}
+            SELECT labels, {by_time} FROM (
+                SELECT any(m.series_labels) AS labels, arraySort(x -> x.1, groupArray(tuple({tuple}))) AS _sorted
+                FROM (
+                    SELECT fingerprint, {tuple} FROM (
+                        SELECT fingerprint, timestamp_ms, start_timestamp_ms, float_histogram, schema,
+                          CAST(reset_hint, 'Int8') AS reset_hint, zero_threshold, zero_count, count,
+                          zero_count_float, count_float, sum, positive_index, positive_counts,
+                          positive_counts_float, negative_index, negative_counts, negative_counts_float,
+                          custom_values
+                        FROM histograms
+                        WHERE fingerprint IN (SELECT fingerprint FROM matched)
+                          AND timestamp_ms >= {{start:Int64}} AND timestamp_ms <= {{end:Int64}}
+                    ) LIMIT 1 BY fingerprint, timestamp_ms
+                ) AS s
+                INNER JOIN matched AS m ON m.fingerprint = s.fingerprint
+                GROUP BY s.fingerprint
+            )"
+        );
+        let rows: Vec<SeriesPoints> = self.fetch(&sql, query, &condition).await?;
+        let histograms: Vec<StoredHistograms> =
+            self.fetch(&histogram_sql, query, &condition).await?;
+        let mut series: BTreeMap<Vec<(String, String)>, v1::TimeSeries> = BTreeMap::new();
+        for row in rows {
+            series.entry(row.labels).or_default().samples = row
+                .points
+                .into_iter()
+                .map(|(timestamp, value)| v1::Sample { value, timestamp })
+                .collect();
+        }
+        for row in histograms {
+            let labels = row.labels.clone();
+            series.entry(labels).or_default().histograms =
+                row.into_histograms().iter().map(|h| h.to_wire()).collect();
+        }
+        Ok(series
+            .into_iter()
+            .map(|(labels, mut s)| {
+                s.labels = labels
+                    .into_iter()
+                    .map(|(name, value)| v1::Label { name, value })
+                    .collect();
+                s.labels.sort_by(|a, b| a.name.cmp(&b.name));
+                s
+            })
+            .collect())
+    }
+
+    /// The rows of one of a query's statements, its matchers bound.
+    async fn fetch<T>(
+        &self,
+        sql: &str,
+        query: &v1::Query,
+        condition: &SqlCondition,
+    ) -> Result<Vec<T>, ReadError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
         let mut q = self
             .store
             .client()
-            .query(&sql)
+            .query(sql)
             .param("start", query.start_timestamp_ms)
             .param("end", query.end_timestamp_ms);
         for (name, value) in &condition.params {
             q = q.param(name, value);
         }
-        let rows: Vec<SeriesPoints> =
-            self.store
-                .fetch_all(q, "remote-read query")
-                .await
-                .map_err(|e| {
-                    warn!(error = %e, "remote-read query failed");
-                    let status = if e.is_transient() {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    };
-                    ReadError(status, e.to_string())
-                })?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let mut labels: Vec<v1::Label> = row
-                    .labels
-                    .into_iter()
-                    .map(|(name, value)| v1::Label { name, value })
-                    .collect();
-                labels.sort_by(|a, b| a.name.cmp(&b.name));
-                v1::TimeSeries {
-                    labels,
-                    samples: row
-                        .points
-                        .into_iter()
-                        .map(|(timestamp, value)| v1::Sample { value, timestamp })
-                        .collect(),
-                    ..Default::default()
-                }
+        self.store
+            .fetch_all(q, "remote-read query")
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "remote-read query failed");
+                let status = if e.is_transient() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                ReadError(status, e.to_string())
             })
-            .collect())
     }
 }

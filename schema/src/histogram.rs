@@ -6,9 +6,10 @@
 //! compacted): `changes()` and counter-reset detection depend on it.
 
 use clickhouse::Row;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::is_stale_nan;
+use crate::prompb::v1;
 
 /// The custom-buckets schema: bucket bounds come with the histogram.
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
@@ -253,6 +254,207 @@ impl<'a> HistogramRowRef<'a> {
     }
 }
 
+impl NativeHistogram {
+    /// As a `prometheus.Histogram` (remote-write 1.0, remote-read): the
+    /// absolute indexes as spans, integer counts as deltas, float counts
+    /// as they are.
+    pub fn to_wire(&self) -> v1::Histogram {
+        use v1::histogram::{Count, ZeroCount};
+        let mut wire = v1::Histogram {
+            sum: self.sum,
+            schema: i32::from(self.schema),
+            zero_threshold: self.zero_threshold,
+            negative_spans: spans(&self.negative_index),
+            positive_spans: spans(&self.positive_index),
+            reset_hint: self.reset_hint as i32,
+            timestamp: self.timestamp_ms,
+            custom_values: self.custom_values.clone(),
+            start_timestamp: self.start_timestamp_ms,
+            ..Default::default()
+        };
+        match &self.counts {
+            HistogramCounts::Integer {
+                count,
+                zero_count,
+                positive,
+                negative,
+            } => {
+                wire.count = Some(Count::CountInt(*count));
+                wire.zero_count = Some(ZeroCount::ZeroCountInt(*zero_count));
+                wire.positive_deltas = deltas(positive);
+                wire.negative_deltas = deltas(negative);
+            }
+            HistogramCounts::Float {
+                count,
+                zero_count,
+                positive,
+                negative,
+            } => {
+                wire.count = Some(Count::CountFloat(*count));
+                wire.zero_count = Some(ZeroCount::ZeroCountFloat(*zero_count));
+                wire.positive_counts = positive.clone();
+                wire.negative_counts = negative.clone();
+            }
+        }
+        wire
+    }
+}
+
+/// Spans over increasing absolute bucket indexes: a run of consecutive
+/// indexes is one span, its offset the gap since the previous span (the
+/// first span's offset is its first index).
+fn spans(index: &[i32]) -> Vec<v1::BucketSpan> {
+    let mut spans: Vec<v1::BucketSpan> = Vec::new();
+    let mut next = 0i32;
+    for (k, &i) in index.iter().enumerate() {
+        match spans.last_mut() {
+            Some(span) if k > 0 && i == next => span.length += 1,
+            _ => spans.push(v1::BucketSpan {
+                offset: if k == 0 { i } else { i - next },
+                length: 1,
+            }),
+        }
+        next = i + 1;
+    }
+    spans
+}
+
+/// Integer counts as Prometheus's deltas: the first count, then each
+/// count's difference to the one before (two's complement, as Go's
+/// int64 arithmetic).
+fn deltas(counts: &[u64]) -> Vec<i64> {
+    let mut previous = 0i64;
+    counts
+        .iter()
+        .map(|&c| {
+            let delta = (c as i64).wrapping_sub(previous);
+            previous = c as i64;
+            delta
+        })
+        .collect()
+}
+
+/// The histogram samples of one series as read from `histograms`, one
+/// array entry per sample in time order (columns, so that the row has no
+/// tuple wider than serde reads).
+#[derive(Debug, Row, Deserialize)]
+pub struct StoredHistograms {
+    pub labels: Vec<(String, String)>,
+    pub timestamp_ms: Vec<i64>,
+    pub start_timestamp_ms: Vec<i64>,
+    pub float_histogram: Vec<bool>,
+    pub schema: Vec<i8>,
+    /// The `Enum8` as its number.
+    pub reset_hint: Vec<i8>,
+    pub zero_threshold: Vec<f64>,
+    pub zero_count: Vec<u64>,
+    pub count: Vec<u64>,
+    pub zero_count_float: Vec<f64>,
+    pub count_float: Vec<f64>,
+    pub sum: Vec<f64>,
+    pub positive_index: Vec<Vec<i32>>,
+    pub positive_counts: Vec<Vec<u64>>,
+    pub positive_counts_float: Vec<Vec<f64>>,
+    pub negative_index: Vec<Vec<i32>>,
+    pub negative_counts: Vec<Vec<u64>>,
+    pub negative_counts_float: Vec<Vec<f64>>,
+    pub custom_values: Vec<Vec<f64>>,
+}
+
+impl StoredHistograms {
+    /// The table's columns the fields after `labels` hold, in field order.
+    pub const COLUMNS: [&'static str; 18] = [
+        "timestamp_ms",
+        "start_timestamp_ms",
+        "float_histogram",
+        "schema",
+        "reset_hint",
+        "zero_threshold",
+        "zero_count",
+        "count",
+        "zero_count_float",
+        "count_float",
+        "sum",
+        "positive_index",
+        "positive_counts",
+        "positive_counts_float",
+        "negative_index",
+        "negative_counts",
+        "negative_counts_float",
+        "custom_values",
+    ];
+
+    /// The samples, in time order.
+    pub fn into_histograms(self) -> Vec<NativeHistogram> {
+        let mut out = Vec::with_capacity(self.timestamp_ms.len());
+        let columns = self
+            .timestamp_ms
+            .into_iter()
+            .zip(self.start_timestamp_ms)
+            .zip(self.float_histogram)
+            .zip(self.schema)
+            .zip(self.reset_hint)
+            .zip(self.zero_threshold)
+            .zip(self.zero_count.into_iter().zip(self.count))
+            .zip(self.zero_count_float.into_iter().zip(self.count_float))
+            .zip(self.sum)
+            .zip(self.positive_index.into_iter().zip(self.negative_index))
+            .zip(self.positive_counts.into_iter().zip(self.negative_counts))
+            .zip(
+                self.positive_counts_float
+                    .into_iter()
+                    .zip(self.negative_counts_float),
+            )
+            .zip(self.custom_values);
+        for (
+            (
+                (
+                    (
+                        (
+                            (((((((t, start), is_float), schema), hint), zt), (zc, c)), (zcf, cf)),
+                            sum,
+                        ),
+                        (pi, ni),
+                    ),
+                    (pc, nc),
+                ),
+                (pcf, ncf),
+            ),
+            custom_values,
+        ) in columns
+        {
+            let counts = if is_float {
+                HistogramCounts::Float {
+                    count: cf,
+                    zero_count: zcf,
+                    positive: pcf,
+                    negative: ncf,
+                }
+            } else {
+                HistogramCounts::Integer {
+                    count: c,
+                    zero_count: zc,
+                    positive: pc,
+                    negative: nc,
+                }
+            };
+            out.push(NativeHistogram {
+                timestamp_ms: t,
+                start_timestamp_ms: start,
+                schema,
+                reset_hint: CounterResetHint::from_wire(i32::from(hint)),
+                zero_threshold: zt,
+                sum,
+                positive_index: pi,
+                negative_index: ni,
+                counts,
+                custom_values,
+            });
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +478,32 @@ mod tests {
             },
             custom_values: vec![],
         }
+    }
+
+    #[test]
+    fn spans_and_deltas_on_the_wire() {
+        let mut h = histogram(1.0);
+        h.positive_index = vec![-2, -1, 3, 4, 5];
+        h.counts = HistogramCounts::Integer {
+            count: 12,
+            zero_count: 0,
+            positive: vec![1, 3, 2, 2, 4],
+            negative: vec![],
+        };
+        let wire = h.to_wire();
+        let spans: Vec<(i32, u32)> = wire
+            .positive_spans
+            .iter()
+            .map(|s| (s.offset, s.length))
+            .collect();
+        assert_eq!(spans, [(-2, 2), (3, 3)]);
+        assert_eq!(wire.positive_deltas, [1, 2, -1, 0, 2]);
+        assert!(wire.negative_spans.is_empty());
+        assert_eq!(wire.schema, 3);
+        h.counts = h.counts.to_float();
+        let wire = h.to_wire();
+        assert_eq!(wire.positive_counts, [1.0, 3.0, 2.0, 2.0, 4.0]);
+        assert!(wire.positive_deltas.is_empty());
     }
 
     #[test]

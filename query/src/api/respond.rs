@@ -190,11 +190,28 @@ pub fn write_time(out: &mut String, ms: i64) {
     }
 }
 
-/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, quoted.
+/// A float as Prometheus's API writes it (`jsonutil.MarshalFloat`),
+/// quoted: Go's `strconv.FormatFloat(v, 'f', -1, 64)`, but in exponent
+/// form (`1e-07`, `1.5e+21`) when non-zero and below 1e-6 or from 1e21 on.
 pub fn write_value(out: &mut String, v: f64) {
     out.push('"');
-    let _ = comet_schema::model::write_float(out, v);
+    let magnitude = v.abs();
+    if magnitude.is_finite() && magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
+        write_go_exponent(out, v);
+    } else {
+        let _ = comet_schema::model::write_float(out, v);
+    }
     out.push('"');
+}
+
+/// A finite float as Go's `strconv.FormatFloat(v, 'e', -1, 64)`: the
+/// shortest digits, and an exponent of at least two digits with its sign.
+fn write_go_exponent(out: &mut String, v: f64) {
+    let text = format!("{v:e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    let _ = write!(out, "{mantissa}e{sign}{:02}", exponent.unsigned_abs());
 }
 
 fn write_point(out: &mut String, p: &Point) {
@@ -379,7 +396,15 @@ mod tests {
         assert_eq!(time(i64::MIN), "-9223372036854775.808");
         assert_eq!(value(1.0), "\"1\"");
         assert_eq!(value(0.1), "\"0.1\"");
-        assert_eq!(value(1e21), "\"1000000000000000000000\"");
+        assert_eq!(value(1e21), "\"1e+21\"");
+        assert_eq!(
+            value(999_999_999_999_999_900_000.0),
+            "\"999999999999999900000\""
+        );
+        assert_eq!(value(-1.5e-7), "\"-1.5e-07\"");
+        assert_eq!(value(1e-6), "\"0.000001\"");
+        assert_eq!(value(2.5e-300), "\"2.5e-300\"");
+        assert_eq!(value(-0.0), "\"-0\"");
         assert_eq!(value(f64::NAN), "\"NaN\"");
         assert_eq!(value(f64::NEG_INFINITY), "\"-Inf\"");
         assert_eq!(value(f64::INFINITY), "\"+Inf\"");

@@ -164,6 +164,9 @@ pub enum PlanKind {
     /// a vector per step whose samples are floats or, where `is_h`, native
     /// histograms (see [`native`]).
     Mixed,
+    /// The rows of [`PlanKind::Mixed`] of raw samples: a range vector at
+    /// an instant that may hold histograms.
+    MixedMatrix,
 }
 
 /// A planned query: the SQL, its parameters and how to read the rows.
@@ -341,6 +344,9 @@ fn plan_with(
             ),
             PlanKind::Scalar,
         ),
+        Node::Matrix(m) if instant && planner.raw_matrix_reads_histograms(&m) => {
+            (planner.raw_mixed_matrix(&m, &grid)?, PlanKind::MixedMatrix)
+        }
         Node::Matrix(m) if instant => (planner.raw_matrix(&m, &grid)?, PlanKind::Matrix),
         Node::Matrix(_) => {
             return Err(bad(

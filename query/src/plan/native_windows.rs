@@ -310,6 +310,28 @@ impl Planner {
         )))
     }
 
+    /// Whether the range vector `m`, returned as it is, may hold
+    /// histograms: a plain range selector of a metric that has some.
+    pub(crate) fn raw_matrix_reads_histograms(&self, m: &Matrix) -> bool {
+        m.modifier == RangeModifier::Plain
+            && matches!(&m.source, Source::Selector(vs) if self.may_read_histograms(vs))
+    }
+
+    /// The range vector `m` returned by an instant query, both kinds of
+    /// samples on their own times (the rows of `PlanKind::MixedMatrix`).
+    pub(crate) fn raw_mixed_matrix(
+        &mut self,
+        m: &Matrix,
+        grid: &Grid,
+    ) -> Result<String, PlanError> {
+        let windows = self.mixed_windows(m, grid, false)?;
+        Ok(super::native::mixed_output(&format!(
+            "SELECT labels, _x.1 - {offset} AS t, _x.3 AS v, _x.4 AS h, _x.2 AS is_h, toUInt8(0) AS dn \
+             FROM ({windows}) ARRAY JOIN w AS _x",
+            offset = m.offset,
+        )))
+    }
+
     /// The plain range selector or subquery `arg` if it may read
     /// histograms.
     fn histogram_matrix(
