@@ -19,12 +19,16 @@ pub(crate) fn detect_reset(c: &str, p: &str) -> String {
     // index; each must not exceed c's at the same index (a missing one
     // counts as empty).
     let bounds = format!("arrayIntersect({c}.custom_values, {p}.custom_values)");
-    let decreased = |index: &str, counts: &str| {
+    // Only positive buckets may be custom ones.
+    let decreased = |index: &str, counts: &str, custom: Option<&str>| {
+        let c_index = match custom {
+            Some(bounds) => reconciled_index(c, "ck", &format!("{c}.schema"), Some(bounds)),
+            None => "ck".to_string(),
+        };
         format!(
             "arrayExists((k, x) -> x > arraySum(arrayMap((ck, cc) -> if({c_index} = k, cc, 0), {c}.{index}, {c}.{counts})), \
                (arrayReduce('sumMap', [arrayMap(i -> {p_index}, {p}.{index})], [{p}.{counts}]) AS _pm_{index}).1, _pm_{index}.2)",
-            c_index = reconciled_index(c, "ck", &format!("{c}.schema"), &bounds),
-            p_index = reconciled_index(p, "i", &format!("{c}.schema"), &bounds),
+            p_index = reconciled_index(p, "i", &format!("{c}.schema"), custom),
         )
     };
     format!(
@@ -32,21 +36,27 @@ pub(crate) fn detect_reset(c: &str, p: &str) -> String {
            {c}.count < {p}.count OR ({c}.schema = -53) != ({p}.schema = -53) \
            OR {c}.schema > {p}.schema OR {c}.zero_threshold < {p}.zero_threshold \
            OR {c}.zero_count < {p}.zero_count OR {pos} OR {neg}, 1, 0)",
-        pos = decreased("positive_index", "positive_counts"),
-        neg = decreased("negative_index", "negative_counts"),
+        pos = decreased("positive_index", "positive_counts", Some(&bounds)),
+        neg = decreased("negative_index", "negative_counts", None),
     )
 }
 
 /// Bucket `i` of histogram `h` as an index at the exponential schema `ms`
 /// (`h`'s or a smaller one), or for custom buckets at the custom bounds
 /// `bounds` (some of `h`'s): the bucket its upper bound falls in, which
-/// is how Prometheus reconciles mismatched custom bounds.
-pub(crate) fn reconciled_index(h: &str, i: &str, ms: &str, bounds: &str) -> String {
-    format!(
-        "toInt32(if({h}.schema = -53, \
-           toInt64(if({i} < length({h}.custom_values), arrayCount(b -> b < {h}.custom_values[{i} + 1], {bounds}), length({bounds}))), \
-           bitShiftRight({i} - 1, greatest(0, {h}.schema - {ms})) + 1))"
-    )
+/// is how Prometheus reconciles mismatched custom bounds. Without
+/// `bounds` (negative buckets, which custom histograms lack) the custom
+/// case is left out, which spares ClickHouse's analyzer a lambda.
+pub(crate) fn reconciled_index(h: &str, i: &str, ms: &str, bounds: Option<&str>) -> String {
+    let exponential = format!("bitShiftRight({i} - 1, greatest(0, {h}.schema - {ms})) + 1");
+    match bounds {
+        None => format!("toInt32({exponential})"),
+        Some(bounds) => format!(
+            "toInt32(if({h}.schema = -53, \
+               toInt64(if({i} < length({h}.custom_values), arrayCount(b -> b < {h}.custom_values[{i} + 1], {bounds}), length({bounds}))), \
+               {exponential}))"
+        ),
+    }
 }
 
 /// The custom bounds every custom-bucket histogram of `hs` (an array of
@@ -76,19 +86,22 @@ pub(crate) fn combined_hint(hints: &str) -> String {
 /// have), as a `HISTOGRAM_TYPE` with the counter-reset hint `hint`. Each
 /// argument is computed once.
 pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, hint: &str) -> String {
-    let buckets = |index: &str, counts: &str| {
+    let buckets = |index: &str, counts: &str, custom: Option<&str>| {
         format!(
             "arrayReduce('sumMap', \
                [arrayFlatten(arrayMap(x -> arrayMap(i -> {}, x.1.{index}), _ssp))], \
                [arrayFlatten(arrayMap(x -> arrayMap(v -> v * x.2, x.1.{counts}), _ssp))])",
-            reconciled_index("x.1", "i", "_ssm", "_ssc"),
+            reconciled_index("x.1", "i", "_ssm", custom),
         )
     };
     let total = |field: &str| format!("arraySum(arrayMap(x -> x.1.{field} * x.2, _ssp))");
     let body = let_in(
         &[
-            ("_pos", &buckets("positive_index", "positive_counts")),
-            ("_neg", &buckets("negative_index", "negative_counts")),
+            (
+                "_pos",
+                &buckets("positive_index", "positive_counts", Some("_ssc")),
+            ),
+            ("_neg", &buckets("negative_index", "negative_counts", None)),
         ],
         &format!(
             "CAST(tuple(_ssm, _ssz, {zero}, {count}, {sum}, _pos.1, _pos.2, _neg.1, _neg.2, _ssc, _ssh), \

@@ -25,11 +25,11 @@ pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> St
     let field = |name: &str| total(&format!("arrayMap(x -> x.{name}, _cs_h)"));
     // Each histogram's buckets at the smallest schema, summed by index:
     // `(indexes, counts)` per histogram.
-    let at_schema = |index: &str, counts: &str| {
+    let at_schema = |index: &str, counts: &str, custom: Option<&str>| {
         format!(
             "arrayMap(x -> arrayReduce('sumMap', \
                [arrayMap(i -> {}, x.{index})], [x.{counts}]), _cs_h)",
-            reconciled_index("x", "i", "_cs_m", "_cs_cv")
+            reconciled_index("x", "i", "_cs_m", custom)
         )
     };
     // `(index, total)` of every index any histogram has, by index, with
@@ -57,8 +57,14 @@ pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> St
     );
     let per_histogram = let_in(
         &[
-            ("_cs_p", &at_schema("positive_index", "positive_counts")),
-            ("_cs_n", &at_schema("negative_index", "negative_counts")),
+            (
+                "_cs_p",
+                &at_schema("positive_index", "positive_counts", Some("_cs_cv")),
+            ),
+            (
+                "_cs_n",
+                &at_schema("negative_index", "negative_counts", None),
+            ),
         ],
         &buckets,
     );
