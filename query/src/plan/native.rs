@@ -20,7 +20,6 @@ use super::functions::string_arg;
 use super::go_text;
 use super::native_fns;
 use super::native_rate;
-use super::native_sum;
 use super::selector::{not_stale, window_rows};
 use super::{Grid, Node, PlanError, Planner, Scalar, Source, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
@@ -365,14 +364,14 @@ impl Planner {
         let input = format!(
             "SELECT labels AS _l, t AS _t, v AS _v, h AS _h, is_h AS _is_h, dn AS _dn FROM ({rel})"
         );
-        let (float_value, histogram_mean) = match op {
+        let (float_value, histogram_scale) = match op {
             "sum" => (
                 super::functions::kahan_sum("groupArrayIf(_v, NOT _is_h)"),
-                None,
+                "1",
             ),
             "avg" => (
                 super::functions::mean_array("groupArrayIf(_v, NOT _is_h)", self.means),
-                Some(self.means),
+                "(1 / _nh)",
             ),
             "count" | "group" => {
                 let value = if op == "count" {
@@ -401,23 +400,29 @@ impl Planner {
             // Prometheus ignores histograms in these.
             _ => return self.aggregate_node(a, floats(), grid),
         };
-        // The group's histograms are gathered first and added up a layer
+        // The group's parts are gathered first and added up a layer
         // above, so that ClickHouse analyzes each aggregate once instead
-        // of once per use inside the sum's expression.
-        let histogram = native_sum::compensated_total(
-            "_hs",
+        // of once per use inside the sum's expression. The histograms are
+        // added without the compensation `sum_over_time` has
+        // (`native_sum`): across series it doubled the analysis of
+        // `histogram_quantile(0.3, sum(rate(h[10m])))` (2.0 s to 4.6 s).
+        let sum = native_rate::signed_sum(
+            "_parts",
+            "_ms",
+            "_zt",
             &native_rate::combined_hint("_hints"),
-            histogram_mean,
         );
+        let histogram = native_rate::scaled("_hsum", histogram_scale);
         Ok(Node::Mixed(format!(
             "SELECT labels, t, v, if(_nh > 0, {histogram}, {none}) AS h, toUInt8(_nh > 0) AS is_h, dn \
-             FROM (\
+             FROM (SELECT *, {sum} AS _hsum FROM (\
                SELECT {key} AS labels, _t AS t, \
                  if(countIf(_is_h) > 0, toFloat64(0), toFloat64({float_value})) AS v, \
-                 groupArrayIf(_h, _is_h) AS _hs, \
+                 groupArrayIf((_h, toFloat64(1)), _is_h) AS _parts, minIf(_h.schema, _is_h) AS _ms, \
+                 maxIf(_h.zero_threshold, _is_h) AS _zt, \
                  groupArrayIf(_h.reset_hint, _is_h) AS _hints, countIf(_is_h) AS _nh, {dn} AS dn \
                FROM ({input}) GROUP BY labels, t \
-               HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0)",
+               HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0))",
             none = no_histogram(),
         )))
     }

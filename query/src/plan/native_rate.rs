@@ -19,16 +19,19 @@ pub(crate) fn detect_reset(c: &str, p: &str) -> String {
     // index; each must not exceed c's at the same index (a missing one
     // counts as empty).
     let bounds = format!("arrayIntersect({c}.custom_values, {p}.custom_values)");
-    // Only positive buckets may be custom ones.
+    // Only positive buckets may be custom ones. Both sides are summed by
+    // index with `sumMap` (no lambda nested in another's condition, which
+    // costs ClickHouse's analyzer most).
     let decreased = |index: &str, counts: &str, custom: Option<&str>| {
-        let c_index = match custom {
-            Some(bounds) => reconciled_index(c, "ck", &format!("{c}.schema"), Some(bounds)),
-            None => "ck".to_string(),
+        let at = |h: &str| {
+            format!(
+                "arrayReduce('sumMap', [arrayMap(i -> {}, {h}.{index})], [{h}.{counts}])",
+                reconciled_index(h, "i", &format!("{c}.schema"), custom)
+            )
         };
-        format!(
-            "arrayExists((k, x) -> x > arraySum(arrayMap((ck, cc) -> if({c_index} = k, cc, 0), {c}.{index}, {c}.{counts})), \
-               (arrayReduce('sumMap', [arrayMap(i -> {p_index}, {p}.{index})], [{p}.{counts}]) AS _pm_{index}).1, _pm_{index}.2)",
-            p_index = reconciled_index(p, "i", &format!("{c}.schema"), custom),
+        let_in(
+            &[("_pm", &at(p)), ("_cm", &at(c))],
+            "arrayExists((k, x) -> x > if(indexOf(_cm.1, k) = 0, 0, _cm.2[indexOf(_cm.1, k)]), _pm.1, _pm.2)",
         )
     };
     format!(

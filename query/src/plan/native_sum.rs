@@ -1,6 +1,7 @@
 //! Compensated sums and means of native histograms, as Prometheus's
-//! `KahanAdd` computes them in `sum_over_time`, `avg_over_time`, `sum` and
-//! `avg`: every field (count, sum, zero count and each bucket at the
+//! `KahanAdd` computes them in `sum_over_time` and `avg_over_time` (its
+//! `sum` and `avg` too, but across series the analysis cost was too high:
+//! see `native::mixed_aggregate`): every field (count, sum, zero count and each bucket at the
 //! smallest schema) is added in order with Neumaier's compensation, so
 //! that `1 + 1e100 + 1 - 1e100` is 2, and a mean whose running sum would
 //! overflow is taken incrementally (per field here; Prometheus switches
