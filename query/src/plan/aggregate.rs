@@ -157,7 +157,7 @@ impl Planner {
             }
             "count_values" => {
                 let input = self.aggregation_input(&rel, None);
-                self.count_values(param, &key, &input, &go_float_text("_v"))
+                self.count_values(a, &key, &input, &go_float_text("_v"))
             }
             other => Err(PlanError::Unsupported(format!(
                 "aggregation {other} is not supported yet"
@@ -165,18 +165,22 @@ impl Planner {
         }
     }
 
-    /// `count_values` with the label named by `param`, over `input`
+    /// `count_values` with the label named by `a`'s parameter, over `input`
     /// (columns `_l`, `_t` and those `key` and `text` read), each sample
     /// counted under its value's `text`. Groups are counted by their
     /// labels once the value is set, as Prometheus does: a label the
     /// value overwrites no longer tells groups apart.
     pub(super) fn count_values(
         &mut self,
-        param: &Expr,
+        a: &AggregateExpr,
         key: &str,
         input: &str,
         text: &str,
     ) -> Result<Node, PlanError> {
+        let param = a
+            .param
+            .as_ref()
+            .ok_or_else(|| bad("aggregation count_values needs a parameter"))?;
         let label = match unparen(param) {
             Expr::StringLiteral(s) => s.val.clone(),
             _ => return Err(bad("expected string literal as count_values() label")),

@@ -387,15 +387,12 @@ impl Planner {
             // They choose series by their labels, whatever their samples.
             "limitk" | "limit_ratio" => return self.mixed_limit(a, rel, grid),
             "count_values" => {
-                let Some(param) = &a.param else {
-                    return Err(super::bad("aggregation count_values needs a parameter"));
-                };
                 let text = format!(
                     "if(_is_h, {}, {})",
                     go_text::histogram_text("_h"),
                     go_text::go_float_text("_v")
                 );
-                return self.count_values(param, &key, &input, &text);
+                return self.count_values(a, &key, &input, &text);
             }
             // Prometheus ignores histograms in these.
             _ => return self.aggregate_node(a, floats(), grid),
