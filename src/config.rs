@@ -1091,6 +1091,7 @@ impl Config {
             default_subquery_step: self.query.default_subquery_step,
             // Known per query (see `Engine::settings_now`).
             histogram_metrics: Default::default(),
+            histogram_only_metrics: Default::default(),
         }
     }
 

@@ -38,6 +38,12 @@ pub struct ExplainArgs {
     /// Repeat for several
     #[arg(long, value_name = "METRIC")]
     pub histogram_metric: Vec<String>,
+
+    /// Plan the `--histogram-metric` names as having no float samples
+    /// either (as a running Comet does when ClickHouse says so): their
+    /// selectors read histograms alone
+    #[arg(long, requires = "histogram_metric")]
+    pub histograms_only: bool,
 }
 
 /// Unix seconds (`1700000000.5`) or RFC 3339, in milliseconds.
@@ -82,8 +88,15 @@ pub fn run(config: Config, args: ExplainArgs) -> anyhow::Result<()> {
         }
         _ => QueryRange::instant(start),
     };
+    let histogram_metrics: std::sync::Arc<std::collections::BTreeSet<String>> =
+        std::sync::Arc::new(args.histogram_metric.iter().cloned().collect());
     let settings = plan::PlanSettings {
-        histogram_metrics: std::sync::Arc::new(args.histogram_metric.iter().cloned().collect()),
+        histogram_only_metrics: if args.histograms_only {
+            histogram_metrics.clone()
+        } else {
+            Default::default()
+        },
+        histogram_metrics,
         ..config.plan_settings()
     };
     let plan =

@@ -10,6 +10,7 @@ use clap::Args;
 use comet_ingest::metrics::IngestMetrics;
 use comet_query::promqltest::{FailureKind, FileReport, Runner, Tier, summary};
 use comet_schema::Store;
+use futures_util::StreamExt;
 
 use crate::cli::ConfigArgs;
 use crate::config::Config;
@@ -38,6 +39,12 @@ pub struct PromqltestArgs {
     /// Print every failing case with its reason
     #[arg(long, short)]
     pub verbose: bool,
+
+    /// How many files run at once, each in its own database (default: the
+    /// number of CPUs). ClickHouse analyses each statement on one thread,
+    /// so files side by side use the other cores.
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 fn read_baseline(path: &Path) -> anyhow::Result<BTreeMap<String, usize>> {
@@ -115,20 +122,32 @@ pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
         topology: config.schema_options().topology,
         plan: config.plan_settings(),
     };
+    let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // The largest files first, so the longest one starts at once; each
+    // report is printed as its file finishes.
+    let mut files = args.files.clone();
+    files.sort_by_key(|f| std::cmp::Reverse(std::fs::metadata(f).map_or(0, |m| m.len())));
+    let runner = &runner;
+    let mut runs = futures_util::stream::iter(files)
+        .map(|file| async move {
+            runner
+                .run_file(&file, |store: &Store| {
+                    // Data goes in through the ingest writer, the path every source takes.
+                    Ok(DirectWriter::start(
+                        store,
+                        IngestMetrics::unregistered(),
+                        "promqltest",
+                    ))
+                })
+                .await
+        })
+        .buffer_unordered(jobs);
     let mut reports = Vec::new();
     let mut outcome = Ok(());
-    for file in &args.files {
-        match runner
-            .run_file(file, |store: &Store| {
-                // Data goes in through the ingest writer, the path every source takes.
-                Ok(DirectWriter::start(
-                    store,
-                    IngestMetrics::unregistered(),
-                    "promqltest",
-                ))
-            })
-            .await
-        {
+    while let Some(run) = runs.next().await {
+        match run {
             Ok(report) => {
                 print_report(&report, args.verbose);
                 reports.push(report);
@@ -139,6 +158,8 @@ pub async fn run(config: Config, args: PromqltestArgs) -> anyhow::Result<()> {
             }
         }
     }
+    drop(runs);
+    reports.sort_by(|a, b| a.file.cmp(&b.file));
     backend.shutdown().await;
     outcome?;
     let mut tiers: BTreeMap<Tier, (usize, usize)> = BTreeMap::new();

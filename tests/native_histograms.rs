@@ -714,6 +714,35 @@ async fn histogram_rates_add_up_across_resets_and_series() {
     )
     .await;
     assert_near(&result[0]["value"][1], 2f64.powf(0.25), "median");
+
+    // Until now the metric had histograms alone, and its plans left floats
+    // out; a float written now is answered at once, not after the names
+    // are read again.
+    let float = v1::WriteRequest {
+        timeseries: vec![v1::TimeSeries {
+            labels: vec![label("__name__", "req_seconds"), label("job", "c")],
+            samples: vec![v1::Sample {
+                value: 7.0,
+                timestamp: t0 + 110_000,
+            }],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let response = comet.write_v1(&float).await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    let selected = query_result(&comet, "req_seconds", at).await;
+    let floats: Vec<&Value> = selected
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("value").is_some())
+        .collect();
+    assert_eq!(floats.len(), 1, "{selected}");
+    assert_eq!(floats[0]["metric"]["job"], "c");
+    assert_eq!(floats[0]["value"][1], "7");
+    let counted = query_result(&comet, "count(req_seconds)", at).await;
+    assert_eq!(counted[0]["value"][1], "3", "{counted}");
 }
 
 /// A number Prometheus writes as a string, within 1e-12 of `expected`.

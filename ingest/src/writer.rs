@@ -428,6 +428,17 @@ impl Flusher {
             .exemplars_written
             .inc_by(exemplars.len() as u64);
 
+        // Before the insert: a plan for histograms alone must not miss
+        // these floats (one name per run of series of the same metric).
+        let mut float_names: Vec<&str> = Vec::new();
+        for s in batch.iter().flat_map(|p| &p.batch.series) {
+            let name = s.series.metric_name();
+            if !s.samples.is_empty() && float_names.last() != Some(&name) {
+                float_names.push(name);
+            }
+        }
+        comet_schema::histogram_names::note_floats(&self.store, float_names);
+
         let mut rows: Vec<SampleRowRef<'_>> = Vec::with_capacity(samples);
         for s in batch.iter().flat_map(|p| &p.batch.series) {
             let metric_name = s.series.metric_name();

@@ -277,9 +277,10 @@ impl Engine {
     /// `settings` with what the planner must know of the data now: the
     /// metric names that have native histograms.
     pub async fn settings_now(&self, settings: &PlanSettings) -> Result<PlanSettings, QueryError> {
-        let names = comet_schema::histogram_names::current(&self.store).await?;
+        let known = comet_schema::histogram_names::current(&self.store).await?;
         Ok(PlanSettings {
-            histogram_metrics: names,
+            histogram_metrics: known.names,
+            histogram_only_metrics: known.only_histograms,
             ..settings.clone()
         })
     }

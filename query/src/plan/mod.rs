@@ -75,6 +75,9 @@ pub struct PlanSettings {
     /// `comet_schema::histogram_names`, filled in per query): selectors
     /// of other metrics plan for floats alone.
     pub histogram_metrics: Arc<BTreeSet<String>>,
+    /// Those of `histogram_metrics` with no float samples: a selector of
+    /// one of them by name plans for histograms alone.
+    pub histogram_only_metrics: Arc<BTreeSet<String>>,
 }
 
 impl Default for PlanSettings {
@@ -83,6 +86,7 @@ impl Default for PlanSettings {
             lookback_delta: Duration::from_secs(300),
             default_subquery_step: Duration::from_secs(60),
             histogram_metrics: Arc::default(),
+            histogram_only_metrics: Arc::default(),
         }
     }
 }
@@ -307,6 +311,7 @@ fn plan_with(
         drops_series: false,
         means,
         histogram_metrics: settings.histogram_metrics.clone(),
+        histogram_only_metrics: settings.histogram_only_metrics.clone(),
     };
     let instant = grid.n() == 1 && grid.start == grid.end;
     let node = match planner.node(expr, &grid)? {
@@ -499,6 +504,8 @@ pub(crate) struct Planner {
     pub means: Means,
     /// See [`PlanSettings::histogram_metrics`].
     pub histogram_metrics: Arc<BTreeSet<String>>,
+    /// See [`PlanSettings::histogram_only_metrics`].
+    pub histogram_only_metrics: Arc<BTreeSet<String>>,
 }
 
 /// Rows per block for a statement with window slices: a series' windows

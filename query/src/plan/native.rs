@@ -21,6 +21,7 @@ use super::go_text;
 use super::native_fns;
 use super::native_rate;
 use super::selector::{not_stale, window_rows};
+use super::stages::let_in;
 use super::{Grid, Node, PlanError, Planner, Scalar, Source, drop_name, fail_if};
 use crate::matchers::{MatchOp, from_selector};
 
@@ -88,6 +89,20 @@ impl Planner {
         })
     }
 
+    /// Whether `vs` names a metric that has histogram samples and no
+    /// float ones: its plans leave floats (and windows mixing both kinds)
+    /// out.
+    pub(crate) fn reads_only_histograms(&self, vs: &VectorSelector) -> bool {
+        let Ok(matchers) = from_selector(vs) else {
+            return false;
+        };
+        matchers.iter().any(|m| {
+            m.name == "__name__"
+                && m.op == MatchOp::Equal
+                && self.histogram_only_metrics.contains(&m.value)
+        })
+    }
+
     /// An instant-vector selector over floats and histograms: rows
     /// `(labels, t, v, h, is_h, dn)` (see the module notes); with `at`,
     /// evaluated once at that time and repeated on every step. With
@@ -108,15 +123,21 @@ impl Planner {
         );
         // A stale histogram (its sum the staleness marker) ends the series
         // as a stale float does.
-        let samples = format!(
+        let floats = format!(
             "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, any(value) AS sv, \
                {none} AS sh, toUInt8(0) AS is_h \
-             FROM samples {within} GROUP BY fingerprint, timestamp_ms \
-             UNION ALL \
-             SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, \
+             FROM samples {within} GROUP BY fingerprint, timestamp_ms UNION ALL ",
+            none = no_histogram(),
+        );
+        let samples = format!(
+            "{floats}SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, \
                if({fresh}, toFloat64(0), any(sum)) AS sv, any({stored}) AS sh, toUInt8(1) AS is_h \
              FROM histograms {within} GROUP BY fingerprint, timestamp_ms",
-            none = no_histogram(),
+            floats = if self.reads_only_histograms(vs) {
+                ""
+            } else {
+                &floats
+            },
             stored = stored_histogram(),
             fresh = not_stale("any(sum)"),
         );
@@ -198,9 +219,16 @@ impl Planner {
             }
             "histogram_quantile" => {
                 let phi = self.scalar(&args[0], grid)?;
-                let with_phi = self.with_column(&rel, phi.clone(), "_q", "a");
-                let native =
-                    histogram_values(&with_phi, &native_fns::histogram_quantile("_q", "h"));
+                // A literal goes in as it is: a layer more costs
+                // ClickHouse's analyzer a pass over all below it.
+                let (with_phi, q) = match &phi {
+                    Scalar::Lit(q) => (rel.clone(), super::lit(*q)),
+                    _ => (
+                        self.with_column(&rel, phi.clone(), "_q", "a"),
+                        "_q".to_string(),
+                    ),
+                };
+                let native = histogram_values(&with_phi, &native_fns::histogram_quantile(&q, "h"));
                 // Classic `le` buckets of the same selection keep working
                 // (not read again where no `le` label can be left).
                 if !may_keep_le(&args[1]) {
@@ -259,9 +287,12 @@ impl Planner {
         let Some(f) = super::functions::range_fn(name, self.means) else {
             return Ok(None);
         };
+        let histograms = self.plain_native_rate(&m, grid, is_counter, is_rate)?;
+        if matches!(&m.source, Source::Selector(vs) if self.reads_only_histograms(vs)) {
+            return Ok(Some(Node::Mixed(histograms)));
+        }
         let floats = self.range_call(name, f, call, grid)?;
         let floats = self.rows_of(floats, &call.args.args[0], grid)?;
-        let histograms = self.plain_native_rate(&m, grid, is_counter, is_rate)?;
         let both = format!(
             "SELECT labels, t, v, {none} AS h, toUInt8(0) AS is_h, dn FROM ({floats}) \
              UNION ALL {histograms}",
@@ -397,29 +428,30 @@ impl Planner {
             // Prometheus ignores histograms in these.
             _ => return self.aggregate_node(a, floats(), grid),
         };
-        // The group's parts are gathered first and added up a layer
-        // above, so that ClickHouse analyzes each aggregate once instead
-        // of once per use inside the sum's expression. The histograms are
-        // added without the compensation `sum_over_time` has
-        // (`native_sum`): across series it doubled the analysis of
+        // One layer: every statement layer above another costs ClickHouse
+        // 25.8's analyzer all of the layers below again, and the sum binds
+        // each aggregate once (see `Stages`). The histograms are added
+        // without the compensation `sum_over_time` has (`native_sum`):
+        // across series it doubled the analysis of
         // `histogram_quantile(0.3, sum(rate(h[10m])))` (2.0 s to 4.6 s).
         let sum = native_rate::signed_sum(
-            "_parts",
-            "_ms",
-            "_zt",
-            &native_rate::combined_hint("_hints"),
+            "groupArrayIf((_h, toFloat64(1)), _is_h)",
+            "minIf(_h.schema, _is_h)",
+            "maxIf(_h.zero_threshold, _is_h)",
+            &let_in(
+                &[("_hints", "groupArrayIf(_h.reset_hint, _is_h)")],
+                &native_rate::combined_hint("_hints"),
+            ),
         );
-        let histogram = native_rate::scaled("_hsum", histogram_scale);
+        let nh = "countIf(_is_h)";
+        let histogram_scale = histogram_scale.replace("_nh", nh);
+        let histogram = native_rate::scaled(&sum, &histogram_scale);
         Ok(Node::Mixed(format!(
-            "SELECT labels, t, v, if(_nh > 0, {histogram}, {none}) AS h, toUInt8(_nh > 0) AS is_h, dn \
-             FROM (SELECT *, {sum} AS _hsum FROM (\
-               SELECT {key} AS labels, _t AS t, \
-                 if(countIf(_is_h) > 0, toFloat64(0), toFloat64({float_value})) AS v, \
-                 groupArrayIf((_h, toFloat64(1)), _is_h) AS _parts, minIf(_h.schema, _is_h) AS _ms, \
-                 maxIf(_h.zero_threshold, _is_h) AS _zt, \
-                 groupArrayIf(_h.reset_hint, _is_h) AS _hints, countIf(_is_h) AS _nh, {dn} AS dn \
-               FROM ({input}) GROUP BY labels, t \
-               HAVING countIf(_is_h) = 0 OR countIf(NOT _is_h) = 0))",
+            "SELECT {key} AS labels, _t AS t, \
+               if({nh} > 0, toFloat64(0), toFloat64({float_value})) AS v, \
+               if({nh} > 0, {histogram}, {none}) AS h, toUInt8({nh} > 0) AS is_h, {dn} AS dn \
+             FROM ({input}) GROUP BY labels, t \
+             HAVING {nh} = 0 OR countIf(NOT _is_h) = 0",
             none = no_histogram(),
         )))
     }

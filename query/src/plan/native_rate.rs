@@ -14,19 +14,39 @@ use super::stages::{Stages, let_in};
 /// `DetectReset`, with hints as its storage hands them back: an explicit
 /// reset is one, a gauge never, anything else is found by comparing).
 /// Custom buckets with other bounds are compared at the bounds both have.
+/// `c` and `p` may be any expressions: unless they are plain names they
+/// are bound once, as ClickHouse's analyzer pays for every copy.
 pub(crate) fn detect_reset(c: &str, p: &str) -> String {
+    let is_name = |e: &str| e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if is_name(c) && is_name(p) {
+        reset_between(c, p)
+    } else {
+        let_in(&[("_rc", c), ("_rp", p)], &reset_between("_rc", "_rp"))
+    }
+}
+
+/// For each histogram of the array `hs` (sorted by time), 1 where it is a
+/// counter reset after the one before it (the first never is).
+pub(crate) fn window_resets(hs: &str) -> String {
+    format!(
+        "arrayConcat([toUInt8(0)], arrayMap((_rc, _rp) -> {}, arrayPopFront({hs}), arrayPopBack({hs})))",
+        reset_between("_rc", "_rp")
+    )
+}
+
+/// [`detect_reset`] of two names.
+fn reset_between(c: &str, p: &str) -> String {
+    let bounds = format!("arrayIntersect({c}.custom_values, {p}.custom_values)");
     // p's buckets at c's schema (or the common custom bounds), summed by
     // index; each must not exceed c's at the same index (a missing one
-    // counts as empty).
-    let bounds = format!("arrayIntersect({c}.custom_values, {p}.custom_values)");
-    // Only positive buckets may be custom ones. Both sides are summed by
-    // index with `sumMap` (no lambda nested in another's condition, which
-    // costs ClickHouse's analyzer most).
+    // counts as empty). Only positive buckets may be custom ones. Both
+    // sides are summed by index with `sumMap` (no lambda nested in
+    // another's condition, which costs ClickHouse's analyzer most).
     let decreased = |index: &str, counts: &str, custom: Option<&str>| {
         let at = |h: &str| {
             format!(
-                "arrayReduce('sumMap', [arrayMap(i -> {}, {h}.{index})], [{h}.{counts}])",
-                reconciled_index(h, "i", &format!("{c}.schema"), custom)
+                "arrayReduce('sumMap', [arrayMap(_j -> {}, {h}.{index})], [{h}.{counts}])",
+                reconciled_index(h, "_j", &format!("{c}.schema"), custom)
             )
         };
         let_in(
@@ -35,10 +55,10 @@ pub(crate) fn detect_reset(c: &str, p: &str) -> String {
         )
     };
     format!(
-        "multiIf({c}.reset_hint = 1, 1, {c}.reset_hint = 3, 0, \
+        "toUInt8(multiIf({c}.reset_hint = 1, 1, {c}.reset_hint = 3, 0, \
            {c}.count < {p}.count OR ({c}.schema = -53) != ({p}.schema = -53) \
            OR {c}.schema > {p}.schema OR {c}.zero_threshold < {p}.zero_threshold \
-           OR {c}.zero_count < {p}.zero_count OR {pos} OR {neg}, 1, 0)",
+           OR {c}.zero_count < {p}.zero_count OR {pos} OR {neg}, 1, 0))",
         pos = decreased("positive_index", "positive_counts", Some(&bounds)),
         neg = decreased("negative_index", "negative_counts", None),
     )
@@ -98,29 +118,24 @@ pub(crate) fn signed_sum(parts: &str, ms: &str, zt: &str, hint: &str) -> String 
         )
     };
     let total = |field: &str| format!("arraySum(arrayMap(x -> x.1.{field} * x.2, _ssp))");
-    let body = let_in(
-        &[
+    // A chain of steps, not lets nested in each other's bodies: ClickHouse's
+    // analyzer pays for each nesting again (2x here).
+    Stages::start(&[("_ssp", parts), ("_ssm", ms), ("_ssz", zt), ("_ssh", hint)])
+        .then(&[("_ssc", common_bounds("arrayMap(x -> x.1, _ssp)"))])
+        .then(&[
             (
                 "_pos",
-                &buckets("positive_index", "positive_counts", Some("_ssc")),
+                buckets("positive_index", "positive_counts", Some("_ssc")),
             ),
-            ("_neg", &buckets("negative_index", "negative_counts", None)),
-        ],
-        &format!(
+            ("_neg", buckets("negative_index", "negative_counts", None)),
+        ])
+        .finish(&format!(
             "CAST(tuple(_ssm, _ssz, {zero}, {count}, {sum}, _pos.1, _pos.2, _neg.1, _neg.2, _ssc, _ssh), \
                '{HISTOGRAM_TYPE}')",
             zero = total("zero_count"),
             count = total("count"),
             sum = total("sum"),
-        ),
-    );
-    let_in(
-        &[("_ssp", parts), ("_ssm", ms), ("_ssz", zt), ("_ssh", hint)],
-        &let_in(
-            &[("_ssc", &common_bounds("arrayMap(x -> x.1, _ssp)"))],
-            &body,
-        ),
-    )
+        ))
 }
 
 /// `h` with every count and the sum times `factor` (each computed once).
@@ -149,12 +164,9 @@ pub(crate) fn histogram_rate(
     extrapolate: bool,
 ) -> String {
     let resets = if is_counter {
-        format!(
-            "arrayMap(i -> if(i = 1, 0, {}), arrayEnumerate(w))",
-            detect_reset("w[i].2", "w[i - 1].2")
-        )
+        window_resets("arrayMap(x -> x.2, w)")
     } else {
-        "arrayMap(i -> 0, arrayEnumerate(w))".to_string()
+        "arrayMap(i -> toUInt8(0), arrayEnumerate(w))".to_string()
     };
     // A reset between the first two samples drops the first: the second
     // then counts from zero.

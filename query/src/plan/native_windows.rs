@@ -23,9 +23,12 @@ use super::functions::{Means, range_fn, unparen};
 use super::native::{is_range, no_histogram};
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_ops::histograms_equal;
-use super::native_rate::{GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum};
+use super::native_rate::{
+    GAUGE_HINT, combined_hint, detect_reset, scaled, signed_sum, window_resets,
+};
 use super::native_sum::compensated_total;
 use super::selector::{not_stale, subquery_grid, window_rows};
+use super::stages::let_in;
 use super::{Grid, Matrix, Node, PlanError, Planner, Source};
 
 /// What a function returns for a window that holds histograms.
@@ -119,9 +122,9 @@ fn window_fn(name: &str, means: Means) -> Option<WindowFn> {
             kind: Kind::Float,
             keeps_name: false,
             floats_only: None,
-            value: float(&count_pairs(
-                "w[i].3 < w[i - 1].3",
-                &detect_reset("w[i].4", "w[i - 1].4"),
+            value: float(&let_in(
+                &[("_hr", &window_resets("arrayMap(x -> x.4, w)"))],
+                &count_pairs("w[i].3 < w[i - 1].3", "_hr[i]"),
             )),
         },
         "changes" => WindowFn {
@@ -440,18 +443,26 @@ impl Planner {
                     "WHERE {} AND timestamp_ms > {lo} AND timestamp_ms <= {hi}",
                     matched.samples_filter
                 );
-                let samples = format!(
+                let floats = format!(
                     "SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(0) AS is_h, \
                        any(value) AS sv, {none} AS sh \
                      FROM samples {within} GROUP BY fingerprint, timestamp_ms HAVING {float_fresh} \
-                     UNION ALL \
-                     SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(1) AS is_h, \
-                       toFloat64(0) AS sv, any({stored}) AS sh \
-                     FROM histograms {within} GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
+                     UNION ALL ",
                     offset = m.offset,
                     none = no_histogram(),
-                    stored = super::native::stored_histogram(),
                     float_fresh = not_stale("any(value)"),
+                );
+                let samples = format!(
+                    "{floats}SELECT fingerprint AS fp, timestamp_ms + {offset} AS ts, toUInt8(1) AS is_h, \
+                       toFloat64(0) AS sv, any({stored}) AS sh \
+                     FROM histograms {within} GROUP BY fingerprint, timestamp_ms HAVING {fresh}",
+                    floats = if self.reads_only_histograms(vs) {
+                        ""
+                    } else {
+                        &floats
+                    },
+                    offset = m.offset,
+                    stored = super::native::stored_histogram(),
                     fresh = not_stale("any(sum)"),
                 );
                 (samples, matched.labelled)
