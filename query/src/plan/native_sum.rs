@@ -10,7 +10,7 @@
 use super::functions::{Means, kahan_sum, mean_array};
 use super::native_fns::HISTOGRAM_TYPE;
 use super::native_rate::{common_bounds, reconciled_index};
-use super::stages::let_in;
+use super::stages::Stages;
 
 /// The total (`mean` `None`) or the mean of the histograms `hs` (an array
 /// of `HISTOGRAM_TYPE`, in the order Prometheus adds them, all with
@@ -52,33 +52,25 @@ pub(crate) fn compensated_total(hs: &str, hint: &str, mean: Option<Means>) -> St
         count = field("count"),
         sum = field("sum"),
     );
-    let buckets = let_in(
-        &[("_cs_pb", &totals("_cs_p")), ("_cs_nb", &totals("_cs_n"))],
-        &histogram,
-    );
-    let per_histogram = let_in(
-        &[
+    // A chain of steps, not lets nested in each other's bodies: ClickHouse's
+    // analyzer pays for each nesting again.
+    Stages::start(&[("_cs_h", hs)])
+        .then(&[
+            ("_cs_m", "arrayMin(x -> x.schema, _cs_h)"),
+            ("_cs_z", "arrayMax(x -> x.zero_threshold, _cs_h)"),
+            ("_cs_cv", &common_bounds("_cs_h")),
+            ("_cs_hint", hint),
+        ])
+        .then(&[
             (
                 "_cs_p",
-                &at_schema("positive_index", "positive_counts", Some("_cs_cv")),
+                at_schema("positive_index", "positive_counts", Some("_cs_cv")),
             ),
             (
                 "_cs_n",
-                &at_schema("negative_index", "negative_counts", None),
+                at_schema("negative_index", "negative_counts", None),
             ),
-        ],
-        &buckets,
-    );
-    let_in(
-        &[("_cs_h", hs)],
-        &let_in(
-            &[
-                ("_cs_m", "arrayMin(x -> x.schema, _cs_h)"),
-                ("_cs_z", "arrayMax(x -> x.zero_threshold, _cs_h)"),
-                ("_cs_cv", &common_bounds("_cs_h")),
-                ("_cs_hint", hint),
-            ],
-            &per_histogram,
-        ),
-    )
+        ])
+        .then(&[("_cs_pb", totals("_cs_p")), ("_cs_nb", totals("_cs_n"))])
+        .finish(&histogram)
 }
