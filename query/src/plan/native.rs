@@ -395,14 +395,16 @@ impl Planner {
         let input = format!(
             "SELECT labels AS _l, t AS _t, v AS _v, h AS _h, is_h AS _is_h, dn AS _dn FROM ({rel})"
         );
+        // How many histograms the group has.
+        let nh = "countIf(_is_h)";
         let (float_value, histogram_scale) = match op {
             "sum" => (
                 super::functions::kahan_sum("groupArrayIf(_v, NOT _is_h)"),
-                "1",
+                "1".to_string(),
             ),
             "avg" => (
                 super::functions::mean_array("groupArrayIf(_v, NOT _is_h)", self.means),
-                "(1 / _nh)",
+                format!("(1 / {nh})"),
             ),
             "count" | "group" => {
                 let value = if op == "count" {
@@ -443,8 +445,6 @@ impl Planner {
                 &native_rate::combined_hint("_hints"),
             ),
         );
-        let nh = "countIf(_is_h)";
-        let histogram_scale = histogram_scale.replace("_nh", nh);
         let histogram = native_rate::scaled(&sum, &histogram_scale);
         Ok(Node::Mixed(format!(
             "SELECT {key} AS labels, _t AS t, \
